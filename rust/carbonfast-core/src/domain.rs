@@ -1,0 +1,119 @@
+//! What a measured quantity is: a package, its cores, DRAM, a GPU, ...
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// The kind of hardware a domain measures. It decides whether the domain counts in the total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DomainKind {
+    /// A CPU package (socket): cores, caches, memory controller, integrated graphics.
+    Package,
+    /// The cores of one package (RAPL PP0); inside the package.
+    Core,
+    /// The uncore of one package (RAPL PP1, often the integrated GPU); inside the package.
+    Uncore,
+    /// The DRAM attached to one package.
+    Dram,
+    /// The whole platform (RAPL psys): covers packages and more.
+    Psys,
+    /// A discrete GPU.
+    Gpu,
+    /// A quantity estimated by a model rather than measured.
+    Model,
+}
+
+impl DomainKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DomainKind::Package => "package",
+            DomainKind::Core => "core",
+            DomainKind::Uncore => "uncore",
+            DomainKind::Dram => "dram",
+            DomainKind::Psys => "psys",
+            DomainKind::Gpu => "gpu",
+            DomainKind::Model => "model",
+        }
+    }
+
+    /// Maps a RAPL zone name ("package-0", "core", "dram", "psys", ...) to its kind.
+    pub fn from_rapl_name(name: &str) -> Option<Self> {
+        let base = name.split('-').next().unwrap_or(name);
+        match base {
+            "package" => Some(DomainKind::Package),
+            "core" => Some(DomainKind::Core),
+            "uncore" => Some(DomainKind::Uncore),
+            "dram" => Some(DomainKind::Dram),
+            "psys" => Some(DomainKind::Psys),
+            _ => None,
+        }
+    }
+
+    /// Whether this kind adds to the total energy. Core and uncore sit inside their package,
+    /// and psys covers the whole platform, so adding them would count energy twice.
+    pub fn counts_in_total(self) -> bool {
+        matches!(
+            self,
+            DomainKind::Package | DomainKind::Dram | DomainKind::Gpu | DomainKind::Model
+        )
+    }
+}
+
+impl fmt::Display for DomainKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One measured quantity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Domain {
+    /// Unique within a meter, stable across runs on the same machine: "package-0", "dram-0".
+    pub name: String,
+    pub kind: DomainKind,
+    /// The source that reads it: "powercap", "msr", "nvml", ...
+    pub source: &'static str,
+    /// Where it is read from, for messages and `carbonfast info`.
+    pub path: PathBuf,
+    /// Raw counter units per joule (1e6 for microjoules, 2^14 for a typical RAPL MSR).
+    /// Dividing by it, rather than multiplying by its inverse, keeps joules correctly rounded.
+    pub units_per_joule: f64,
+    /// The largest raw counter value before it wraps.
+    pub max_raw: u64,
+}
+
+impl Domain {
+    pub fn counts_in_total(&self) -> bool {
+        self.kind.counts_in_total()
+    }
+
+    /// The energy the counter covers before it wraps, in joules.
+    pub fn range_j(&self) -> f64 {
+        (self.max_raw as f64 + 1.0) / self.units_per_joule
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rapl_names_map_to_kinds() {
+        assert_eq!(
+            DomainKind::from_rapl_name("package-1"),
+            Some(DomainKind::Package)
+        );
+        assert_eq!(DomainKind::from_rapl_name("dram"), Some(DomainKind::Dram));
+        assert_eq!(DomainKind::from_rapl_name("psys"), Some(DomainKind::Psys));
+        assert_eq!(DomainKind::from_rapl_name("mystery"), None);
+    }
+
+    #[test]
+    fn only_packages_dram_and_gpus_count_in_the_total() {
+        assert!(DomainKind::Package.counts_in_total());
+        assert!(DomainKind::Dram.counts_in_total());
+        assert!(DomainKind::Gpu.counts_in_total());
+        assert!(!DomainKind::Core.counts_in_total());
+        assert!(!DomainKind::Uncore.counts_in_total());
+        assert!(!DomainKind::Psys.counts_in_total());
+    }
+}

@@ -1,0 +1,72 @@
+//! Sources of energy readings. Each source discovers its domains once and then reads their raw
+//! counters on demand, without allocating.
+
+pub mod powercap;
+
+use crate::domain::Domain;
+use crate::error::{Error, Result};
+use std::path::Path;
+
+pub trait Source: Send + Sync {
+    /// Short name: "powercap", "msr", "nvml", ...
+    fn name(&self) -> &'static str;
+
+    /// Where the source looks for its hardware (a directory, a device, a library).
+    fn root(&self) -> &Path;
+
+    /// The domains this source can read, in the order `read_raw` fills them.
+    fn domains(&self) -> &[Domain];
+
+    /// Reads the raw counter of every domain into `out`, which has `domains().len()` slots.
+    fn read_raw(&self, out: &mut [u64]) -> Result<()>;
+
+    /// Sensors that exist or should exist but cannot be read, with the reason and the fix.
+    fn problems(&self) -> &[Error];
+
+    /// Facts worth telling that are not problems (a duplicate interface counted once, ...).
+    fn notes(&self) -> &[String];
+}
+
+/// Parses the decimal text the kernel writes into sysfs counter files ("12345\n").
+/// Allocation-free: it runs on the hot path.
+#[inline]
+pub(crate) fn parse_u64(bytes: &[u8]) -> Option<u64> {
+    let mut end = bytes.len();
+    while end > 0 && bytes[end - 1].is_ascii_whitespace() {
+        end -= 1;
+    }
+    let digits = &bytes[..end];
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_u64;
+
+    #[test]
+    fn parses_kernel_counter_text() {
+        assert_eq!(parse_u64(b"12345\n"), Some(12345));
+        assert_eq!(parse_u64(b"0"), Some(0));
+        assert_eq!(parse_u64(b"18446744073709551615\n"), Some(u64::MAX));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_counter() {
+        assert_eq!(parse_u64(b""), None);
+        assert_eq!(parse_u64(b"\n"), None);
+        assert_eq!(parse_u64(b"-5\n"), None);
+        assert_eq!(parse_u64(b"12a\n"), None);
+        assert_eq!(parse_u64(b" 12\n"), None);
+        assert_eq!(parse_u64(b"18446744073709551616"), None);
+    }
+}

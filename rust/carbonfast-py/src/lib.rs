@@ -1,0 +1,189 @@
+//! Python bindings of carbonfast-core: conversions, GIL release and error mapping only.
+
+use carbonfast_core as core;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyOSError, PyPermissionError};
+use pyo3::prelude::*;
+use std::path::PathBuf;
+
+create_exception!(
+    carbonfast,
+    SensorUnavailable,
+    PyOSError,
+    "An energy sensor is missing or cannot be read."
+);
+
+/// The one place where core errors become Python exceptions.
+fn to_py(e: core::Error) -> PyErr {
+    let msg = match e.fix() {
+        Some(fix) => format!("{e}. Fix: {fix}"),
+        None => e.to_string(),
+    };
+    match e {
+        core::Error::PermissionDenied { .. } => PyPermissionError::new_err(msg),
+        core::Error::Missing { .. } | core::Error::Malformed { .. } => {
+            SensorUnavailable::new_err(msg)
+        }
+        core::Error::Io { .. } => PyOSError::new_err(msg),
+    }
+}
+
+/// Cumulative energy of every domain at one instant.
+#[pyclass(frozen, module = "carbonfast._native")]
+struct Snapshot {
+    inner: core::Snapshot,
+}
+
+#[pymethods]
+impl Snapshot {
+    /// CLOCK_MONOTONIC nanoseconds.
+    #[getter]
+    fn t_ns(&self) -> u64 {
+        self.inner.t_ns
+    }
+
+    /// Per domain, in raw counter units since the meter started, wraps unfolded.
+    #[getter]
+    fn totals(&self) -> Vec<u64> {
+        self.inner.totals.clone()
+    }
+}
+
+/// Energy between two snapshots.
+#[pyclass(frozen, get_all, module = "carbonfast._native")]
+struct Window {
+    duration_s: f64,
+    joules: Vec<f64>,
+    total_j: Option<f64>,
+}
+
+#[pyclass(frozen, get_all, module = "carbonfast._native")]
+struct DomainInfo {
+    name: String,
+    kind: &'static str,
+    source: &'static str,
+    path: String,
+    units_per_joule: f64,
+    max_raw: u64,
+    range_j: f64,
+    counts_in_total: bool,
+}
+
+#[pyclass(frozen, get_all, module = "carbonfast._native")]
+struct Problem {
+    source: &'static str,
+    kind: &'static str,
+    path: String,
+    reason: String,
+    fix: Option<String>,
+}
+
+#[pyclass(frozen, get_all, module = "carbonfast._native")]
+struct SourceInfo {
+    name: &'static str,
+    root: String,
+    domains: Vec<String>,
+    notes: Vec<String>,
+}
+
+#[pyclass(frozen, module = "carbonfast._native")]
+struct Meter {
+    inner: core::Meter,
+}
+
+#[pymethods]
+impl Meter {
+    #[new]
+    #[pyo3(signature = (powercap_root=None))]
+    fn new(py: Python<'_>, powercap_root: Option<PathBuf>) -> PyResult<Self> {
+        let inner = py
+            .detach(|| core::Meter::discover(powercap_root.as_deref()))
+            .map_err(to_py)?;
+        Ok(Meter { inner })
+    }
+
+    fn read(&self, py: Python<'_>) -> PyResult<Snapshot> {
+        let inner = py.detach(|| self.inner.read()).map_err(to_py)?;
+        Ok(Snapshot { inner })
+    }
+
+    fn window(&self, start: &Snapshot, end: &Snapshot) -> Window {
+        let w = self.inner.window(&start.inner, &end.inner);
+        Window {
+            duration_s: w.duration_ns as f64 * 1e-9,
+            joules: w.joules,
+            total_j: w.total_j,
+        }
+    }
+
+    #[getter]
+    fn domains(&self) -> Vec<DomainInfo> {
+        self.inner
+            .domains()
+            .iter()
+            .map(|d| DomainInfo {
+                name: d.name.clone(),
+                kind: d.kind.as_str(),
+                source: d.source,
+                path: d.path.display().to_string(),
+                units_per_joule: d.units_per_joule,
+                max_raw: d.max_raw,
+                range_j: d.range_j(),
+                counts_in_total: d.counts_in_total(),
+            })
+            .collect()
+    }
+
+    #[getter]
+    fn sources(&self) -> Vec<SourceInfo> {
+        self.inner
+            .sources()
+            .iter()
+            .map(|s| SourceInfo {
+                name: s.name(),
+                root: s.root().display().to_string(),
+                domains: s.domains().iter().map(|d| d.name.clone()).collect(),
+                notes: s.notes().to_vec(),
+            })
+            .collect()
+    }
+
+    #[getter]
+    fn problems(&self) -> Vec<Problem> {
+        self.inner
+            .problems()
+            .map(|(s, e)| Problem {
+                source: s.name(),
+                kind: e.kind(),
+                path: e.path().display().to_string(),
+                reason: e.to_string(),
+                fix: e.fix().map(str::to_string),
+            })
+            .collect()
+    }
+
+    /// How many times each domain's counter has wrapped.
+    fn wraps(&self) -> Vec<u64> {
+        self.inner.wraps()
+    }
+}
+
+/// Nanoseconds of each of `rounds` rounds of one bare pread per path (benchmark baseline).
+#[pyfunction]
+fn time_raw_preads(py: Python<'_>, paths: Vec<PathBuf>, rounds: usize) -> PyResult<Vec<u64>> {
+    py.detach(|| core::baseline::time_raw_preads(&paths, rounds))
+        .map_err(|e| PyOSError::new_err(e.to_string()))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Meter>()?;
+    m.add_class::<Snapshot>()?;
+    m.add_class::<Window>()?;
+    m.add_class::<DomainInfo>()?;
+    m.add_class::<Problem>()?;
+    m.add_class::<SourceInfo>()?;
+    m.add_function(wrap_pyfunction!(time_raw_preads, m)?)?;
+    m.add("SensorUnavailable", m.py().get_type::<SensorUnavailable>())?;
+    Ok(())
+}
