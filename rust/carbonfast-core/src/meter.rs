@@ -211,4 +211,61 @@ mod tests {
         let ds = [domain("core-0", DomainKind::Core)];
         assert_eq!(total_of(&ds, &[1.0]), None);
     }
+
+    /// A counter that advances by one on every read, as seen in read order.
+    struct TickingSource {
+        domains: Vec<Domain>,
+        next: std::sync::atomic::AtomicU64,
+    }
+
+    impl Source for TickingSource {
+        fn name(&self) -> &'static str {
+            "ticking"
+        }
+        fn root(&self) -> &Path {
+            Path::new("/")
+        }
+        fn domains(&self) -> &[Domain] {
+            &self.domains
+        }
+        fn read_raw(&self, out: &mut [u64]) -> Result<()> {
+            let v = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            out[0] = v % (self.domains[0].max_raw + 1);
+            Ok(())
+        }
+        fn problems(&self) -> &[Error] {
+            &[]
+        }
+        fn notes(&self) -> &[String] {
+            &[]
+        }
+    }
+
+    #[test]
+    fn concurrent_reads_are_counted_in_the_order_they_were_read() {
+        // Were a reading applied after a later one, the counter would see a false wrap.
+        let mut d = domain("package-0", DomainKind::Package);
+        d.max_raw = 1_000;
+        let meter = Meter::new(vec![Box::new(TickingSource {
+            domains: vec![d],
+            next: 0.into(),
+        })])
+        .unwrap();
+        let threads = 4;
+        let reads_per_thread = 5_000;
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    let mut snap = meter.read().unwrap();
+                    for _ in 1..reads_per_thread {
+                        meter.read_into(&mut snap).unwrap();
+                    }
+                });
+            }
+        });
+        let last = meter.read().unwrap();
+        // Every read advanced the counter by one; Meter::new took the baseline read.
+        assert_eq!(last.totals[0], (threads * reads_per_thread + 1) as u64);
+        assert_eq!(meter.wraps()[0], last.totals[0] / 1_001);
+    }
 }

@@ -1,0 +1,179 @@
+"""The `carbonfast` command: `info` and `run`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+# A SIGINT typed at the terminal reaches the whole foreground process group, the child
+# included; the kernel marks such signals SI_KERNEL. Only signals sent to carbonfast alone
+# (kill, a job scheduler) need forwarding.
+_SI_KERNEL = 0x80
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.cmd is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args))
+    except ValueError as e:
+        print(f"carbonfast: {e}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    from carbonfast import __version__
+
+    p = argparse.ArgumentParser(
+        prog="carbonfast",
+        description="Measure the energy of code from hardware counters.",
+    )
+    p.add_argument("--version", action="version", version=f"carbonfast {__version__}")
+    p.add_argument(
+        "--powercap-root",
+        metavar="DIR",
+        help="powercap directory (default: $CARBONFAST_POWERCAP_ROOT or /sys/class/powercap)",
+    )
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    pi = sub.add_parser("info", help="which energy counters exist, which are readable, and why not")
+    pi.add_argument("--json", action="store_true", help="print JSON instead of text")
+    pi.set_defaults(handler=_cmd_info)
+
+    pr = sub.add_parser(
+        "run",
+        help="run a command and report the energy it used",
+        usage="carbonfast run [--json FILE] [--quiet] -- CMD [ARGS...]",
+    )
+    pr.add_argument("--json", metavar="FILE", type=Path, help="also write the report as JSON")
+    pr.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    pr.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
+    pr.set_defaults(handler=_cmd_run)
+    return p
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from carbonfast.info import format_info, info
+
+    data = info(args.powercap_root)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(format_info(data))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from carbonfast.measure import Meter
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise ValueError("run needs a command: carbonfast run [--json FILE] -- CMD [ARGS...]")
+    meter = Meter(args.powercap_root)
+    window = meter.measure(" ".join(command))
+    with window as m:
+        try:
+            returncode = _run_forwarding_signals(command)
+        except FileNotFoundError:
+            print(f"carbonfast: command not found: {command[0]}", file=sys.stderr)
+            return 127
+        except PermissionError:
+            print(f"carbonfast: permission denied: {command[0]}", file=sys.stderr)
+            return 126
+    exit_code = returncode if returncode >= 0 else 128 - returncode
+    report = _run_report(m.to_dict(), command, exit_code)
+    if args.json:
+        _write_atomically(args.json, json.dumps(report, indent=2) + "\n")
+    if not args.quiet:
+        print(format_summary(report), file=sys.stderr)
+    return exit_code
+
+
+def _run_forwarding_signals(command: list[str]) -> int:
+    """Runs `command` to completion; returns its return code (negative: killed by signal)."""
+    proc = subprocess.Popen(command)
+    waited = (*_FORWARDED, signal.SIGCHLD)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    try:
+        while proc.poll() is None:
+            info = signal.sigwaitinfo(waited)
+            if info.si_signo == signal.SIGCHLD:
+                continue
+            if info.si_signo == signal.SIGINT and info.si_code == _SI_KERNEL:
+                continue  # from the terminal: the child got it too
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(info.si_signo)
+        return proc.returncode
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def _run_report(measurement: dict[str, Any], command: list[str], exit_code: int) -> dict[str, Any]:
+    from carbonfast import __version__
+
+    report = {
+        "command": command,
+        "exit_code": exit_code,
+        "started_at": measurement["started_at"],
+        "duration_s": measurement["duration_s"],
+        "energy_j": measurement["energy_j"],
+        "power_w": measurement["power_w"],
+        "estimated": measurement["estimated"],
+        "domains": measurement["domains"],
+        "notes": measurement["notes"],
+        "carbonfast_version": __version__,
+    }
+    return report
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    cmd = " ".join(report["command"])
+    lines = [
+        f"carbonfast: `{cmd}` ran {report['duration_s']:.3f} s, exit code {report['exit_code']}"
+    ]
+    for name, d in report["domains"].items():
+        counted = "" if d["kind"] in ("package", "dram", "gpu", "model") else "  (inside total)"
+        lines.append(f"  {name:<14} {_fmt_j(d['energy_j']):>14}{counted}")
+    if report["energy_j"] is None:
+        lines.append("  energy         unknown (no readable counter; see `carbonfast info`)")
+    else:
+        tag = " (estimated)" if report["estimated"] else ""
+        lines.append(
+            f"  total          {_fmt_j(report['energy_j']):>14}   "
+            f"avg {report['power_w'] or 0:.2f} W{tag}"
+        )
+    lines.extend(f"  note: {n}" for n in report["notes"])
+    return "\n".join(lines)
+
+
+def _fmt_j(joules: float) -> str:
+    if joules >= 3.6e6:
+        return f"{joules / 3.6e6:.3f} kWh"
+    if joules >= 1e3:
+        return f"{joules / 1e3:.3f} kJ"
+    return f"{joules:.4f} J"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A crash mid-write leaves the previous file, never half of the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""Measurement windows over the native meter: `measure`, `track`, `Meter`, `Measurement`.
+
+A window is two native snapshots; everything else (joules per domain, total, notes) is derived
+lazily from them, so opening and closing a window costs two counter reads and little more.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar, overload
+
+from carbonfast import _native
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Windows shorter than this span few RAPL counter updates (about one per millisecond), so their
+# energy is coarse; the measurement says so instead of presenting it as precise.
+_COARSE_WINDOW_S = 0.01
+
+
+class Measurement:
+    """Energy and time of one window.
+
+    While the window is open the figures run up to now; once it is closed they are final.
+    `energy_j` is None, never 0, when no energy counter could be read; `notes` says why.
+    """
+
+    __slots__ = ("_end", "_meter", "_start", "_started_at", "_window", "label")
+
+    def __init__(self, label: str | None, meter: Meter, start: _native.Snapshot) -> None:
+        self.label = label
+        self._meter = meter
+        self._start = start
+        self._started_at = time.time()
+        self._end: _native.Snapshot | None = None
+        self._window: _native.Window | None = None
+
+    def _finish(self, end: _native.Snapshot) -> Measurement:
+        self._end = end
+        return self
+
+    @property
+    def closed(self) -> bool:
+        return self._end is not None
+
+    def _w(self) -> _native.Window:
+        if self._window is not None:
+            return self._window
+        native = self._meter._native
+        if self._end is None:
+            return native.window(self._start, native.read())
+        self._window = native.window(self._start, self._end)
+        return self._window
+
+    @property
+    def duration_s(self) -> float:
+        return self._w().duration_s
+
+    @property
+    def energy_j(self) -> float | None:
+        """Packages + DRAM (+ GPUs): core, uncore and psys are inside those, never added."""
+        return self._w().total_j
+
+    @property
+    def domains(self) -> dict[str, float]:
+        """Joules per domain, every readable domain included (core, uncore, psys too)."""
+        return dict(zip(self._meter.domain_names, self._w().joules, strict=True))
+
+    @property
+    def domain_kinds(self) -> dict[str, str]:
+        return {d.name: d.kind for d in self._meter.domains}
+
+    @property
+    def power_w(self) -> float | None:
+        w = self._w()
+        if w.total_j is None or w.duration_s <= 0:
+            return None
+        return w.total_j / w.duration_s
+
+    @property
+    def estimated(self) -> bool:
+        """True when any part of energy_j comes from a model rather than a counter."""
+        return any(d.kind == "model" and d.counts_in_total for d in self._meter.domains)
+
+    @property
+    def started_at(self) -> str:
+        """Wall-clock UTC start, ISO 8601: report metadata only; durations are monotonic."""
+        return datetime.fromtimestamp(self._started_at, timezone.utc).isoformat()
+
+    @property
+    def notes(self) -> list[str]:
+        w = self._w()
+        notes: list[str] = []
+        if w.total_j is None:
+            notes.append(
+                "energy unknown (not zero): no energy counter is readable on this machine; "
+                "run `carbonfast info` for each missing counter and its fix"
+            )
+        elif w.duration_s < _COARSE_WINDOW_S:
+            notes.append(
+                f"window of {w.duration_s * 1e3:.3f} ms spans few counter updates (RAPL updates "
+                "about every 1 ms): energy is coarse; repeat the work in a loop or use cf.bench"
+            )
+        notes.extend(self._meter._problem_notes)
+        return notes
+
+    def to_dict(self) -> dict[str, Any]:
+        w = self._w()
+        kinds = self.domain_kinds
+        return {
+            "label": self.label,
+            "started_at": self.started_at,
+            "duration_s": w.duration_s,
+            "energy_j": w.total_j,
+            "power_w": self.power_w,
+            "estimated": self.estimated,
+            "domains": {
+                name: {"energy_j": j, "kind": kinds[name], "estimated": kinds[name] == "model"}
+                for name, j in zip(self._meter.domain_names, w.joules, strict=True)
+            },
+            "notes": self.notes,
+        }
+
+    def __repr__(self) -> str:
+        energy = "unknown" if self.energy_j is None else f"{self.energy_j:.6g} J"
+        state = "" if self.closed else ", open"
+        return (
+            f"Measurement(label={self.label!r}, duration_s={self.duration_s:.6g}, "
+            f"energy={energy}{state})"
+        )
+
+
+class CallStats:
+    """What a tracked function has cost so far, over all its calls (thread-safe)."""
+
+    __slots__ = ("_lock", "calls", "duration_s", "energy_j", "last")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.duration_s = 0.0
+        self.energy_j: float | None = None
+        self.last: Measurement | None = None
+
+    def record(self, m: Measurement) -> None:
+        w = m._w()
+        with self._lock:
+            self.calls += 1
+            self.duration_s += w.duration_s
+            if w.total_j is not None:
+                self.energy_j = (self.energy_j or 0.0) + w.total_j
+            self.last = m
+
+    def __repr__(self) -> str:
+        return (
+            f"CallStats(calls={self.calls}, duration_s={self.duration_s:.6g}, "
+            f"energy_j={self.energy_j})"
+        )
+
+
+class Window:
+    """A measurement window: a context manager giving a Measurement, or a function decorator."""
+
+    __slots__ = ("_current", "_meter", "label")
+
+    def __init__(self, label: str | None, meter: Meter | None) -> None:
+        self.label = label
+        self._meter = meter
+        self._current: Measurement | None = None
+
+    def __enter__(self) -> Measurement:
+        meter = self._meter or default_meter()
+        m = Measurement(self.label, meter, meter._native.read())
+        self._current = m
+        return m
+
+    def __exit__(self, *exc: object) -> None:
+        m = self._current
+        if m is not None:
+            m._finish(m._meter._native.read())
+            self._current = None
+
+    def __call__(self, func: F) -> F:
+        label = self.label or getattr(func, "__qualname__", repr(func))
+        fixed_meter = self._meter
+        stats = CallStats()
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            meter = fixed_meter or default_meter()
+            native = meter._native
+            m = Measurement(label, meter, native.read())
+            try:
+                return func(*args, **kwargs)
+            finally:
+                stats.record(m._finish(native.read()))
+
+        wrapper.energy = stats  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+
+@overload
+def measure(label: F, *, meter: Meter | None = None) -> F: ...
+@overload
+def measure(label: str | None = None, *, meter: Meter | None = None) -> Window: ...
+def measure(label: Any = None, *, meter: Meter | None = None) -> Any:
+    """Measure a block (`with cf.measure("step") as m:`) or every call of a function.
+
+    As a decorator (`@cf.measure` or `@cf.measure("label")`) the function gains an `energy`
+    attribute, a CallStats with the running totals and the last Measurement.
+    """
+    if callable(label):
+        return Window(None, meter)(label)
+    return Window(label, meter)
+
+
+@overload
+def track(func: F, *, label: str | None = None, meter: Meter | None = None) -> F: ...
+@overload
+def track(
+    func: None = None, *, label: str | None = None, meter: Meter | None = None
+) -> Callable[[F], F]: ...
+def track(func: Any = None, *, label: str | None = None, meter: Meter | None = None) -> Any:
+    """Decorator: measure every call of `func`; totals in `func.energy` (a CallStats)."""
+    window = Window(label, meter)
+    return window(func) if func is not None else window
+
+
+_all_meters: weakref.WeakSet[Meter] = weakref.WeakSet()
+
+
+class Meter:
+    """A set of energy sources and the windows open on them.
+
+    Windows are named with `begin(name)` / `end(name)`; they may nest and overlap, and be begun
+    and ended from different threads. `measure()` opens anonymous windows on this meter.
+
+    `powercap_root` points the powercap source elsewhere (default: CARBONFAST_POWERCAP_ROOT,
+    else /sys/class/powercap).
+    """
+
+    def __init__(self, powercap_root: str | os.PathLike[str] | None = None) -> None:
+        self._native = _native.Meter(os.fspath(powercap_root) if powercap_root else None)
+        self.domains: list[_native.DomainInfo] = self._native.domains
+        self.domain_names: list[str] = [d.name for d in self.domains]
+        self._problem_notes = [
+            f"{p.source}: {p.reason}" + (f". Fix: {p.fix}" if p.fix else "")
+            for p in self._native.problems
+        ]
+        self._open: dict[str, Measurement] = {}
+        self._lock = threading.Lock()
+        _all_meters.add(self)
+
+    @property
+    def problems(self) -> list[_native.Problem]:
+        return self._native.problems
+
+    @property
+    def readable(self) -> bool:
+        """Whether this meter can measure a total energy."""
+        return any(d.counts_in_total or d.kind == "psys" for d in self.domains)
+
+    def read(self) -> _native.Snapshot:
+        return self._native.read()
+
+    def measure(self, label: str | None = None) -> Window:
+        return Window(label, self)
+
+    def begin(self, name: str) -> None:
+        """Opens the window `name`. Raises ValueError if a window of that name is open."""
+        m = Measurement(name, self, self._native.read())
+        with self._lock:
+            if name in self._open:
+                raise ValueError(
+                    f"window {name!r} is already open on this meter; end it first or use "
+                    "another name"
+                )
+            self._open[name] = m
+
+    def end(self, name: str) -> Measurement:
+        """Closes the window `name` and returns its Measurement."""
+        end = self._native.read()
+        with self._lock:
+            m = self._open.pop(name, None)
+        if m is None:
+            open_names = ", ".join(repr(n) for n in self._open) or "none"
+            raise ValueError(f"no open window named {name!r} (open: {open_names})")
+        return m._finish(end)
+
+    @property
+    def open_windows(self) -> list[str]:
+        with self._lock:
+            return list(self._open)
+
+    def __repr__(self) -> str:
+        return f"Meter(domains={self.domain_names})"
+
+
+_default: Meter | None = None
+_default_lock = threading.Lock()
+
+
+def default_meter() -> Meter:
+    """The meter `measure()` and `track` use unless given one; created on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Meter()
+    return _default
+
+
+def _reset_default_meter() -> None:
+    global _default
+    with _default_lock:
+        _default = None
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by another thread at fork time would stay held forever in the child.
+    global _default_lock
+    _default_lock = threading.Lock()
+    for meter in list(_all_meters):
+        meter._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.powercap import FakePowercap, three_domain_tree
+
+# The module, not the function `carbonfast.measure` that shadows it as a package attribute.
+measure_module = importlib.import_module("carbonfast.measure")
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> FakePowercap:
+    return three_domain_tree(tmp_path / "sys")
+
+
+@pytest.fixture
+def empty_fake(tmp_path: Path) -> FakePowercap:
+    return FakePowercap(tmp_path / "sys")
+
+
+@pytest.fixture
+def default_on(fake: FakePowercap, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePowercap]:
+    """Points the default meter (used by cf.measure and cf.track) at the fake tree."""
+    monkeypatch.setenv("CARBONFAST_POWERCAP_ROOT", str(fake.root))
+    measure_module._reset_default_meter()
+    yield fake
+    measure_module._reset_default_meter()

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import carbonfast
+from carbonfast.cli import main
+from tests.fakes.powercap import FakePowercap
+
+
+def _env(root: Path) -> dict[str, str]:
+    return {**os.environ, "CARBONFAST_POWERCAP_ROOT": str(root)}
+
+
+def _carbonfast(*args: str, root: Path, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "carbonfast.cli", *args],
+        env=_env(root),
+        capture_output=True,
+        text=True,
+        check=False,
+        **kw,
+    )
+
+
+def _bump(fake: FakePowercap, zone: str, delta: int) -> str:
+    """Python source that advances a fake counter, for a child command to run."""
+    path = fake.path(zone)
+    return f"p={str(path)!r}; v=int(open(p).read()); open(p,'w').write(str(v+{delta}))"
+
+
+def test_info_json_lists_domains_and_total(fake: FakePowercap) -> None:
+    out = _carbonfast("info", "--json", root=fake.root)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    [source] = data["sources"]
+    assert source["root"] == str(fake.root)
+    assert [(d["name"], d["kind"], d["counts_in_total"]) for d in source["domains"]] == [
+        ("package-0", "package", True),
+        ("core-0", "core", False),
+        ("dram-0", "dram", True),
+    ]
+    assert data["total_sums"] == ["package-0", "dram-0"]
+
+
+def test_info_text_gives_the_fix(tmp_path: Path) -> None:
+    out = _carbonfast("info", root=tmp_path / "none")
+    assert out.returncode == 0
+    assert "not readable" in out.stdout
+    assert "fix: " in out.stdout and "modprobe" in out.stdout
+    assert "cannot measure energy here" in out.stdout
+
+
+def test_run_reports_the_commands_energy_exactly(fake: FakePowercap, tmp_path: Path) -> None:
+    report = tmp_path / "run.json"
+    code = _bump(fake, "intel-rapl:0", 3_000_000) + ";" + _bump(fake, "intel-rapl:0:1", 250_000)
+    out = _carbonfast(
+        "run", "--json", str(report), "--", sys.executable, "-c", code, root=fake.root
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(report.read_text())
+    assert data["energy_j"] == 3.25
+    assert data["estimated"] is False
+    assert data["domains"]["package-0"] == {"energy_j": 3.0, "kind": "package", "estimated": False}
+    assert data["domains"]["dram-0"]["energy_j"] == 0.25
+    assert data["command"] == [sys.executable, "-c", code]
+    assert data["exit_code"] == 0
+    assert data["duration_s"] > 0
+    assert data["started_at"].endswith("+00:00")
+    assert "total" in out.stderr and "3.2500 J" in out.stderr
+
+
+def test_run_exits_with_the_commands_exit_code(fake: FakePowercap) -> None:
+    out = _carbonfast("run", "--", sys.executable, "-c", "raise SystemExit(7)", root=fake.root)
+    assert out.returncode == 7
+
+
+def test_run_of_a_missing_command_fails_like_a_shell(fake: FakePowercap) -> None:
+    out = _carbonfast("run", "--", "no-such-command-xyz", root=fake.root)
+    assert out.returncode == 127
+    assert "command not found: no-such-command-xyz" in out.stderr
+
+
+def test_run_without_a_command_explains_usage(fake: FakePowercap, capsys) -> None:
+    assert main(["--powercap-root", str(fake.root), "run"]) == 2
+    assert "run needs a command" in capsys.readouterr().err
+
+
+def test_run_without_counters_still_runs_and_says_energy_is_unknown(tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    out = _carbonfast("run", "--json", str(report), "--", "true", root=tmp_path / "none")
+    assert out.returncode == 0
+    data = json.loads(report.read_text())
+    assert data["energy_j"] is None
+    assert any("energy unknown" in n for n in data["notes"])
+    assert "unknown" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("sig", "expected"),
+    [(signal.SIGTERM, 42), (signal.SIGINT, 130)],
+)
+def test_run_forwards_signals_and_still_reports(
+    fake: FakePowercap, tmp_path: Path, sig: signal.Signals, expected: int
+) -> None:
+    report = tmp_path / "r.json"
+    ready = tmp_path / "ready"
+    child = (
+        "import signal, sys, time, pathlib\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(42))\n"
+        f"pathlib.Path({str(ready)!r}).touch()\n"
+        "time.sleep(30)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "carbonfast.cli", "run", "--json", str(report), "--", sys.executable, "-c", child],
+        env=_env(fake.root),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        assert time.monotonic() < deadline, "child never started"
+        time.sleep(0.01)
+    proc.send_signal(sig)  # to carbonfast only, as kill(1) or a scheduler would
+    assert proc.wait(timeout=20) == expected
+    assert json.loads(report.read_text())["exit_code"] == expected
+
+
+def test_version_flag(fake: FakePowercap) -> None:
+    out = _carbonfast("--version", root=fake.root)
+    assert out.stdout.strip() == f"carbonfast {carbonfast.__version__}"
