@@ -119,7 +119,8 @@ def test_run_forwards_signals_and_still_reports(
         "time.sleep(30)\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "carbonfast.cli", "run", "--json", str(report), "--", sys.executable, "-c", child],
+        [sys.executable, "-m", "carbonfast.cli", "run", "--json", str(report), "--"]
+        + [sys.executable, "-c", child],  # noqa: RUF005
         env=_env(fake.root),
         stderr=subprocess.PIPE,
         text=True,
