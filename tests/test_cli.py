@@ -118,9 +118,9 @@ def test_run_forwards_signals_and_still_reports(
         f"pathlib.Path({str(ready)!r}).touch()\n"
         "time.sleep(30)\n"
     )
+    run = [sys.executable, "-m", "carbonfast.cli", "run", "--json", str(report), "--"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "carbonfast.cli", "run", "--json", str(report), "--"]
-        + [sys.executable, "-c", child],  # noqa: RUF005
+        [*run, sys.executable, "-c", child],
         env=_env(fake.root),
         stderr=subprocess.PIPE,
         text=True,
