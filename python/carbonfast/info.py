@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from carbonfast.measure import Meter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def info(powercap_root: str | os.PathLike[str] | None = None) -> dict[str, Any]:

@@ -11,13 +11,17 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from datetime import datetime, timezone
-from typing import Any, TypeVar, overload
 
 from carbonfast import _native
 
-F = TypeVar("F", bound=Callable[..., Any])
+# `typing` costs more than the rest of `import carbonfast` together; type checkers read this
+# block, the interpreter skips it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar, overload
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 # Windows shorter than this span few RAPL counter updates (about one per millisecond), so their
 # energy is coarse; the measurement says so instead of presenting it as precise.
@@ -91,6 +95,8 @@ class Measurement:
     @property
     def started_at(self) -> str:
         """Wall-clock UTC start, ISO 8601: report metadata only; durations are monotonic."""
+        from datetime import datetime, timezone
+
         return datetime.fromtimestamp(self._started_at, timezone.utc).isoformat()
 
     @property
@@ -205,10 +211,14 @@ class Window:
         return wrapper  # type: ignore[return-value]
 
 
-@overload
-def measure(label: F, *, meter: Meter | None = None) -> F: ...
-@overload
-def measure(label: str | None = None, *, meter: Meter | None = None) -> Window: ...
+if TYPE_CHECKING:
+
+    @overload
+    def measure(label: F, *, meter: Meter | None = None) -> F: ...
+    @overload
+    def measure(label: str | None = None, *, meter: Meter | None = None) -> Window: ...
+
+
 def measure(label: Any = None, *, meter: Meter | None = None) -> Any:
     """Measure a block (`with cf.measure("step") as m:`) or every call of a function.
 
@@ -220,12 +230,16 @@ def measure(label: Any = None, *, meter: Meter | None = None) -> Any:
     return Window(label, meter)
 
 
-@overload
-def track(func: F, *, label: str | None = None, meter: Meter | None = None) -> F: ...
-@overload
-def track(
-    func: None = None, *, label: str | None = None, meter: Meter | None = None
-) -> Callable[[F], F]: ...
+if TYPE_CHECKING:
+
+    @overload
+    def track(func: F, *, label: str | None = None, meter: Meter | None = None) -> F: ...
+    @overload
+    def track(
+        func: None = None, *, label: str | None = None, meter: Meter | None = None
+    ) -> Callable[[F], F]: ...
+
+
 def track(func: Any = None, *, label: str | None = None, meter: Meter | None = None) -> Any:
     """Decorator: measure every call of `func`; totals in `func.energy` (a CallStats)."""
     window = Window(label, meter)

@@ -1,0 +1,141 @@
+"""Cost of a measurement window against the bare counter reads it needs, in one run.
+
+On a fake powercap tree on tmpfs with 3 domains (package, core, dram) this prints, side by side:
+  - the bare preads a window needs (2 reads x 3 domains), timed in native code;
+  - one `cf.measure()` window (enter + exit) and one `Meter.begin`/`end` pair;
+  - the same preads done from Python with os.pread, for scale;
+  - what `import carbonfast` adds to a bare interpreter start.
+Budgets (DESIGN.md): a window at most 2x its preads and under 10 us; import under 30 ms.
+
+    python benches/window_overhead.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import carbonfast as cf
+from carbonfast import _native
+from tests.fakes.powercap import three_domain_tree
+
+
+def import_overhead_ms(runs: int) -> tuple[float, float]:
+    """Median wall time of `python -c pass` and `python -c 'import carbonfast'`, interleaved."""
+    bare, with_cf = [], []
+    for _ in range(runs):
+        for code, out in (("pass", bare), ("import carbonfast", with_cf)):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            out.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(bare), statistics.median(with_cf)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer rounds (smoke run)")
+    args = ap.parse_args()
+    batches, ops = (15, 500) if args.quick else (61, 2000)
+
+    shm = Path("/dev/shm")
+    base = Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else None))
+    fake = three_domain_tree(base)
+    meter = cf.Meter(fake.root)
+    assert len(meter.domains) == 3, meter.domains
+    paths = [d.path for d in meter.domains]
+    native = meter._native
+
+    def py_preads(n: int) -> None:
+        fds = [os.open(p, os.O_RDONLY) for p in paths]
+        for _ in range(2 * n):
+            for fd in fds:
+                int(os.pread(fd, 32, 0))
+        for fd in fds:
+            os.close(fd)
+
+    def native_reads(n: int) -> None:
+        read = native.read
+        for _ in range(n):
+            read()
+            read()
+
+    def windows(n: int) -> None:
+        m = meter.measure
+        for _ in range(n):
+            with m():
+                pass
+
+    def begin_end(n: int) -> None:
+        begin, end = meter.begin, meter.end
+        for _ in range(n):
+            begin("w")
+            end("w")
+
+    def native_preads_only(n: int) -> None:
+        # The preads timed inside native code, without the Python call around them.
+        rounds = _native.time_raw_preads(paths, 2 * n)
+        native_preads_only.total_ns = sum(rounds)
+
+    # Interleave the variants batch by batch so drift affects them all alike.
+    names = ["raw", "py", "nread", "window", "begin_end"]
+    fns = [native_preads_only, py_preads, native_reads, windows, begin_end]
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for fn in fns:
+        fn(ops)  # warm-up
+    for _ in range(batches):
+        for name, fn in zip(names, fns, strict=True):
+            t0 = time.perf_counter_ns()
+            fn(ops)
+            elapsed = time.perf_counter_ns() - t0
+            if name == "raw":
+                elapsed = native_preads_only.total_ns
+            samples[name].append(elapsed / ops)
+    med = {n: statistics.median(v) for n, v in samples.items()}
+
+    bare_ms, cf_ms = import_overhead_ms(7 if args.quick else 21)
+
+    raw = med["raw"]
+    print(
+        f"carbonfast {cf.__version__} window overhead, {platform.machine()}, "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"fake powercap tree on {'tmpfs' if str(base).startswith('/dev/shm') else base}, "
+        f"3 domains; median of {batches} batches x {ops} ops\n"
+    )
+    print(f"{'what (per window: 2 reads x 3 domains)':<48}{'ns':>10}{'x raw':>9}")
+    rows = [
+        ("raw preads + parse, native (the floor)", raw),
+        ("same preads from Python (os.pread + int)", med["py"]),
+        ("2 x native Meter.read() called from Python", med["nread"]),
+        ("cf.measure() window, enter + exit", med["window"]),
+        ("Meter.begin(name) + Meter.end(name)", med["begin_end"]),
+    ]
+    for label, ns in rows:
+        print(f"{label:<48}{ns:>10.0f}{ns / raw:>9.2f}")
+    print(
+        f"\n{'budget: window <= 2x raw and < 10 us':<48}"
+        f"{'PASS' if med['window'] <= 2 * raw and med['window'] < 10_000 else 'FAIL':>10}"
+    )
+    print(
+        f"{'budget: begin/end <= 2x raw and < 10 us':<48}"
+        f"{'PASS' if med['begin_end'] <= 2 * raw and med['begin_end'] < 10_000 else 'FAIL':>10}"
+    )
+    print(
+        f"\nimport: bare python {bare_ms:.1f} ms, with `import carbonfast` {cf_ms:.1f} ms, "
+        f"adds {cf_ms - bare_ms:.1f} ms (budget < 30 ms: "
+        f"{'PASS' if cf_ms - bare_ms < 30 else 'FAIL'})"
+    )
+
+
+if __name__ == "__main__":
+    main()
