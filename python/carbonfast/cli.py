@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -81,7 +82,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not command:
         raise ValueError("run needs a command: carbonfast run [--json FILE] -- CMD [ARGS...]")
     meter = Meter(args.powercap_root)
-    window = meter.measure(" ".join(command))
+    window = meter.measure(shlex.join(command))
     with window as m:
         try:
             returncode = _run_forwarding_signals(command)
@@ -138,7 +139,7 @@ def _run_report(measurement: dict[str, Any], command: list[str], exit_code: int)
 
 
 def format_summary(report: dict[str, Any]) -> str:
-    cmd = " ".join(report["command"])
+    cmd = shlex.join(report["command"])
     lines = [
         f"carbonfast: `{cmd}` ran {report['duration_s']:.3f} s, exit code {report['exit_code']}"
     ]
