@@ -18,8 +18,6 @@ pub enum DomainKind {
     Psys,
     /// A discrete GPU.
     Gpu,
-    /// A quantity estimated by a model rather than measured.
-    Model,
 }
 
 impl DomainKind {
@@ -31,7 +29,6 @@ impl DomainKind {
             DomainKind::Dram => "dram",
             DomainKind::Psys => "psys",
             DomainKind::Gpu => "gpu",
-            DomainKind::Model => "model",
         }
     }
 
@@ -53,7 +50,7 @@ impl DomainKind {
     pub fn counts_in_total(self) -> bool {
         matches!(
             self,
-            DomainKind::Package | DomainKind::Dram | DomainKind::Gpu | DomainKind::Model
+            DomainKind::Package | DomainKind::Dram | DomainKind::Gpu
         )
     }
 }
@@ -64,7 +61,16 @@ impl fmt::Display for DomainKind {
     }
 }
 
-/// One measured quantity.
+/// How an estimated domain's energy is made, for the user to judge it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    /// The model, in a phrase.
+    pub method: String,
+    /// Each input with its value and where it came from.
+    pub inputs: Vec<(String, String)>,
+}
+
+/// One measured or estimated quantity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Domain {
     /// Unique within a meter, stable across runs on the same machine: "package-0", "dram-0".
@@ -79,11 +85,17 @@ pub struct Domain {
     pub units_per_joule: f64,
     /// The largest raw counter value before it wraps.
     pub max_raw: u64,
+    /// Set where the energy comes from a model, not a counter.
+    pub estimate: Option<Estimate>,
 }
 
 impl Domain {
     pub fn counts_in_total(&self) -> bool {
         self.kind.counts_in_total()
+    }
+
+    pub fn estimated(&self) -> bool {
+        self.estimate.is_some()
     }
 
     /// The energy the counter covers before it wraps, in joules.

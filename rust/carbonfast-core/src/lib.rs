@@ -6,12 +6,17 @@
 pub mod baseline;
 pub mod clock;
 pub mod counter;
+pub mod cputime;
 pub mod domain;
 pub mod error;
+pub mod hostinfo;
 pub mod meter;
 pub mod source;
+pub mod tdp;
 
 pub use counter::Counter;
-pub use domain::{Domain, DomainKind};
+pub use cputime::Scope;
+pub use domain::{Domain, DomainKind, Estimate};
 pub use error::{Error, Result};
-pub use meter::{Meter, Snapshot, Window};
+pub use meter::{DiscoverConfig, Meter, Snapshot, Window};
+pub use source::estimate::EstimateConfig;

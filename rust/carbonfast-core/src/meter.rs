@@ -5,29 +5,45 @@ use crate::clock::monotonic_ns;
 use crate::counter::Counter;
 use crate::domain::{Domain, DomainKind};
 use crate::error::{Error, Result};
+use crate::source::estimate::{EstimateConfig, EstimateSource};
 use crate::source::powercap::{self, PowercapSource};
 use crate::source::Source;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 /// Cumulative energy of every domain since the meter started, at one instant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
     /// CLOCK_MONOTONIC nanoseconds, the midpoint of the reads.
     pub t_ns: u64,
     /// Per domain, in the domain's raw unit, wraps unfolded.
     pub totals: Vec<u64>,
+    /// Per domain, the low and high bounds of `totals`: equal to it for measured domains.
+    pub low: Vec<u64>,
+    pub high: Vec<u64>,
 }
 
 /// What happened between two snapshots.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window {
     pub duration_ns: u64,
-    /// Per domain, in joules.
+    /// Per domain, in joules, with low and high bounds (equal for measured domains).
     pub joules: Vec<f64>,
+    pub joules_low: Vec<f64>,
+    pub joules_high: Vec<f64>,
     /// The total as carbonfast defines it: packages + DRAM + GPUs; psys alone where no
     /// package is readable; None when nothing is.
     pub total_j: Option<f64>,
+    pub total_range_j: Option<(f64, f64)>,
+}
+
+/// Where to look for hardware and whether to estimate what is not there.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoverConfig {
+    /// Else CARBONFAST_POWERCAP_ROOT, else /sys/class/powercap.
+    pub powercap_root: Option<PathBuf>,
+    /// None: never estimate; a domain that cannot be measured is missing.
+    pub estimate: Option<EstimateConfig>,
 }
 
 struct State {
@@ -38,6 +54,7 @@ struct State {
 pub struct Meter {
     sources: Vec<Box<dyn Source>>,
     domains: Vec<Domain>,
+    in_total: Vec<bool>,
     /// Reading and counting happen under one lock: a reading applied out of order would look
     /// like a wrap.
     state: Mutex<State>,
@@ -57,6 +74,7 @@ impl Meter {
         };
         let meter = Meter {
             sources,
+            in_total: in_total(&domains),
             domains,
             state: Mutex::new(state),
         };
@@ -64,15 +82,31 @@ impl Meter {
         Ok(meter)
     }
 
-    /// A meter over every source found on this machine; `powercap_root` overrides the powercap
-    /// root (else CARBONFAST_POWERCAP_ROOT, else /sys/class/powercap).
-    pub fn discover(powercap_root: Option<&Path>) -> Result<Self> {
-        let root = powercap::resolve_root(powercap_root);
-        Meter::new(vec![Box::new(PowercapSource::discover(&root))])
+    /// A meter over every source found on this machine. Where a package or DRAM cannot be
+    /// measured and `config.estimate` is set, that domain alone is estimated.
+    pub fn discover(config: &DiscoverConfig) -> Result<Self> {
+        let root = powercap::resolve_root(config.powercap_root.as_deref());
+        let powercap = PowercapSource::discover(&root);
+        let has = |kind| powercap.domains().iter().any(|d| d.kind == kind);
+        // psys covers the whole platform, packages and memory included.
+        let need_cpu = !has(DomainKind::Package) && !has(DomainKind::Psys);
+        let need_ram = !has(DomainKind::Dram) && !has(DomainKind::Psys);
+        let mut sources: Vec<Box<dyn Source>> = vec![Box::new(powercap)];
+        if let Some(est) = &config.estimate {
+            if need_cpu || need_ram {
+                sources.push(Box::new(EstimateSource::new(est, need_cpu, need_ram)?));
+            }
+        }
+        Meter::new(sources)
     }
 
     pub fn domains(&self) -> &[Domain] {
         &self.domains
+    }
+
+    /// Whether each domain adds to the total.
+    pub fn in_total(&self) -> &[bool] {
+        &self.in_total
     }
 
     pub fn sources(&self) -> &[Box<dyn Source>] {
@@ -88,28 +122,29 @@ impl Meter {
 
     /// A fresh snapshot.
     pub fn read(&self) -> Result<Snapshot> {
-        let mut snap = Snapshot {
-            t_ns: 0,
-            totals: vec![0; self.domains.len()],
-        };
+        let mut snap = Snapshot::default();
         self.read_into(&mut snap)?;
         Ok(snap)
     }
 
-    /// Reads every source into an existing snapshot; allocates nothing.
+    /// Reads every source into an existing snapshot; allocates nothing once `snap` has been
+    /// filled before.
     pub fn read_into(&self, snap: &mut Snapshot) -> Result<()> {
+        let n = self.domains.len();
+        snap.totals.resize(n, 0);
+        snap.low.resize(n, 0);
+        snap.high.resize(n, 0);
         let mut guard = self.lock();
         let state = &mut *guard;
         let t0 = monotonic_ns();
         let mut offset = 0;
         for source in &self.sources {
-            let n = source.domains().len();
-            source.read_raw(&mut state.raw[offset..offset + n])?;
-            offset += n;
+            let k = source.domains().len();
+            source.read_raw(&mut state.raw[offset..offset + k])?;
+            offset += k;
         }
         let t1 = monotonic_ns();
         snap.t_ns = t0 + (t1 - t0) / 2;
-        snap.totals.resize(state.counters.len(), 0);
         for ((total, counter), &raw) in snap
             .totals
             .iter_mut()
@@ -118,21 +153,40 @@ impl Meter {
         {
             *total = counter.update(raw);
         }
+        let mut offset = 0;
+        for source in &self.sources {
+            let r = offset..offset + source.domains().len();
+            if !source.read_bounds(&mut snap.low[r.clone()], &mut snap.high[r.clone()]) {
+                snap.low[r.clone()].copy_from_slice(&snap.totals[r.clone()]);
+                snap.high[r.clone()].copy_from_slice(&snap.totals[r]);
+            }
+            offset += source.domains().len();
+        }
         Ok(())
     }
 
     /// Energy per domain between two snapshots of this meter, and the total.
     pub fn window(&self, start: &Snapshot, end: &Snapshot) -> Window {
-        let joules: Vec<f64> = self
-            .domains
-            .iter()
-            .zip(start.totals.iter().zip(&end.totals))
-            .map(|(d, (&a, &b))| b.wrapping_sub(a) as f64 / d.units_per_joule)
-            .collect();
+        let joules_of = |a: &[u64], b: &[u64]| -> Vec<f64> {
+            self.domains
+                .iter()
+                .zip(a.iter().zip(b))
+                .map(|(d, (&a, &b))| b.wrapping_sub(a) as f64 / d.units_per_joule)
+                .collect()
+        };
+        let joules = joules_of(&start.totals, &end.totals);
+        let joules_low = joules_of(&start.low, &end.low);
+        let joules_high = joules_of(&start.high, &end.high);
+        let total_j = sum_in_total(&self.in_total, &joules);
+        let total_range_j = sum_in_total(&self.in_total, &joules_low)
+            .zip(sum_in_total(&self.in_total, &joules_high));
         Window {
             duration_ns: end.t_ns.saturating_sub(start.t_ns),
-            total_j: total_of(&self.domains, &joules),
             joules,
+            joules_low,
+            joules_high,
+            total_j,
+            total_range_j,
         }
     }
 
@@ -148,30 +202,39 @@ impl Meter {
     }
 }
 
-/// Sums the domains that count in the total; falls back to psys where no package is readable.
-pub fn total_of(domains: &[Domain], joules: &[f64]) -> Option<f64> {
-    let sum_where = |pred: &dyn Fn(&Domain) -> bool| {
-        let mut any = false;
-        let mut sum = 0.0;
-        for (d, &j) in domains.iter().zip(joules) {
-            if pred(d) {
-                any = true;
-                sum += j;
+/// Which domains make up the total: packages, DRAM and GPUs; psys alone where there is no
+/// package (it covers the platform, so it never adds to packages).
+pub fn in_total(domains: &[Domain]) -> Vec<bool> {
+    let has_package = domains.iter().any(|d| d.kind == DomainKind::Package);
+    let has_psys = domains.iter().any(|d| d.kind == DomainKind::Psys);
+    domains
+        .iter()
+        .map(|d| {
+            if !has_package && has_psys {
+                d.kind == DomainKind::Psys
+            } else {
+                d.counts_in_total()
             }
+        })
+        .collect()
+}
+
+fn sum_in_total(in_total: &[bool], joules: &[f64]) -> Option<f64> {
+    let mut any = false;
+    let mut sum = 0.0;
+    for (&counted, &j) in in_total.iter().zip(joules) {
+        if counted {
+            any = true;
+            sum += j;
         }
-        any.then_some(sum)
-    };
-    if domains.iter().any(|d| d.kind == DomainKind::Package) {
-        sum_where(&|d| d.counts_in_total())
-    } else {
-        sum_where(&|d| d.kind == DomainKind::Psys).or_else(|| sum_where(&|d| d.counts_in_total()))
     }
+    any.then_some(sum)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     fn domain(name: &str, kind: DomainKind) -> Domain {
         Domain {
@@ -181,6 +244,7 @@ mod tests {
             path: PathBuf::from(name),
             units_per_joule: 1.0,
             max_raw: 100,
+            estimate: None,
         }
     }
 
@@ -193,7 +257,10 @@ mod tests {
             domain("dram-0", DomainKind::Dram),
             domain("psys", DomainKind::Psys),
         ];
-        assert_eq!(total_of(&ds, &[10.0, 6.0, 2.0, 3.0, 50.0]), Some(13.0));
+        assert_eq!(
+            sum_in_total(&in_total(&ds), &[10.0, 6.0, 2.0, 3.0, 50.0]),
+            Some(13.0)
+        );
     }
 
     #[test]
@@ -202,14 +269,14 @@ mod tests {
             domain("psys", DomainKind::Psys),
             domain("dram-0", DomainKind::Dram),
         ];
-        assert_eq!(total_of(&ds, &[40.0, 3.0]), Some(40.0));
+        assert_eq!(sum_in_total(&in_total(&ds), &[40.0, 3.0]), Some(40.0));
     }
 
     #[test]
     fn total_of_nothing_is_none_not_zero() {
-        assert_eq!(total_of(&[], &[]), None);
+        assert_eq!(sum_in_total(&in_total(&[]), &[]), None);
         let ds = [domain("core-0", DomainKind::Core)];
-        assert_eq!(total_of(&ds, &[1.0]), None);
+        assert_eq!(sum_in_total(&in_total(&ds), &[1.0]), None);
     }
 
     /// A counter that advances by one on every read, as seen in read order.

@@ -2,10 +2,17 @@ mod common;
 
 use carbonfast_core::source::powercap::PowercapSource;
 use carbonfast_core::source::Source;
-use carbonfast_core::{DomainKind, Error, Meter};
+use carbonfast_core::{DiscoverConfig, DomainKind, Error, Meter};
 use common::FakePowercap;
 
 const RANGE: u64 = 262_143_328_850;
+
+fn measured_only(root: &std::path::Path) -> DiscoverConfig {
+    DiscoverConfig {
+        powercap_root: Some(root.to_path_buf()),
+        estimate: None,
+    }
+}
 
 fn names(src: &PowercapSource) -> Vec<(String, DomainKind)> {
     src.domains()
@@ -161,7 +168,7 @@ fn a_window_is_the_exact_counter_difference_across_a_wrap() {
     let max = 999_999;
     f.zone("intel-rapl:0", "package-0", 900_000, max);
     f.zone("intel-rapl:0:0", "dram", 10, max);
-    let meter = Meter::discover(Some(&f.root)).unwrap();
+    let meter = Meter::discover(&measured_only(&f.root)).unwrap();
     let start = meter.read().unwrap();
     f.set("intel-rapl:0", 999_000);
     f.set("intel-rapl:0:0", 20);
@@ -180,7 +187,7 @@ fn a_window_is_the_exact_counter_difference_across_a_wrap() {
 fn a_counter_that_turns_malformed_after_discovery_fails_the_read_with_its_path() {
     let f = FakePowercap::new();
     f.zone("intel-rapl:0", "package-0", 5, RANGE);
-    let meter = Meter::discover(Some(&f.root)).unwrap();
+    let meter = Meter::discover(&measured_only(&f.root)).unwrap();
     f.write("intel-rapl:0", "energy_uj", "oops\n");
     match meter.read() {
         Err(Error::Malformed { path, .. }) => assert!(path.ends_with("intel-rapl:0/energy_uj")),

@@ -2,7 +2,7 @@
 
 use carbonfast_core as core;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyOSError, PyPermissionError};
+use pyo3::exceptions::{PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
 use std::path::PathBuf;
 
@@ -54,7 +54,10 @@ impl Snapshot {
 struct Window {
     duration_s: f64,
     joules: Vec<f64>,
+    joules_low: Vec<f64>,
+    joules_high: Vec<f64>,
     total_j: Option<f64>,
+    total_range_j: Option<(f64, f64)>,
 }
 
 #[pyclass(frozen, get_all, module = "carbonfast._native")]
@@ -67,6 +70,9 @@ struct DomainInfo {
     max_raw: u64,
     range_j: f64,
     counts_in_total: bool,
+    estimated: bool,
+    method: Option<String>,
+    inputs: Vec<(String, String)>,
 }
 
 #[pyclass(frozen, get_all, module = "carbonfast._native")]
@@ -94,10 +100,48 @@ struct Meter {
 #[pymethods]
 impl Meter {
     #[new]
-    #[pyo3(signature = (powercap_root=None))]
-    fn new(py: Python<'_>, powercap_root: Option<PathBuf>) -> PyResult<Self> {
+    #[pyo3(signature = (
+        powercap_root=None, *, estimate=true, scope="process", cpu_tdp_w=None,
+        cpu_threads=None, ram_gb=None, cpu_power_w=None, ram_power_w=None,
+        proc_root=None, cgroup_root=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        powercap_root: Option<PathBuf>,
+        estimate: bool,
+        scope: &str,
+        cpu_tdp_w: Option<f64>,
+        cpu_threads: Option<u32>,
+        ram_gb: Option<f64>,
+        cpu_power_w: Option<f64>,
+        ram_power_w: Option<f64>,
+        proc_root: Option<PathBuf>,
+        cgroup_root: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let estimate = if estimate {
+            let defaults = core::EstimateConfig::default();
+            Some(core::EstimateConfig {
+                scope: scope
+                    .parse()
+                    .map_err(|e: String| PyValueError::new_err(format!("scope: {e}")))?,
+                cpu_tdp_w,
+                cpu_threads,
+                ram_gb,
+                cpu_power_w,
+                ram_power_w,
+                proc_root: proc_root.unwrap_or(defaults.proc_root),
+                cgroup_root: cgroup_root.unwrap_or(defaults.cgroup_root),
+            })
+        } else {
+            None
+        };
+        let config = core::DiscoverConfig {
+            powercap_root,
+            estimate,
+        };
         let inner = py
-            .detach(|| core::Meter::discover(powercap_root.as_deref()))
+            .detach(|| core::Meter::discover(&config))
             .map_err(to_py)?;
         Ok(Meter { inner })
     }
@@ -112,7 +156,10 @@ impl Meter {
         Window {
             duration_s: w.duration_ns as f64 * 1e-9,
             joules: w.joules,
+            joules_low: w.joules_low,
+            joules_high: w.joules_high,
             total_j: w.total_j,
+            total_range_j: w.total_range_j,
         }
     }
 
@@ -121,7 +168,8 @@ impl Meter {
         self.inner
             .domains()
             .iter()
-            .map(|d| DomainInfo {
+            .zip(self.inner.in_total())
+            .map(|(d, &in_total)| DomainInfo {
                 name: d.name.clone(),
                 kind: d.kind.as_str(),
                 source: d.source,
@@ -129,7 +177,14 @@ impl Meter {
                 units_per_joule: d.units_per_joule,
                 max_raw: d.max_raw,
                 range_j: d.range_j(),
-                counts_in_total: d.counts_in_total(),
+                counts_in_total: in_total,
+                estimated: d.estimated(),
+                method: d.estimate.as_ref().map(|e| e.method.clone()),
+                inputs: d
+                    .estimate
+                    .as_ref()
+                    .map(|e| e.inputs.clone())
+                    .unwrap_or_default(),
             })
             .collect()
     }

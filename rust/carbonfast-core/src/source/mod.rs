@@ -1,6 +1,7 @@
 //! Sources of energy readings. Each source discovers its domains once and then reads their raw
 //! counters on demand, without allocating.
 
+pub mod estimate;
 pub mod powercap;
 
 use crate::domain::Domain;
@@ -19,6 +20,12 @@ pub trait Source: Send + Sync {
 
     /// Reads the raw counter of every domain into `out`, which has `domains().len()` slots.
     fn read_raw(&self, out: &mut [u64]) -> Result<()>;
+
+    /// For estimating sources: the low and high bounds of the reading `read_raw` just made,
+    /// in the same units. Measured sources have none and return false.
+    fn read_bounds(&self, _low: &mut [u64], _high: &mut [u64]) -> bool {
+        false
+    }
 
     /// Sensors that exist or should exist but cannot be read, with the reason and the fix.
     fn problems(&self) -> &[Error];

@@ -181,6 +181,7 @@ impl PowercapSource {
                         path: dir.join("energy_uj"),
                         units_per_joule: 1e6,
                         max_raw,
+                        estimate: None,
                     });
                     src.files.push(file);
                 }
