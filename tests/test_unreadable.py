@@ -16,7 +16,7 @@ from tests.fakes.powercap import FakePowercap
 
 
 def test_a_missing_root_gives_unknown_energy_never_zero(tmp_path: Path) -> None:
-    meter = cf.Meter(tmp_path / "no-such-dir")
+    meter = cf.Meter(tmp_path / "no-such-dir", estimate=False)
     assert not meter.readable
     with meter.measure() as m:
         pass
@@ -30,7 +30,8 @@ def test_a_missing_root_gives_unknown_energy_never_zero(tmp_path: Path) -> None:
 def test_info_lists_the_missing_root_with_reason_and_fix(tmp_path: Path) -> None:
     root = tmp_path / "no-such-dir"
     data = cf.info(root)
-    assert data["can_measure"] is False
+    assert data["measured"] is False
+    assert data["estimated"] is True
     [problem] = data["problems"]
     assert problem["path"] == str(root)
     assert problem["kind"] == "missing"
@@ -45,7 +46,7 @@ def test_an_empty_root_says_it_has_no_zones(empty_fake: FakePowercap) -> None:
 def test_malformed_files_disable_their_zone_only(fake: FakePowercap) -> None:
     fake.write("intel-rapl:0:0", "energy_uj", "not a number\n")
     fake.write("intel-rapl:0:1", "max_energy_range_uj", "\n")
-    meter = cf.Meter(fake.root)
+    meter = cf.Meter(fake.root, estimate=False)
     assert meter.domain_names == ["package-0"]
     kinds = sorted((p.kind, Path(p.path).name) for p in meter.problems)
     assert kinds == [("malformed", "energy_uj"), ("malformed", "max_energy_range_uj")]
@@ -88,7 +89,8 @@ def test_eacces_on_energy_uj_names_chmod_udev_and_setcap(fake: FakePowercap) -> 
     fake.chmod("intel-rapl:0:1", 0o000)
     data = _info_without_read_permission(fake.root)
     # The readable domains are still measured.
-    names = [d["name"] for s in data["sources"] for d in s["domains"]]
+    [powercap] = [s for s in data["sources"] if s["name"] == "powercap"]
+    names = [d["name"] for d in powercap["domains"]]
     assert names == ["package-0", "core-0"]
     [problem] = data["problems"]
     assert problem["kind"] == "permission"
@@ -103,5 +105,5 @@ def test_all_counters_unreadable_is_said_plainly(fake: FakePowercap) -> None:
     for zone in ("intel-rapl:0", "intel-rapl:0:0", "intel-rapl:0:1"):
         fake.chmod(zone, 0o000)
     data = _info_without_read_permission(fake.root)
-    assert data["can_measure"] is False
+    assert data["measured"] is False
     assert [p["kind"] for p in data["problems"]] == ["permission"] * 3

@@ -46,6 +46,26 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="powercap directory (default: $CARBONFAST_POWERCAP_ROOT or /sys/class/powercap)",
     )
+    est = p.add_argument_group(
+        "estimates", "where no counter is readable, energy is estimated from a power model"
+    )
+    est.add_argument(
+        "--no-estimate",
+        dest="estimate",
+        action="store_false",
+        default=None,
+        help="never estimate: report unreadable domains as unknown",
+    )
+    est.add_argument(
+        "--scope",
+        choices=("process", "container", "machine"),
+        help="CPU time the estimate follows (default: process, with its children)",
+    )
+    est.add_argument("--cpu-tdp-w", type=float, metavar="W", help="CPU TDP per socket")
+    est.add_argument("--cpu-threads", type=int, metavar="N", help="logical CPUs")
+    est.add_argument("--ram-gb", type=float, metavar="GB", help="installed memory")
+    est.add_argument("--cpu-power-w", type=float, metavar="W", help="fixed CPU power")
+    est.add_argument("--ram-power-w", type=float, metavar="W", help="fixed RAM power")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
     pi = sub.add_parser("info", help="which energy counters exist, which are readable, and why not")
@@ -64,10 +84,25 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+_ESTIMATE_ARGS = (
+    "estimate",
+    "scope",
+    "cpu_tdp_w",
+    "cpu_threads",
+    "ram_gb",
+    "cpu_power_w",
+    "ram_power_w",
+)
+
+
+def _meter_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in _ESTIMATE_ARGS}
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from carbonfast.info import format_info, info
 
-    data = info(args.powercap_root)
+    data = info(args.powercap_root, **_meter_args(args))
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -81,7 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise ValueError("run needs a command: carbonfast run [--json FILE] -- CMD [ARGS...]")
-    meter = Meter(args.powercap_root)
+    meter = Meter(args.powercap_root, **_meter_args(args))
     window = meter.measure(shlex.join(command))
     with window as m:
         try:
@@ -129,6 +164,7 @@ def _run_report(measurement: dict[str, Any], command: list[str], exit_code: int)
         "started_at": measurement["started_at"],
         "duration_s": measurement["duration_s"],
         "energy_j": measurement["energy_j"],
+        "energy_range_j": measurement["energy_range_j"],
         "power_w": measurement["power_w"],
         "estimated": measurement["estimated"],
         "domains": measurement["domains"],
@@ -144,12 +180,21 @@ def format_summary(report: dict[str, Any]) -> str:
         f"carbonfast: `{cmd}` ran {report['duration_s']:.3f} s, exit code {report['exit_code']}"
     ]
     for name, d in report["domains"].items():
-        counted = "" if d["kind"] in ("package", "dram", "gpu", "model") else "  (inside total)"
-        lines.append(f"  {name:<14} {_fmt_j(d['energy_j']):>14}{counted}")
+        if d["estimated"]:
+            lo, hi = d["energy_range_j"]
+            tag = f"  estimated, {_fmt_j(lo)} to {_fmt_j(hi)}"
+        elif d["kind"] not in ("package", "dram", "gpu"):
+            tag = "  (inside total)"
+        else:
+            tag = "  measured"
+        lines.append(f"  {name:<14} {_fmt_j(d['energy_j']):>14}{tag}")
     if report["energy_j"] is None:
         lines.append("  energy         unknown (no readable counter; see `carbonfast info`)")
     else:
-        tag = " (estimated)" if report["estimated"] else ""
+        tag = ""
+        if report["estimated"]:
+            lo, hi = report["energy_range_j"]
+            tag = f"  ESTIMATED, range {_fmt_j(lo)} to {_fmt_j(hi)}"
         lines.append(
             f"  total          {_fmt_j(report['energy_j']):>14}   "
             f"avg {report['power_w'] or 0:.2f} W{tag}"

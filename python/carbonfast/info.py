@@ -11,23 +11,23 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def info(powercap_root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Sources, readable domains, problems (with reason and fix) and what the total sums.
+def info(powercap_root: str | os.PathLike[str] | None = None, **estimate: Any) -> dict[str, Any]:
+    """Sources, domains (measured or estimated, with method and inputs), problems (with reason
+    and fix) and what the total sums. Takes the same estimate settings as `Meter`.
 
     The result is plain data, ready for `json.dumps`.
     """
     from carbonfast import __version__
 
-    meter = Meter(powercap_root)
+    meter = Meter(powercap_root, **estimate)
     native = meter._native
     domains = {d.name: d for d in meter.domains}
     total = [d.name for d in meter.domains if d.counts_in_total]
-    if not total:
-        total = [d.name for d in meter.domains if d.kind == "psys"]
     return {
         "version": __version__,
         "can_measure": bool(total),
-        "estimated": False,
+        "measured": meter.readable,
+        "estimated": meter.estimated,
         "total_sums": total,
         "sources": [
             {
@@ -40,6 +40,9 @@ def info(powercap_root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
                         "path": domains[n].path,
                         "range_j": domains[n].range_j,
                         "counts_in_total": n in total,
+                        "estimated": domains[n].estimated,
+                        "method": domains[n].method,
+                        "inputs": dict(domains[n].inputs),
                     }
                     for n in s.domains
                 ],
@@ -63,6 +66,11 @@ def format_info(data: dict[str, Any]) -> str:
             lines.append("  no readable domains")
         for d in s["domains"]:
             role = "in total" if d["counts_in_total"] else "reported, inside the total"
+            if d["estimated"]:
+                lines.append(f"  {d['name']:<12} {d['kind']:<8} ESTIMATED  ({role})")
+                lines.append(f"    method: {d['method']}")
+                lines.extend(f"    {k}: {v}" for k, v in d["inputs"].items())
+                continue
             lines.append(
                 f"  {d['name']:<12} {d['kind']:<8} readable  {d['path']}  "
                 f"(wraps every {d['range_j']:.0f} J; {role})"
@@ -77,6 +85,13 @@ def format_info(data: dict[str, Any]) -> str:
     lines.append("")
     if data["can_measure"]:
         lines.append("total energy = " + " + ".join(data["total_sums"]))
+        if data["estimated"]:
+            lines.append(
+                "some of it is ESTIMATED from a model, with a low-high range; grant access to "
+                "the counters above to measure it instead"
+                if data["problems"]
+                else "some of it is ESTIMATED from a model, with a low-high range"
+            )
     else:
         lines.append(
             "carbonfast cannot measure energy here: no energy counter is readable "

@@ -81,6 +81,12 @@ class Measurement:
         return {d.name: d.kind for d in self._meter.domains}
 
     @property
+    def energy_range_j(self) -> tuple[float, float] | None:
+        """Low and high bounds of energy_j: equal to it where every domain is measured, wider
+        where some are estimated."""
+        return self._w().total_range_j
+
+    @property
     def power_w(self) -> float | None:
         w = self._w()
         if w.total_j is None or w.duration_s <= 0:
@@ -90,7 +96,7 @@ class Measurement:
     @property
     def estimated(self) -> bool:
         """True when any part of energy_j comes from a model rather than a counter."""
-        return any(d.kind == "model" and d.counts_in_total for d in self._meter.domains)
+        return self._meter.estimated
 
     @property
     def started_at(self) -> str:
@@ -113,33 +119,46 @@ class Measurement:
                 f"window of {w.duration_s * 1e3:.3f} ms spans few counter updates (RAPL updates "
                 "about every 1 ms): energy is coarse; repeat the work in a loop or use cf.bench"
             )
+        notes.extend(self._meter._estimate_notes)
         notes.extend(self._meter._problem_notes)
         return notes
 
     def to_dict(self) -> dict[str, Any]:
         w = self._w()
-        kinds = self.domain_kinds
         return {
             "label": self.label,
             "started_at": self.started_at,
             "duration_s": w.duration_s,
             "energy_j": w.total_j,
+            "energy_range_j": list(w.total_range_j) if w.total_range_j else None,
             "power_w": self.power_w,
             "estimated": self.estimated,
             "domains": {
-                name: {"energy_j": j, "kind": kinds[name], "estimated": kinds[name] == "model"}
-                for name, j in zip(self._meter.domain_names, w.joules, strict=True)
+                d.name: _domain_dict(d, j, lo, hi)
+                for d, j, lo, hi in zip(
+                    self._meter.domains, w.joules, w.joules_low, w.joules_high, strict=True
+                )
             },
             "notes": self.notes,
         }
 
     def __repr__(self) -> str:
         energy = "unknown" if self.energy_j is None else f"{self.energy_j:.6g} J"
+        if self.estimated:
+            energy += " (estimated)"
         state = "" if self.closed else ", open"
         return (
             f"Measurement(label={self.label!r}, duration_s={self.duration_s:.6g}, "
             f"energy={energy}{state})"
         )
+
+
+def _domain_dict(d: _native.DomainInfo, j: float, lo: float, hi: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"energy_j": j, "kind": d.kind, "estimated": d.estimated}
+    if d.estimated:
+        out["energy_range_j"] = [lo, hi]
+        out["method"] = d.method
+    return out
 
 
 class CallStats:
@@ -257,12 +276,58 @@ class Meter:
 
     `powercap_root` points the powercap source elsewhere (default: CARBONFAST_POWERCAP_ROOT,
     else /sys/class/powercap).
+
+    Where a CPU package or DRAM has no readable counter, that domain is estimated from a power
+    model (unless `estimate=False`), flagged, with its method, inputs and a low-high range.
+    The model's inputs can be set here or in the environment (an argument wins):
+    `scope` ("process": this process and its finished children, "container": its cgroup,
+    "machine": /proc/stat; CARBONFAST_ESTIMATE_SCOPE), `cpu_tdp_w` (per socket;
+    CARBONFAST_CPU_TDP_W), `cpu_threads` (CARBONFAST_CPU_THREADS), `ram_gb`
+    (CARBONFAST_RAM_GB), or fixed powers `cpu_power_w` / `ram_power_w`
+    (CARBONFAST_CPU_POWER_W, CARBONFAST_RAM_POWER_W).
     """
 
-    def __init__(self, powercap_root: str | os.PathLike[str] | None = None) -> None:
-        self._native = _native.Meter(os.fspath(powercap_root) if powercap_root else None)
+    def __init__(
+        self,
+        powercap_root: str | os.PathLike[str] | None = None,
+        *,
+        estimate: bool | None = None,
+        scope: str | None = None,
+        cpu_tdp_w: float | None = None,
+        cpu_threads: int | None = None,
+        ram_gb: float | None = None,
+        cpu_power_w: float | None = None,
+        ram_power_w: float | None = None,
+        proc_root: str | os.PathLike[str] | None = None,
+        cgroup_root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        from carbonfast.config import ESTIMATE_SETTINGS, resolve
+
+        settings = resolve(
+            ESTIMATE_SETTINGS,
+            {
+                "estimate": estimate,
+                "scope": scope,
+                "cpu_tdp_w": cpu_tdp_w,
+                "cpu_threads": cpu_threads,
+                "ram_gb": ram_gb,
+                "cpu_power_w": cpu_power_w,
+                "ram_power_w": ram_power_w,
+                "proc_root": proc_root,
+                "cgroup_root": cgroup_root,
+            },
+        )
+        self._native = _native.Meter(
+            os.fspath(powercap_root) if powercap_root else None, **settings
+        )
         self.domains: list[_native.DomainInfo] = self._native.domains
         self.domain_names: list[str] = [d.name for d in self.domains]
+        self.estimated = any(d.estimated and d.counts_in_total for d in self.domains)
+        self._estimate_notes = [
+            f"{d.name} is estimated, not measured: {d.method}; inputs in `carbonfast info`"
+            for d in self.domains
+            if d.estimated
+        ]
         self._problem_notes = [
             f"{p.source}: {p.reason}" + (f". Fix: {p.fix}" if p.fix else "")
             for p in self._native.problems
@@ -277,8 +342,8 @@ class Meter:
 
     @property
     def readable(self) -> bool:
-        """Whether this meter can measure a total energy."""
-        return any(d.counts_in_total or d.kind == "psys" for d in self.domains)
+        """Whether a hardware counter, not only a model, contributes to the total."""
+        return any(d.counts_in_total and not d.estimated for d in self.domains)
 
     def read(self) -> _native.Snapshot:
         return self._native.read()
