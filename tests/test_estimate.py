@@ -159,7 +159,7 @@ def test_container_scope_follows_the_cgroup_v2_counter(tmp_path: Path) -> None:
         tmp_path / "no-rapl", scope="container", proc_root=proc, cgroup_root=tmp_path / "cgroup"
     )
     with meter.measure() as quiet:
-        pass
+        time.sleep(0.05)
     with meter.measure() as busy:
         stat.write_text("usage_usec 1000000\n")  # the container used one CPU-second
     # Per-thread fallback on 1 thread: (3.5 - 0.74) W x 1 CPU-s on top of idle.
