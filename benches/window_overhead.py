@@ -4,6 +4,7 @@ On a fake powercap tree on tmpfs with 3 domains (package, core, dram) this print
   - the bare preads a window needs (2 reads x 3 domains), timed in native code;
   - one `cf.measure()` window (enter + exit) and one `Meter.begin`/`end` pair;
   - the same preads done from Python with os.pread, for scale;
+  - a window on a machine without counters, where cpu and ram are estimated (for scale);
   - what `import carbonfast` adds to a bare interpreter start.
 Budgets (DESIGN.md): a window at most 2x its preads and under 10 us; import under 30 ms.
 
@@ -74,6 +75,14 @@ def main() -> None:
             with m():
                 pass
 
+    estimating = cf.Meter(base / "no-rapl")  # no counters: cpu and ram from the model
+
+    def estimated_windows(n: int) -> None:
+        m = estimating.measure
+        for _ in range(n):
+            with m():
+                pass
+
     def begin_end(n: int) -> None:
         begin, end = meter.begin, meter.end
         for _ in range(n):
@@ -86,8 +95,8 @@ def main() -> None:
         native_preads_only.total_ns = sum(rounds)
 
     # Interleave the variants batch by batch so drift affects them all alike.
-    names = ["raw", "py", "nread", "window", "begin_end"]
-    fns = [native_preads_only, py_preads, native_reads, windows, begin_end]
+    names = ["raw", "py", "nread", "window", "begin_end", "estimated"]
+    fns = [native_preads_only, py_preads, native_reads, windows, begin_end, estimated_windows]
     samples: dict[str, list[float]] = {n: [] for n in names}
     for fn in fns:
         fn(ops)  # warm-up
@@ -119,6 +128,7 @@ def main() -> None:
         ("2 x native Meter.read() called from Python", med["nread"]),
         ("cf.measure() window, enter + exit", med["window"]),
         ("Meter.begin(name) + Meter.end(name)", med["begin_end"]),
+        ("cf.measure() window, estimated (no RAPL)", med["estimated"]),
     ]
     for label, ns in rows:
         print(f"{label:<48}{ns:>10.0f}{ns / raw:>9.2f}")
