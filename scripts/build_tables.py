@@ -3,20 +3,77 @@
 
     python scripts/build_tables.py [--data DIR]
 
-Writes rust/carbonfast-core/data/cpu_tdp.tsv: CPU model name and TDP in watts, one per line,
-with the source and licence in its header. Model names are matched against /proc/cpuinfo by
-the core (rust/carbonfast-core/src/tdp.rs); this script only cleans and deduplicates.
+Writes
+  rust/carbonfast-core/data/cpu_tdp.tsv          CPU model -> TDP (W), matched by the core
+  python/carbonfast/carbon/data/countries.json   Ember yearly intensity per country
+  python/carbonfast/carbon/data/zones.json       Electricity Maps yearly intensity per zone
+  python/carbonfast/carbon/data/cloud.json       cloud regions -> grid zone and country
+each with its source, attribution and licence inside. Needs pycountry (pip install pycountry)
+for the ISO 3166 alpha-2/alpha-3 pairs.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 CPU_TDP_OUT = REPO / "rust" / "carbonfast-core" / "data" / "cpu_tdp.tsv"
+CARBON_OUT = REPO / "python" / "carbonfast" / "carbon" / "data"
+
+EMBER = {
+    "source": "Ember, Yearly Electricity Data, as republished by the Green Web Foundation's "
+    "CO2.js (data/output/average-intensities.json)",
+    "url": "https://ember-energy.org/data/yearly-electricity-data/",
+    "licence": "CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/)",
+    "attribution": "Ember",
+    "unit": "g CO2e per kWh, life-cycle, yearly average",
+}
+ELECTRICITY_MAPS = {
+    "source": "Electricity Maps, yearly carbon intensity per zone, as republished by CO2.js",
+    "url": "https://www.electricitymaps.com/data-portal",
+    "licence": "ODbL 1.0 (https://opendatacommons.org/licenses/odbl/1-0/)",
+    "attribution": "Electricity Maps",
+    "unit": "g CO2e per kWh, life-cycle, yearly average",
+}
+CLOUD = {
+    "source": "CodeCarbon, data/cloud/impact.csv (https://github.com/mlco2/codecarbon), MIT "
+    "licence; provider_g_per_kwh is the figure each provider publishes. The region -> grid zone "
+    "mapping is carbonfast's, from each region's city.",
+    "licence": "MIT",
+}
+
+# Regions in countries that Electricity Maps splits into several grid zones: the zone of the
+# region's city. Regions elsewhere map to their country's zone.
+CLOUD_ZONES = {
+    ("gcp", "us-central1"): "US-MIDW-MISO",  # Council Bluffs, Iowa
+    ("gcp", "us-east1"): "US-CAR-SCEG",  # Moncks Corner, South Carolina
+    ("gcp", "us-east4"): "US-MIDA-PJM",  # Ashburn, Virginia
+    ("gcp", "us-east5"): "US-MIDA-PJM",  # Columbus, Ohio
+    ("gcp", "us-south1"): "US-TEX-ERCO",  # Dallas, Texas
+    ("gcp", "us-west1"): "US-NW-BPAT",  # The Dalles, Oregon
+    ("gcp", "us-west2"): "US-CAL-LDWP",  # Los Angeles
+    ("gcp", "us-west3"): "US-NW-PACE",  # Salt Lake City
+    ("gcp", "us-west4"): "US-NW-NEVP",  # Las Vegas
+    ("gcp", "northamerica-northeast1"): "CA-QC",  # Montreal
+    ("gcp", "northamerica-northeast2"): "CA-ON",  # Toronto
+    ("gcp", "australia-southeast1"): "AU-NSW",  # Sydney
+    ("gcp", "australia-southeast2"): "AU-VIC",  # Melbourne
+    ("gcp", "asia-northeast1"): "JP-TK",  # Tokyo
+    ("gcp", "asia-northeast2"): "JP-KN",  # Osaka
+    ("gcp", "asia-south1"): "IN-WE",  # Mumbai
+    ("gcp", "asia-south2"): "IN-NO",  # Delhi
+    ("gcp", "asia-east2"): "HK",  # Hong Kong
+    ("gcp", "europe-west8"): "IT-NO",  # Milan
+    ("gcp", "europe-west12"): "IT-NO",  # Turin
+    ("gcp", "southamerica-west1"): "CL-SEN",  # Santiago
+}
+# ISO 3166 user-assigned codes pycountry does not carry.
+EXTRA_ALPHA2 = {"XKX": "XK"}
 
 CPU_TDP_HEADER = """\
 # CPU model -> thermal design power (W), per socket.
@@ -45,12 +102,91 @@ def build_cpu_tdp(src: Path, out: Path) -> int:
     return len(lines)
 
 
+def _alpha2(alpha3: str) -> str | None:
+    import pycountry
+
+    c = pycountry.countries.get(alpha_3=alpha3)
+    return c.alpha_2 if c else EXTRA_ALPHA2.get(alpha3)
+
+
+def build_countries(src: Path, out: Path) -> int:
+    raw = json.loads(src.read_text(encoding="utf-8"))
+    countries, regions = {}, {}
+    for key, row in raw.items():
+        entry = {
+            "name": row["country_or_region"],
+            "g_per_kwh": round(float(row["emissions_intensity_gco2_per_kwh"]), 2),
+            "year": int(row["year"]),
+        }
+        code = row["country_code"]
+        if code:
+            entry["alpha2"] = _alpha2(code)
+            countries[code] = entry
+        else:
+            regions[key] = entry
+    doc = {**EMBER, "countries": dict(sorted(countries.items())), "regions": regions}
+    _write_json(out, doc)
+    return len(countries)
+
+
+def build_zones(data: Path, out: Path) -> int:
+    zones = {}
+    files = sorted(data.glob("electricitymaps_zones_yearly_*.json"))
+    for f in files:  # oldest first: a later year replaces an earlier one
+        year = int(re.search(r"(\d{4})", f.name).group(1))
+        for zone, row in json.loads(f.read_text(encoding="utf-8")).items():
+            value = (row.get("carbonIntensity") or {}).get("value")
+            if value is None:
+                continue
+            zones[zone] = {
+                "name": row["zone"]["zoneName"],
+                "g_per_kwh": float(value),
+                "year": year,
+                "renewable_pct": (row.get("renewableEnergy") or {}).get("value"),
+            }
+    _write_json(out, {**ELECTRICITY_MAPS, "zones": dict(sorted(zones.items()))})
+    return len(zones)
+
+
+def build_cloud(src: Path, zones_file: Path, out: Path) -> int:
+    zones = json.loads(zones_file.read_text(encoding="utf-8"))["zones"]
+    providers: dict[str, dict] = {}
+    with src.open(newline="", encoding="utf-8-sig") as f:
+        for row in csv.DictReader(f):
+            provider, region = row["provider"].strip(), row["region"].strip()
+            alpha3 = row["countryIsoCode"].strip()
+            zone = CLOUD_ZONES.get((provider, region)) or _alpha2(alpha3)
+            if zone not in zones:
+                zone = None
+            providers.setdefault(provider, {})[region] = {
+                "country": alpha3,
+                "city": row["city"].strip(),
+                "zone": zone,
+                "provider_g_per_kwh": float(row["impact"]) if row["impact"] else None,
+            }
+    _write_json(out, {**CLOUD, "providers": providers})
+    return sum(len(r) for r in providers.values())
+
+
+def _write_json(out: Path, doc: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="reference data directory")
     args = ap.parse_args()
     n = build_cpu_tdp(args.data / "cpu_tdp_watts.csv", CPU_TDP_OUT)
     print(f"{CPU_TDP_OUT.relative_to(REPO)}: {n} CPU models")
+    n = build_countries(args.data / "ember_country_intensity.json", CARBON_OUT / "countries.json")
+    print(f"countries.json: {n} countries")
+    n = build_zones(args.data, CARBON_OUT / "zones.json")
+    print(f"zones.json: {n} zones")
+    n = build_cloud(
+        args.data / "cloud_regions.csv", CARBON_OUT / "zones.json", CARBON_OUT / "cloud.json"
+    )
+    print(f"cloud.json: {n} cloud regions")
 
 
 if __name__ == "__main__":
