@@ -6,11 +6,29 @@ with cf.measure("step") as m:
 print(m.energy_j, m.duration_s, m.domains)
 """
 
+from __future__ import annotations
+
 from carbonfast._native import SensorUnavailable
 from carbonfast.info import info
 from carbonfast.measure import CallStats, Measurement, Meter, measure, track
 
 __version__ = "0.1.0"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from carbonfast.carbon.advice import Advice
+
+
+def advise(
+    m: Measurement, *, cpu_seconds: float | None = None, threads: int | None = None, top: int = 3
+) -> list[Advice]:
+    """Quantified suggestions for cutting the footprint of the work `m` measured: cleaner places
+    to run it, the energy idle capacity cost (given the work's `cpu_seconds`), and everyday
+    equivalents, each with its source."""
+    from carbonfast.carbon.advice import advise as _advise
+
+    return _advise(m, cpu_seconds=cpu_seconds, threads=threads, top=top)
+
 
 __all__ = [
     "CallStats",
@@ -18,6 +36,7 @@ __all__ = [
     "Meter",
     "SensorUnavailable",
     "__version__",
+    "advise",
     "info",
     "measure",
     "track",

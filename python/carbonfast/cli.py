@@ -66,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     est.add_argument("--ram-gb", type=float, metavar="GB", help="installed memory")
     est.add_argument("--cpu-power-w", type=float, metavar="W", help="fixed CPU power")
     est.add_argument("--ram-power-w", type=float, metavar="W", help="fixed RAM power")
+    carbon = p.add_argument_group(
+        "carbon", "where the energy is drawn (most specific wins; default: the world average)"
+    )
+    carbon.add_argument("--country", metavar="CODE", help="ISO 3166 alpha-2 or alpha-3 code")
+    carbon.add_argument("--zone", metavar="ZONE", help="Electricity Maps zone, e.g. US-CAL-CISO")
+    carbon.add_argument("--cloud", metavar="P:REGION", help="cloud region, e.g. gcp:europe-west1")
+    carbon.add_argument("--intensity", metavar="G", help="grid intensity, g CO2e per kWh")
+    carbon.add_argument("--pue", metavar="PUE", help="data-centre power usage effectiveness")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
     pi = sub.add_parser("info", help="which energy counters exist, which are readable, and why not")
@@ -84,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-_ESTIMATE_ARGS = (
+_METER_ARGS = (
     "estimate",
     "scope",
     "cpu_tdp_w",
@@ -92,11 +100,16 @@ _ESTIMATE_ARGS = (
     "ram_gb",
     "cpu_power_w",
     "ram_power_w",
+    "country",
+    "zone",
+    "cloud",
+    "intensity",
+    "pue",
 )
 
 
 def _meter_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in _ESTIMATE_ARGS}
+    return {k: getattr(args, k) for k in _METER_ARGS}
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -118,6 +131,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ValueError("run needs a command: carbonfast run [--json FILE] -- CMD [ARGS...]")
     meter = Meter(args.powercap_root, **_meter_args(args))
     window = meter.measure(shlex.join(command))
+    before = os.times()
     with window as m:
         try:
             returncode = _run_forwarding_signals(command)
@@ -127,8 +141,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except PermissionError:
             print(f"carbonfast: permission denied: {command[0]}", file=sys.stderr)
             return 126
+    after = os.times()
+    cpu_seconds = sum(after[i] - before[i] for i in range(4))  # self and children, user + system
     exit_code = returncode if returncode >= 0 else 128 - returncode
+    from carbonfast.carbon.advice import advise
+
     report = _run_report(m.to_dict(), command, exit_code)
+    report["cpu_seconds"] = cpu_seconds
+    report["advice"] = [
+        {"kind": a.kind, "message": a.message, "figures": a.figures}
+        for a in advise(m, cpu_seconds=cpu_seconds)
+    ]
     if args.json:
         _write_atomically(args.json, json.dumps(report, indent=2) + "\n")
     if not args.quiet:
@@ -167,6 +190,12 @@ def _run_report(measurement: dict[str, Any], command: list[str], exit_code: int)
         "energy_range_j": measurement["energy_range_j"],
         "power_w": measurement["power_w"],
         "estimated": measurement["estimated"],
+        "emissions_kg": measurement["emissions_kg"],
+        "emissions_range_kg": measurement["emissions_range_kg"],
+        "intensity_g_per_kwh": measurement["intensity_g_per_kwh"],
+        "intensity_source": measurement["intensity_source"],
+        "location": measurement["location"],
+        "pue": measurement["pue"],
         "domains": measurement["domains"],
         "notes": measurement["notes"],
         "carbonfast_version": __version__,
@@ -199,6 +228,21 @@ def format_summary(report: dict[str, Any]) -> str:
             f"  total          {_fmt_j(report['energy_j']):>14}   "
             f"avg {report['power_w'] or 0:.2f} W{tag}"
         )
+    if report["emissions_kg"] is not None:
+        from carbonfast.carbon.advice import fmt_mass
+
+        where = report["location"] or "world average"
+        rng = ""
+        if report["estimated"]:
+            lo, hi = report["emissions_range_kg"]
+            rng = f", range {fmt_mass(lo)} to {fmt_mass(hi)}"
+        lines.append(
+            f"  emissions      {fmt_mass(report['emissions_kg']):>14} CO2e{rng}  ({where}: "
+            f"{report['intensity_g_per_kwh']:g} g/kWh x PUE {report['pue']:g})"
+        )
+        lines.append(f"  intensity from {report['intensity_source']}")
+    for advice in report.get("advice", []):
+        lines.append(f"  advice: {advice['message']}")
     lines.extend(f"  note: {n}" for n in report["notes"])
     return "\n".join(lines)
 

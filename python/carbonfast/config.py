@@ -1,17 +1,24 @@
-"""Settings: an explicit argument wins over the environment, which wins over the default.
+"""Settings, in one place, layered as users expect:
 
-Every bad value raises ValueError naming the setting (the argument or the environment variable)
-and what it accepts.
+    argument  >  environment (CARBONFAST_...)  >  config file  >  default
+
+The config file is the nearest carbonfast.toml (top-level keys) or pyproject.toml with a
+[tool.carbonfast] table, looking from the working directory upwards; CARBONFAST_CONFIG names
+one explicitly. Keys are the argument names: `country = "FR"`, `pue = 1.2`.
+
+Every bad value raises ValueError naming the setting (argument, variable, or file and key) and
+what it accepts.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
 SCOPES = ("process", "container", "machine")
@@ -22,6 +29,13 @@ _FALSE = ("0", "false", "no", "off")
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not math.isfinite(value) or value <= 0:
+        raise ValueError
+    return value
+
+
+def _pue(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value) or not 1.0 <= value <= 3.0:
         raise ValueError
     return value
 
@@ -48,7 +62,8 @@ def _flag(raw: str) -> bool:
     raise ValueError
 
 
-def _path(raw: str) -> str:
+def _text(raw: str) -> str:
+    raw = raw.strip()
     if not raw:
         raise ValueError
     return raw
@@ -68,7 +83,8 @@ class Setting:
         self.default = default
 
 
-ESTIMATE_SETTINGS: dict[str, Setting] = {
+SETTINGS: dict[str, Setting] = {
+    # Estimates where no counter is readable.
     "estimate": Setting("CARBONFAST_ESTIMATE", _flag, "one of " + ", ".join(_TRUE + _FALSE), True),
     "scope": Setting("CARBONFAST_ESTIMATE_SCOPE", _scope, "one of " + ", ".join(SCOPES), "process"),
     "cpu_tdp_w": Setting("CARBONFAST_CPU_TDP_W", _positive_float, "watts per socket, above 0"),
@@ -76,24 +92,68 @@ ESTIMATE_SETTINGS: dict[str, Setting] = {
     "ram_gb": Setting("CARBONFAST_RAM_GB", _positive_float, "gigabytes, above 0"),
     "cpu_power_w": Setting("CARBONFAST_CPU_POWER_W", _positive_float, "watts, above 0"),
     "ram_power_w": Setting("CARBONFAST_RAM_POWER_W", _positive_float, "watts, above 0"),
-    "proc_root": Setting("CARBONFAST_PROC_ROOT", _path, "a directory"),
-    "cgroup_root": Setting("CARBONFAST_CGROUP_ROOT", _path, "a directory"),
+    "proc_root": Setting("CARBONFAST_PROC_ROOT", _text, "a directory"),
+    "cgroup_root": Setting("CARBONFAST_CGROUP_ROOT", _text, "a directory"),
+    # Carbon intensity: the most specific of intensity > zone > cloud > country wins.
+    "country": Setting("CARBONFAST_COUNTRY", _text, "an ISO 3166 alpha-2 or alpha-3 code"),
+    "zone": Setting("CARBONFAST_ZONE", _text, "an Electricity Maps zone such as US-CAL-CISO"),
+    "cloud": Setting("CARBONFAST_CLOUD", _text, "provider:region, such as gcp:europe-west1"),
+    "intensity": Setting("CARBONFAST_INTENSITY", _positive_float, "g CO2e per kWh, above 0"),
+    "pue": Setting("CARBONFAST_PUE", _pue, "a power usage effectiveness from 1.0 to 3.0", 1.0),
+    "electricitymaps_token": Setting(
+        "CARBONFAST_ELECTRICITYMAPS_TOKEN", _text, "an Electricity Maps API token"
+    ),
+    "electricitymaps_url": Setting(
+        "CARBONFAST_ELECTRICITYMAPS_URL",
+        _text,
+        "the API's base URL",
+        "https://api.electricitymap.org/v3",
+    ),
 }
 
+ESTIMATE_KEYS = (
+    "estimate",
+    "scope",
+    "cpu_tdp_w",
+    "cpu_threads",
+    "ram_gb",
+    "cpu_power_w",
+    "ram_power_w",
+    "proc_root",
+    "cgroup_root",
+)
+CARBON_KEYS = (
+    "country",
+    "zone",
+    "cloud",
+    "intensity",
+    "pue",
+    "electricitymaps_token",
+    "electricitymaps_url",
+)
 
-def resolve(table: dict[str, Setting], arguments: dict[str, Any]) -> dict[str, Any]:
-    """Each setting of `table` from its argument (if not None), else the environment, else the
-    default; validated either way."""
+
+def resolve(names: Iterable[str], arguments: dict[str, Any]) -> dict[str, Any]:
+    """Each named setting from its argument (if not None), else the environment, else the
+    config file, else the default; validated whichever layer it comes from."""
+    file_values, file_name = config_file()
     out: dict[str, Any] = {}
-    for name, setting in table.items():
+    for name in names:
+        setting = SETTINGS[name]
         arg = arguments.get(name)
         if arg is not None:
-            out[name] = _parse(
-                setting, os.fspath(arg) if isinstance(arg, os.PathLike) else str(arg), name
-            )
+            raw = os.fspath(arg) if isinstance(arg, os.PathLike) else str(arg)
+            out[name] = _parse(setting, raw, name)
             continue
         raw = os.environ.get(setting.env, "")
-        out[name] = setting.default if raw == "" else _parse(setting, raw, setting.env)
+        if raw != "":
+            out[name] = _parse(setting, raw, setting.env)
+        elif name in file_values:
+            value = file_values[name]
+            raw = str(value).lower() if isinstance(value, bool) else str(value)
+            out[name] = _parse(setting, raw, f"{file_name}: {name}")
+        else:
+            out[name] = setting.default
     return out
 
 
@@ -102,3 +162,53 @@ def _parse(setting: Setting, raw: str, name: str) -> Any:
         return setting.parse(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not valid; expected {setting.accepts}") from None
+
+
+_file_cache: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
+
+
+def config_file() -> tuple[dict[str, Any], str]:
+    """The settings of the config file in force, and how to name it in messages."""
+    explicit = os.environ.get("CARBONFAST_CONFIG", "")
+    key = (explicit, os.getcwd())
+    if key not in _file_cache:
+        _file_cache[key] = _load_config_file(explicit)
+    return _file_cache[key]
+
+
+def _load_config_file(explicit: str) -> tuple[dict[str, Any], str]:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ValueError(f"CARBONFAST_CONFIG={explicit!r}: no such file")
+        return _read_table(path, tool_table=path.name == "pyproject.toml")
+    for directory in [Path.cwd(), *Path.cwd().parents]:
+        own = directory / "carbonfast.toml"
+        if own.is_file():
+            return _read_table(own, tool_table=False)
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file():
+            values, name = _read_table(pyproject, tool_table=True)
+            if values:
+                return values, name
+    return {}, ""
+
+
+def _read_table(path: Path, *, tool_table: bool) -> tuple[dict[str, Any], str]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"{path}: cannot read it as TOML: {e}") from None
+    name = f"{path} [tool.carbonfast]" if tool_table else str(path)
+    table = doc.get("tool", {}).get("carbonfast", {}) if tool_table else doc
+    unknown = sorted(set(table) - set(SETTINGS))
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown setting {', '.join(unknown)}; accepted: {', '.join(SETTINGS)}"
+        )
+    return table, name

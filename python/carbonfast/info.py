@@ -23,12 +23,20 @@ def info(powercap_root: str | os.PathLike[str] | None = None, **estimate: Any) -
     native = meter._native
     domains = {d.name: d for d in meter.domains}
     total = [d.name for d in meter.domains if d.counts_in_total]
+    intensity = meter.carbon.intensity()
     return {
         "version": __version__,
         "can_measure": bool(total),
         "measured": meter.readable,
         "estimated": meter.estimated,
         "total_sums": total,
+        "carbon": {
+            "intensity_g_per_kwh": intensity.g_per_kwh,
+            "source": intensity.source,
+            "location": intensity.location,
+            "pue": meter.carbon.pue,
+            "note": intensity.note,
+        },
         "sources": [
             {
                 "name": s.name,
@@ -82,6 +90,13 @@ def format_info(data: dict[str, Any]) -> str:
             lines.append(f"  - {p['reason']}")
             if p["fix"]:
                 lines.append(f"    fix: {p['fix']}")
+    c = data["carbon"]
+    lines.append(
+        f"\ncarbon: {c['intensity_g_per_kwh']:g} g CO2e/kWh x PUE {c['pue']:g} "
+        f"({c['location'] or 'world average'}), from {c['source']}"
+    )
+    if c["note"]:
+        lines.append(f"  note: {c['note']}")
     lines.append("")
     if data["can_measure"]:
         lines.append("total energy = " + " + ".join(data["total_sums"]))

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypeVar, overload
 
+    from carbonfast.carbon.intensity import Intensity
+
     F = TypeVar("F", bound=Callable[..., Any])
 
 # Windows shorter than this span few RAPL counter updates (about one per millisecond), so their
@@ -35,7 +37,7 @@ class Measurement:
     `energy_j` is None, never 0, when no energy counter could be read; `notes` says why.
     """
 
-    __slots__ = ("_end", "_meter", "_start", "_started_at", "_window", "label")
+    __slots__ = ("_end", "_intensity", "_meter", "_start", "_started_at", "_window", "label")
 
     def __init__(self, label: str | None, meter: Meter, start: _native.Snapshot) -> None:
         self.label = label
@@ -44,6 +46,7 @@ class Measurement:
         self._started_at = time.time()
         self._end: _native.Snapshot | None = None
         self._window: _native.Window | None = None
+        self._intensity: Intensity | None = None
 
     def _finish(self, end: _native.Snapshot) -> Measurement:
         self._end = end
@@ -94,6 +97,55 @@ class Measurement:
         return w.total_j / w.duration_s
 
     @property
+    def total_domains(self) -> list[str]:
+        """The domains energy_j sums."""
+        return [d.name for d in self._meter.domains if d.counts_in_total]
+
+    @property
+    def intensity(self) -> Intensity:
+        """The grid intensity used for emissions, with its source."""
+        if self._intensity is None:
+            self._intensity = self._meter.carbon.intensity()
+        return self._intensity
+
+    @property
+    def intensity_g_per_kwh(self) -> float:
+        return self.intensity.g_per_kwh
+
+    @property
+    def intensity_source(self) -> str:
+        return self.intensity.source
+
+    @property
+    def location(self) -> str | None:
+        """The place the intensity is for, as configured ("FR", "gcp:europe-west1")."""
+        return self.intensity.location
+
+    @property
+    def pue(self) -> float:
+        return self._meter.carbon.pue
+
+    @property
+    def emissions_kg(self) -> float | None:
+        """kg CO2e: energy x PUE x grid intensity. None where the energy is unknown."""
+        energy = self.energy_j
+        if energy is None:
+            return None
+        from carbonfast.carbon import emissions_kg
+
+        return emissions_kg(energy, self.intensity_g_per_kwh, self.pue)
+
+    @property
+    def emissions_range_kg(self) -> tuple[float, float] | None:
+        r = self.energy_range_j
+        if r is None:
+            return None
+        from carbonfast.carbon import emissions_kg
+
+        g = self.intensity_g_per_kwh
+        return (emissions_kg(r[0], g, self.pue), emissions_kg(r[1], g, self.pue))
+
+    @property
     def estimated(self) -> bool:
         """True when any part of energy_j comes from a model rather than a counter."""
         return self._meter.estimated
@@ -119,6 +171,8 @@ class Measurement:
                 f"window of {w.duration_s * 1e3:.3f} ms spans few counter updates (RAPL updates "
                 "about every 1 ms): energy is coarse; repeat the work in a loop or use cf.bench"
             )
+        if self.intensity.note:
+            notes.append(self.intensity.note)
         notes.extend(self._meter._estimate_notes)
         notes.extend(self._meter._problem_notes)
         return notes
@@ -133,6 +187,12 @@ class Measurement:
             "energy_range_j": list(w.total_range_j) if w.total_range_j else None,
             "power_w": self.power_w,
             "estimated": self.estimated,
+            "emissions_kg": self.emissions_kg,
+            "emissions_range_kg": list(r) if (r := self.emissions_range_kg) else None,
+            "intensity_g_per_kwh": self.intensity_g_per_kwh,
+            "intensity_source": self.intensity_source,
+            "location": self.location,
+            "pue": self.pue,
             "domains": {
                 d.name: _domain_dict(d, j, lo, hi)
                 for d, j, lo, hi in zip(
@@ -300,11 +360,29 @@ class Meter:
         ram_power_w: float | None = None,
         proc_root: str | os.PathLike[str] | None = None,
         cgroup_root: str | os.PathLike[str] | None = None,
+        country: str | None = None,
+        zone: str | None = None,
+        cloud: str | None = None,
+        intensity: float | None = None,
+        pue: float | None = None,
     ) -> None:
-        from carbonfast.config import ESTIMATE_SETTINGS, resolve
+        from carbonfast.carbon import Carbon
+        from carbonfast.config import CARBON_KEYS, ESTIMATE_KEYS, resolve
 
+        self.carbon = Carbon(
+            resolve(
+                CARBON_KEYS,
+                {
+                    "country": country,
+                    "zone": zone,
+                    "cloud": cloud,
+                    "intensity": intensity,
+                    "pue": pue,
+                },
+            )
+        )
         settings = resolve(
-            ESTIMATE_SETTINGS,
+            ESTIMATE_KEYS,
             {
                 "estimate": estimate,
                 "scope": scope,
