@@ -1,0 +1,328 @@
+"""Intensity lookups, layered settings, live data against a local stub, emissions and advice."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+import carbonfast as cf
+from carbonfast.carbon import emissions_kg, tables
+from carbonfast.carbon.intensity import by_cloud, by_country, by_zone, lookup
+from tests.fakes.powercap import FakePowercap
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_settings(monkeypatch, tmp_path: Path) -> None:
+    """Tests start from defaults: no carbon variables, no config file, a private cache."""
+    for var in list(os.environ):
+        if var.startswith("CARBONFAST_") and var != "CARBONFAST_POWERCAP_ROOT":
+            monkeypatch.delenv(var)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+# -- lookups -----------------------------------------------------------------------------------
+
+
+def test_country_by_alpha2_alpha3_any_case_reads_the_ember_table() -> None:
+    row = tables.countries()["countries"]["FRA"]
+    for code in ("FR", "FRA", "fr"):
+        it = by_country(code)
+        assert it.g_per_kwh == row["g_per_kwh"]
+        assert it.kind == "country"
+        assert f"Ember {row['year']}" in it.source and "CC BY-SA 4.0" in it.source
+
+
+def test_zone_reads_the_electricity_maps_table() -> None:
+    row = tables.zones()["zones"]["US-CAL-CISO"]
+    it = by_zone("US-CAL-CISO")
+    assert it.g_per_kwh == row["g_per_kwh"]
+    assert "Electricity Maps" in it.source and "ODbL" in it.source
+    assert it.country == "USA"
+
+
+def test_a_cloud_region_takes_its_grid_zone() -> None:
+    region = tables.cloud()["providers"]["gcp"]["europe-west1"]
+    it = by_cloud("gcp:europe-west1")
+    assert region["zone"] == "BE"
+    assert it.g_per_kwh == tables.zones()["zones"]["BE"]["g_per_kwh"]
+    assert it.location == "gcp:europe-west1" and it.kind == "cloud"
+
+
+def test_the_most_specific_place_wins_and_the_world_average_says_so() -> None:
+    assert lookup(country="FR", zone="DE", g_per_kwh=12).g_per_kwh == 12
+    assert lookup(country="FR", zone="DE").location == "DE"
+    assert lookup(country="FR", cloud="gcp:us-west1").kind == "cloud"
+    world = lookup()
+    assert world.g_per_kwh == tables.countries()["regions"]["World"]["g_per_kwh"]
+    assert "world average" in world.source and "no location configured" in world.note
+
+
+@pytest.mark.parametrize(
+    ("call", "nearest"),
+    [
+        (lambda: by_country("FRX"), "FRA (France)"),
+        (lambda: by_country("Germany"), "DEU (Germany)"),
+        (lambda: by_zone("US-CAL"), "US-CAL-CISO"),
+        (lambda: by_cloud("gcp:europe-west99"), "gcp:europe-west9 (Paris)"),
+        (lambda: by_cloud("azure:westeurope"), "provider:region with a provider from gcp"),
+    ],
+)
+def test_unknown_names_list_the_nearest_matches(call, nearest: str) -> None:
+    with pytest.raises(ValueError, match="unknown") as e:
+        call()
+    assert nearest in str(e.value)
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def test_layers_argument_over_environment_over_file_over_default(
+    tmp_path: Path, monkeypatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.carbonfast]\ncountry = "DE"\npue = 1.3\n')
+    sub = tmp_path / "project" / "src"
+    sub.mkdir(parents=True)
+    monkeypatch.chdir(sub)  # the file is found from a subdirectory
+    none = tmp_path / "no-rapl"
+    assert cf.Meter(none).carbon.table.location == "DE"
+    assert cf.Meter(none).carbon.pue == 1.3
+    monkeypatch.setenv("CARBONFAST_COUNTRY", "FR")
+    assert cf.Meter(none).carbon.table.location == "FR"
+    assert cf.Meter(none, country="SE").carbon.table.location == "SE"
+    assert cf.Meter(none, pue=1.1).carbon.pue == 1.1
+
+
+def test_carbonfast_toml_and_an_explicit_config(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "carbonfast.toml").write_text('zone = "US-CAL-CISO"\n')
+    assert cf.Meter(tmp_path / "x").carbon.table.location == "US-CAL-CISO"
+    other = tmp_path / "elsewhere.toml"
+    other.write_text("intensity = 99\n")
+    monkeypatch.setenv("CARBONFAST_CONFIG", str(other))
+    assert cf.Meter(tmp_path / "x").carbon.table.g_per_kwh == 99
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("pue = 0.5\n", "carbonfast.toml: pue='0.5' is not valid; expected a power usage"),
+        ("intensity = -1\n", "intensity='-1' is not valid; expected g CO2e per kWh"),
+        ("contry = 'FR'\n", "unknown setting contry; accepted: estimate, scope"),
+        ("country = [\n", "cannot read it as TOML"),
+    ],
+)
+def test_bad_file_values_name_the_file_and_setting(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    (tmp_path / "carbonfast.toml").write_text(content)
+    with pytest.raises(ValueError, match=r"carbonfast\.toml") as e:
+        cf.Meter(tmp_path / "x")
+    assert message in str(e.value)
+
+
+def test_bad_environment_values_name_the_variable(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CARBONFAST_PUE", "high")
+    with pytest.raises(ValueError, match="CARBONFAST_PUE='high' is not valid"):
+        cf.Meter(tmp_path / "x")
+
+
+# -- emissions ---------------------------------------------------------------------------------
+
+
+def test_measurement_emissions_are_energy_times_pue_times_intensity(fake: FakePowercap) -> None:
+    meter = cf.Meter(fake.root, country="FR", pue=1.2)
+    with meter.measure() as m:
+        fake.add("intel-rapl:0", 36_000_000)  # 36 J = 0.01 Wh
+    g = tables.countries()["countries"]["FRA"]["g_per_kwh"]
+    assert m.emissions_kg == pytest.approx(36 / 3.6e6 * 1.2 * g / 1000, rel=1e-12)
+    assert m.emissions_kg == emissions_kg(36.0, g, 1.2)
+    assert (m.intensity_g_per_kwh, m.location, m.pue) == (g, "FR", 1.2)
+    assert m.emissions_range_kg == (m.emissions_kg, m.emissions_kg)
+    d = m.to_dict()
+    assert d["emissions_kg"] == m.emissions_kg and d["intensity_source"] == m.intensity_source
+
+
+def test_unknown_energy_means_unknown_emissions(tmp_path: Path) -> None:
+    with cf.Meter(tmp_path / "none", estimate=False).measure() as m:
+        pass
+    assert m.emissions_kg is None and m.emissions_range_kg is None
+
+
+# -- live intensity ----------------------------------------------------------------------------
+
+
+class _Stub:
+    """A local stand-in for the Electricity Maps API."""
+
+    def __init__(self, value: float = 123.0, status: int = 200) -> None:
+        self.requests: list[tuple[str, str | None]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                stub.requests.append((self.path, self.headers.get("auth-token")))
+                body = json.dumps(
+                    {"zone": "FR", "carbonIntensity": value, "datetime": "2026-11-27T15:00Z"}
+                ).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v3"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def stub():
+    s = _Stub()
+    yield s
+    s.close()
+
+
+def test_live_intensity_with_a_token_is_fetched_once_and_cached(
+    fake: FakePowercap, stub: _Stub, monkeypatch
+) -> None:
+    monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_TOKEN", "secret")
+    monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_URL", stub.url)
+    for _ in range(2):
+        with cf.Meter(fake.root, country="FR").measure() as m:
+            fake.add("intel-rapl:0", 1_000_000)
+        assert m.intensity_g_per_kwh == 123.0
+        assert m.intensity.kind == "live"
+        assert "live API, zone FR" in m.intensity_source
+    assert stub.requests == [("/v3/carbon-intensity/latest?zone=FR", "secret")]
+
+
+def test_offline_live_intensity_falls_back_to_the_table_and_says_so(
+    fake: FakePowercap, monkeypatch
+) -> None:
+    dead = _Stub()
+    url = dead.url
+    dead.close()  # nothing listens there now
+    monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_TOKEN", "secret")
+    monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_URL", url)
+    with cf.Meter(fake.root, zone="FR").measure() as m:
+        pass
+    assert m.intensity_g_per_kwh == tables.zones()["zones"]["FR"]["g_per_kwh"]
+    assert any("live intensity unavailable" in n and "yearly table" in n for n in m.notes)
+
+
+def test_no_network_without_a_token(fake: FakePowercap, stub: _Stub, monkeypatch) -> None:
+    monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_URL", stub.url)
+    with cf.Meter(fake.root, country="FR").measure() as m:
+        pass
+    assert m.intensity.kind == "country"
+    assert stub.requests == []
+
+
+# -- advice ------------------------------------------------------------------------------------
+
+
+def test_advice_figures_follow_from_energy_place_and_pue(fake: FakePowercap) -> None:
+    meter = cf.Meter(fake.root, cloud="gcp:us-east1", pue=1.1)
+    with meter.measure() as m:
+        fake.add("intel-rapl:0", 360_000_000)  # 360 J = 0.1 kWh / 1000
+    advice = cf.advise(m)
+    places = [a for a in advice if a.kind == "location"]
+    assert 1 <= len(places) <= 3
+    here = m.intensity_g_per_kwh
+    previous = 0.0
+    for a in places:
+        f = a.figures
+        assert f["place"].startswith("gcp:")  # the same provider's regions
+        assert f["g_per_kwh"] < here and f["g_per_kwh"] >= previous
+        previous = f["g_per_kwh"]
+        assert f["emissions_kg"] == pytest.approx(emissions_kg(360.0, f["g_per_kwh"], 1.1))
+        assert f["saved_kg"] == pytest.approx(m.emissions_kg - f["emissions_kg"])
+        assert f["place"] in a.message
+    [eq] = [a for a in advice if a.kind == "equivalent"]
+    assert eq.figures["car_km"] == pytest.approx(m.emissions_kg * 1000 / eq.figures["car_g_per_km"])
+    assert "epa.gov" in eq.figures["source"]
+
+
+def test_idle_advice_follows_the_cpu_time_given(fake: FakePowercap) -> None:
+    meter = cf.Meter(fake.root, country="FR")
+    with meter.measure() as m:
+        fake.add("intel-rapl:0", 10_000_000)  # 10 J package
+        fake.add("intel-rapl:0:1", 2_000_000)  # 2 J DRAM, always on
+    busy = {a.kind: a for a in cf.advise(m, cpu_seconds=m.duration_s * 4, threads=4)}["idle"]
+    idle = {a.kind: a for a in cf.advise(m, cpu_seconds=0.0, threads=4)}["idle"]
+    assert busy.figures["utilisation"] == 1.0
+    r = 0.12 / 1.02
+    assert busy.figures["idle_energy_j"] == pytest.approx(10 * r + 2)
+    assert idle.figures["idle_energy_j"] == pytest.approx(12.0)  # nothing but idle draw
+    assert idle.figures["idle_share"] == pytest.approx(1.0)
+
+
+def test_a_country_is_compared_with_its_own_zones_and_cloud_regions(fake: FakePowercap) -> None:
+    with cf.Meter(fake.root, zone="US-TEX-ERCO").measure() as m:
+        fake.add("intel-rapl:0", 1_000_000)
+    places = [a.figures["place"] for a in cf.advise(m, top=50) if a.kind == "location"]
+    assert places and all(p.startswith(("US-", "gcp:")) for p in places)
+    assert any(p.startswith("US-") for p in places)
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def _run(
+    fake: FakePowercap, tmp_path: Path, *flags: str
+) -> tuple[subprocess.CompletedProcess, dict]:
+    report = tmp_path / "r.json"
+    bump = (
+        f"p={str(fake.path('intel-rapl:0'))!r}; v=int(open(p).read()); "
+        "open(p,'w').write(str(v+7200000))"
+    )
+    cli = [sys.executable, "-m", "carbonfast.cli", *flags, "run", "--json", str(report), "--"]
+    out = subprocess.run(
+        [*cli, sys.executable, "-c", bump],
+        env={**os.environ, "CARBONFAST_POWERCAP_ROOT": str(fake.root)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out, (json.loads(report.read_text()) if report.exists() else {})
+
+
+@pytest.mark.parametrize(
+    ("flags", "g_per_kwh", "pue"),
+    [
+        (("--country", "FR"), lambda: tables.countries()["countries"]["FRA"]["g_per_kwh"], 1.0),
+        (("--cloud", "gcp:europe-west1"), lambda: tables.zones()["zones"]["BE"]["g_per_kwh"], 1.0),
+        (("--intensity", "250", "--pue", "1.2"), lambda: 250.0, 1.2),
+    ],
+)
+def test_run_reports_energy_times_pue_times_intensity(
+    fake: FakePowercap, tmp_path: Path, flags, g_per_kwh, pue
+) -> None:
+    out, data = _run(fake, tmp_path, *flags)
+    assert out.returncode == 0, out.stderr
+    assert data["energy_j"] == 7.2
+    assert data["emissions_kg"] == pytest.approx(7.2 / 3.6e6 * pue * g_per_kwh() / 1000, rel=1e-12)
+    assert data["pue"] == pue
+    assert "emissions" in out.stderr and "g/kWh" in out.stderr
+    assert any(a["kind"] == "equivalent" for a in data["advice"])
+    assert "advice:" in out.stderr
+
+
+def test_run_with_an_unknown_country_fails_clearly(fake: FakePowercap, tmp_path: Path) -> None:
+    out, data = _run(fake, tmp_path, "--country", "XY")
+    assert out.returncode == 2
+    assert "unknown country 'XY'" in out.stderr and "Accepted" in out.stderr
+    assert data == {}  # the command never ran
