@@ -61,6 +61,16 @@ impl fmt::Display for DomainKind {
     }
 }
 
+/// What a domain's raw reading is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// A free-running energy counter in `units_per_joule` units that wraps after `max_raw`.
+    Energy,
+    /// Instantaneous power in milliwatts; the meter integrates it over time (trapezoid) into
+    /// nanojoules, so such a domain has `units_per_joule` 1e9. Only as good as the sampling.
+    PowerMilliwatts,
+}
+
 /// How an estimated domain's energy is made, for the user to judge it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
@@ -85,6 +95,7 @@ pub struct Domain {
     pub units_per_joule: f64,
     /// The largest raw counter value before it wraps.
     pub max_raw: u64,
+    pub reading: Reading,
     /// Set where the energy comes from a model, not a counter.
     pub estimate: Option<Estimate>,
 }

@@ -13,6 +13,11 @@ pub struct CpuInfo {
     pub sockets: u32,
     /// The "hypervisor" CPU flag: a virtual machine, which sees only a slice of a host.
     pub virtualized: bool,
+    /// "GenuineIntel", "AuthenticAMD", ...
+    pub vendor: Option<String>,
+    /// "cpu family" and "model", which decide register quirks (Intel server DRAM units).
+    pub family: Option<u32>,
+    pub model: Option<u32>,
 }
 
 pub fn parse_cpuinfo(text: &str) -> CpuInfo {
@@ -28,6 +33,9 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfo {
             "model name" if info.model_name.is_none() && !value.is_empty() => {
                 info.model_name = Some(value.to_string());
             }
+            "vendor_id" if info.vendor.is_none() => info.vendor = Some(value.to_string()),
+            "cpu family" if info.family.is_none() => info.family = value.parse().ok(),
+            "model" if info.model.is_none() => info.model = value.parse().ok(),
             "physical id" => {
                 sockets.insert(value.to_string());
             }
@@ -55,6 +63,9 @@ mod tests {
 
     const TWO_SOCKETS: &str = "\
 processor\t: 0
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 85
 model name\t: Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz
 physical id\t: 0
 flags\t\t: fpu vme sse2
@@ -71,6 +82,8 @@ flags\t\t: fpu vme sse2
         assert_eq!(info.threads, 2);
         assert_eq!(info.sockets, 2);
         assert!(!info.virtualized);
+        assert_eq!(info.vendor.as_deref(), Some("GenuineIntel"));
+        assert_eq!((info.family, info.model), (Some(6), Some(85)));
         assert_eq!(
             info.model_name.as_deref(),
             Some("Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz")

@@ -16,7 +16,7 @@ pub mod tdp;
 
 pub use counter::Counter;
 pub use cputime::Scope;
-pub use domain::{Domain, DomainKind, Estimate};
+pub use domain::{Domain, DomainKind, Estimate, Reading};
 pub use error::{Error, Result};
 pub use meter::{DiscoverConfig, Meter, Snapshot, Window};
 pub use source::estimate::EstimateConfig;

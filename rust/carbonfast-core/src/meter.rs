@@ -244,6 +244,7 @@ mod tests {
             path: PathBuf::from(name),
             units_per_joule: 1.0,
             max_raw: 100,
+            reading: crate::domain::Reading::Energy,
             estimate: None,
         }
     }

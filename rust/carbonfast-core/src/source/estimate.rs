@@ -13,7 +13,7 @@
 use super::Source;
 use crate::clock::monotonic_ns;
 use crate::cputime::{CpuTime, Scope};
-use crate::domain::{Domain, DomainKind, Estimate};
+use crate::domain::{Domain, DomainKind, Estimate, Reading};
 use crate::error::{Error, Result};
 use crate::hostinfo::{parse_cpuinfo, parse_meminfo_total, CpuInfo};
 use crate::tdp;
@@ -172,6 +172,7 @@ fn estimated_domain(name: &str, kind: DomainKind, estimate: Estimate) -> Domain 
         path: PathBuf::new(),
         units_per_joule: UNITS_PER_JOULE,
         max_raw: u64::MAX,
+        reading: Reading::Energy,
         estimate: Some(estimate),
     }
 }

@@ -5,7 +5,7 @@
 //! produce a fresh value on each read; parsing uses a stack buffer.
 
 use super::{parse_u64, Source};
-use crate::domain::{Domain, DomainKind};
+use crate::domain::{Domain, DomainKind, Reading};
 use crate::error::{Error, Result};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -181,6 +181,7 @@ impl PowercapSource {
                         path: dir.join("energy_uj"),
                         units_per_joule: 1e6,
                         max_raw,
+                        reading: Reading::Energy,
                         estimate: None,
                     });
                     src.files.push(file);
