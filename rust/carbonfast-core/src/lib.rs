@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod hostinfo;
 pub mod meter;
+pub mod sampler;
 pub mod source;
 pub mod tdp;
 
@@ -19,4 +20,5 @@ pub use cputime::Scope;
 pub use domain::{Domain, DomainKind, Estimate, Reading};
 pub use error::{Error, Result};
 pub use meter::{DiscoverConfig, Meter, Snapshot, Window};
+pub use sampler::{Sampler, SamplerConfig, SamplerStats};
 pub use source::estimate::EstimateConfig;

@@ -3,7 +3,7 @@
 
 use crate::clock::monotonic_ns;
 use crate::counter::Counter;
-use crate::domain::{Domain, DomainKind};
+use crate::domain::{Domain, DomainKind, Reading};
 use crate::error::{Error, Result};
 use crate::source::estimate::{EstimateConfig, EstimateSource};
 use crate::source::powercap::{self, PowercapSource};
@@ -49,6 +49,27 @@ pub struct DiscoverConfig {
 struct State {
     counters: Vec<Counter>,
     raw: Vec<u64>,
+    /// For power domains: the previous reading (mW, t_ns) and the energy integrated so far.
+    power: Vec<PowerIntegral>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PowerIntegral {
+    last: Option<(u64, u64)>,
+    nanojoules: f64,
+}
+
+impl PowerIntegral {
+    /// Trapezoid between the previous and this reading; returns the total in nanojoules.
+    fn update(&mut self, milliwatts: u64, t_ns: u64) -> u64 {
+        if let Some((mw, t)) = self.last {
+            let dt_ns = t_ns.saturating_sub(t) as f64;
+            // (mW + mW) / 2 * ns = 1e-3 W * 1e-9 s = 1e-12 J = 1e-3 nJ
+            self.nanojoules += (mw + milliwatts) as f64 / 2.0 * dt_ns * 1e-3;
+        }
+        self.last = Some((milliwatts, t_ns));
+        self.nanojoules as u64
+    }
 }
 
 pub struct Meter {
@@ -71,6 +92,7 @@ impl Meter {
         let state = State {
             counters: domains.iter().map(|d| Counter::new(d.max_raw)).collect(),
             raw: vec![0; domains.len()],
+            power: vec![PowerIntegral::default(); domains.len()],
         };
         let meter = Meter {
             sources,
@@ -145,13 +167,13 @@ impl Meter {
         }
         let t1 = monotonic_ns();
         snap.t_ns = t0 + (t1 - t0) / 2;
-        for ((total, counter), &raw) in snap
-            .totals
-            .iter_mut()
-            .zip(state.counters.iter_mut())
-            .zip(state.raw.iter())
-        {
-            *total = counter.update(raw);
+        let t = snap.t_ns;
+        for (i, total) in snap.totals.iter_mut().enumerate() {
+            let raw = state.raw[i];
+            *total = match self.domains[i].reading {
+                Reading::Energy => state.counters[i].update(raw),
+                Reading::PowerMilliwatts => state.power[i].update(raw, t),
+            };
         }
         let mut offset = 0;
         for source in &self.sources {
@@ -188,6 +210,17 @@ impl Meter {
             total_j,
             total_range_j,
         }
+    }
+
+    /// How often the meter must be read so that no counter wraps twice between two reads, if
+    /// each domain drew `max_power_w`: half the shortest wrap period. None when nothing wraps.
+    pub fn wrap_guard_period_ns(&self, max_power_w: f64) -> Option<u64> {
+        self.domains
+            .iter()
+            .filter(|d| d.reading == Reading::Energy && d.max_raw < u64::MAX)
+            .map(|d| d.range_j() / max_power_w * 0.5 * 1e9)
+            .min_by(f64::total_cmp)
+            .map(|ns| ns.max(1e6) as u64)
     }
 
     /// How many times each domain's counter has wrapped.

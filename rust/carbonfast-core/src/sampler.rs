@@ -1,0 +1,399 @@
+//! The meter's heartbeat: one background thread that reads every source
+//!
+//! - at a fixed rate when sampling (`sample_hz`), storing each sample in a bounded ring buffer
+//!   for power traces; sleeps run to absolute deadlines (clock_nanosleep, TIMER_ABSTIME), so the
+//!   rate does not drift, and deadlines that passed while a read ran late are counted, not
+//!   caught up in a burst;
+//! - otherwise, while any window is open, slowly enough to cost nothing and fast enough that no
+//!   counter wraps twice between two reads (a 32-bit MSR counter wraps within minutes at high
+//!   power), so that windows of hours stay exact.
+//!
+//! The thread never touches Python, and once started it allocates nothing per sample.
+
+use crate::clock::monotonic_ns;
+use crate::meter::{Meter, Snapshot};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Power no domain is expected to exceed, for the wrap guard: generous on purpose (the largest
+/// server sockets draw about 500 W), since reading more often than needed costs little.
+pub const DEFAULT_MAX_POWER_W: f64 = 1500.0;
+
+#[derive(Debug, Clone)]
+pub struct SamplerConfig {
+    /// Samples per second; None: no sampling, only the wrap guard while windows are open.
+    pub sample_hz: Option<f64>,
+    /// Samples kept in the ring buffer; the oldest are overwritten.
+    pub capacity: usize,
+    /// See DEFAULT_MAX_POWER_W.
+    pub max_power_w: f64,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            sample_hz: None,
+            capacity: 60_000,
+            max_power_w: DEFAULT_MAX_POWER_W,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SamplerStats {
+    /// Reads made by the thread.
+    pub samples: u64,
+    /// Deadlines that passed before the thread could read.
+    pub missed: u64,
+    /// Samples overwritten in the ring before anyone read them out.
+    pub dropped: u64,
+    /// Reads that failed (the sample is skipped).
+    pub read_errors: u64,
+    /// CPU time the thread has used.
+    pub cpu_ns: u64,
+    /// Nanoseconds between reads (the sampling period, or the wrap guard's).
+    pub period_ns: u64,
+}
+
+/// Samples in arrival order: each row is t_ns then every domain's cumulative total.
+struct Ring {
+    width: usize,
+    capacity: usize,
+    data: Vec<u64>,
+    /// Index of the next row to write.
+    head: usize,
+    len: usize,
+}
+
+impl Ring {
+    fn new(width: usize, capacity: usize) -> Self {
+        Ring {
+            width,
+            capacity,
+            data: vec![0; width * capacity],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    /// Stores a sample; returns true when it overwrote the oldest one.
+    fn push(&mut self, snap: &Snapshot) -> bool {
+        if self.capacity == 0 {
+            return true;
+        }
+        let row = &mut self.data[self.head * self.width..(self.head + 1) * self.width];
+        row[0] = snap.t_ns;
+        row[1..].copy_from_slice(&snap.totals);
+        self.head = (self.head + 1) % self.capacity;
+        let dropped = self.len == self.capacity;
+        self.len = (self.len + 1).min(self.capacity);
+        dropped
+    }
+
+    /// Rows oldest first.
+    fn rows(&self) -> impl Iterator<Item = &[u64]> {
+        let start = (self.head + self.capacity - self.len) % self.capacity.max(1);
+        (0..self.len).map(move |i| {
+            let r = (start + i) % self.capacity;
+            &self.data[r * self.width..(r + 1) * self.width]
+        })
+    }
+}
+
+#[derive(Default)]
+struct Control {
+    stop: bool,
+    pause: bool,
+    paused: bool,
+}
+
+struct Shared {
+    meter: Arc<Meter>,
+    sampling: bool,
+    period_ns: u64,
+    ring: Mutex<Ring>,
+    open_windows: AtomicUsize,
+    control: Mutex<Control>,
+    wake: Condvar,
+    samples: AtomicU64,
+    missed: AtomicU64,
+    dropped: AtomicU64,
+    read_errors: AtomicU64,
+    /// The thread's CPU clock, readable from any thread.
+    cpu_clock: Mutex<Option<libc::clockid_t>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The protected state stays consistent across a panic (plain counters and flags).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub struct Sampler {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Sampler {
+    /// Starts the heartbeat for `meter`, or returns None when it has nothing to do: no sampling
+    /// asked for and no counter that can wrap.
+    pub fn start(meter: Arc<Meter>, config: &SamplerConfig) -> Option<Sampler> {
+        let sampling = config.sample_hz.is_some_and(|hz| hz > 0.0);
+        let guard = meter.wrap_guard_period_ns(config.max_power_w);
+        let period_ns = match (config.sample_hz, guard) {
+            (Some(hz), _) if hz > 0.0 => (1e9 / hz) as u64,
+            (_, Some(ns)) => ns,
+            _ => return None,
+        };
+        // A sampling period longer than the wrap guard's would let counters wrap twice.
+        let period_ns = guard.map_or(period_ns, |g| period_ns.min(g)).max(1);
+        let width = 1 + meter.domains().len();
+        let capacity = if sampling { config.capacity } else { 0 };
+        let shared = Arc::new(Shared {
+            meter,
+            sampling,
+            period_ns,
+            ring: Mutex::new(Ring::new(width, capacity)),
+            open_windows: AtomicUsize::new(0),
+            control: Mutex::new(Control::default()),
+            wake: Condvar::new(),
+            samples: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            read_errors: AtomicU64::new(0),
+            cpu_clock: Mutex::new(None),
+        });
+        let sampler = Sampler {
+            thread: Mutex::new(Some(spawn(shared.clone()))),
+            shared,
+        };
+        Some(sampler)
+    }
+
+    pub fn sampling(&self) -> bool {
+        self.shared.sampling
+    }
+
+    /// A window opened: the wrap guard must run until it closes.
+    pub fn window_opened(&self) {
+        if self.shared.open_windows.fetch_add(1, Ordering::SeqCst) == 0 {
+            // Under the lock, so the thread cannot miss this between its check and its wait.
+            let _g = lock(&self.shared.control);
+            self.shared.wake.notify_all();
+        }
+    }
+
+    pub fn window_closed(&self) {
+        let _ = self
+            .shared
+            .open_windows
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    pub fn stats(&self) -> SamplerStats {
+        let s = &self.shared;
+        SamplerStats {
+            samples: s.samples.load(Ordering::Relaxed),
+            missed: s.missed.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            read_errors: s.read_errors.load(Ordering::Relaxed),
+            cpu_ns: lock(&s.cpu_clock).map_or(0, clock_ns),
+            period_ns: s.period_ns,
+        }
+    }
+
+    /// (rows, width) of the trace the ring holds now: width is 1 + the number of domains.
+    pub fn trace_len(&self) -> (usize, usize) {
+        let ring = lock(&self.shared.ring);
+        (ring.len, ring.width)
+    }
+
+    /// Writes the samples in the ring, oldest first, straight into `out` (row-major, each row
+    /// t in seconds then each domain's cumulative energy in joules). Returns the rows written.
+    pub fn trace_into(&self, out: &mut [f64]) -> usize {
+        let ring = lock(&self.shared.ring);
+        let domains = self.shared.meter.domains();
+        let mut rows = 0;
+        for (row, dst) in ring.rows().zip(out.chunks_exact_mut(ring.width)) {
+            dst[0] = row[0] as f64 * 1e-9;
+            for ((d, &total), o) in domains.iter().zip(&row[1..]).zip(&mut dst[1..]) {
+                *o = total as f64 / d.units_per_joule;
+            }
+            rows += 1;
+        }
+        rows
+    }
+
+    /// Stops the thread where it is safe to fork: not inside a read, holding no lock.
+    pub fn pause(&self) {
+        let mut c = lock(&self.shared.control);
+        c.pause = true;
+        self.shared.wake.notify_all();
+        let limit = Duration::from_nanos(self.shared.period_ns.saturating_mul(2))
+            .max(Duration::from_millis(100));
+        let (g, _) = self
+            .shared
+            .wake
+            .wait_timeout_while(c, limit, |c| !c.paused)
+            .unwrap_or_else(|p| p.into_inner());
+        drop(g);
+    }
+
+    pub fn resume(&self) {
+        let mut c = lock(&self.shared.control);
+        c.pause = false;
+        self.shared.wake.notify_all();
+    }
+
+    /// In a child after fork: the thread did not survive it; start a new one.
+    pub fn restart_after_fork(&self) {
+        {
+            let mut c = lock(&self.shared.control);
+            *c = Control::default();
+        }
+        *lock(&self.shared.cpu_clock) = None;
+        let mut t = lock(&self.thread);
+        if let Some(old) = t.take() {
+            // Joining a thread of the parent process would wait forever.
+            std::mem::forget(old);
+        }
+        *t = Some(spawn(self.shared.clone()));
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        {
+            let mut c = lock(&self.shared.control);
+            c.stop = true;
+            self.shared.wake.notify_all();
+        }
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn spawn(shared: Arc<Shared>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("carbonfast-sampler".into())
+        .spawn(move || run(&shared))
+        .expect("spawning the sampler thread")
+}
+
+fn run(shared: &Shared) {
+    *lock(&shared.cpu_clock) = this_thread_cpu_clock();
+    let mut snap = Snapshot::default();
+    let _ = shared.meter.read_into(&mut snap); // sizes the snapshot once
+    let period = shared.period_ns;
+    let mut deadline = monotonic_ns();
+    loop {
+        match wait_until_needed(shared) {
+            Wake::Stop => return,
+            Wake::Resumed => deadline = monotonic_ns(),
+            Wake::Go => {}
+        }
+        deadline += period;
+        if shared.sampling {
+            sleep_until(deadline);
+        } else {
+            // The wrap guard's period is long: wait on the condvar so that stop and pause
+            // are immediate.
+            let c = lock(&shared.control);
+            let left = deadline.saturating_sub(monotonic_ns());
+            let (c, _) = shared
+                .wake
+                .wait_timeout_while(c, Duration::from_nanos(left), |c| {
+                    !c.stop && !c.pause && monotonic_ns() < deadline
+                })
+                .unwrap_or_else(|p| p.into_inner());
+            if c.stop || c.pause {
+                continue;
+            }
+        }
+        let now = monotonic_ns();
+        if now >= deadline + period {
+            let late = (now - deadline) / period;
+            shared.missed.fetch_add(late, Ordering::Relaxed);
+            deadline += late * period;
+        }
+        match shared.meter.read_into(&mut snap) {
+            Ok(()) => {
+                shared.samples.fetch_add(1, Ordering::Relaxed);
+                if shared.sampling && lock(&shared.ring).push(&snap) {
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(_) => {
+                shared.read_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+enum Wake {
+    Go,
+    /// Came back from idling or a pause: the schedule restarts from now.
+    Resumed,
+    Stop,
+}
+
+fn wait_until_needed(shared: &Shared) -> Wake {
+    let mut c = lock(&shared.control);
+    let mut resumed = false;
+    loop {
+        if c.stop {
+            return Wake::Stop;
+        }
+        if c.pause {
+            c.paused = true;
+            shared.wake.notify_all();
+            c = shared.wake.wait(c).unwrap_or_else(|p| p.into_inner());
+            c.paused = false;
+            resumed = true;
+            continue;
+        }
+        if shared.sampling || shared.open_windows.load(Ordering::SeqCst) > 0 {
+            return if resumed { Wake::Resumed } else { Wake::Go };
+        }
+        c = shared.wake.wait(c).unwrap_or_else(|p| p.into_inner());
+        resumed = true;
+    }
+}
+
+fn sleep_until(deadline_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `ts` is a valid timespec; a null remainder is allowed with TIMER_ABSTIME.
+    while unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &ts,
+            std::ptr::null_mut(),
+        )
+    } == libc::EINTR
+    {}
+}
+
+fn this_thread_cpu_clock() -> Option<libc::clockid_t> {
+    let mut id: libc::clockid_t = 0;
+    // SAFETY: pthread_self is always valid for the calling thread; `id` is writable.
+    let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
+    (rc == 0).then_some(id)
+}
+
+fn clock_ns(id: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is writable; a stale clock id (thread gone) makes the call fail, not UB.
+    if unsafe { libc::clock_gettime(id, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
