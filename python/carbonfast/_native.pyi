@@ -14,7 +14,10 @@ class Snapshot:
 class Window:
     duration_s: float
     joules: list[float]
+    joules_low: list[float]
+    joules_high: list[float]
     total_j: float | None
+    total_range_j: tuple[float, float] | None
 
 class DomainInfo:
     name: str
@@ -25,6 +28,9 @@ class DomainInfo:
     max_raw: int
     range_j: float
     counts_in_total: bool
+    estimated: bool
+    method: str | None
+    inputs: list[tuple[str, str]]
 
 class Problem:
     source: str
@@ -39,9 +45,42 @@ class SourceInfo:
     domains: list[str]
     notes: list[str]
 
+class SamplerStats:
+    sampling: bool
+    samples: int
+    missed: int
+    dropped: int
+    read_errors: int
+    cpu_s: float
+    period_s: float
+
 class Meter:
-    def __init__(self, powercap_root: str | None = None) -> None: ...
+    def __init__(
+        self,
+        powercap_root: str | None = None,
+        *,
+        estimate: bool = True,
+        scope: str = "process",
+        cpu_tdp_w: float | None = None,
+        cpu_threads: int | None = None,
+        ram_gb: float | None = None,
+        cpu_power_w: float | None = None,
+        ram_power_w: float | None = None,
+        proc_root: str | None = None,
+        cgroup_root: str | None = None,
+        sample_hz: float | None = None,
+        capacity: int = 60_000,
+        max_power_w: float = 1500.0,
+    ) -> None: ...
     def read(self) -> Snapshot: ...
+    def open_window(self) -> Snapshot: ...
+    def close_window(self) -> Snapshot: ...
+    def trace(self) -> tuple[bytes, int, int]: ...
+    @property
+    def sampler_stats(self) -> SamplerStats | None: ...
+    def pause_for_fork(self) -> None: ...
+    def resume_after_fork(self) -> None: ...
+    def restart_after_fork(self) -> None: ...
     def window(self, start: Snapshot, end: Snapshot) -> Window: ...
     @property
     def domains(self) -> list[DomainInfo]: ...

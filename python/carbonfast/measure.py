@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar, overload
 
     from carbonfast.carbon.intensity import Intensity
+    from carbonfast.trace import Trace
 
     F = TypeVar("F", bound=Callable[..., Any])
 
@@ -261,14 +262,14 @@ class Window:
 
     def __enter__(self) -> Measurement:
         meter = self._meter or default_meter()
-        m = Measurement(self.label, meter, meter._native.read())
+        m = Measurement(self.label, meter, meter._native.open_window())
         self._current = m
         return m
 
     def __exit__(self, *exc: object) -> None:
         m = self._current
         if m is not None:
-            m._finish(m._meter._native.read())
+            m._finish(m._meter._native.close_window())
             self._current = None
 
     def __call__(self, func: F) -> F:
@@ -280,11 +281,11 @@ class Window:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             meter = fixed_meter or default_meter()
             native = meter._native
-            m = Measurement(label, meter, native.read())
+            m = Measurement(label, meter, native.open_window())
             try:
                 return func(*args, **kwargs)
             finally:
-                stats.record(m._finish(native.read()))
+                stats.record(m._finish(native.close_window()))
 
         wrapper.energy = stats  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
@@ -360,6 +361,8 @@ class Meter:
         ram_power_w: float | None = None,
         proc_root: str | os.PathLike[str] | None = None,
         cgroup_root: str | os.PathLike[str] | None = None,
+        sample_hz: float | None = None,
+        capacity: int = 60_000,
         country: str | None = None,
         zone: str | None = None,
         cloud: str | None = None,
@@ -395,8 +398,15 @@ class Meter:
                 "cgroup_root": cgroup_root,
             },
         )
+        if sample_hz is not None and not 0 < sample_hz <= 10_000:
+            raise ValueError(f"sample_hz={sample_hz!r} is not valid; expected 0 < Hz <= 10000")
+        if capacity < 1:
+            raise ValueError(f"capacity={capacity!r} is not valid; expected at least 1 sample")
         self._native = _native.Meter(
-            os.fspath(powercap_root) if powercap_root else None, **settings
+            os.fspath(powercap_root) if powercap_root else None,
+            **settings,
+            sample_hz=sample_hz,
+            capacity=capacity,
         )
         self.domains: list[_native.DomainInfo] = self._native.domains
         self.domain_names: list[str] = [d.name for d in self.domains]
@@ -431,24 +441,36 @@ class Meter:
 
     def begin(self, name: str) -> None:
         """Opens the window `name`. Raises ValueError if a window of that name is open."""
-        m = Measurement(name, self, self._native.read())
         with self._lock:
             if name in self._open:
                 raise ValueError(
                     f"window {name!r} is already open on this meter; end it first or use "
                     "another name"
                 )
-            self._open[name] = m
+            self._open[name] = Measurement(name, self, self._native.open_window())
 
     def end(self, name: str) -> Measurement:
         """Closes the window `name` and returns its Measurement."""
-        end = self._native.read()
         with self._lock:
             m = self._open.pop(name, None)
-        if m is None:
-            open_names = ", ".join(repr(n) for n in self._open) or "none"
-            raise ValueError(f"no open window named {name!r} (open: {open_names})")
-        return m._finish(end)
+            if m is None:
+                open_names = ", ".join(repr(n) for n in self._open) or "none"
+                raise ValueError(f"no open window named {name!r} (open: {open_names})")
+        return m._finish(self._native.close_window())
+
+    def trace(self) -> Trace:
+        """The samples recorded so far (up to `capacity`, the newest kept), as numpy arrays.
+        Needs `sample_hz`."""
+        from carbonfast.trace import Trace
+
+        data, rows, width = self._native.trace()
+        return Trace(data, rows, width, self.domain_names)
+
+    @property
+    def sampler_stats(self) -> _native.SamplerStats | None:
+        """Reads, missed deadlines, dropped samples and CPU time of the background thread;
+        None where the meter needs none (no sampling, no counter that can wrap)."""
+        return self._native.sampler_stats
 
     @property
     def open_windows(self) -> list[str]:
@@ -479,12 +501,27 @@ def _reset_default_meter() -> None:
         _default = None
 
 
+def _before_fork() -> None:
+    # The sampler thread must not be inside a read (holding the meter's lock) at fork time.
+    for meter in list(_all_meters):
+        meter._native.pause_for_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for meter in list(_all_meters):
+        meter._native.resume_after_fork()
+
+
 def _after_fork_in_child() -> None:
-    # A lock held by another thread at fork time would stay held forever in the child.
+    # A lock held by another thread at fork time would stay held forever in the child, and
+    # threads do not survive fork: the sampler is started afresh.
     global _default_lock
     _default_lock = threading.Lock()
     for meter in list(_all_meters):
         meter._lock = threading.Lock()
+        meter._native.restart_after_fork()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)

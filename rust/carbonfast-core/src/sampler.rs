@@ -212,15 +212,27 @@ impl Sampler {
     /// Writes the samples in the ring, oldest first, straight into `out` (row-major, each row
     /// t in seconds then each domain's cumulative energy in joules). Returns the rows written.
     pub fn trace_into(&self, out: &mut [f64]) -> usize {
+        self.fill(out.len(), |i, v| out[i] = v)
+    }
+
+    /// As `trace_into`, as native-endian f64 bytes: lets a caller fill a foreign buffer (a
+    /// Python bytes object) in the same single pass.
+    pub fn trace_into_bytes(&self, out: &mut [u8]) -> usize {
+        self.fill(out.len() / 8, |i, v| {
+            out[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes())
+        })
+    }
+
+    fn fill(&self, room: usize, mut put: impl FnMut(usize, f64)) -> usize {
         let ring = lock(&self.shared.ring);
         let domains = self.shared.meter.domains();
-        let mut rows = 0;
-        for (row, dst) in ring.rows().zip(out.chunks_exact_mut(ring.width)) {
-            dst[0] = row[0] as f64 * 1e-9;
-            for ((d, &total), o) in domains.iter().zip(&row[1..]).zip(&mut dst[1..]) {
-                *o = total as f64 / d.units_per_joule;
+        let rows = ring.len.min(room / ring.width);
+        for (r, row) in ring.rows().take(rows).enumerate() {
+            let base = r * ring.width;
+            put(base, row[0] as f64 * 1e-9);
+            for (k, (d, &total)) in domains.iter().zip(&row[1..]).enumerate() {
+                put(base + 1 + k, total as f64 / d.units_per_joule);
             }
-            rows += 1;
         }
         rows
     }

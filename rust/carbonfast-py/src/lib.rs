@@ -4,7 +4,9 @@ use carbonfast_core as core;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 create_exception!(
     carbonfast,
@@ -92,9 +94,21 @@ struct SourceInfo {
     notes: Vec<String>,
 }
 
+#[pyclass(frozen, get_all, module = "carbonfast._native")]
+struct SamplerStats {
+    sampling: bool,
+    samples: u64,
+    missed: u64,
+    dropped: u64,
+    read_errors: u64,
+    cpu_s: f64,
+    period_s: f64,
+}
+
 #[pyclass(frozen, module = "carbonfast._native")]
 struct Meter {
-    inner: core::Meter,
+    inner: Arc<core::Meter>,
+    sampler: Option<core::Sampler>,
 }
 
 #[pymethods]
@@ -103,7 +117,8 @@ impl Meter {
     #[pyo3(signature = (
         powercap_root=None, *, estimate=true, scope="process", cpu_tdp_w=None,
         cpu_threads=None, ram_gb=None, cpu_power_w=None, ram_power_w=None,
-        proc_root=None, cgroup_root=None,
+        proc_root=None, cgroup_root=None, sample_hz=None, capacity=60_000,
+        max_power_w=core::sampler::DEFAULT_MAX_POWER_W,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -118,6 +133,9 @@ impl Meter {
         ram_power_w: Option<f64>,
         proc_root: Option<PathBuf>,
         cgroup_root: Option<PathBuf>,
+        sample_hz: Option<f64>,
+        capacity: usize,
+        max_power_w: f64,
     ) -> PyResult<Self> {
         let estimate = if estimate {
             let defaults = core::EstimateConfig::default();
@@ -140,15 +158,88 @@ impl Meter {
             powercap_root,
             estimate,
         };
-        let inner = py
-            .detach(|| core::Meter::discover(&config))
-            .map_err(to_py)?;
-        Ok(Meter { inner })
+        let inner = Arc::new(
+            py.detach(|| core::Meter::discover(&config))
+                .map_err(to_py)?,
+        );
+        let sampler_config = core::SamplerConfig {
+            sample_hz,
+            capacity,
+            max_power_w,
+        };
+        let sampler = core::Sampler::start(inner.clone(), &sampler_config);
+        Ok(Meter { inner, sampler })
     }
 
     fn read(&self, py: Python<'_>) -> PyResult<Snapshot> {
         let inner = py.detach(|| self.inner.read()).map_err(to_py)?;
         Ok(Snapshot { inner })
+    }
+
+    /// Reads the start of a window; the wrap guard runs until the matching close_window.
+    fn open_window(&self, py: Python<'_>) -> PyResult<Snapshot> {
+        if let Some(s) = &self.sampler {
+            s.window_opened();
+        }
+        self.read(py)
+    }
+
+    fn close_window(&self, py: Python<'_>) -> PyResult<Snapshot> {
+        let snap = self.read(py);
+        if let Some(s) = &self.sampler {
+            s.window_closed();
+        }
+        snap
+    }
+
+    /// The sampled trace: (bytes of row-major f64 [t_s, energy_j per domain...], rows, width).
+    fn trace<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, usize, usize)> {
+        let Some(s) = self.sampler.as_ref().filter(|s| s.sampling()) else {
+            return Err(PyValueError::new_err(
+                "this meter does not sample; create it with sample_hz=... to record a trace",
+            ));
+        };
+        let (rows, width) = s.trace_len();
+        let mut written = 0;
+        let bytes = PyBytes::new_with(py, rows * width * 8, |buf| {
+            written = s.trace_into_bytes(buf);
+            Ok(())
+        })?;
+        Ok((bytes, written, width))
+    }
+
+    #[getter]
+    fn sampler_stats(&self) -> Option<SamplerStats> {
+        self.sampler.as_ref().map(|s| {
+            let st = s.stats();
+            SamplerStats {
+                sampling: s.sampling(),
+                samples: st.samples,
+                missed: st.missed,
+                dropped: st.dropped,
+                read_errors: st.read_errors,
+                cpu_s: st.cpu_ns as f64 * 1e-9,
+                period_s: st.period_ns as f64 * 1e-9,
+            }
+        })
+    }
+
+    fn pause_for_fork(&self, py: Python<'_>) {
+        if let Some(s) = &self.sampler {
+            py.detach(|| s.pause());
+        }
+    }
+
+    fn resume_after_fork(&self) {
+        if let Some(s) = &self.sampler {
+            s.resume();
+        }
+    }
+
+    fn restart_after_fork(&self) {
+        if let Some(s) = &self.sampler {
+            s.restart_after_fork();
+        }
     }
 
     fn window(&self, start: &Snapshot, end: &Snapshot) -> Window {
@@ -238,6 +329,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DomainInfo>()?;
     m.add_class::<Problem>()?;
     m.add_class::<SourceInfo>()?;
+    m.add_class::<SamplerStats>()?;
     m.add_function(wrap_pyfunction!(time_raw_preads, m)?)?;
     m.add("SensorUnavailable", m.py().get_type::<SensorUnavailable>())?;
     Ok(())

@@ -1,0 +1,38 @@
+"""Power traces recorded by a sampling Meter, as numpy arrays (numpy is imported only here)."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class Trace:
+    """Samples oldest first.
+
+    `t_s`: CLOCK_MONOTONIC seconds of each sample. `energy_j[name]`: each domain's cumulative
+    energy since the meter started, a view into the one buffer the samples were copied into.
+    `power_w[name]`: mean power over the interval ending at each sample (NaN for the first).
+    """
+
+    def __init__(self, data: bytes, rows: int, width: int, names: list[str]) -> None:
+        try:
+            import numpy as np
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError(
+                "Meter.trace() returns numpy arrays; install numpy (pip install numpy)"
+            ) from None
+        table = np.frombuffer(data, dtype=np.float64, count=rows * width).reshape(rows, width)
+        self.t_s: np.ndarray = table[:, 0]
+        self.energy_j: dict[str, np.ndarray] = {n: table[:, i + 1] for i, n in enumerate(names)}
+        dt = np.diff(self.t_s)
+        self.power_w: dict[str, np.ndarray] = {
+            n: np.concatenate(([np.nan], np.diff(e) / dt)) for n, e in self.energy_j.items()
+        }
+
+    def __len__(self) -> int:
+        return len(self.t_s)
+
+    def __repr__(self) -> str:
+        span = f"{self.t_s[-1] - self.t_s[0]:.3f} s" if len(self) > 1 else "empty"
+        return f"Trace({len(self)} samples over {span}, domains={list(self.energy_j)})"
