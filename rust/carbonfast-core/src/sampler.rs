@@ -175,13 +175,13 @@ impl Sampler {
         self.shared.sampling
     }
 
-    /// A window opened: the wrap guard must run until it closes.
+    /// A window opened: the wrap guard reads at each of its ticks until the window closes.
+    ///
+    /// Only an atomic increment, no wakeup: the guard ticks every period whether or not
+    /// windows are open, and a period is at most half the fastest wrap, so the first tick
+    /// after a window opens still comes before any counter can wrap twice.
     pub fn window_opened(&self) {
-        if self.shared.open_windows.fetch_add(1, Ordering::SeqCst) == 0 {
-            // Under the lock, so the thread cannot miss this between its check and its wait.
-            let _g = lock(&self.shared.control);
-            self.shared.wake.notify_all();
-        }
+        self.shared.open_windows.fetch_add(1, Ordering::SeqCst);
     }
 
     pub fn window_closed(&self) {
@@ -330,6 +330,9 @@ fn run(shared: &Shared) {
             shared.missed.fetch_add(late, Ordering::Relaxed);
             deadline += late * period;
         }
+        if !shared.sampling && shared.open_windows.load(Ordering::SeqCst) == 0 {
+            continue; // a guard tick with no window open: nothing can be lost
+        }
         match shared.meter.read_into(&mut snap) {
             Ok(()) => {
                 shared.samples.fetch_add(1, Ordering::Relaxed);
@@ -366,15 +369,11 @@ fn wait_until_needed(shared: &Shared) -> Wake {
             resumed = true;
             continue;
         }
-        if shared.sampling || shared.open_windows.load(Ordering::SeqCst) > 0 {
-            return if resumed { Wake::Resumed } else { Wake::Go };
-        }
-        c = shared.wake.wait(c).unwrap_or_else(|p| p.into_inner());
-        resumed = true;
+        return if resumed { Wake::Resumed } else { Wake::Go };
     }
 }
 
-fn sleep_until(deadline_ns: u64) {
+pub(crate) fn sleep_until(deadline_ns: u64) {
     let ts = libc::timespec {
         tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
         tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,

@@ -209,7 +209,7 @@ fn the_wrap_guard_keeps_a_window_15_wrap_periods_long_exact() {
 }
 
 #[test]
-fn the_wrap_guard_idles_while_no_window_is_open() {
+fn the_wrap_guard_reads_only_while_a_window_is_open() {
     let m = meter(ClockSource::new(Reading::Energy, 999_999, |_| 20.0));
     let config = SamplerConfig {
         max_power_w: 40.0,

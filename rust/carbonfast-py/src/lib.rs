@@ -321,6 +321,13 @@ fn time_raw_preads(py: Python<'_>, paths: Vec<PathBuf>, rounds: usize) -> PyResu
         .map_err(|e| PyOSError::new_err(e.to_string()))
 }
 
+/// (CPU ns, wall ns) of a thread that only sleeps to absolute deadlines at `hz` (benchmark
+/// baseline: the platform's wakeup cost).
+#[pyfunction]
+fn time_sleep_loop(py: Python<'_>, hz: f64, seconds: f64) -> (u64, u64) {
+    py.detach(|| core::baseline::sleep_loop_cpu(hz, seconds))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Meter>()?;
@@ -331,6 +338,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SourceInfo>()?;
     m.add_class::<SamplerStats>()?;
     m.add_function(wrap_pyfunction!(time_raw_preads, m)?)?;
+    m.add_function(wrap_pyfunction!(time_sleep_loop, m)?)?;
     m.add("SensorUnavailable", m.py().get_type::<SensorUnavailable>())?;
     Ok(())
 }
