@@ -2,6 +2,8 @@
 //! counters on demand, without allocating.
 
 pub mod estimate;
+pub mod msr;
+pub mod perf;
 pub mod powercap;
 
 use crate::domain::Domain;
