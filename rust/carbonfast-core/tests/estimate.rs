@@ -284,27 +284,3 @@ fn a_container_scope_without_a_cgroup_counter_says_what_to_do() {
         Ok(_) => panic!("expected an error"),
     }
 }
-
-#[test]
-fn estimates_grow_with_cpu_work_in_the_process_scope() {
-    let host = FakeHost::new(VIRTUAL_EPYC);
-    let meter = Meter::discover(&host.config(Scope::Process)).unwrap();
-    let spin = |busy: bool| {
-        let start = meter.read().unwrap();
-        let t = std::time::Instant::now();
-        let mut x = 0u64;
-        while t.elapsed().as_millis() < 200 {
-            if busy {
-                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-            } else {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-        }
-        let end = meter.read().unwrap();
-        meter.window(&start, &end).joules[0]
-    };
-    let idle = spin(false);
-    let busy = spin(true);
-    assert!(idle > 0.0);
-    assert!(busy > 2.0 * idle, "busy {busy} J vs idle {idle} J");
-}
