@@ -53,7 +53,7 @@ def test_info_json_lists_domains_and_total(fake: FakePowercap) -> None:
 def test_info_text_gives_the_fix(tmp_path: Path) -> None:
     out = _carbonfast("--no-estimate", "info", root=tmp_path / "none")
     assert out.returncode == 0
-    assert "not readable" in out.stdout
+    assert "not usable" in out.stdout
     assert "fix: " in out.stdout and "modprobe" in out.stdout
     assert "cannot measure energy here" in out.stdout
 

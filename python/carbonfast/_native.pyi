@@ -39,6 +39,14 @@ class Problem:
     reason: str
     fix: str | None
 
+class PathInfo:
+    name: str
+    root: str
+    domains: list[str]
+    read_ns: int | None
+    chosen: bool
+    problems: list[Problem]
+
 class SourceInfo:
     name: str
     root: str
@@ -71,6 +79,10 @@ class Meter:
         sample_hz: float | None = None,
         capacity: int = 60_000,
         max_power_w: float = 1500.0,
+        source: str = "auto",
+        msr_root: str | None = None,
+        cpu_topology_root: str | None = None,
+        perf_root: str | None = None,
     ) -> None: ...
     def read(self) -> Snapshot: ...
     def open_window(self) -> Snapshot: ...
@@ -88,6 +100,8 @@ class Meter:
     def sources(self) -> list[SourceInfo]: ...
     @property
     def problems(self) -> list[Problem]: ...
+    @property
+    def paths(self) -> list[PathInfo]: ...
     def wraps(self) -> list[int]: ...
 
 def time_raw_preads(paths: list[str], rounds: int) -> list[int]: ...

@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="powercap directory (default: $CARBONFAST_POWERCAP_ROOT or /sys/class/powercap)",
     )
+    p.add_argument(
+        "--source",
+        choices=("auto", "powercap", "msr", "perf"),
+        help="RAPL path to read (default: auto, the best available)",
+    )
     est = p.add_argument_group(
         "estimates", "where no counter is readable, energy is estimated from a power model"
     )
@@ -93,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _METER_ARGS = (
+    "source",
     "estimate",
     "scope",
     "cpu_tdp_w",

@@ -53,6 +53,12 @@ def _scope(raw: str) -> str:
     return raw
 
 
+def _rapl_path(raw: str) -> str:
+    if raw not in ("auto", "powercap", "msr", "perf"):
+        raise ValueError
+    return raw
+
+
 def _flag(raw: str) -> bool:
     low = raw.strip().lower()
     if low in _TRUE:
@@ -84,6 +90,8 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
+    # Which RAPL path to read.
+    "source": Setting("CARBONFAST_SOURCE", _rapl_path, "one of auto, powercap, msr, perf", "auto"),
     # Estimates where no counter is readable.
     "estimate": Setting("CARBONFAST_ESTIMATE", _flag, "one of " + ", ".join(_TRUE + _FALSE), True),
     "scope": Setting("CARBONFAST_ESTIMATE_SCOPE", _scope, "one of " + ", ".join(SCOPES), "process"),
@@ -112,6 +120,7 @@ SETTINGS: dict[str, Setting] = {
 }
 
 ESTIMATE_KEYS = (
+    "source",
     "estimate",
     "scope",
     "cpu_tdp_w",

@@ -58,11 +58,23 @@ def info(powercap_root: str | os.PathLike[str] | None = None, **estimate: Any) -
             }
             for s in native.sources
         ],
-        "problems": [
-            {"source": p.source, "kind": p.kind, "path": p.path, "reason": p.reason, "fix": p.fix}
-            for p in native.problems
+        "problems": [_problem(p) for p in native.problems],
+        "paths": [
+            {
+                "name": p.name,
+                "root": p.root,
+                "chosen": p.chosen,
+                "domains": p.domains,
+                "read_ns": p.read_ns,
+                "problems": [_problem(q) for q in p.problems],
+            }
+            for p in native.paths
         ],
     }
+
+
+def _problem(p: Any) -> dict[str, Any]:
+    return {"source": p.source, "kind": p.kind, "path": p.path, "reason": p.reason, "fix": p.fix}
 
 
 def format_info(data: dict[str, Any]) -> str:
@@ -84,7 +96,25 @@ def format_info(data: dict[str, Any]) -> str:
                 f"(wraps every {d['range_j']:.0f} J; {role})"
             )
         lines.extend(f"  note: {n}" for n in s["notes"])
-    if data["problems"]:
+    if data["paths"]:
+        lines.append(
+            "\nRAPL paths (one is read; auto takes the one with most domains, then the cheapest):"
+        )
+        for p in data["paths"]:
+            if p["chosen"]:
+                state = f"IN USE, {len(p['domains'])} domains, {p['read_ns'] / 1e3:.1f} us per read"
+            elif p["read_ns"] is not None:
+                state = f"usable, {len(p['domains'])} domains, {p['read_ns'] / 1e3:.1f} us per read"
+            else:
+                state = "not usable"
+            lines.append(f"  {p['name']:<9} {p['root']}: {state}")
+            if not p["chosen"]:
+                for q in p["problems"]:
+                    lines.append(f"    - {q['reason']}")
+                    if q["fix"]:
+                        lines.append(f"      fix: {q['fix']}")
+    # With no usable path, the paths above already list every problem.
+    if data["problems"] and any(p["chosen"] for p in data["paths"]):
         lines.append("\nnot readable:")
         for p in data["problems"]:
             lines.append(f"  - {p['reason']}")

@@ -335,8 +335,14 @@ class Meter:
     Windows are named with `begin(name)` / `end(name)`; they may nest and overlap, and be begun
     and ended from different threads. `measure()` opens anonymous windows on this meter.
 
-    `powercap_root` points the powercap source elsewhere (default: CARBONFAST_POWERCAP_ROOT,
-    else /sys/class/powercap).
+    RAPL is read through one path, `source`: "powercap" (/sys/class/powercap), "msr"
+    (/dev/cpu/N/msr), "perf" (the perf_event power PMU), or "auto" (default; CARBONFAST_SOURCE):
+    the path covering most domains, the cheapest among those. Each hardware root can be pointed
+    elsewhere: `powercap_root` (CARBONFAST_POWERCAP_ROOT), `msr_root` (CARBONFAST_MSR_ROOT),
+    `cpu_topology_root` (CARBONFAST_CPU_TOPOLOGY_ROOT), `perf_root` (CARBONFAST_PERF_PMU_ROOT).
+
+    `sample_hz` starts a background sampler (a native thread, never holding the GIL) that
+    records a power trace of the last `capacity` samples: see `trace()`.
 
     Where a CPU package or DRAM has no readable counter, that domain is estimated from a power
     model (unless `estimate=False`), flagged, with its method, inputs and a low-high range.
@@ -363,6 +369,10 @@ class Meter:
         cgroup_root: str | os.PathLike[str] | None = None,
         sample_hz: float | None = None,
         capacity: int = 60_000,
+        source: str | None = None,
+        msr_root: str | os.PathLike[str] | None = None,
+        cpu_topology_root: str | os.PathLike[str] | None = None,
+        perf_root: str | os.PathLike[str] | None = None,
         country: str | None = None,
         zone: str | None = None,
         cloud: str | None = None,
@@ -387,6 +397,7 @@ class Meter:
         settings = resolve(
             ESTIMATE_KEYS,
             {
+                "source": source,
                 "estimate": estimate,
                 "scope": scope,
                 "cpu_tdp_w": cpu_tdp_w,
@@ -407,6 +418,9 @@ class Meter:
             **settings,
             sample_hz=sample_hz,
             capacity=capacity,
+            msr_root=_path_or_none(msr_root),
+            cpu_topology_root=_path_or_none(cpu_topology_root),
+            perf_root=_path_or_none(perf_root),
         )
         self.domains: list[_native.DomainInfo] = self._native.domains
         self.domain_names: list[str] = [d.name for d in self.domains]
@@ -479,6 +493,10 @@ class Meter:
 
     def __repr__(self) -> str:
         return f"Meter(domains={self.domain_names})"
+
+
+def _path_or_none(p: str | os.PathLike[str] | None) -> str | None:
+    return os.fspath(p) if p is not None else None
 
 
 _default: Meter | None = None

@@ -12,6 +12,7 @@ pub mod error;
 pub mod hostinfo;
 pub mod meter;
 pub mod sampler;
+pub mod select;
 pub mod source;
 pub mod tdp;
 
@@ -21,4 +22,5 @@ pub use domain::{Domain, DomainKind, Estimate, Reading};
 pub use error::{Error, Result};
 pub use meter::{DiscoverConfig, Meter, Snapshot, Window};
 pub use sampler::{Sampler, SamplerConfig, SamplerStats};
+pub use select::{PathReport, ProblemReport, RaplPath, RaplRoots};
 pub use source::estimate::EstimateConfig;

@@ -4,11 +4,10 @@
 use crate::clock::monotonic_ns;
 use crate::counter::Counter;
 use crate::domain::{Domain, DomainKind, Reading};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::select::{self, PathReport, ProblemReport, RaplPath, RaplRoots};
 use crate::source::estimate::{EstimateConfig, EstimateSource};
-use crate::source::powercap::{self, PowercapSource};
 use crate::source::Source;
-use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 /// Cumulative energy of every domain since the meter started, at one instant.
@@ -40,8 +39,9 @@ pub struct Window {
 /// Where to look for hardware and whether to estimate what is not there.
 #[derive(Debug, Clone, Default)]
 pub struct DiscoverConfig {
-    /// Else CARBONFAST_POWERCAP_ROOT, else /sys/class/powercap.
-    pub powercap_root: Option<PathBuf>,
+    /// Which RAPL path to read: the best available by default.
+    pub rapl: RaplPath,
+    pub roots: RaplRoots,
     /// None: never estimate; a domain that cannot be measured is missing.
     pub estimate: Option<EstimateConfig>,
 }
@@ -76,6 +76,8 @@ pub struct Meter {
     sources: Vec<Box<dyn Source>>,
     domains: Vec<Domain>,
     in_total: Vec<bool>,
+    problems: Vec<ProblemReport>,
+    paths: Vec<PathReport>,
     /// Reading and counting happen under one lock: a reading applied out of order would look
     /// like a wrap.
     state: Mutex<State>,
@@ -94,10 +96,16 @@ impl Meter {
             raw: vec![0; domains.len()],
             power: vec![PowerIntegral::default(); domains.len()],
         };
+        let problems = sources
+            .iter()
+            .flat_map(|s| s.problems().iter().map(|e| ProblemReport::new(s.name(), e)))
+            .collect();
         let meter = Meter {
             sources,
             in_total: in_total(&domains),
             domains,
+            problems,
+            paths: Vec::new(),
             state: Mutex::new(state),
         };
         meter.read()?;
@@ -107,19 +115,26 @@ impl Meter {
     /// A meter over every source found on this machine. Where a package or DRAM cannot be
     /// measured and `config.estimate` is set, that domain alone is estimated.
     pub fn discover(config: &DiscoverConfig) -> Result<Self> {
-        let root = powercap::resolve_root(config.powercap_root.as_deref());
-        let powercap = PowercapSource::discover(&root);
-        let has = |kind| powercap.domains().iter().any(|d| d.kind == kind);
+        let choice = select::choose(config.rapl, &config.roots)?;
+        let has = |kind| {
+            choice
+                .source
+                .as_ref()
+                .is_some_and(|s| s.domains().iter().any(|d| d.kind == kind))
+        };
         // psys covers the whole platform, packages and memory included.
         let need_cpu = !has(DomainKind::Package) && !has(DomainKind::Psys);
         let need_ram = !has(DomainKind::Dram) && !has(DomainKind::Psys);
-        let mut sources: Vec<Box<dyn Source>> = vec![Box::new(powercap)];
+        let mut sources: Vec<Box<dyn Source>> = choice.source.into_iter().collect();
         if let Some(est) = &config.estimate {
             if need_cpu || need_ram {
                 sources.push(Box::new(EstimateSource::new(est, need_cpu, need_ram)?));
             }
         }
-        Meter::new(sources)
+        let mut meter = Meter::new(sources)?;
+        meter.problems = choice.problems;
+        meter.paths = choice.paths;
+        Ok(meter)
     }
 
     pub fn domains(&self) -> &[Domain] {
@@ -135,11 +150,15 @@ impl Meter {
         &self.sources
     }
 
-    /// Every problem of every source.
-    pub fn problems(&self) -> impl Iterator<Item = (&dyn Source, &Error)> {
-        self.sources
-            .iter()
-            .flat_map(|s| s.problems().iter().map(move |p| (s.as_ref(), p)))
+    /// What could not be read, with reasons and fixes: the chosen path's problems, or every
+    /// path's when none could be used.
+    pub fn problems(&self) -> &[ProblemReport] {
+        &self.problems
+    }
+
+    /// Each RAPL path considered at discovery (empty for meters built with `new`).
+    pub fn paths(&self) -> &[PathReport] {
+        &self.paths
     }
 
     /// A fresh snapshot.
@@ -267,6 +286,7 @@ fn sum_in_total(in_total: &[bool], joules: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use std::path::{Path, PathBuf};
 
     fn domain(name: &str, kind: DomainKind) -> Domain {

@@ -2,7 +2,9 @@
 
 mod common;
 
-use carbonfast_core::{DiscoverConfig, DomainKind, Error, EstimateConfig, Meter, Scope};
+use carbonfast_core::{
+    DiscoverConfig, DomainKind, Error, EstimateConfig, Meter, RaplPath, RaplRoots, Scope,
+};
 use common::FakePowercap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -55,8 +57,15 @@ impl FakeHost {
     }
 
     fn config(&self, scope: Scope) -> DiscoverConfig {
+        let absent = self.proc_root.join("absent");
         DiscoverConfig {
-            powercap_root: Some(self.powercap.root.clone()),
+            rapl: RaplPath::Auto,
+            roots: RaplRoots {
+                powercap: Some(self.powercap.root.clone()),
+                msr: Some(absent.clone()),
+                perf_pmu: Some(absent),
+                ..RaplRoots::default()
+            },
             estimate: Some(EstimateConfig {
                 scope,
                 proc_root: self.proc_root.clone(),

@@ -1,8 +1,10 @@
 //! The MSR source on a fake /dev/cpu of sparse files, with fake CPU topology and cpuinfo.
 
+mod common;
+
 use carbonfast_core::source::msr::MsrSource;
 use carbonfast_core::source::Source;
-use carbonfast_core::{DomainKind, Error, Meter, Reading};
+use carbonfast_core::{DiscoverConfig, DomainKind, Error, Meter, RaplPath, RaplRoots, Reading};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -478,4 +480,94 @@ fn real_registers_agree_with_powercap() {
             );
         }
     }
+}
+
+fn roots(m: &FakeMachine, powercap: &common::FakePowercap) -> RaplRoots {
+    RaplRoots {
+        powercap: Some(powercap.root.clone()),
+        msr: Some(m.msr_root.clone()),
+        cpu_topology: Some(m.cpu_root.clone()),
+        perf_pmu: Some(m.proc_root.join("no-power-pmu")),
+        proc: Some(m.proc_root.clone()),
+    }
+}
+
+#[test]
+fn auto_prefers_the_path_that_covers_most_domains() {
+    let m = intel_client(); // package, core, uncore, dram, psys
+    let powercap = common::FakePowercap::new();
+    powercap.zone("intel-rapl:0", "package-0", 10, 1 << 40); // package only
+    let meter = Meter::discover(&DiscoverConfig {
+        rapl: RaplPath::Auto,
+        roots: roots(&m, &powercap),
+        estimate: None,
+    })
+    .unwrap();
+    assert!(meter.domains().iter().all(|d| d.source == "msr"));
+    let paths: Vec<_> = meter
+        .paths()
+        .iter()
+        .map(|p| (p.name, p.chosen, p.domains.len(), p.read_ns.is_some()))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("powercap", false, 1, true),
+            ("msr", true, 5, true),
+            ("perf", false, 0, false),
+        ]
+    );
+    let perf = &meter.paths()[2];
+    assert_eq!(perf.problems[0].kind, "missing");
+}
+
+#[test]
+fn a_named_path_is_used_even_when_another_covers_more() {
+    let m = intel_client();
+    let powercap = common::FakePowercap::new();
+    powercap.zone("intel-rapl:0", "package-0", 10, 1 << 40);
+    let meter = Meter::discover(&DiscoverConfig {
+        rapl: RaplPath::Powercap,
+        roots: roots(&m, &powercap),
+        estimate: None,
+    })
+    .unwrap();
+    let names: Vec<_> = meter.domains().iter().map(|d| d.source).collect();
+    assert_eq!(names, vec!["powercap"]);
+}
+
+#[test]
+fn a_named_path_that_cannot_be_read_fails_with_its_fix() {
+    let m = intel_client();
+    let powercap = common::FakePowercap::new();
+    let mut r = roots(&m, &powercap);
+    r.msr = Some(m.proc_root.join("no-msr"));
+    let err = Meter::discover(&DiscoverConfig {
+        rapl: RaplPath::Msr,
+        roots: r,
+        estimate: None,
+    })
+    .err()
+    .expect("msr cannot be read");
+    assert_eq!(err.kind(), "missing");
+    assert!(err.fix().unwrap().contains("modprobe msr"), "{err}");
+}
+
+#[test]
+fn with_no_usable_path_every_paths_problems_are_reported() {
+    let m = FakeMachine::new(&cpuinfo("GenuineIntel", 6, 0x8E), &[0]);
+    let powercap = common::FakePowercap::new();
+    let meter = Meter::discover(&DiscoverConfig {
+        rapl: RaplPath::Auto,
+        roots: roots(&m, &powercap),
+        estimate: None,
+    })
+    .unwrap();
+    assert!(meter.domains().is_empty());
+    let sources: std::collections::BTreeSet<_> =
+        meter.problems().iter().map(|p| p.source).collect();
+    assert_eq!(
+        sources.into_iter().collect::<Vec<_>>(),
+        vec!["msr", "perf", "powercap"]
+    );
 }

@@ -2,14 +2,18 @@ mod common;
 
 use carbonfast_core::source::powercap::PowercapSource;
 use carbonfast_core::source::Source;
-use carbonfast_core::{DiscoverConfig, DomainKind, Error, Meter};
+use carbonfast_core::{DiscoverConfig, DomainKind, Error, Meter, RaplPath, RaplRoots};
 use common::FakePowercap;
 
 const RANGE: u64 = 262_143_328_850;
 
 fn measured_only(root: &std::path::Path) -> DiscoverConfig {
     DiscoverConfig {
-        powercap_root: Some(root.to_path_buf()),
+        rapl: RaplPath::Powercap,
+        roots: RaplRoots {
+            powercap: Some(root.to_path_buf()),
+            ..RaplRoots::default()
+        },
         estimate: None,
     }
 }

@@ -77,6 +77,7 @@ struct DomainInfo {
     inputs: Vec<(String, String)>,
 }
 
+#[derive(Clone)]
 #[pyclass(frozen, get_all, module = "carbonfast._native")]
 struct Problem {
     source: &'static str,
@@ -84,6 +85,28 @@ struct Problem {
     path: String,
     reason: String,
     fix: Option<String>,
+}
+
+impl From<&core::ProblemReport> for Problem {
+    fn from(p: &core::ProblemReport) -> Self {
+        Problem {
+            source: p.source,
+            kind: p.kind,
+            path: p.path.display().to_string(),
+            reason: p.reason.clone(),
+            fix: p.fix.clone(),
+        }
+    }
+}
+
+#[pyclass(frozen, get_all, module = "carbonfast._native")]
+struct PathInfo {
+    name: &'static str,
+    root: String,
+    domains: Vec<String>,
+    read_ns: Option<u64>,
+    chosen: bool,
+    problems: Vec<Problem>,
 }
 
 #[pyclass(frozen, get_all, module = "carbonfast._native")]
@@ -118,7 +141,8 @@ impl Meter {
         powercap_root=None, *, estimate=true, scope="process", cpu_tdp_w=None,
         cpu_threads=None, ram_gb=None, cpu_power_w=None, ram_power_w=None,
         proc_root=None, cgroup_root=None, sample_hz=None, capacity=60_000,
-        max_power_w=core::sampler::DEFAULT_MAX_POWER_W,
+        max_power_w=core::sampler::DEFAULT_MAX_POWER_W, source="auto", msr_root=None,
+        cpu_topology_root=None, perf_root=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -136,7 +160,14 @@ impl Meter {
         sample_hz: Option<f64>,
         capacity: usize,
         max_power_w: f64,
+        source: &str,
+        msr_root: Option<PathBuf>,
+        cpu_topology_root: Option<PathBuf>,
+        perf_root: Option<PathBuf>,
     ) -> PyResult<Self> {
+        let rapl = source
+            .parse()
+            .map_err(|e: String| PyValueError::new_err(format!("source: {e}")))?;
         let estimate = if estimate {
             let defaults = core::EstimateConfig::default();
             Some(core::EstimateConfig {
@@ -148,14 +179,21 @@ impl Meter {
                 ram_gb,
                 cpu_power_w,
                 ram_power_w,
-                proc_root: proc_root.unwrap_or(defaults.proc_root),
+                proc_root: proc_root.clone().unwrap_or(defaults.proc_root),
                 cgroup_root: cgroup_root.unwrap_or(defaults.cgroup_root),
             })
         } else {
             None
         };
         let config = core::DiscoverConfig {
-            powercap_root,
+            rapl,
+            roots: core::RaplRoots {
+                powercap: powercap_root,
+                msr: msr_root,
+                cpu_topology: cpu_topology_root,
+                perf_pmu: perf_root,
+                proc: proc_root,
+            },
             estimate,
         };
         let inner = Arc::new(
@@ -296,14 +334,22 @@ impl Meter {
 
     #[getter]
     fn problems(&self) -> Vec<Problem> {
+        self.inner.problems().iter().map(Problem::from).collect()
+    }
+
+    /// Each RAPL path considered at start-up: its domains, read cost, problems, and which won.
+    #[getter]
+    fn paths(&self) -> Vec<PathInfo> {
         self.inner
-            .problems()
-            .map(|(s, e)| Problem {
-                source: s.name(),
-                kind: e.kind(),
-                path: e.path().display().to_string(),
-                reason: e.to_string(),
-                fix: e.fix().map(str::to_string),
+            .paths()
+            .iter()
+            .map(|p| PathInfo {
+                name: p.name,
+                root: p.root.display().to_string(),
+                domains: p.domains.clone(),
+                read_ns: p.read_ns,
+                chosen: p.chosen,
+                problems: p.problems.iter().map(Problem::from).collect(),
             })
             .collect()
     }
@@ -337,6 +383,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Problem>()?;
     m.add_class::<SourceInfo>()?;
     m.add_class::<SamplerStats>()?;
+    m.add_class::<PathInfo>()?;
     m.add_function(wrap_pyfunction!(time_raw_preads, m)?)?;
     m.add_function(wrap_pyfunction!(time_sleep_loop, m)?)?;
     m.add("SensorUnavailable", m.py().get_type::<SensorUnavailable>())?;
