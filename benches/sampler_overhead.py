@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import carbonfast as cf
 from carbonfast import _native
+from tests.fakes.msr import INTEL_DRAM, INTEL_PKG, INTEL_PP0, INTEL_UNIT, UNIT_ESU_14, FakeMsr
 from tests.fakes.powercap import FakePowercap
 
 
@@ -91,9 +92,18 @@ def main() -> None:
             f"{verdict}"
         )
 
-    print(f"\n{'window on each path (enter + exit)':<40}{'ns':>10}")
-    meter = cf.Meter(fake.root)
-    print(f"{'powercap (fake tree, 4 domains)':<40}{window_ns(meter):>10.0f}")
+    msr = FakeMsr(base / "msr", packages=[0])
+    for register, value in ((INTEL_UNIT, UNIT_ESU_14), (INTEL_PKG, 1), (INTEL_PP0, 1)):
+        msr.set(0, register, value)
+    msr.set(0, INTEL_DRAM, 1)
+    msr.set(0, 0x641, 1)  # PP1 (uncore)
+    print(f"\n{'window on each path (enter + exit)':<44}{'domains':>8}{'ns':>10}")
+    for label, meter in (
+        ("powercap (fake sysfs files)", cf.Meter(fake.root, source="powercap")),
+        ("msr (fake /dev/cpu/0/msr, sparse file)", cf.Meter(source="msr", **msr.meter_args())),
+    ):
+        print(f"{label:<44}{len(meter.domains):>8}{window_ns(meter):>10.0f}")
+    print("perf: the power PMU cannot be faked below the syscall; not measured on this machine")
 
 
 if __name__ == "__main__":
