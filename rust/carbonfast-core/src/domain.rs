@@ -96,6 +96,12 @@ pub struct Domain {
     /// The largest raw counter value before it wraps.
     pub max_raw: u64,
     pub reading: Reading,
+    /// What the hardware calls itself, where the name alone does not say (a GPU's model and
+    /// UUID); empty otherwise.
+    pub label: String,
+    /// How often the hardware refreshes the counter, where it is slow enough to matter for
+    /// short windows (GPUs: tens of ms); None where unknown or negligible.
+    pub update_period_ns: Option<u64>,
     /// Set where the energy comes from a model, not a counter.
     pub estimate: Option<Estimate>,
 }

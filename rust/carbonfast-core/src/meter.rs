@@ -7,8 +7,13 @@ use crate::domain::{Domain, DomainKind, Reading};
 use crate::error::Result;
 use crate::select::{self, PathReport, ProblemReport, RaplPath, RaplRoots};
 use crate::source::estimate::{EstimateConfig, EstimateSource};
+use crate::source::nvml::NvmlSource;
 use crate::source::Source;
 use std::sync::{Mutex, MutexGuard};
+
+/// How often a power-only domain (a GPU without an energy counter) is read while a window is
+/// open: NVML refreshes power every 20-100 ms.
+pub const POWER_SAMPLE_NS: u64 = 20_000_000;
 
 /// Cumulative energy of every domain since the meter started, at one instant.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -42,6 +47,10 @@ pub struct DiscoverConfig {
     /// Which RAPL path to read: the best available by default.
     pub rapl: RaplPath,
     pub roots: RaplRoots,
+    /// Measure NVIDIA GPUs through NVML.
+    pub gpu: bool,
+    /// Else CARBONFAST_NVML_LIBRARY, else libnvidia-ml.so.1.
+    pub nvml_library: Option<std::path::PathBuf>,
     /// None: never estimate; a domain that cannot be measured is missing.
     pub estimate: Option<EstimateConfig>,
 }
@@ -126,13 +135,23 @@ impl Meter {
         let need_cpu = !has(DomainKind::Package) && !has(DomainKind::Psys);
         let need_ram = !has(DomainKind::Dram) && !has(DomainKind::Psys);
         let mut sources: Vec<Box<dyn Source>> = choice.source.into_iter().collect();
+        let mut problems = choice.problems;
+        if config.gpu {
+            let nvml = NvmlSource::discover(config.nvml_library.as_deref());
+            problems.extend(
+                nvml.problems()
+                    .iter()
+                    .map(|e| ProblemReport::new("nvml", e)),
+            );
+            sources.push(Box::new(nvml));
+        }
         if let Some(est) = &config.estimate {
             if need_cpu || need_ram {
                 sources.push(Box::new(EstimateSource::new(est, need_cpu, need_ram)?));
             }
         }
         let mut meter = Meter::new(sources)?;
-        meter.problems = choice.problems;
+        meter.problems = problems;
         meter.paths = choice.paths;
         Ok(meter)
     }
@@ -194,13 +213,12 @@ impl Meter {
                 Reading::PowerMilliwatts => state.power[i].update(raw, t),
             };
         }
+        snap.low.copy_from_slice(&snap.totals);
+        snap.high.copy_from_slice(&snap.totals);
         let mut offset = 0;
         for source in &self.sources {
             let r = offset..offset + source.domains().len();
-            if !source.read_bounds(&mut snap.low[r.clone()], &mut snap.high[r.clone()]) {
-                snap.low[r.clone()].copy_from_slice(&snap.totals[r.clone()]);
-                snap.high[r.clone()].copy_from_slice(&snap.totals[r]);
-            }
+            source.read_bounds(&mut snap.low[r.clone()], &mut snap.high[r]);
             offset += source.domains().len();
         }
         Ok(())
@@ -231,15 +249,22 @@ impl Meter {
         }
     }
 
-    /// How often the meter must be read so that no counter wraps twice between two reads, if
-    /// each domain drew `max_power_w`: half the shortest wrap period. None when nothing wraps.
-    pub fn wrap_guard_period_ns(&self, max_power_w: f64) -> Option<u64> {
-        self.domains
+    /// How often the meter must be read while a window is open: so that no counter wraps
+    /// twice between two reads if each domain drew `max_power_w` (half the shortest wrap
+    /// period), and every POWER_SAMPLE_NS where a domain reports power to be integrated.
+    /// None when neither applies.
+    pub fn guard_period_ns(&self, max_power_w: f64) -> Option<u64> {
+        let wraps = self
+            .domains
             .iter()
             .filter(|d| d.reading == Reading::Energy && d.max_raw < u64::MAX)
-            .map(|d| d.range_j() / max_power_w * 0.5 * 1e9)
-            .min_by(f64::total_cmp)
-            .map(|ns| ns.max(1e6) as u64)
+            .map(|d| (d.range_j() / max_power_w * 0.5 * 1e9).max(1e6) as u64);
+        let power = self
+            .domains
+            .iter()
+            .filter(|d| d.reading == Reading::PowerMilliwatts)
+            .map(|_| POWER_SAMPLE_NS);
+        wraps.chain(power).min()
     }
 
     /// How many times each domain's counter has wrapped.
@@ -298,6 +323,8 @@ mod tests {
             units_per_joule: 1.0,
             max_raw: 100,
             reading: crate::domain::Reading::Energy,
+            label: String::new(),
+            update_period_ns: None,
             estimate: None,
         }
     }

@@ -140,7 +140,7 @@ impl Sampler {
     /// asked for and no counter that can wrap.
     pub fn start(meter: Arc<Meter>, config: &SamplerConfig) -> Option<Sampler> {
         let sampling = config.sample_hz.is_some_and(|hz| hz > 0.0);
-        let guard = meter.wrap_guard_period_ns(config.max_power_w);
+        let guard = meter.guard_period_ns(config.max_power_w);
         let period_ns = match (config.sample_hz, guard) {
             (Some(hz), _) if hz > 0.0 => (1e9 / hz) as u64,
             (_, Some(ns)) => ns,

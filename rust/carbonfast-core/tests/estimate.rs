@@ -72,6 +72,7 @@ impl FakeHost {
                 cgroup_root: self.cgroup_root.clone(),
                 ..EstimateConfig::default()
             }),
+            ..DiscoverConfig::default()
         }
     }
 

@@ -501,6 +501,7 @@ fn auto_prefers_the_path_that_covers_most_domains() {
         rapl: RaplPath::Auto,
         roots: roots(&m, &powercap),
         estimate: None,
+        ..DiscoverConfig::default()
     })
     .unwrap();
     assert!(meter.domains().iter().all(|d| d.source == "msr"));
@@ -530,6 +531,7 @@ fn a_named_path_is_used_even_when_another_covers_more() {
         rapl: RaplPath::Powercap,
         roots: roots(&m, &powercap),
         estimate: None,
+        ..DiscoverConfig::default()
     })
     .unwrap();
     let names: Vec<_> = meter.domains().iter().map(|d| d.source).collect();
@@ -546,6 +548,7 @@ fn a_named_path_that_cannot_be_read_fails_with_its_fix() {
         rapl: RaplPath::Msr,
         roots: r,
         estimate: None,
+        ..DiscoverConfig::default()
     })
     .err()
     .expect("msr cannot be read");
@@ -561,6 +564,7 @@ fn with_no_usable_path_every_paths_problems_are_reported() {
         rapl: RaplPath::Auto,
         roots: roots(&m, &powercap),
         estimate: None,
+        ..DiscoverConfig::default()
     })
     .unwrap();
     assert!(meter.domains().is_empty());

@@ -15,6 +15,7 @@ fn measured_only(root: &std::path::Path) -> DiscoverConfig {
             ..RaplRoots::default()
         },
         estimate: None,
+        ..DiscoverConfig::default()
     }
 }
 

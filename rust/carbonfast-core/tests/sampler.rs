@@ -28,6 +28,8 @@ impl ClockSource {
                 units_per_joule: if reading == Reading::Energy { 1e6 } else { 1e9 },
                 max_raw,
                 reading,
+                label: String::new(),
+                update_period_ns: None,
                 estimate: None,
             }],
             t0: monotonic_ns(),

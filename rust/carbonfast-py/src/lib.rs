@@ -72,6 +72,10 @@ struct DomainInfo {
     max_raw: u64,
     range_j: f64,
     counts_in_total: bool,
+    /// "energy" (a counter) or "power" (integrated by the meter).
+    reading: &'static str,
+    label: String,
+    update_period_s: Option<f64>,
     estimated: bool,
     method: Option<String>,
     inputs: Vec<(String, String)>,
@@ -142,7 +146,7 @@ impl Meter {
         cpu_threads=None, ram_gb=None, cpu_power_w=None, ram_power_w=None,
         proc_root=None, cgroup_root=None, sample_hz=None, capacity=60_000,
         max_power_w=core::sampler::DEFAULT_MAX_POWER_W, source="auto", msr_root=None,
-        cpu_topology_root=None, perf_root=None,
+        cpu_topology_root=None, perf_root=None, gpu=true, nvml_library=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -164,6 +168,8 @@ impl Meter {
         msr_root: Option<PathBuf>,
         cpu_topology_root: Option<PathBuf>,
         perf_root: Option<PathBuf>,
+        gpu: bool,
+        nvml_library: Option<PathBuf>,
     ) -> PyResult<Self> {
         let rapl = source
             .parse()
@@ -194,6 +200,8 @@ impl Meter {
                 perf_pmu: perf_root,
                 proc: proc_root,
             },
+            gpu,
+            nvml_library,
             estimate,
         };
         let inner = Arc::new(
@@ -307,6 +315,12 @@ impl Meter {
                 max_raw: d.max_raw,
                 range_j: d.range_j(),
                 counts_in_total: in_total,
+                reading: match d.reading {
+                    core::Reading::Energy => "energy",
+                    core::Reading::PowerMilliwatts => "power",
+                },
+                label: d.label.clone(),
+                update_period_s: d.update_period_ns.map(|ns| ns as f64 * 1e-9),
                 estimated: d.estimated(),
                 method: d.estimate.as_ref().map(|e| e.method.clone()),
                 inputs: d

@@ -173,6 +173,8 @@ fn estimated_domain(name: &str, kind: DomainKind, estimate: Estimate) -> Domain 
         units_per_joule: UNITS_PER_JOULE,
         max_raw: u64::MAX,
         reading: Reading::Energy,
+        label: String::new(),
+        update_period_ns: None,
         estimate: Some(estimate),
     }
 }
@@ -368,13 +370,12 @@ impl Source for EstimateSource {
         Ok(())
     }
 
-    fn read_bounds(&self, low: &mut [u64], high: &mut [u64]) -> bool {
+    fn read_bounds(&self, low: &mut [u64], high: &mut [u64]) {
         let st = self.lock();
         for ((e, l), h) in st.energy.iter().zip(low).zip(high) {
             *l = (e[LOW] * UNITS_PER_JOULE) as u64;
             *h = (e[HIGH] * UNITS_PER_JOULE) as u64;
         }
-        true
     }
 
     fn problems(&self) -> &[Error] {

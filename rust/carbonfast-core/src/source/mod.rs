@@ -3,6 +3,7 @@
 
 pub mod estimate;
 pub mod msr;
+pub mod nvml;
 pub mod perf;
 pub mod powercap;
 
@@ -24,10 +25,9 @@ pub trait Source: Send + Sync {
     fn read_raw(&self, out: &mut [u64]) -> Result<()>;
 
     /// For estimating sources: the low and high bounds of the reading `read_raw` just made,
-    /// in the same units. Measured sources have none and return false.
-    fn read_bounds(&self, _low: &mut [u64], _high: &mut [u64]) -> bool {
-        false
-    }
+    /// in the same units, written over the estimated domains' slots. `low` and `high` arrive
+    /// holding the totals, which is right for measured domains.
+    fn read_bounds(&self, _low: &mut [u64], _high: &mut [u64]) {}
 
     /// Sensors that exist or should exist but cannot be read, with the reason and the fix.
     fn problems(&self) -> &[Error];

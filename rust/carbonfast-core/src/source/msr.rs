@@ -312,6 +312,8 @@ impl MsrSource {
             units_per_joule: (1u64 << esu) as f64,
             max_raw: COUNTER_MASK,
             reading: Reading::Energy,
+            label: String::new(),
+            update_period_ns: None,
             estimate: None,
         });
         self.registers.push(Register { file, offset });

@@ -337,6 +337,8 @@ impl PerfSource {
                             // which would take centuries to wrap.
                             max_raw: u64::MAX,
                             reading: Reading::Energy,
+                            label: String::new(),
+                            update_period_ns: None,
                             estimate: None,
                         });
                         src.counters.push(counter);

@@ -182,6 +182,8 @@ impl PowercapSource {
                         units_per_joule: 1e6,
                         max_raw,
                         reading: Reading::Energy,
+                        label: String::new(),
+                        update_period_ns: None,
                         estimate: None,
                     });
                     src.files.push(file);

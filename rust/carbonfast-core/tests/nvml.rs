@@ -1,0 +1,239 @@
+//! The NVML source on a fake libnvidia-ml built from tests/fakes/fake_nvml.c.
+
+use carbonfast_core::source::nvml::NvmlSource;
+use carbonfast_core::source::Source;
+use carbonfast_core::{DomainKind, Error, Meter, Reading, Sampler, SamplerConfig};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The fake library, compiled once per test run.
+fn built() -> &'static Path {
+    static LIB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &LIB.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("libnvidia-ml.so.1");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fakes/fake_nvml.c");
+        let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("a C compiler (cc) builds the fake NVML library");
+        assert!(status.success());
+        (dir, out)
+    })
+    .1
+}
+
+/// A private copy of the fake library with its own state file.
+struct FakeNvml {
+    dir: tempfile::TempDir,
+}
+
+impl FakeNvml {
+    fn new(state: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(built(), dir.path().join("libnvidia-ml.so.1")).unwrap();
+        let f = FakeNvml { dir };
+        f.set(state);
+        f
+    }
+    fn lib(&self) -> PathBuf {
+        self.dir.path().join("libnvidia-ml.so.1")
+    }
+    fn set(&self, state: &str) {
+        std::fs::write(self.dir.path().join("nvml_state"), state).unwrap();
+    }
+    fn discover(&self, visible: Option<&str>) -> NvmlSource {
+        NvmlSource::discover_with(Some(&self.lib()), visible)
+    }
+}
+
+const TWO_GPUS: &str = "\
+gpu 0 name=H100 uuid=GPU-aaaa-1111 energy_mj=1000 power_mw=300000
+gpu 1 name=H100 uuid=GPU-bbbb-2222 energy_mj=5000 power_mw=200000
+";
+
+fn names(src: &NvmlSource) -> Vec<String> {
+    src.domains().iter().map(|d| d.name.clone()).collect()
+}
+
+#[test]
+fn each_gpu_is_a_domain_read_from_its_energy_counter() {
+    let fake = FakeNvml::new(TWO_GPUS);
+    let src = fake.discover(None);
+    assert!(src.problems().is_empty(), "{:?}", src.problems());
+    assert_eq!(names(&src), vec!["gpu-0", "gpu-1"]);
+    let d = &src.domains()[1];
+    assert_eq!(
+        (d.kind, d.reading, d.units_per_joule),
+        (DomainKind::Gpu, Reading::Energy, 1e3)
+    );
+    assert_eq!(d.label, "H100, GPU-bbbb-2222, cuda:1");
+    let meter = Meter::new(vec![Box::new(src)]).unwrap();
+    let a = meter.read().unwrap();
+    fake.set(&TWO_GPUS.replace("energy_mj=1000", "energy_mj=1750"));
+    let b = meter.read().unwrap();
+    let w = meter.window(&a, &b);
+    assert_eq!(w.joules, vec![0.75, 0.0]);
+    assert_eq!(w.total_j, Some(0.75));
+}
+
+#[test]
+fn the_counters_update_period_is_measured() {
+    let fake = FakeNvml::new("gpu 0 uuid=GPU-1 energy_mj=0 tick_ms=20 tick_mj=100\n");
+    let src = fake.discover(None);
+    let period = src.domains()[0].update_period_ns.expect("measured") as f64 * 1e-6;
+    assert!((15.0..30.0).contains(&period), "{period} ms");
+}
+
+#[test]
+fn without_a_counter_power_is_integrated() {
+    let fake = FakeNvml::new("gpu 0 uuid=GPU-1 energy=not_supported power_mw=250000\n");
+    let src = fake.discover(None);
+    let d = &src.domains()[0];
+    assert_eq!(d.reading, Reading::PowerMilliwatts);
+    assert!(src
+        .notes()
+        .iter()
+        .any(|n| n.contains("integrated from power")));
+    let meter = Arc::new(Meter::new(vec![Box::new(src)]).unwrap());
+    // The guard reads power every 20 ms while a window is open.
+    let sampler = Sampler::start(meter.clone(), &SamplerConfig::default()).unwrap();
+    sampler.window_opened();
+    let a = meter.read().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let b = meter.read().unwrap();
+    sampler.window_closed();
+    let w = meter.window(&a, &b);
+    let truth = 250.0 * w.duration_ns as f64 * 1e-9;
+    assert!(
+        (w.joules[0] - truth).abs() < 1e-6 * truth.max(1.0),
+        "{} vs {truth}",
+        w.joules[0]
+    );
+    assert!(sampler.stats().samples >= 5);
+}
+
+#[test]
+fn the_power_field_is_preferred_to_power_usage() {
+    let fake = FakeNvml::new("gpu 0 uuid=GPU-1 energy=not_supported power_mw=100000\n");
+    let src = fake.discover(None);
+    assert!(src
+        .notes()
+        .iter()
+        .any(|n| n.contains("instantaneous power field")));
+    let fake =
+        FakeNvml::new("gpu 0 uuid=GPU-1 energy=not_supported field=not_supported power_mw=1\n");
+    let src = fake.discover(None);
+    assert!(src
+        .notes()
+        .iter()
+        .any(|n| n.contains("nvmlDeviceGetPowerUsage")));
+}
+
+#[test]
+fn neither_energy_nor_power_falls_back_to_an_estimate_with_a_range() {
+    let fake = FakeNvml::new(
+        "gpu 0 uuid=GPU-1 energy=not_supported power=not_supported limit_mw=400000 util=50\n",
+    );
+    let src = fake.discover(None);
+    let d = &src.domains()[0];
+    assert!(d.estimated());
+    assert!(d
+        .estimate
+        .as_ref()
+        .unwrap()
+        .method
+        .contains("power limit x GPU utilisation"));
+    let meter = Meter::new(vec![Box::new(src)]).unwrap();
+    let a = meter.read().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let b = meter.read().unwrap();
+    let w = meter.window(&a, &b);
+    let secs = w.duration_ns as f64 * 1e-9;
+    // 400 W x 50% = 200 W; low half of that, high 400 x (0.15 + 0.85 x 0.5) = 230 W.
+    assert!(
+        (w.joules[0] / secs - 200.0).abs() < 5.0,
+        "{} W",
+        w.joules[0] / secs
+    );
+    assert!((w.joules_low[0] / secs - 100.0).abs() < 3.0);
+    assert!((w.joules_high[0] / secs - 230.0).abs() < 6.0);
+}
+
+#[test]
+fn cuda_visible_devices_selects_by_index_and_uuid_prefix() {
+    let fake = FakeNvml::new(TWO_GPUS);
+    assert_eq!(names(&fake.discover(Some("1"))), vec!["gpu-1"]);
+    let src = fake.discover(Some("GPU-bbbb,0"));
+    assert_eq!(names(&src), vec!["gpu-1", "gpu-0"]);
+    assert_eq!(src.domains()[0].label, "H100, GPU-bbbb-2222, cuda:0");
+    // Like CUDA: entries after one that names no GPU are ignored.
+    let src = fake.discover(Some("0,7,1"));
+    assert_eq!(names(&src), vec!["gpu-0"]);
+    assert!(src.notes().iter().any(|n| n.contains("\"7\" names no GPU")));
+    let src = fake.discover(Some(""));
+    assert!(src.domains().is_empty());
+    assert!(src
+        .notes()
+        .iter()
+        .any(|n| n.contains("CUDA_VISIBLE_DEVICES is empty")));
+}
+
+#[test]
+fn a_mig_instance_is_measured_at_its_parent_gpu() {
+    let fake = FakeNvml::new(&TWO_GPUS.replace("GPU-bbbb-2222", "GPU-bbbb-2222 mig_uuid=MIG-x1"));
+    let src = fake.discover(Some("MIG-x1"));
+    assert_eq!(names(&src), vec!["gpu-1"]);
+    assert!(src
+        .notes()
+        .iter()
+        .any(|n| n.contains("MIG-x1 is a MIG instance of gpu-1")));
+}
+
+#[test]
+fn gpu_errors_are_problems_with_reasons_and_other_gpus_still_count() {
+    let fake = FakeNvml::new(
+        "gpu 0 uuid=GPU-1 energy=no_permission power=no_permission\n\
+         gpu 1 uuid=GPU-2 energy=gpu_lost power=gpu_lost\n\
+         gpu 2 uuid=GPU-3 energy_mj=7\n",
+    );
+    let src = fake.discover(None);
+    assert_eq!(names(&src), vec!["gpu-2"]);
+    match src.problems() {
+        [Error::PermissionDenied { fix, .. }, Error::Missing { why, .. }] => {
+            assert!(fix.contains("gpu-0") && fix.contains("Insufficient Permissions"));
+            assert!(why.contains("gpu-1 is lost"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_gpu_lost_after_start_fails_the_read_with_its_name() {
+    let fake = FakeNvml::new("gpu 0 uuid=GPU-1 energy_mj=7\n");
+    let meter = Meter::new(vec![Box::new(fake.discover(None))]).unwrap();
+    fake.set("gpu 0 uuid=GPU-1 energy=gpu_lost\n");
+    let err = meter.read().unwrap_err();
+    assert!(err.to_string().contains("gpu-0 is lost"), "{err}");
+}
+
+#[test]
+fn a_driver_that_does_not_start_is_a_problem() {
+    let fake = FakeNvml::new("init=driver_not_loaded\n");
+    let src = fake.discover(None);
+    assert!(src.domains().is_empty());
+    assert!(
+        matches!(src.problems(), [Error::Missing { why, .. }] if why.contains("Driver Not Loaded"))
+    );
+}
+
+#[test]
+fn a_missing_library_is_a_fact_unless_the_user_named_it() {
+    let named = NvmlSource::discover_with(Some(Path::new("/nonexistent/libnvidia-ml.so.1")), None);
+    assert!(matches!(named.problems(), [Error::Missing { .. }]));
+    assert!(named.domains().is_empty());
+}
