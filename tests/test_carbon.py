@@ -15,15 +15,17 @@ import pytest
 import carbonfast as cf
 from carbonfast.carbon import emissions_kg, tables
 from carbonfast.carbon.intensity import by_cloud, by_country, by_zone, lookup
+from carbonfast.config import CARBON_KEYS, SETTINGS
 from tests.fakes.powercap import FakePowercap
 
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch, tmp_path: Path) -> None:
     """Tests start from defaults: no carbon variables, no config file, a private cache."""
-    for var in list(os.environ):
-        if var.startswith("CARBONFAST_") and var != "CARBONFAST_POWERCAP_ROOT":
-            monkeypatch.delenv(var)
+    for key in (*CARBON_KEYS, "config"):
+        monkeypatch.delenv(
+            SETTINGS[key].env if key in SETTINGS else "CARBONFAST_CONFIG", raising=False
+        )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
@@ -114,7 +116,7 @@ def test_carbonfast_toml_and_an_explicit_config(tmp_path: Path, monkeypatch) -> 
     [
         ("pue = 0.5\n", "carbonfast.toml: pue='0.5' is not valid; expected a power usage"),
         ("intensity = -1\n", "intensity='-1' is not valid; expected g CO2e per kWh"),
-        ("contry = 'FR'\n", "unknown setting contry; accepted: source, estimate, scope"),
+        ("contry = 'FR'\n", "unknown setting contry; accepted: source, gpu, estimate"),
         ("country = [\n", "cannot read it as TOML"),
     ],
 )

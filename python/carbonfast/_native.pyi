@@ -28,6 +28,9 @@ class DomainInfo:
     max_raw: int
     range_j: float
     counts_in_total: bool
+    reading: str
+    label: str
+    update_period_s: float | None
     estimated: bool
     method: str | None
     inputs: list[tuple[str, str]]
@@ -83,6 +86,8 @@ class Meter:
         msr_root: str | None = None,
         cpu_topology_root: str | None = None,
         perf_root: str | None = None,
+        gpu: bool = True,
+        nvml_library: str | None = None,
     ) -> None: ...
     def read(self) -> Snapshot: ...
     def open_window(self) -> Snapshot: ...

@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         choices=("auto", "powercap", "msr", "perf"),
         help="RAPL path to read (default: auto, the best available)",
     )
+    p.add_argument(
+        "--no-gpu", dest="gpu", action="store_false", default=None, help="do not measure GPUs"
+    )
     est = p.add_argument_group(
         "estimates", "where no counter is readable, energy is estimated from a power model"
     )
@@ -99,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
 
 _METER_ARGS = (
     "source",
+    "gpu",
     "estimate",
     "scope",
     "cpu_tdp_w",

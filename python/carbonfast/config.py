@@ -92,6 +92,7 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     # Which RAPL path to read.
     "source": Setting("CARBONFAST_SOURCE", _rapl_path, "one of auto, powercap, msr, perf", "auto"),
+    "gpu": Setting("CARBONFAST_GPU", _flag, "one of " + ", ".join(_TRUE + _FALSE), True),
     # Estimates where no counter is readable.
     "estimate": Setting("CARBONFAST_ESTIMATE", _flag, "one of " + ", ".join(_TRUE + _FALSE), True),
     "scope": Setting("CARBONFAST_ESTIMATE_SCOPE", _scope, "one of " + ", ".join(SCOPES), "process"),
@@ -121,6 +122,7 @@ SETTINGS: dict[str, Setting] = {
 
 ESTIMATE_KEYS = (
     "source",
+    "gpu",
     "estimate",
     "scope",
     "cpu_tdp_w",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from carbonfast.trace import Trace
 
     F = TypeVar("F", bound=Callable[..., Any])
+    Sync = str | Callable[[], object] | None
 
 # Windows shorter than this span few RAPL counter updates (about one per millisecond), so their
 # energy is coarse; the measurement says so instead of presenting it as precise.
@@ -174,6 +175,18 @@ class Measurement:
             )
         if self.intensity.note:
             notes.append(self.intensity.note)
+        for d, j in zip(self._meter.domains, w.joules, strict=True):
+            period = d.update_period_s
+            if period and w.duration_s < period:
+                zero = (
+                    " (its 0 J means only that the counter had not updated yet)" if j == 0 else ""
+                )
+                notes.append(
+                    f"{d.name}: the window ({w.duration_s * 1e3:.3g} ms) is shorter than its "
+                    f"energy counter's update period ({period * 1e3:.3g} ms), so its energy is "
+                    f"coarse{zero}; measure longer work or use cf.bench"
+                )
+        notes.extend(self._meter._source_notes)
         notes.extend(self._meter._estimate_notes)
         notes.extend(self._meter._problem_notes)
         return notes
@@ -250,18 +263,47 @@ class CallStats:
         )
 
 
+def _resolve_sync(sync: str | Callable[[], object] | None) -> Callable[[], object] | None:
+    """The function that waits for the device's queued work, so that a window's edges fall
+    where the work starts and ends, not where it was queued."""
+    if sync is None or callable(sync):
+        return sync
+    if sync == "torch":
+        import torch
+
+        return torch.cuda.synchronize
+    if sync == "cupy":
+        import cupy
+
+        return cupy.cuda.runtime.deviceSynchronize
+    if sync == "jax":
+        import jax.numpy as jnp
+
+        # Work on a device runs in order: a tiny computation finishing means all before it did.
+        return lambda: (jnp.zeros(()) + 0).block_until_ready()
+    raise ValueError(f"sync={sync!r} is not valid; expected 'torch', 'cupy', 'jax' or a callable")
+
+
 class Window:
     """A measurement window: a context manager giving a Measurement, or a function decorator."""
 
-    __slots__ = ("_current", "_meter", "label")
+    __slots__ = ("_current", "_meter", "_sync", "label")
 
-    def __init__(self, label: str | None, meter: Meter | None) -> None:
+    def __init__(
+        self,
+        label: str | None,
+        meter: Meter | None,
+        sync: str | Callable[[], object] | None = None,
+    ) -> None:
         self.label = label
         self._meter = meter
+        self._sync = _resolve_sync(sync)
         self._current: Measurement | None = None
 
     def __enter__(self) -> Measurement:
         meter = self._meter or default_meter()
+        if self._sync is not None:
+            self._sync()
         m = Measurement(self.label, meter, meter._native.open_window())
         self._current = m
         return m
@@ -269,22 +311,29 @@ class Window:
     def __exit__(self, *exc: object) -> None:
         m = self._current
         if m is not None:
+            if self._sync is not None:
+                self._sync()
             m._finish(m._meter._native.close_window())
             self._current = None
 
     def __call__(self, func: F) -> F:
         label = self.label or getattr(func, "__qualname__", repr(func))
         fixed_meter = self._meter
+        sync = self._sync
         stats = CallStats()
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             meter = fixed_meter or default_meter()
             native = meter._native
+            if sync is not None:
+                sync()
             m = Measurement(label, meter, native.open_window())
             try:
                 return func(*args, **kwargs)
             finally:
+                if sync is not None:
+                    sync()
                 stats.record(m._finish(native.close_window()))
 
         wrapper.energy = stats  # type: ignore[attr-defined]
@@ -294,35 +343,48 @@ class Window:
 if TYPE_CHECKING:
 
     @overload
-    def measure(label: F, *, meter: Meter | None = None) -> F: ...
+    def measure(label: F, *, meter: Meter | None = None, sync: Sync = None) -> F: ...
     @overload
-    def measure(label: str | None = None, *, meter: Meter | None = None) -> Window: ...
+    def measure(
+        label: str | None = None, *, meter: Meter | None = None, sync: Sync = None
+    ) -> Window: ...
 
 
-def measure(label: Any = None, *, meter: Meter | None = None) -> Any:
+def measure(label: Any = None, *, meter: Meter | None = None, sync: Sync = None) -> Any:
     """Measure a block (`with cf.measure("step") as m:`) or every call of a function.
 
     As a decorator (`@cf.measure` or `@cf.measure("label")`) the function gains an `energy`
     attribute, a CallStats with the running totals and the last Measurement.
+
+    `sync` ("torch", "cupy", "jax" or a function) waits for the GPU before each edge, so that
+    queued asynchronous work is measured where it runs.
     """
     if callable(label):
-        return Window(None, meter)(label)
-    return Window(label, meter)
+        return Window(None, meter, sync)(label)
+    return Window(label, meter, sync)
 
 
 if TYPE_CHECKING:
 
     @overload
-    def track(func: F, *, label: str | None = None, meter: Meter | None = None) -> F: ...
+    def track(
+        func: F, *, label: str | None = None, meter: Meter | None = None, sync: Sync = None
+    ) -> F: ...
     @overload
     def track(
-        func: None = None, *, label: str | None = None, meter: Meter | None = None
+        func: None = None,
+        *,
+        label: str | None = None,
+        meter: Meter | None = None,
+        sync: Sync = None,
     ) -> Callable[[F], F]: ...
 
 
-def track(func: Any = None, *, label: str | None = None, meter: Meter | None = None) -> Any:
+def track(
+    func: Any = None, *, label: str | None = None, meter: Meter | None = None, sync: Sync = None
+) -> Any:
     """Decorator: measure every call of `func`; totals in `func.energy` (a CallStats)."""
-    window = Window(label, meter)
+    window = Window(label, meter, sync)
     return window(func) if func is not None else window
 
 
@@ -340,6 +402,9 @@ class Meter:
     the path covering most domains, the cheapest among those. Each hardware root can be pointed
     elsewhere: `powercap_root` (CARBONFAST_POWERCAP_ROOT), `msr_root` (CARBONFAST_MSR_ROOT),
     `cpu_topology_root` (CARBONFAST_CPU_TOPOLOGY_ROOT), `perf_root` (CARBONFAST_PERF_PMU_ROOT).
+
+    NVIDIA GPUs are measured through NVML unless `gpu=False` (CARBONFAST_GPU=off);
+    `nvml_library` (CARBONFAST_NVML_LIBRARY) names the library to load.
 
     `sample_hz` starts a background sampler (a native thread, never holding the GIL) that
     records a power trace of the last `capacity` samples: see `trace()`.
@@ -370,6 +435,8 @@ class Meter:
         sample_hz: float | None = None,
         capacity: int = 60_000,
         source: str | None = None,
+        gpu: bool | None = None,
+        nvml_library: str | os.PathLike[str] | None = None,
         msr_root: str | os.PathLike[str] | None = None,
         cpu_topology_root: str | os.PathLike[str] | None = None,
         perf_root: str | os.PathLike[str] | None = None,
@@ -398,6 +465,7 @@ class Meter:
             ESTIMATE_KEYS,
             {
                 "source": source,
+                "gpu": gpu,
                 "estimate": estimate,
                 "scope": scope,
                 "cpu_tdp_w": cpu_tdp_w,
@@ -421,6 +489,7 @@ class Meter:
             msr_root=_path_or_none(msr_root),
             cpu_topology_root=_path_or_none(cpu_topology_root),
             perf_root=_path_or_none(perf_root),
+            nvml_library=_path_or_none(nvml_library),
         )
         self.domains: list[_native.DomainInfo] = self._native.domains
         self.domain_names: list[str] = [d.name for d in self.domains]
@@ -429,6 +498,10 @@ class Meter:
             f"{d.name} is estimated, not measured: {d.method}; inputs in `carbonfast info`"
             for d in self.domains
             if d.estimated
+        ]
+        has_gpu = any(d.kind == "gpu" for d in self.domains)
+        self._source_notes = [
+            note for s in self._native.sources if s.name == "nvml" and has_gpu for note in s.notes
         ]
         self._problem_notes = [
             f"{p.source}: {p.reason}" + (f". Fix: {p.fix}" if p.fix else "")
@@ -450,8 +523,8 @@ class Meter:
     def read(self) -> _native.Snapshot:
         return self._native.read()
 
-    def measure(self, label: str | None = None) -> Window:
-        return Window(label, self)
+    def measure(self, label: str | None = None, sync: Sync = None) -> Window:
+        return Window(label, self, sync)
 
     def begin(self, name: str) -> None:
         """Opens the window `name`. Raises ValueError if a window of that name is open."""
