@@ -116,7 +116,7 @@ def test_carbonfast_toml_and_an_explicit_config(tmp_path: Path, monkeypatch) -> 
     [
         ("pue = 0.5\n", "carbonfast.toml: pue='0.5' is not valid; expected a power usage"),
         ("intensity = -1\n", "intensity='-1' is not valid; expected g CO2e per kWh"),
-        ("contry = 'FR'\n", "unknown setting contry; accepted: source, gpu, estimate"),
+        ("contry = 'FR'\n", "unknown setting contry; accepted: source, gpu, gpu_energy"),
         ("country = [\n", "cannot read it as TOML"),
     ],
 )

@@ -59,6 +59,12 @@ def _rapl_path(raw: str) -> str:
     return raw
 
 
+def _gpu_energy(raw: str) -> str:
+    if raw not in ("auto", "power"):
+        raise ValueError
+    return raw
+
+
 def _flag(raw: str) -> bool:
     low = raw.strip().lower()
     if low in _TRUE:
@@ -93,6 +99,9 @@ SETTINGS: dict[str, Setting] = {
     # Which RAPL path to read.
     "source": Setting("CARBONFAST_SOURCE", _rapl_path, "one of auto, powercap, msr, perf", "auto"),
     "gpu": Setting("CARBONFAST_GPU", _flag, "one of " + ", ".join(_TRUE + _FALSE), True),
+    "gpu_energy": Setting(
+        "CARBONFAST_GPU_ENERGY", _gpu_energy, "auto (the energy counter) or power", "auto"
+    ),
     # Estimates where no counter is readable.
     "estimate": Setting("CARBONFAST_ESTIMATE", _flag, "one of " + ", ".join(_TRUE + _FALSE), True),
     "scope": Setting("CARBONFAST_ESTIMATE_SCOPE", _scope, "one of " + ", ".join(SCOPES), "process"),
@@ -123,6 +132,7 @@ SETTINGS: dict[str, Setting] = {
 ESTIMATE_KEYS = (
     "source",
     "gpu",
+    "gpu_energy",
     "estimate",
     "scope",
     "cpu_tdp_w",

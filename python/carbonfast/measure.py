@@ -404,7 +404,8 @@ class Meter:
     `cpu_topology_root` (CARBONFAST_CPU_TOPOLOGY_ROOT), `perf_root` (CARBONFAST_PERF_PMU_ROOT).
 
     NVIDIA GPUs are measured through NVML unless `gpu=False` (CARBONFAST_GPU=off);
-    `nvml_library` (CARBONFAST_NVML_LIBRARY) names the library to load.
+    `nvml_library` (CARBONFAST_NVML_LIBRARY) names the library to load; `gpu_energy="power"`
+    (CARBONFAST_GPU_ENERGY) integrates power readings even where an energy counter exists.
 
     `sample_hz` starts a background sampler (a native thread, never holding the GIL) that
     records a power trace of the last `capacity` samples: see `trace()`.
@@ -437,6 +438,7 @@ class Meter:
         source: str | None = None,
         gpu: bool | None = None,
         nvml_library: str | os.PathLike[str] | None = None,
+        gpu_energy: str | None = None,
         msr_root: str | os.PathLike[str] | None = None,
         cpu_topology_root: str | os.PathLike[str] | None = None,
         perf_root: str | os.PathLike[str] | None = None,
@@ -466,6 +468,7 @@ class Meter:
             {
                 "source": source,
                 "gpu": gpu,
+                "gpu_energy": gpu_energy,
                 "estimate": estimate,
                 "scope": scope,
                 "cpu_tdp_w": cpu_tdp_w,

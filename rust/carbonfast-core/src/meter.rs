@@ -51,6 +51,8 @@ pub struct DiscoverConfig {
     pub gpu: bool,
     /// Else CARBONFAST_NVML_LIBRARY, else libnvidia-ml.so.1.
     pub nvml_library: Option<std::path::PathBuf>,
+    /// Integrate GPU power even where an energy counter exists.
+    pub gpu_power_only: bool,
     /// None: never estimate; a domain that cannot be measured is missing.
     pub estimate: Option<EstimateConfig>,
 }
@@ -137,7 +139,7 @@ impl Meter {
         let mut sources: Vec<Box<dyn Source>> = choice.source.into_iter().collect();
         let mut problems = choice.problems;
         if config.gpu {
-            let nvml = NvmlSource::discover(config.nvml_library.as_deref());
+            let nvml = NvmlSource::discover(config.nvml_library.as_deref(), config.gpu_power_only);
             problems.extend(
                 nvml.problems()
                     .iter()

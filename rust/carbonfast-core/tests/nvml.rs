@@ -47,7 +47,7 @@ impl FakeNvml {
         std::fs::write(self.dir.path().join("nvml_state"), state).unwrap();
     }
     fn discover(&self, visible: Option<&str>) -> NvmlSource {
-        NvmlSource::discover_with(Some(&self.lib()), visible)
+        NvmlSource::discover_with(Some(&self.lib()), visible, false)
     }
 }
 
@@ -233,7 +233,18 @@ fn a_driver_that_does_not_start_is_a_problem() {
 
 #[test]
 fn a_missing_library_is_a_fact_unless_the_user_named_it() {
-    let named = NvmlSource::discover_with(Some(Path::new("/nonexistent/libnvidia-ml.so.1")), None);
+    let named = NvmlSource::discover_with(
+        Some(Path::new("/nonexistent/libnvidia-ml.so.1")),
+        None,
+        false,
+    );
     assert!(matches!(named.problems(), [Error::Missing { .. }]));
     assert!(named.domains().is_empty());
+}
+
+#[test]
+fn power_only_integrates_power_even_beside_a_counter() {
+    let fake = FakeNvml::new("gpu 0 uuid=GPU-1 energy_mj=5 power_mw=1000\n");
+    let src = NvmlSource::discover_with(Some(&fake.lib()), None, true);
+    assert_eq!(src.domains()[0].reading, Reading::PowerMilliwatts);
 }

@@ -147,6 +147,7 @@ impl Meter {
         proc_root=None, cgroup_root=None, sample_hz=None, capacity=60_000,
         max_power_w=core::sampler::DEFAULT_MAX_POWER_W, source="auto", msr_root=None,
         cpu_topology_root=None, perf_root=None, gpu=true, nvml_library=None,
+        gpu_energy="auto",
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -170,7 +171,18 @@ impl Meter {
         perf_root: Option<PathBuf>,
         gpu: bool,
         nvml_library: Option<PathBuf>,
+        gpu_energy: &str,
     ) -> PyResult<Self> {
+        let gpu_power_only = match gpu_energy {
+            "auto" => false,
+            "power" => true,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "gpu_energy={other:?} is not valid; expected \"auto\" (the energy counter \
+                     where there is one) or \"power\" (integrate power readings)"
+                )))
+            }
+        };
         let rapl = source
             .parse()
             .map_err(|e: String| PyValueError::new_err(format!("source: {e}")))?;
@@ -202,6 +214,7 @@ impl Meter {
             },
             gpu,
             nvml_library,
+            gpu_power_only,
             estimate,
         };
         let inner = Arc::new(

@@ -189,6 +189,7 @@ pub struct NvmlSource {
     problems: Vec<Error>,
     notes: Vec<String>,
     estimates: Mutex<EstimateState>,
+    power_only: bool,
 }
 
 // SAFETY: NVML handles are opaque identifiers that NVML documents as usable from any thread;
@@ -200,13 +201,14 @@ unsafe impl Sync for NvmlSource {}
 impl NvmlSource {
     /// Loads NVML and finds the visible GPUs. Never fails: a missing library is a note when
     /// nobody asked for one (no NVIDIA driver: nothing to measure), a problem otherwise.
-    pub fn discover(library: Option<&Path>) -> Self {
+    pub fn discover(library: Option<&Path>, power_only: bool) -> Self {
         let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
-        NvmlSource::discover_with(library, visible.as_deref())
+        NvmlSource::discover_with(library, visible.as_deref(), power_only)
     }
 
     /// As `discover`, with CUDA_VISIBLE_DEVICES given rather than read from the environment.
-    pub fn discover_with(library: Option<&Path>, visible: Option<&str>) -> Self {
+    /// `power_only` integrates power even where an energy counter exists (to cross-check it).
+    pub fn discover_with(library: Option<&Path>, visible: Option<&str>, power_only: bool) -> Self {
         let (path, named) = resolve_library(library);
         let mut src = NvmlSource {
             api: None,
@@ -219,6 +221,7 @@ impl NvmlSource {
                 last_ns: monotonic_ns(),
                 nanojoules: Vec::new(),
             }),
+            power_only,
         };
         let api = match Api::load(&path) {
             Ok(api) => api,
@@ -423,7 +426,7 @@ impl NvmlSource {
     /// The best way NVML offers to read this GPU, tried in order of quality.
     fn choose_mode(&self, api: &Api, h: Handle, name: &str) -> Result<Mode> {
         let mut failures = Vec::new();
-        if let Some(f) = api.total_energy {
+        if let Some(f) = api.total_energy.filter(|_| !self.power_only) {
             let mut mj: c_ulonglong = 0;
             // SAFETY: `mj` is writable.
             match unsafe { f(h, &mut mj) } {
