@@ -40,7 +40,7 @@ def four_domain_tree(base: Path) -> FakePowercap:
 
 
 def sampler_share(root: Path, hz: float, seconds: float) -> tuple[float, int, int]:
-    meter = cf.Meter(root, sample_hz=hz)
+    meter = cf.Meter(root, sample_hz=hz, source="powercap", gpu=False)
     time.sleep(0.2)  # let it settle
     before = meter.sampler_stats
     t0 = time.monotonic()
@@ -99,8 +99,11 @@ def main() -> None:
     msr.set(0, 0x641, 1)  # PP1 (uncore)
     print(f"\n{'window on each path (enter + exit)':<44}{'domains':>8}{'ns':>10}")
     for label, meter in (
-        ("powercap (fake sysfs files)", cf.Meter(fake.root, source="powercap")),
-        ("msr (fake /dev/cpu/0/msr, sparse file)", cf.Meter(source="msr", **msr.meter_args())),
+        ("powercap (fake sysfs files)", cf.Meter(fake.root, source="powercap", gpu=False)),
+        (
+            "msr (fake /dev/cpu/0/msr, sparse file)",
+            cf.Meter(source="msr", gpu=False, **msr.meter_args()),
+        ),
     ):
         print(f"{label:<44}{len(meter.domains):>8}{window_ns(meter):>10.0f}")
     print("perf: the power PMU cannot be faked below the syscall; not measured on this machine")

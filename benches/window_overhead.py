@@ -50,7 +50,7 @@ def main() -> None:
     shm = Path("/dev/shm")
     base = Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else None))
     fake = three_domain_tree(base)
-    meter = cf.Meter(fake.root)
+    meter = cf.Meter(fake.root, source="powercap", gpu=False)
     assert len(meter.domains) == 3, meter.domains
     paths = [d.path for d in meter.domains]
     native = meter._native
@@ -75,7 +75,9 @@ def main() -> None:
             with m():
                 pass
 
-    estimating = cf.Meter(base / "no-rapl")  # no counters: cpu and ram from the model
+    # No counters at all: cpu and ram from the model.
+    nowhere = base / "nowhere"
+    estimating = cf.Meter(nowhere, msr_root=nowhere, perf_root=nowhere, gpu=False)
 
     def estimated_windows(n: int) -> None:
         m = estimating.measure

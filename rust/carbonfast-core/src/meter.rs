@@ -60,6 +60,8 @@ pub struct DiscoverConfig {
 struct State {
     counters: Vec<Counter>,
     raw: Vec<u64>,
+    /// When each source was last read (for the sampler's skipping of slow sources).
+    last_read_ns: Vec<u64>,
     /// For power domains: the previous reading (mW, t_ns) and the energy integrated so far.
     power: Vec<PowerIntegral>,
 }
@@ -106,6 +108,7 @@ impl Meter {
             counters: domains.iter().map(|d| Counter::new(d.max_raw)).collect(),
             raw: vec![0; domains.len()],
             power: vec![PowerIntegral::default(); domains.len()],
+            last_read_ns: vec![0; sources.len()],
         };
         let problems = sources
             .iter()
@@ -192,6 +195,16 @@ impl Meter {
     /// Reads every source into an existing snapshot; allocates nothing once `snap` has been
     /// filled before.
     pub fn read_into(&self, snap: &mut Snapshot) -> Result<()> {
+        self.read_sources(snap, false)
+    }
+
+    /// As `read_into`, for the sampler: a source read more recently than its
+    /// `min_read_interval_ns` keeps its last reading instead of being read again.
+    pub fn sample_into(&self, snap: &mut Snapshot) -> Result<()> {
+        self.read_sources(snap, true)
+    }
+
+    fn read_sources(&self, snap: &mut Snapshot, skip_fresh: bool) -> Result<()> {
         let n = self.domains.len();
         snap.totals.resize(n, 0);
         snap.low.resize(n, 0);
@@ -200,9 +213,13 @@ impl Meter {
         let state = &mut *guard;
         let t0 = monotonic_ns();
         let mut offset = 0;
-        for source in &self.sources {
+        for (s, source) in self.sources.iter().enumerate() {
             let k = source.domains().len();
-            source.read_raw(&mut state.raw[offset..offset + k])?;
+            let fresh = t0.saturating_sub(state.last_read_ns[s]) < source.min_read_interval_ns();
+            if !(skip_fresh && fresh) {
+                source.read_raw(&mut state.raw[offset..offset + k])?;
+                state.last_read_ns[s] = t0;
+            }
             offset += k;
         }
         let t1 = monotonic_ns();

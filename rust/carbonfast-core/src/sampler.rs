@@ -333,7 +333,7 @@ fn run(shared: &Shared) {
         if !shared.sampling && shared.open_windows.load(Ordering::SeqCst) == 0 {
             continue; // a guard tick with no window open: nothing can be lost
         }
-        match shared.meter.read_into(&mut snap) {
+        match shared.meter.sample_into(&mut snap) {
             Ok(()) => {
                 shared.samples.fetch_add(1, Ordering::Relaxed);
                 if shared.sampling && lock(&shared.ring).push(&snap) {

@@ -13,8 +13,9 @@ struct ClockSource {
     domains: Vec<Domain>,
     t0: u64,
     watts: fn(f64) -> f64,
-    /// Constant power only: energy is watts * t exactly.
     read_delay: Duration,
+    min_interval_ns: u64,
+    reads: std::sync::atomic::AtomicU64,
 }
 
 impl ClockSource {
@@ -35,6 +36,8 @@ impl ClockSource {
             t0: monotonic_ns(),
             watts,
             read_delay: Duration::ZERO,
+            min_interval_ns: 0,
+            reads: 0.into(),
         }
     }
 }
@@ -49,7 +52,12 @@ impl Source for ClockSource {
     fn domains(&self) -> &[Domain] {
         &self.domains
     }
+    fn min_read_interval_ns(&self) -> u64 {
+        self.min_interval_ns
+    }
     fn read_raw(&self, out: &mut [u64]) -> Result<()> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !self.read_delay.is_zero() {
             std::thread::sleep(self.read_delay);
         }
@@ -248,4 +256,48 @@ fn pause_and_resume_stop_and_restart_sampling() {
     s.resume();
     std::thread::sleep(Duration::from_millis(100));
     assert!(s.stats().samples > at_pause + 20);
+}
+
+#[test]
+fn the_sampler_reads_a_slow_source_no_faster_than_it_refreshes_but_windows_always_do() {
+    let mut src = ClockSource::new(Reading::Energy, u64::MAX, |_| 5.0);
+    src.min_interval_ns = 50_000_000;
+    let src = Arc::new(src);
+    struct Shared(Arc<ClockSource>);
+    impl Source for Shared {
+        fn name(&self) -> &'static str {
+            self.0.name()
+        }
+        fn root(&self) -> &Path {
+            self.0.root()
+        }
+        fn domains(&self) -> &[Domain] {
+            self.0.domains()
+        }
+        fn read_raw(&self, out: &mut [u64]) -> Result<()> {
+            self.0.read_raw(out)
+        }
+        fn min_read_interval_ns(&self) -> u64 {
+            self.0.min_read_interval_ns()
+        }
+        fn problems(&self) -> &[Error] {
+            &[]
+        }
+        fn notes(&self) -> &[String] {
+            &[]
+        }
+    }
+    let m = Arc::new(Meter::new(vec![Box::new(Shared(src.clone()))]).unwrap());
+    let reads = || src.reads.load(std::sync::atomic::Ordering::Relaxed);
+    let s = Sampler::start(m.clone(), &sampling(1000.0, 1000)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (samples, sampled_reads) = (s.stats().samples, reads());
+    assert!(samples > 200, "{samples}");
+    assert!(
+        sampled_reads <= 10,
+        "{sampled_reads} reads for {samples} samples"
+    );
+    m.read().unwrap();
+    m.read().unwrap();
+    assert!(reads() >= sampled_reads + 2);
 }

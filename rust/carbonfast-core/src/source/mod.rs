@@ -29,6 +29,13 @@ pub trait Source: Send + Sync {
     /// holding the totals, which is right for measured domains.
     fn read_bounds(&self, _low: &mut [u64], _high: &mut [u64]) {}
 
+    /// Reading more often than this gains nothing (the hardware refreshes no faster) and may
+    /// cost much (an NVML energy read can take milliseconds): the sampler skips the source
+    /// until this much time has passed since its last read. Window edges always read.
+    fn min_read_interval_ns(&self) -> u64 {
+        0
+    }
+
     /// Sensors that exist or should exist but cannot be read, with the reason and the fix.
     fn problems(&self) -> &[Error];
 

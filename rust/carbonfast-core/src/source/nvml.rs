@@ -190,6 +190,8 @@ pub struct NvmlSource {
     notes: Vec<String>,
     estimates: Mutex<EstimateState>,
     power_only: bool,
+    /// The shortest update period among the energy counters read.
+    min_interval_ns: u64,
 }
 
 // SAFETY: NVML handles are opaque identifiers that NVML documents as usable from any thread;
@@ -222,6 +224,7 @@ impl NvmlSource {
                 nanojoules: Vec::new(),
             }),
             power_only,
+            min_interval_ns: 0,
         };
         let api = match Api::load(&path) {
             Ok(api) => api,
@@ -513,14 +516,18 @@ impl NvmlSource {
         }
         let mut last: Vec<Option<u64>> = vec![None; self.gpus.len()];
         let mut changes: Vec<Vec<u64>> = vec![Vec::new(); self.gpus.len()];
+        let mut costs: Vec<u64> = Vec::new();
         let start = monotonic_ns();
         while monotonic_ns() - start < UPDATE_PROBE_NS
             && counters.iter().any(|&i| changes[i].len() < 4)
         {
             for &i in &counters {
                 let mut mj: c_ulonglong = 0;
+                let t0 = monotonic_ns();
                 // SAFETY: `mj` is writable; the handle is valid.
-                if unsafe { f(self.gpus[i].handle, &mut mj) } != SUCCESS {
+                let rc = unsafe { f(self.gpus[i].handle, &mut mj) };
+                costs.push(monotonic_ns() - t0);
+                if rc != SUCCESS {
                     continue;
                 }
                 if last[i].is_some_and(|l| l != mj) {
@@ -534,6 +541,21 @@ impl NvmlSource {
             let mut gaps: Vec<u64> = changes[i].windows(2).map(|w| w[1] - w[0]).collect();
             gaps.sort_unstable();
             self.domains[i].update_period_ns = gaps.get(gaps.len() / 2).copied();
+        }
+        self.min_interval_ns = counters
+            .iter()
+            .filter_map(|&i| self.domains[i].update_period_ns)
+            .min()
+            .unwrap_or(0);
+        costs.sort_unstable();
+        if let Some(&cost) = costs.get(costs.len() / 2) {
+            if cost > 100_000 {
+                self.notes.push(format!(
+                    "reading a GPU energy counter takes {:.2} ms here, and a window reads it \
+                     twice; gpu_energy=\"power\" reads power in microseconds and integrates it",
+                    cost as f64 * 1e-6
+                ));
+            }
         }
     }
 }
@@ -653,6 +675,10 @@ impl Source for NvmlSource {
                 high[i] = st.nanojoules[i][2] as u64;
             }
         }
+    }
+
+    fn min_read_interval_ns(&self) -> u64 {
+        self.min_interval_ns
     }
 
     fn problems(&self) -> &[Error] {
