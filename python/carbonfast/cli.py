@@ -91,12 +91,39 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser(
         "run",
         help="run a command and report the energy it used",
-        usage="carbonfast run [--json FILE] [--quiet] -- CMD [ARGS...]",
+        usage="carbonfast run [--json FILE] [--csv FILE] [--html FILE] [--quiet] -- CMD [ARGS...]",
     )
     pr.add_argument("--json", metavar="FILE", type=Path, help="also write the report as JSON")
+    pr.add_argument(
+        "--csv", metavar="FILE", type=Path, help="append a row to a CodeCarbon-style emissions.csv"
+    )
+    pr.add_argument("--html", metavar="FILE", type=Path, help="write an HTML report with plots")
+    pr.add_argument("--label", help="name of the run in the history (default: the command)")
+    pr.add_argument(
+        "--sample-hz",
+        type=float,
+        default=10.0,
+        metavar="HZ",
+        help="power trace sampling rate (default 10)",
+    )
+    pr.add_argument("--no-history", action="store_true", help="do not record the run")
     pr.add_argument("--quiet", action="store_true", help="no summary on stderr")
     pr.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
     pr.set_defaults(handler=_cmd_run)
+
+    ph = sub.add_parser("history", help="runs and windows recorded so far, newest first")
+    ph.add_argument("--label", help="only those whose label contains this")
+    ph.add_argument("--limit", type=int, default=20)
+    ph.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ph.set_defaults(handler=_cmd_history)
+
+    prep = sub.add_parser("report", help="show a recorded run; write it as HTML")
+    prep.add_argument("run_id", type=int, metavar="RUN_ID", help="from `carbonfast history`")
+    prep.add_argument("--html", metavar="FILE", type=Path, help="write an HTML report")
+    prep.add_argument("--json", action="store_true", help="print the stored report as JSON")
+    prep.set_defaults(handler=_cmd_report)
+    for q in (ph, prep):
+        q.add_argument("--history", metavar="FILE", help="history file (CARBONFAST_HISTORY)")
     return p
 
 
@@ -133,16 +160,30 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _history_path(explicit: str | None = None) -> str | None:
+    from carbonfast.config import resolve
+
+    return resolve(("history",), {"history": explicit})["history"]
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from carbonfast.measure import Meter
+    from carbonfast.report.console import LiveLine, format_summary
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise ValueError("run needs a command: carbonfast run [--json FILE] -- CMD [ARGS...]")
-    meter = Meter(args.powercap_root, **_meter_args(args))
-    window = meter.measure(shlex.join(command))
+    history = None if args.no_history else _history_path()
+    meter = Meter(
+        args.powercap_root, **_meter_args(args), sample_hz=args.sample_hz or None, history="off"
+    )
+    window = meter.measure(args.label or shlex.join(command))
     before = os.times()
     with window as m:
+        live = None
+        if not args.quiet and sys.stderr.isatty():
+            live = LiveLine(m)
+            live.start()
         try:
             returncode = _run_forwarding_signals(command)
         except FileNotFoundError:
@@ -151,22 +192,111 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except PermissionError:
             print(f"carbonfast: permission denied: {command[0]}", file=sys.stderr)
             return 126
+        finally:
+            if live is not None:
+                live.stop()
     after = os.times()
     cpu_seconds = sum(after[i] - before[i] for i in range(4))  # self and children, user + system
     exit_code = returncode if returncode >= 0 else 128 - returncode
     from carbonfast.carbon.advice import advise
 
     report = _run_report(m.to_dict(), command, exit_code)
+    report["label"] = args.label or shlex.join(command)
     report["cpu_seconds"] = cpu_seconds
     report["advice"] = [
         {"kind": a.kind, "message": a.message, "figures": a.figures}
         for a in advise(m, cpu_seconds=cpu_seconds)
     ]
+    trace = _trace_dict(meter, m) if args.sample_hz else None
+    if history:
+        from carbonfast.report.history import History
+
+        report["id"] = History(history).add(report, "run", trace)
     if args.json:
         _write_atomically(args.json, json.dumps(report, indent=2) + "\n")
+    if args.csv:
+        from carbonfast.report import emissions_csv
+
+        row = emissions_csv.row(
+            report, cpu_seconds=cpu_seconds, tracking_mode=args.scope or "process"
+        )
+        emissions_csv.append(args.csv, row)
+    if args.html:
+        from carbonfast.report import html
+
+        html.write(args.html, report, trace)
     if not args.quiet:
         print(format_summary(report), file=sys.stderr)
+        if history:
+            print(f"  saved as run {report['id']} in {history}", file=sys.stderr)
     return exit_code
+
+
+# A stored trace keeps at most this many points: enough for a plot, small in the history.
+_TRACE_POINTS = 1000
+
+
+def _trace_dict(meter: Any, m: Any) -> dict[str, Any] | None:
+    """The samples inside the window, downsampled, as plain lists."""
+    tr = meter.trace()
+    t0, t1 = m._start.t_ns * 1e-9, m._end.t_ns * 1e-9
+    keep = [i for i, t in enumerate(tr.t_s) if t0 <= t <= t1]
+    if len(keep) < 2:
+        return None
+    step = max(1, len(keep) // _TRACE_POINTS)
+    keep = keep[::step]
+    t = [float(tr.t_s[i]) for i in keep]
+    power: dict[str, list[float | None]] = {}
+    for name, energy in tr.energy_j.items():
+        e = [float(energy[i]) for i in keep]
+        power[name] = [None] + [(e[k] - e[k - 1]) / (t[k] - t[k - 1]) for k in range(1, len(keep))]
+    return {"t_s": t, "power_w": power}
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from carbonfast.report.history import History
+
+    path = _history_path(args.history)
+    if not path or not Path(path).exists():
+        print(f"carbonfast: no history yet at {path}", file=sys.stderr)
+        if args.json:
+            print("[]")
+        return 0
+    rows = History(path).list(label=args.label, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'id':>5}  {'started (UTC)':<19}  {'kind':<6} {'s':>9} {'J':>11} {'g CO2e':>10}  label")
+    for r in rows:
+        energy = "unknown" if r["energy_j"] is None else f"{r['energy_j']:.4g}"
+        if r["estimated"]:
+            energy += "~"
+        grams = "" if r["emissions_kg"] is None else f"{r['emissions_kg'] * 1e3:.4g}"
+        print(
+            f"{r['id']:>5}  {r['started_at'][:19]:<19}  {r['kind']:<6} {r['duration_s']:>9.3f} "
+            f"{energy:>11} {grams:>10}  {r['label'] or ''}"
+        )
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from carbonfast.report.console import format_summary
+    from carbonfast.report.history import History
+
+    path = _history_path(args.history)
+    if not path or not Path(path).exists():
+        raise ValueError(f"no history at {path}; run `carbonfast run` first")
+    report, trace = History(path).get(args.run_id)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_summary({"command": None, "exit_code": None, **report}))
+    if args.html:
+        from carbonfast.report import html
+
+        html.write(args.html, report, trace)
+        print(f"carbonfast: wrote {args.html}", file=sys.stderr)
+    return 0
 
 
 def _run_forwarding_signals(command: list[str]) -> int:
@@ -205,64 +335,13 @@ def _run_report(measurement: dict[str, Any], command: list[str], exit_code: int)
         "intensity_g_per_kwh": measurement["intensity_g_per_kwh"],
         "intensity_source": measurement["intensity_source"],
         "location": measurement["location"],
+        "country": measurement["country"],
         "pue": measurement["pue"],
         "domains": measurement["domains"],
         "notes": measurement["notes"],
         "carbonfast_version": __version__,
     }
     return report
-
-
-def format_summary(report: dict[str, Any]) -> str:
-    cmd = shlex.join(report["command"])
-    lines = [
-        f"carbonfast: `{cmd}` ran {report['duration_s']:.3f} s, exit code {report['exit_code']}"
-    ]
-    for name, d in report["domains"].items():
-        if d["estimated"]:
-            lo, hi = d["energy_range_j"]
-            tag = f"  estimated, {_fmt_j(lo)} to {_fmt_j(hi)}"
-        elif d["kind"] not in ("package", "dram", "gpu"):
-            tag = "  (inside total)"
-        else:
-            tag = "  measured"
-        lines.append(f"  {name:<14} {_fmt_j(d['energy_j']):>14}{tag}")
-    if report["energy_j"] is None:
-        lines.append("  energy         unknown (no readable counter; see `carbonfast info`)")
-    else:
-        tag = ""
-        if report["estimated"]:
-            lo, hi = report["energy_range_j"]
-            tag = f"  ESTIMATED, range {_fmt_j(lo)} to {_fmt_j(hi)}"
-        lines.append(
-            f"  total          {_fmt_j(report['energy_j']):>14}   "
-            f"avg {report['power_w'] or 0:.2f} W{tag}"
-        )
-    if report["emissions_kg"] is not None:
-        from carbonfast.carbon.advice import fmt_mass
-
-        where = report["location"] or "world average"
-        rng = ""
-        if report["estimated"]:
-            lo, hi = report["emissions_range_kg"]
-            rng = f", range {fmt_mass(lo)} to {fmt_mass(hi)}"
-        lines.append(
-            f"  emissions      {fmt_mass(report['emissions_kg']):>14} CO2e{rng}  ({where}: "
-            f"{report['intensity_g_per_kwh']:g} g/kWh x PUE {report['pue']:g})"
-        )
-        lines.append(f"  intensity from {report['intensity_source']}")
-    for advice in report.get("advice", []):
-        lines.append(f"  advice: {advice['message']}")
-    lines.extend(f"  note: {n}" for n in report["notes"])
-    return "\n".join(lines)
-
-
-def _fmt_j(joules: float) -> str:
-    if joules >= 3.6e6:
-        return f"{joules / 3.6e6:.3f} kWh"
-    if joules >= 1e3:
-        return f"{joules / 1e3:.3f} kJ"
-    return f"{joules:.4f} J"
 
 
 def _write_atomically(path: Path, text: str) -> None:

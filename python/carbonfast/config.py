@@ -65,6 +65,13 @@ def _gpu_energy(raw: str) -> str:
     return raw
 
 
+def _history(raw: str) -> str | None:
+    raw = raw.strip()
+    if not raw:
+        raise ValueError
+    return None if raw.lower() in (*_FALSE, "none") else raw
+
+
 def _flag(raw: str) -> bool:
     low = raw.strip().lower()
     if low in _TRUE:
@@ -112,6 +119,13 @@ SETTINGS: dict[str, Setting] = {
     "ram_power_w": Setting("CARBONFAST_RAM_POWER_W", _positive_float, "watts, above 0"),
     "proc_root": Setting("CARBONFAST_PROC_ROOT", _text, "a directory"),
     "cgroup_root": Setting("CARBONFAST_CGROUP_ROOT", _text, "a directory"),
+    # Where runs and windows are recorded.
+    "history": Setting(
+        "CARBONFAST_HISTORY",
+        _history,
+        "a file path, or off",
+        str(Path(".carbonfast") / "history.sqlite"),
+    ),
     # Carbon intensity: the most specific of intensity > zone > cloud > country wins.
     "country": Setting("CARBONFAST_COUNTRY", _text, "an ISO 3166 alpha-2 or alpha-3 code"),
     "zone": Setting("CARBONFAST_ZONE", _text, "an Electricity Maps zone such as US-CAL-CISO"),

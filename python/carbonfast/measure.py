@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar, overload
 
     from carbonfast.carbon.intensity import Intensity
+    from carbonfast.report.history import WindowRecorder
     from carbonfast.trace import Trace
 
     F = TypeVar("F", bound=Callable[..., Any])
@@ -206,6 +207,7 @@ class Measurement:
             "intensity_g_per_kwh": self.intensity_g_per_kwh,
             "intensity_source": self.intensity_source,
             "location": self.location,
+            "country": self.intensity.country,
             "pue": self.pue,
             "domains": {
                 d.name: _domain_dict(d, j, lo, hi)
@@ -315,6 +317,8 @@ class Window:
                 self._sync()
             m._finish(m._meter._native.close_window())
             self._current = None
+            if m._meter._recorder is not None:
+                m._meter._recorder.record(m)
 
     def __call__(self, func: F) -> F:
         label = self.label or getattr(func, "__qualname__", repr(func))
@@ -335,6 +339,8 @@ class Window:
                 if sync is not None:
                     sync()
                 stats.record(m._finish(native.close_window()))
+                if meter._recorder is not None:
+                    meter._recorder.record(m)
 
         wrapper.energy = stats  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
@@ -407,6 +413,9 @@ class Meter:
     `nvml_library` (CARBONFAST_NVML_LIBRARY) names the library to load; `gpu_energy="power"`
     (CARBONFAST_GPU_ENERGY) integrates power readings even where an energy counter exists.
 
+    Every closed window is recorded in the history (`history`, CARBONFAST_HISTORY: a file,
+    default .carbonfast/history.sqlite, or "off"), by a background thread in batches.
+
     `sample_hz` starts a background sampler (a native thread, never holding the GIL) that
     records a power trace of the last `capacity` samples: see `trace()`.
 
@@ -439,6 +448,7 @@ class Meter:
         gpu: bool | None = None,
         nvml_library: str | os.PathLike[str] | None = None,
         gpu_energy: str | None = None,
+        history: str | os.PathLike[str] | None = None,
         msr_root: str | os.PathLike[str] | None = None,
         cpu_topology_root: str | os.PathLike[str] | None = None,
         perf_root: str | os.PathLike[str] | None = None,
@@ -510,6 +520,7 @@ class Meter:
             f"{p.source}: {p.reason}" + (f". Fix: {p.fix}" if p.fix else "")
             for p in self._native.problems
         ]
+        self._recorder = _recorder(resolve(("history",), {"history": history})["history"])
         self._open: dict[str, Measurement] = {}
         self._lock = threading.Lock()
         _all_meters.add(self)
@@ -546,7 +557,10 @@ class Meter:
             if m is None:
                 open_names = ", ".join(repr(n) for n in self._open) or "none"
                 raise ValueError(f"no open window named {name!r} (open: {open_names})")
-        return m._finish(self._native.close_window())
+        m._finish(self._native.close_window())
+        if self._recorder is not None:
+            self._recorder.record(m)
+        return m
 
     def trace(self) -> Trace:
         """The samples recorded so far (up to `capacity`, the newest kept), as numpy arrays.
@@ -569,6 +583,20 @@ class Meter:
 
     def __repr__(self) -> str:
         return f"Meter(domains={self.domain_names})"
+
+
+_recorders: dict[str, WindowRecorder] = {}
+
+
+def _recorder(path: str | None) -> WindowRecorder | None:
+    """The one background recorder per history file (None: not recording)."""
+    if path is None:
+        return None
+    if path not in _recorders:
+        from carbonfast.report.history import WindowRecorder
+
+        _recorders[path] = WindowRecorder(path)
+    return _recorders[path]
 
 
 def _path_or_none(p: str | os.PathLike[str] | None) -> str | None:

@@ -1,0 +1,90 @@
+"""The console: a compact summary of a run or measurement, and a live line while a command runs."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import threading
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+    from carbonfast.measure import Measurement
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """The summary `carbonfast run` prints: energy per domain, total, emissions, advice."""
+    cmd = shlex.join(report["command"]) if report.get("command") else report.get("label") or ""
+    ended = "" if report.get("exit_code") is None else f", exit code {report['exit_code']}"
+    lines = [f"carbonfast: `{cmd}` ran {report['duration_s']:.3f} s{ended}"]
+    for name, d in report["domains"].items():
+        if d["estimated"]:
+            lo, hi = d["energy_range_j"]
+            tag = f"  estimated, {_fmt_j(lo)} to {_fmt_j(hi)}"
+        elif d["kind"] not in ("package", "dram", "gpu"):
+            tag = "  (inside total)"
+        else:
+            tag = "  measured"
+        lines.append(f"  {name:<14} {_fmt_j(d['energy_j']):>14}{tag}")
+    if report["energy_j"] is None:
+        lines.append("  energy         unknown (no readable counter; see `carbonfast info`)")
+    else:
+        tag = ""
+        if report["estimated"]:
+            lo, hi = report["energy_range_j"]
+            tag = f"  ESTIMATED, range {_fmt_j(lo)} to {_fmt_j(hi)}"
+        lines.append(
+            f"  total          {_fmt_j(report['energy_j']):>14}   "
+            f"avg {report['power_w'] or 0:.2f} W{tag}"
+        )
+    if report["emissions_kg"] is not None:
+        from carbonfast.carbon.advice import fmt_mass
+
+        where = report["location"] or "world average"
+        rng = ""
+        if report["estimated"]:
+            lo, hi = report["emissions_range_kg"]
+            rng = f", range {fmt_mass(lo)} to {fmt_mass(hi)}"
+        lines.append(
+            f"  emissions      {fmt_mass(report['emissions_kg']):>14} CO2e{rng}  ({where}: "
+            f"{report['intensity_g_per_kwh']:g} g/kWh x PUE {report['pue']:g})"
+        )
+        lines.append(f"  intensity from {report['intensity_source']}")
+    for advice in report.get("advice", []):
+        lines.append(f"  advice: {advice['message']}")
+    lines.extend(f"  note: {n}" for n in report["notes"])
+    return "\n".join(lines)
+
+
+def _fmt_j(joules: float) -> str:
+    if joules >= 3.6e6:
+        return f"{joules / 3.6e6:.3f} kWh"
+    if joules >= 1e3:
+        return f"{joules / 1e3:.3f} kJ"
+    return f"{joules:.4f} J"
+
+
+class LiveLine(threading.Thread):
+    """Rewrites one terminal line with elapsed time, power and energy while a window is open."""
+
+    def __init__(self, m: Measurement, stream: TextIO = sys.stderr, period_s: float = 0.5) -> None:
+        super().__init__(name="carbonfast-live", daemon=True)
+        self.m, self.stream, self.period_s = m, stream, period_s
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.period_s):
+            energy = self.m.energy_j
+            power = self.m.power_w
+            text = f"carbonfast: {self.m.duration_s:7.1f} s"
+            if energy is not None:
+                text += f"  {power or 0:8.1f} W  {_fmt_j(energy):>12}"
+            self.stream.write("\r" + text + "\x1b[K")
+            self.stream.flush()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+        self.stream.write("\r\x1b[K")
+        self.stream.flush()

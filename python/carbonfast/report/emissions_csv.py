@@ -1,0 +1,187 @@
+"""emissions.csv in CodeCarbon's format: its 38 columns, in its order and units (kWh, kg, W),
+appended with the header written once, so that tools built for CodeCarbon read it."""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import sys
+import uuid
+from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# CodeCarbon 3.x's emissions.csv header.
+COLUMNS = (
+    "timestamp",
+    "project_name",
+    "run_id",
+    "experiment_id",
+    "duration",
+    "emissions",
+    "emissions_rate",
+    "cpu_power",
+    "gpu_power",
+    "ram_power",
+    "cpu_energy",
+    "gpu_energy",
+    "ram_energy",
+    "energy_consumed",
+    "water_consumed",
+    "country_name",
+    "country_iso_code",
+    "region",
+    "cloud_provider",
+    "cloud_region",
+    "os",
+    "python_version",
+    "codecarbon_version",
+    "cpu_count",
+    "cpu_model",
+    "gpu_count",
+    "gpu_model",
+    "longitude",
+    "latitude",
+    "ram_total_size",
+    "tracking_mode",
+    "cpu_utilization_percent",
+    "gpu_utilization_percent",
+    "ram_utilization_percent",
+    "ram_used_gb",
+    "on_cloud",
+    "pue",
+    "wue",
+)
+
+J_PER_KWH = 3.6e6
+
+
+def row(
+    report: dict[str, Any],
+    *,
+    project_name: str = "carbonfast",
+    run_id: str | None = None,
+    experiment_id: str = "",
+    cpu_seconds: float | None = None,
+    tracking_mode: str = "process",
+) -> dict[str, Any]:
+    """One CSV row from a run report or Measurement.to_dict()."""
+    from carbonfast import __version__
+    from carbonfast.carbon import tables
+
+    duration = report["duration_s"]
+    by_kind: dict[str, float] = {"package": 0.0, "dram": 0.0, "gpu": 0.0}
+    gpus = []
+    for name, d in report.get("domains", {}).items():
+        if d["kind"] in by_kind:
+            by_kind[d["kind"]] += d["energy_j"]
+        if d["kind"] == "gpu":
+            gpus.append(name)
+    location = report.get("location") or ""
+    cloud_provider, _, cloud_region = location.partition(":") if ":" in location else ("", "", "")
+    country = _country(report, tables)
+    threads = os.cpu_count() or 1
+    emissions = report.get("emissions_kg") or 0.0
+
+    def power(j: float) -> float:
+        return j / duration if duration > 0 else 0.0
+
+    return {
+        "timestamp": report["started_at"][:19],
+        "project_name": project_name,
+        "run_id": run_id or str(uuid.uuid4()),
+        "experiment_id": experiment_id,
+        "duration": duration,
+        "emissions": emissions,
+        "emissions_rate": emissions / duration if duration > 0 else 0.0,
+        "cpu_power": power(by_kind["package"]),
+        "gpu_power": power(by_kind["gpu"]),
+        "ram_power": power(by_kind["dram"]),
+        "cpu_energy": by_kind["package"] / J_PER_KWH,
+        "gpu_energy": by_kind["gpu"] / J_PER_KWH,
+        "ram_energy": by_kind["dram"] / J_PER_KWH,
+        "energy_consumed": (report.get("energy_j") or 0.0) / J_PER_KWH,
+        "water_consumed": 0.0,
+        "country_name": country[1],
+        "country_iso_code": country[0],
+        "region": location if location and ":" not in location and len(location) > 3 else "",
+        "cloud_provider": cloud_provider,
+        "cloud_region": cloud_region,
+        "os": platform.platform(),
+        "python_version": platform.python_version(),
+        "codecarbon_version": f"carbonfast {__version__}",
+        "cpu_count": threads,
+        "cpu_model": _cpu_model(),
+        "gpu_count": len(gpus),
+        "gpu_model": ", ".join(gpus),
+        "longitude": "",
+        "latitude": "",
+        "ram_total_size": _ram_gb(),
+        "tracking_mode": tracking_mode,
+        "cpu_utilization_percent": (
+            100.0 * cpu_seconds / (duration * threads) if cpu_seconds and duration > 0 else 0.0
+        ),
+        "gpu_utilization_percent": 0.0,
+        "ram_utilization_percent": 0.0,
+        "ram_used_gb": 0.0,
+        "on_cloud": "Y" if cloud_provider else "N",
+        "pue": report.get("pue") or 1.0,
+        "wue": 0.0,
+    }
+
+
+def append(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
+    """Appends one row; writes the header when the file is new. A file with another header (an
+    older CodeCarbon's) is kept as FILE.bak, as CodeCarbon does, and a new one started."""
+    path = Path(path)
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        if tuple(header) != COLUMNS:
+            backup = path.with_name(path.name + ".bak")
+            os.replace(path, backup)
+            print(
+                f"carbonfast: {path} had other columns; kept as {backup}, starting a new file",
+                file=sys.stderr,
+            )
+    new = not path.exists() or path.stat().st_size == 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(record)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _country(report: dict[str, Any], tables: Any) -> tuple[str, str]:
+    """(ISO alpha-3, name) of the place the intensity is for; empty where none is known."""
+    a3 = report.get("country") or ""
+    row = tables.countries()["countries"].get(a3)
+    return (a3, row["name"]) if row else ("", "")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _ram_gb() -> float:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024 / 1e9
+    except (OSError, ValueError):
+        pass
+    return 0.0

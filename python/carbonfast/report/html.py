@@ -1,0 +1,121 @@
+"""A self-contained HTML report: power trace per domain, energy split, emissions, advice.
+matplotlib is imported only here, only when a report is asked for."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figures(report: dict[str, Any], trace: dict | None) -> list[tuple[str, str]]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "HTML reports draw their plots with matplotlib: pip install matplotlib"
+        ) from None
+    out = []
+    if trace and len(trace.get("t_s", [])) > 1:
+        fig, ax = plt.subplots(figsize=(9, 3.6))
+        t0 = trace["t_s"][0]
+        for name, power in trace["power_w"].items():
+            ax.plot([t - t0 for t in trace["t_s"]], power, label=name, linewidth=1.2)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("power (W)")
+        ax.set_title("Power per domain")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+        out.append(("power trace", _png(fig)))
+        plt.close(fig)
+    domains = report.get("domains", {})
+    if domains:
+        fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(domains)))
+        names = list(domains)
+        values = [domains[n]["energy_j"] for n in names]
+        colors = ["#999999" if domains[n]["estimated"] else "#2a7d4f" for n in names]
+        ax.barh(names, values, color=colors)
+        ax.set_xlabel("energy (J)  -  grey: estimated")
+        ax.set_title("Energy per domain")
+        ax.invert_yaxis()
+        out.append(("energy split", _png(fig)))
+        plt.close(fig)
+    return out
+
+
+def render(report: dict[str, Any], trace: dict | None = None) -> str:
+    """The HTML text of a report (a run report or Measurement.to_dict())."""
+    from carbonfast.carbon.advice import fmt_mass
+
+    esc = html.escape
+    title = report.get("label") or " ".join(report.get("command") or []) or "measurement"
+    energy = report.get("energy_j")
+    rows = [
+        ("started", report.get("started_at", "")),
+        ("duration", f"{report['duration_s']:.3f} s"),
+        ("energy", "unknown" if energy is None else f"{energy:.4g} J"),
+    ]
+    if report.get("estimated") and report.get("energy_range_j"):
+        lo, hi = report["energy_range_j"]
+        rows.append(("estimated range", f"{lo:.4g} J to {hi:.4g} J"))
+    if report.get("emissions_kg") is not None:
+        rows.append(("emissions", f"{fmt_mass(report['emissions_kg'])} CO2e"))
+        rows.append(
+            (
+                "intensity",
+                f"{report['intensity_g_per_kwh']:g} g/kWh x PUE {report.get('pue', 1):g}: "
+                f"{report.get('intensity_source', '')}",
+            )
+        )
+    if report.get("exit_code") is not None:
+        rows.append(("exit code", str(report["exit_code"])))
+    figures = _figures(report, trace)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>carbonfast: {esc(title)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;"
+        "color:#222}td{padding:.2em .8em;vertical-align:top}img{max-width:100%}"
+        "h1{font-size:1.4em}</style></head><body>",
+        f"<h1>{esc(title)}</h1><table>",
+        *(f"<tr><td><b>{esc(k)}</b></td><td>{esc(v)}</td></tr>" for k, v in rows),
+        "</table>",
+    ]
+    for alt, data in figures:
+        # The onload hook lets a headless browser confirm the plot decoded and drew.
+        parts.append(
+            f"<figure><img alt='{esc(alt)}' src='data:image/png;base64,{data}' "
+            'onload="document.body.dataset.plotsDrawn = '
+            '(+(document.body.dataset.plotsDrawn || 0) + 1)"></figure>'
+        )
+    if report.get("advice"):
+        parts.append("<h2>Advice</h2><ul>")
+        parts += [f"<li>{esc(a['message'])}</li>" for a in report["advice"]]
+        parts.append("</ul>")
+    if report.get("notes"):
+        parts.append("<h2>Notes</h2><ul>")
+        parts += [f"<li>{esc(n)}</li>" for n in report["notes"]]
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write(path: str | os.PathLike[str], report: dict[str, Any], trace: dict | None = None) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(render(report, trace), encoding="utf-8")
+    os.replace(tmp, path)
