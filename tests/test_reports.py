@@ -1,0 +1,267 @@
+"""Reports: CodeCarbon-format CSV, the SQLite history (and its survival of SIGKILL), HTML with
+plots checked in headless Chromium, and the CodeCarbon drop-in."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import carbonfast as cf
+from carbonfast.carbon import tables
+from carbonfast.report.history import History
+from tests.fakes.powercap import FakePowercap
+
+# The header CodeCarbon 3.2 writes, as found in emissions.csv files it produced.
+CODECARBON_HEADER = [
+    "timestamp",
+    "project_name",
+    "run_id",
+    "experiment_id",
+    "duration",
+    "emissions",
+    "emissions_rate",
+    "cpu_power",
+    "gpu_power",
+    "ram_power",
+    "cpu_energy",
+    "gpu_energy",
+    "ram_energy",
+    "energy_consumed",
+    "water_consumed",
+    "country_name",
+    "country_iso_code",
+    "region",
+    "cloud_provider",
+    "cloud_region",
+    "os",
+    "python_version",
+    "codecarbon_version",
+    "cpu_count",
+    "cpu_model",
+    "gpu_count",
+    "gpu_model",
+    "longitude",
+    "latitude",
+    "ram_total_size",
+    "tracking_mode",
+    "cpu_utilization_percent",
+    "gpu_utilization_percent",
+    "ram_utilization_percent",
+    "ram_used_gb",
+    "on_cloud",
+    "pue",
+    "wue",
+]
+
+
+def _cli(*args: str, root: Path, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "carbonfast.cli", *args],
+        env={**os.environ, "CARBONFAST_POWERCAP_ROOT": str(root), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _bump(fake: FakePowercap, zone: str, delta_uj: int, sleep_s: float = 0.0) -> list[str]:
+    path = fake.path(zone)
+    code = (
+        f"import time; time.sleep({sleep_s}); p={str(path)!r}; v=int(open(p).read()); "
+        f"open(p,'w').write(str(v+{delta_uj}))"
+    )
+    return [sys.executable, "-c", code]
+
+
+def test_csv_has_codecarbons_columns_units_and_one_header(
+    fake: FakePowercap, tmp_path: Path
+) -> None:
+    out_csv = tmp_path / "emissions.csv"
+    for _ in range(2):
+        r = _cli(
+            "--country", "FR", "run", "--csv", str(out_csv), "--",
+            *_bump(fake, "intel-rapl:0", 36_000_000),
+            root=fake.root, cwd=tmp_path,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    with open(out_csv, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == CODECARBON_HEADER
+    assert len(rows) == 3  # the header once
+    row = dict(zip(rows[0], rows[1], strict=True))
+    g = tables.countries()["countries"]["FRA"]["g_per_kwh"]
+    assert float(row["energy_consumed"]) == pytest.approx(36 / 3.6e6)  # kWh
+    assert float(row["cpu_energy"]) == pytest.approx(36 / 3.6e6)
+    assert float(row["emissions"]) == pytest.approx(36 / 3.6e6 * g / 1000)  # kg
+    duration = float(row["duration"])
+    assert float(row["cpu_power"]) == pytest.approx(36 / duration)  # W
+    assert (row["country_iso_code"], row["country_name"]) == ("FRA", "France")
+    assert row["project_name"] == "carbonfast" and row["on_cloud"] == "N"
+
+
+def test_a_csv_with_other_columns_is_kept_aside(tmp_path: Path) -> None:
+    from carbonfast.report import emissions_csv
+
+    old = tmp_path / "emissions.csv"
+    old.write_text("timestamp,project_name,run_id,duration\n2024-01-01,x,y,1\n")
+    report = {"started_at": "2026-01-01T00:00:00+00:00", "duration_s": 1.0, "energy_j": 3.6e6}
+    emissions_csv.append(old, emissions_csv.row(report))
+    assert (
+        (tmp_path / "emissions.csv.bak").read_text().startswith("timestamp,project_name,run_id,d")
+    )
+    assert old.read_text().splitlines()[0].split(",") == CODECARBON_HEADER
+
+
+def test_runs_land_in_the_history_and_can_be_reported(fake: FakePowercap, tmp_path: Path) -> None:
+    env = {"CARBONFAST_HISTORY": str(tmp_path / "h.sqlite")}
+    r = _cli(
+        "run", "--label", "train-a", "--", *_bump(fake, "intel-rapl:0", 5_000_000),
+        root=fake.root, cwd=tmp_path, **env,
+    )  # fmt: skip
+    assert r.returncode == 0 and "saved as run 1" in r.stderr
+    _cli("run", "--label", "eval-b", "--", "true", root=fake.root, cwd=tmp_path, **env)
+    listed = json.loads(_cli("history", "--json", root=fake.root, cwd=tmp_path, **env).stdout)
+    assert [(x["id"], x["label"], x["kind"]) for x in listed] == [
+        (2, "eval-b", "run"),
+        (1, "train-a", "run"),
+    ]
+    assert listed[1]["energy_j"] == 5.0
+    only = _cli("history", "--label", "train", root=fake.root, cwd=tmp_path, **env).stdout
+    assert "train-a" in only and "eval-b" not in only
+    shown = _cli("report", "1", root=fake.root, cwd=tmp_path, **env)
+    assert "package-0" in shown.stdout and "5.0000 J" in shown.stdout
+    missing = _cli("report", "99", root=fake.root, cwd=tmp_path, **env)
+    assert missing.returncode == 2 and "no run 99" in missing.stderr
+
+
+def test_windows_land_in_the_history(fake: FakePowercap, tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    meter = cf.Meter(fake.root, history=path)
+    with meter.measure("w1"):
+        fake.add("intel-rapl:0", 1_000_000)
+
+    @cf.track(meter=meter, label="tracked")
+    def f() -> None:
+        fake.add("intel-rapl:0", 2_000_000)
+
+    f()
+    meter.begin("named")
+    meter.end("named")
+    meter._recorder.flush()
+    rows = History(path).list()
+    assert [(r["label"], r["kind"], r["energy_j"]) for r in rows] == [
+        ("named", "window", 0.0),
+        ("tracked", "window", 2.0),
+        ("w1", "window", 1.0),
+    ]
+    report, _ = History(path).get(rows[-1]["id"])
+    assert report["domains"]["package-0"]["energy_j"] == 1.0
+
+
+def test_the_history_survives_the_writer_being_killed(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    writer = (
+        "import carbonfast as cf, time\n"
+        f"m = cf.Meter({str(tmp_path / 'none')!r}, history={str(path)!r})\n"
+        "while True:\n"
+        "    with m.measure('w'): pass\n"
+        "    m._recorder.flush()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer], env=os.environ.copy())
+    deadline = time.monotonic() + 30
+    count = 0
+    while count < 200:
+        assert time.monotonic() < deadline, "the writer wrote too little"
+        time.sleep(0.05)
+        if path.exists():
+            try:
+                with sqlite3.connect(path, timeout=5) as db:
+                    count = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue  # the schema is being created
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        final = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert final >= count
+    rows = History(path).list(limit=final)
+    assert len(rows) == final and all(r["kind"] == "window" for r in rows)
+    assert all(History(path).get(r["id"])[0]["label"] == "w" for r in rows[:20])
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_the_html_report_shows_its_plots_in_a_browser(fake: FakePowercap, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    r = _cli(
+        "--country", "DE", "run", "--sample-hz", "50", "--html", str(page), "--",
+        *_bump(fake, "intel-rapl:0", 20_000_000, sleep_s=0.5),
+        root=fake.root, cwd=tmp_path, CARBONFAST_HISTORY="off",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    # Both images (the power trace and the energy split) decoded and drew in the browser.
+    assert 'data-plots-drawn="2"' in dom
+    assert 'alt="power trace"' in dom and "Advice" in dom
+
+
+def test_codecarbon_scripts_switch_with_one_import(fake: FakePowercap, tmp_path: Path) -> None:
+    from carbonfast.compat.codecarbon import (
+        EmissionsTracker,
+        OfflineEmissionsTracker,
+        track_emissions,
+    )
+
+    os.environ["CARBONFAST_POWERCAP_ROOT"] = str(fake.root)
+    g = tables.countries()["countries"]["FRA"]["g_per_kwh"]
+    try:
+        tracker = OfflineEmissionsTracker(
+            project_name="demo", output_dir=str(tmp_path), country_iso_code="FRA"
+        )
+        tracker.start()
+        fake.add("intel-rapl:0", 72_000_000)
+        tracker.start_task("load")
+        fake.add("intel-rapl:0", 3_600_000)
+        task = tracker.stop_task()
+        kg = tracker.stop()
+        assert kg == pytest.approx(75.6 / 3.6e6 * g / 1000)
+        assert tracker.final_emissions == kg
+        assert tracker.final_emissions_data.energy_consumed == pytest.approx(75.6 / 3.6e6)
+        assert task.task_name == "load"
+        assert task.emissions == pytest.approx(3.6 / 3.6e6 * g / 1000)
+
+        with EmissionsTracker(project_name="ctx", output_dir=str(tmp_path), save_to_file=False):
+            fake.add("intel-rapl:0", 1_000_000)
+
+        @track_emissions(project_name="deco", output_dir=str(tmp_path), offline=True,
+                         country_iso_code="FRA")  # fmt: skip
+        def work() -> int:
+            fake.add("intel-rapl:0", 7_200_000)
+            return 3
+
+        assert work() == 3
+    finally:
+        del os.environ["CARBONFAST_POWERCAP_ROOT"]
+    with open(tmp_path / "emissions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["project_name"] for r in rows] == ["demo", "deco"]
+    assert float(rows[1]["energy_consumed"]) == pytest.approx(7.2 / 3.6e6)
+    with pytest.raises(ValueError, match="needs country_iso_code"):
+        OfflineEmissionsTracker(project_name="x")
