@@ -265,3 +265,20 @@ def test_codecarbon_scripts_switch_with_one_import(fake: FakePowercap, tmp_path:
     assert float(rows[1]["energy_consumed"]) == pytest.approx(7.2 / 3.6e6)
     with pytest.raises(ValueError, match="needs country_iso_code"):
         OfflineEmissionsTracker(project_name="x")
+
+
+def test_the_live_line_shows_time_power_and_energy(fake: FakePowercap) -> None:
+    import io
+
+    from carbonfast.report.console import LiveLine
+
+    stream = io.StringIO()
+    with cf.Meter(fake.root).measure() as m:
+        live = LiveLine(m, stream=stream, period_s=0.05)
+        live.start()
+        fake.add("intel-rapl:0", 3_000_000)
+        time.sleep(0.2)
+        live.stop()
+    text = stream.getvalue()
+    assert text.count("\r") >= 3
+    assert " W " in text and "3.0000 J" in text
