@@ -99,10 +99,13 @@ def main() -> None:
     msr.set(0, 0x641, 1)  # PP1 (uncore)
     print(f"\n{'window on each path (enter + exit)':<44}{'domains':>8}{'ns':>10}")
     for label, meter in (
-        ("powercap (fake sysfs files)", cf.Meter(fake.root, source="powercap", gpu=False)),
+        (
+            "powercap (fake sysfs files)",
+            cf.Meter(fake.root, source="powercap", gpu=False, history="off"),
+        ),
         (
             "msr (fake /dev/cpu/0/msr, sparse file)",
-            cf.Meter(source="msr", gpu=False, **msr.meter_args()),
+            cf.Meter(source="msr", gpu=False, history="off", **msr.meter_args()),
         ),
     ):
         print(f"{label:<44}{len(meter.domains):>8}{window_ns(meter):>10.0f}")

@@ -50,7 +50,9 @@ def main() -> None:
     shm = Path("/dev/shm")
     base = Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else None))
     fake = three_domain_tree(base)
-    meter = cf.Meter(fake.root, source="powercap", gpu=False)
+    meter = cf.Meter(fake.root, source="powercap", gpu=False, history="off")
+    # The default: every closed window queued for the history, written by a background thread.
+    recording = cf.Meter(fake.root, source="powercap", gpu=False, history=base / "h.sqlite")
     assert len(meter.domains) == 3, meter.domains
     paths = [d.path for d in meter.domains]
     native = meter._native
@@ -77,7 +79,13 @@ def main() -> None:
 
     # No counters at all: cpu and ram from the model.
     nowhere = base / "nowhere"
-    estimating = cf.Meter(nowhere, msr_root=nowhere, perf_root=nowhere, gpu=False)
+    estimating = cf.Meter(nowhere, msr_root=nowhere, perf_root=nowhere, gpu=False, history="off")
+
+    def recorded_windows(n: int) -> None:
+        m = recording.measure
+        for _ in range(n):
+            with m():
+                pass
 
     def estimated_windows(n: int) -> None:
         m = estimating.measure
@@ -97,8 +105,16 @@ def main() -> None:
         native_preads_only.total_ns = sum(rounds)
 
     # Interleave the variants batch by batch so drift affects them all alike.
-    names = ["raw", "py", "nread", "window", "begin_end", "estimated"]
-    fns = [native_preads_only, py_preads, native_reads, windows, begin_end, estimated_windows]
+    names = ["raw", "py", "nread", "window", "begin_end", "estimated", "recorded"]
+    fns = [
+        native_preads_only,
+        py_preads,
+        native_reads,
+        windows,
+        begin_end,
+        estimated_windows,
+        recorded_windows,
+    ]
     samples: dict[str, list[float]] = {n: [] for n in names}
     for fn in fns:
         fn(ops)  # warm-up
@@ -131,6 +147,7 @@ def main() -> None:
         ("cf.measure() window, enter + exit", med["window"]),
         ("Meter.begin(name) + Meter.end(name)", med["begin_end"]),
         ("cf.measure() window, estimated (no RAPL)", med["estimated"]),
+        ("cf.measure() window, recorded in the history", med["recorded"]),
     ]
     for label, ns in rows:
         print(f"{label:<48}{ns:>10.0f}{ns / raw:>9.2f}")

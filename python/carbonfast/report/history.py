@@ -204,6 +204,38 @@ def trace_summary(trace: dict) -> dict[str, Any]:
     return out
 
 
+def window_record(m: Measurement, intensities: dict[int, Any]) -> dict[str, Any]:
+    """The stored form of a closed window: what Measurement.to_dict() gives, less the notes,
+    with the grid intensity looked up once per meter and batch."""
+    from carbonfast.carbon import emissions_kg
+
+    meter = m._meter
+    w = m._w()
+    it = intensities.get(id(meter))
+    if it is None:
+        it = intensities[id(meter)] = meter.carbon.intensity()
+    energy = w.total_j
+    pue = meter.carbon.pue
+    return {
+        "label": m.label,
+        "started_at": m.started_at,
+        "duration_s": w.duration_s,
+        "energy_j": energy,
+        "energy_range_j": list(w.total_range_j) if w.total_range_j else None,
+        "estimated": meter.estimated,
+        "emissions_kg": None if energy is None else emissions_kg(energy, it.g_per_kwh, pue),
+        "intensity_g_per_kwh": it.g_per_kwh,
+        "intensity_source": it.source,
+        "location": it.location,
+        "country": it.country,
+        "pue": pue,
+        "domains": {
+            d.name: {"energy_j": j, "kind": d.kind, "estimated": d.estimated}
+            for d, j in zip(meter.domains, w.joules, strict=True)
+        },
+    }
+
+
 def _version() -> str:
     from carbonfast import __version__
 
@@ -214,10 +246,13 @@ class WindowRecorder:
     """Queues closed windows and writes them in batches from a background thread.
 
     The hot path is one deque append; the thread wakes twice a second, and at exit whatever is
-    queued is written.
+    queued is written. A loop that closes windows faster than the history can take them (tens
+    of thousands a second) fills the queue; past MAX_PENDING records are dropped, counted, and
+    a warning says so once, rather than memory growing without bound.
     """
 
     FLUSH_S = 0.5
+    MAX_PENDING = 100_000
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -227,9 +262,23 @@ class WindowRecorder:
         self._pid = -1
         self._history: History | None = None
         self._flush_lock = threading.Lock()
+        self.dropped = 0
         atexit.register(self.flush)
 
     def record(self, m: Measurement) -> None:
+        if len(self._queue) >= self.MAX_PENDING:
+            self.dropped += 1
+            if self.dropped == 1:
+                import warnings
+
+                warnings.warn(
+                    f"carbonfast: windows close faster than the history ({self.path}) can record "
+                    "them; further records are dropped and counted. Use history='off' "
+                    "(CARBONFAST_HISTORY=off) for tight loops, or cf.bench.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return
         self._queue.append(m)
         if self._pid != os.getpid():  # first use, or a child after fork: threads are gone
             self._start()
@@ -250,9 +299,10 @@ class WindowRecorder:
         """Writes every queued window now, in one transaction."""
         with self._flush_lock:
             batch = []
+            intensities: dict[int, Any] = {}
             while self._queue:
                 m = self._queue.popleft()
-                batch.append((m.to_dict(), "window", None))
+                batch.append((window_record(m, intensities), "window", None))
             if not batch:
                 return
             if self._history is None:
