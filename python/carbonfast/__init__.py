@@ -9,6 +9,7 @@ print(m.energy_j, m.duration_s, m.domains)
 from __future__ import annotations
 
 from carbonfast._native import SensorUnavailable
+from carbonfast.bench import bench, compare
 from carbonfast.info import info
 from carbonfast.measure import CallStats, Measurement, Meter, measure, track
 
@@ -37,6 +38,8 @@ __all__ = [
     "SensorUnavailable",
     "__version__",
     "advise",
+    "bench",
+    "compare",
     "info",
     "measure",
     "track",

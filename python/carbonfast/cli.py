@@ -111,6 +111,21 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
     pr.set_defaults(handler=_cmd_run)
 
+    pb = sub.add_parser(
+        "bench",
+        help="compare functions or statements by energy and time per call",
+        usage="carbonfast bench [MOD:FUNC ...] [--stmt CODE ...] [--setup CODE] [--json FILE]",
+    )
+    pb.add_argument("targets", nargs="*", metavar="MOD:FUNC", help="functions to compare")
+    pb.add_argument("--stmt", action="append", default=[], help="a statement to benchmark")
+    pb.add_argument("--setup", default="", help="code run once first (imports, data)")
+    pb.add_argument("--json", metavar="FILE", type=Path, help="write the result as JSON")
+    pb.add_argument("--min-time", type=float, default=2.0, help="seconds of sampling (default 2)")
+    pb.add_argument("--rounds", type=int, help="exactly this many rounds instead")
+    pb.add_argument("--baseline", action="store_true", help="also report energy above idle")
+    pb.add_argument("--isolate", action="store_true", help="each variant in its own process")
+    pb.set_defaults(handler=_cmd_bench)
+
     ph = sub.add_parser("history", help="runs and windows recorded so far, newest first")
     ph.add_argument("--label", help="only those whose label contains this")
     ph.add_argument("--limit", type=int, default=20)
@@ -251,6 +266,58 @@ def _trace_dict(meter: Any, m: Any) -> dict[str, Any] | None:
         e = [float(energy[i]) for i in keep]
         power[name] = [None] + [(e[k] - e[k - 1]) / (t[k] - t[k - 1]) for k in range(1, len(keep))]
     return {"t_s": t, "power_w": power}
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from carbonfast.bench import bench
+    from carbonfast.measure import Meter
+
+    namespace: dict[str, Any] = {}
+    sys.path.insert(0, os.getcwd())
+    exec(compile(args.setup, "<setup>", "exec"), namespace)
+    variants: dict[str, Any] = {}
+    for target in args.targets:
+        variants[target] = _resolve_target(target)
+    for i, stmt in enumerate(args.stmt, 1):
+        source = "def _bench_stmt():\n" + "".join(f"    {line}\n" for line in stmt.splitlines())
+        exec(compile(source, f"<stmt {i}>", "exec"), namespace)
+        variants[stmt if len(stmt) <= 40 else f"stmt {i}"] = namespace.pop("_bench_stmt")
+    if not variants:
+        raise ValueError("bench needs MOD:FUNC targets or --stmt statements")
+    meter = Meter(args.powercap_root, **_meter_args(args), history="off")
+    result = bench(
+        variants,
+        min_time=args.min_time,
+        rounds=args.rounds,
+        baseline=args.baseline,
+        isolate=args.isolate,
+        meter=meter,
+    )
+    print(result)
+    if result.id is not None:
+        print(f"saved as run {result.id} in the history")
+    if args.json:
+        _write_atomically(args.json, result.to_json() + "\n")
+    return 0
+
+
+def _resolve_target(target: str) -> Any:
+    import importlib
+
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"{target!r} is not MOD:FUNC (e.g. mypkg.parsers:parse_fast)")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import {module_name!r} for {target!r}: {e}") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{module_name!r} has no {attr!r} (in {target!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"{target!r} is not callable")
+    return obj
 
 
 def _cmd_history(args: argparse.Namespace) -> int:

@@ -1,0 +1,147 @@
+"""pytest plugin: an `energy_benchmark` fixture in the style of pytest-benchmark, and energy
+regression checks for CI.
+
+    def test_parse(energy_benchmark):
+        result = energy_benchmark(parse, document)
+
+    pytest --energy-save=main                     # store J/call per test
+    pytest --energy-compare=main --energy-compare-fail=energy:5%
+                                                  # fail a test whose J/call grew by more than
+                                                  # 5%, significantly
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+# Results of this session, per test node id.
+_RESULTS_KEY = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("carbonfast", "energy benchmarks (carbonfast)")
+    group.addoption("--energy-save", metavar="NAME", help="save J/call per test under NAME")
+    group.addoption("--energy-compare", metavar="NAME", help="compare with results saved as NAME")
+    group.addoption(
+        "--energy-compare-fail",
+        metavar="METRIC:PCT",
+        action="append",
+        default=[],
+        help="fail a test whose METRIC (energy or time) per call grew by more than PCT%%, "
+        "significantly, against --energy-compare; e.g. energy:5%%",
+    )
+    group.addoption(
+        "--energy-min-time", type=float, default=0.5, help="seconds of sampling per test"
+    )
+    group.addoption(
+        "--energy-storage",
+        default=".carbonfast/bench",
+        help="folder of saved results (default .carbonfast/bench)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _thresholds(config)  # bad options fail the session at once, not test by test
+
+
+def _thresholds(config: pytest.Config) -> list[tuple[str, float]]:
+    out = []
+    for spec in config.getoption("--energy-compare-fail"):
+        m = re.fullmatch(r"(energy|time):(\d+(?:\.\d+)?)%", spec.strip())
+        if not m:
+            raise pytest.UsageError(
+                f"--energy-compare-fail={spec!r} is not valid; expected energy:PCT% or "
+                "time:PCT%, e.g. energy:5%"
+            )
+        out.append((m.group(1), float(m.group(2)) / 100))
+    if out and not config.getoption("--energy-compare"):
+        raise pytest.UsageError("--energy-compare-fail needs --energy-compare=NAME")
+    return out
+
+
+def _saved(config: pytest.Config, name: str) -> dict[str, Any]:
+    path = Path(config.getoption("--energy-storage")) / f"{name}.json"
+    if not path.exists():
+        raise pytest.UsageError(f"--energy-compare={name}: no saved results at {path}")
+    return json.loads(path.read_text())
+
+
+class EnergyBenchmark:
+    """Call it with a function and its arguments: it benchmarks the function (energy and time
+    per call) and returns what the function returns."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._request = request
+        self.result: Any = None
+
+    def __call__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from carbonfast.bench import bench, stats
+
+        config = self._request.config
+        node = self._request.node.nodeid
+        res = bench(
+            {node: func},
+            args=args,
+            kwargs=kwargs,
+            min_time=config.getoption("--energy-min-time"),
+            record=False,
+        )
+        self.result = res
+        variant = res.to_dict()["variants"][0]
+        config.stash.setdefault(_RESULTS_KEY, {})[node] = variant
+        baseline_name = config.getoption("--energy-compare")
+        if baseline_name:
+            old = _saved(config, baseline_name).get(node)
+            if old is not None:
+                for metric, limit in _thresholds(config):
+                    if metric == "energy":
+                        ratio, lo, _ = stats.ratio_ci(
+                            variant["joule_samples"], old["joule_samples"]
+                        )
+                    else:
+                        ratio = variant["seconds_per_call"] / old["seconds_per_call"]
+                        lo = ratio
+                    if ratio > 1 + limit and lo > 1:
+                        pytest.fail(
+                            f"{metric} per call regressed {ratio - 1:.1%} against "
+                            f"{baseline_name!r} (95% CI from {lo - 1:+.1%}; limit {limit:.0%})",
+                            pytrace=False,
+                        )
+        return func(*args, **kwargs)
+
+
+@pytest.fixture
+def energy_benchmark(request: pytest.FixtureRequest) -> EnergyBenchmark:
+    """Benchmarks a function's energy per call: `energy_benchmark(func, *args, **kwargs)`."""
+    return EnergyBenchmark(request)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    results = config.stash.get(_RESULTS_KEY, {})
+    name = config.getoption("--energy-save")
+    if name and results:
+        folder = Path(config.getoption("--energy-storage"))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.json").write_text(json.dumps(results, indent=1))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    results = terminalreporter.config.stash.get(_RESULTS_KEY, {})
+    if not results:
+        return
+    terminalreporter.section("energy benchmarks (carbonfast)")
+    for node, v in results.items():
+        terminalreporter.write_line(
+            f"{node}: {v['joules_per_call']:.4g} J/call, {v['seconds_per_call']:.4g} s/call "
+            f"({v['samples']} samples)"
+        )

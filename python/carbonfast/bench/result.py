@@ -1,0 +1,137 @@
+"""What a benchmark found: per variant, time and energy per call with 95% confidence intervals,
+the ratio to the best, and whether the difference is significant."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+@dataclass
+class VariantResult:
+    name: str
+    seconds_per_call: float
+    seconds_per_call_ci: tuple[float, float]
+    joules_per_call: float
+    joules_per_call_ci: tuple[float, float]
+    dynamic_joules_per_call: float | None
+    dynamic_joules_per_call_ci: tuple[float, float] | None
+    samples: int
+    calls_per_sample: int
+    outliers: int
+    cv: float
+    joule_samples: list[float] = field(repr=False)
+    ratio: float = 1.0
+    ratio_ci: tuple[float, float] = (1.0, 1.0)
+    significant: bool = False
+    g_co2e_per_million_calls: float = 0.0
+
+
+@dataclass
+class BenchResult:
+    variants: list[VariantResult]
+    update_period_s: float
+    wait_power_w: float
+    idle_power_w: float | None
+    estimated: bool
+    intensity_g_per_kwh: float
+    intensity_source: str
+    pue: float
+    started_at: str
+    warnings: list[str] = field(default_factory=list)
+    id: int | None = None
+
+    def __post_init__(self) -> None:
+        for v in self.variants:
+            v.g_co2e_per_million_calls = (
+                v.joules_per_call * 1e6 / 3.6e6 * self.pue * self.intensity_g_per_kwh
+            )
+
+    def __getitem__(self, name: str) -> VariantResult:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(f"no variant {name!r}; variants: {[v.name for v in self.variants]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, the per-sample energies included (what `compare` needs)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BenchResult:
+        variants = [
+            VariantResult(
+                **{
+                    **v,
+                    "seconds_per_call_ci": tuple(v["seconds_per_call_ci"]),
+                    "joules_per_call_ci": tuple(v["joules_per_call_ci"]),
+                    "ratio_ci": tuple(v["ratio_ci"]),
+                }
+            )
+            for v in d["variants"]
+        ]
+        return cls(**{**d, "variants": variants})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def __str__(self) -> str:
+        best = min(self.variants, key=lambda v: v.joules_per_call)
+        head = (
+            f"{'variant':<20}{'s/call':>12}{'J/call':>12}{'+/- 95%':>10}"
+            f"{'g CO2e/1M calls':>17}{'x best (95% CI)':>24}"
+        )
+        lines = [head]
+        for v in sorted(self.variants, key=lambda v: v.joules_per_call):
+            half = (v.joules_per_call_ci[1] - v.joules_per_call_ci[0]) / 2
+            pct = f"{half / v.joules_per_call:.1%}" if v.joules_per_call else "n/a"
+            if v is best:
+                rel = "best"
+            else:
+                mark = "significant" if v.significant else "not significant"
+                rel = f"{v.ratio:.2f} ({v.ratio_ci[0]:.2f}-{v.ratio_ci[1]:.2f}) {mark}"
+            lines.append(
+                f"{v.name:<20}{_si(v.seconds_per_call, 's'):>12}{_si(v.joules_per_call, 'J'):>12}"
+                f"{pct:>10}{v.g_co2e_per_million_calls:>17.4g}  {rel}"
+            )
+        lines.append(
+            f"energy {'ESTIMATED from a model' if self.estimated else 'from counters'}; "
+            f"counter refresh {self.update_period_s * 1e3:.3g} ms; "
+            f"{self.intensity_g_per_kwh:g} g/kWh x PUE {self.pue:g}"
+        )
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _si(x: float, unit: str) -> str:
+    if x == 0 or not math.isfinite(x):
+        return f"{x:.3g} {unit}"
+    for prefix, scale in (("", 1), ("m", 1e-3), ("µ", 1e-6), ("n", 1e-9), ("p", 1e-12)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g} {prefix}{unit}"
+    return f"{x / 1e-15:.3g} f{unit}"
+
+
+@dataclass
+class Comparison:
+    """Two benchmark results side by side, variant by variant."""
+
+    rows: list[dict[str, Any]]
+
+    def __str__(self) -> str:
+        lines = [f"{'variant':<20}{'J/call (a)':>14}{'J/call (b)':>14}{'b / a (95% CI)':>30}"]
+        for r in self.rows:
+            mark = "significant" if r["significant"] else "not significant"
+            lines.append(
+                f"{r['name']:<20}{_si(r['a'], 'J'):>14}{_si(r['b'], 'J'):>14}"
+                f"   {r['ratio']:.3f} ({r['ratio_ci'][0]:.3f}-{r['ratio_ci'][1]:.3f}) {mark}"
+            )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}

@@ -1,0 +1,198 @@
+"""Energy microbenchmarks on a counter whose truth is known: its power follows the CPU time of
+the benchmarking thread (50 W while it runs), refreshed every millisecond like RAPL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import carbonfast as cf
+from tests.fakes.counter import CpuTimeCounter, busy
+
+pytest_plugins = ["pytester"]
+WATTS = 50.0
+
+
+@pytest.fixture
+def counter() -> CpuTimeCounter:
+    return CpuTimeCounter(watts=WATTS, period=0.001)
+
+
+def test_variants_twice_as_costly_are_reported_at_2x_and_significant(
+    counter: CpuTimeCounter,
+) -> None:
+    res = cf.bench(
+        {"short": lambda: busy(100e-6), "long": lambda: busy(200e-6)},
+        meter=counter,
+        min_time=1.0,
+        record=False,
+    )
+    long = res["long"]
+    assert res["short"].ratio == 1.0
+    assert long.ratio_ci[0] <= 2.0 * 1.03 and long.ratio_ci[1] >= 2.0 * 0.97
+    assert long.ratio == pytest.approx(2.0, rel=0.03)
+    assert long.significant and not res["short"].significant
+    assert res.update_period_s == pytest.approx(0.001, rel=0.2)
+
+
+def test_a_50_us_call_is_measured_within_5_percent(counter: CpuTimeCounter) -> None:
+    res = cf.bench(lambda: busy(50e-6), meter=counter, min_time=1.0, record=False)
+    [v] = res.variants
+    truth = WATTS * v.seconds_per_call  # busy: CPU time is wall time
+    assert v.joules_per_call == pytest.approx(truth, rel=0.05)
+    assert v.joules_per_call_ci[0] <= v.joules_per_call <= v.joules_per_call_ci[1]
+    assert v.seconds_per_call == pytest.approx(50e-6, rel=0.2)
+
+
+def test_a_busy_and_a_sleeping_call_of_the_same_length_are_told_apart(
+    counter: CpuTimeCounter,
+) -> None:
+    res = cf.bench(
+        {"busy": lambda: busy(500e-6), "sleep": lambda: time.sleep(500e-6)},
+        meter=counter,
+        min_time=1.0,
+        record=False,
+    )
+    assert res["busy"].seconds_per_call == pytest.approx(res["sleep"].seconds_per_call, rel=0.3)
+    assert res["busy"].joules_per_call > 3 * res["sleep"].joules_per_call
+    assert res["busy"].significant
+
+
+def test_the_result_prints_a_table_and_serialises(counter: CpuTimeCounter) -> None:
+    res = cf.bench(
+        {"a": lambda: busy(50e-6), "b": lambda: busy(150e-6)},
+        meter=counter,
+        rounds=6,
+        record=False,
+    )
+    text = str(res)
+    assert "J/call" in text and "g CO2e/1M calls" in text and "significant" in text
+    data = json.loads(res.to_json())
+    variant = data["variants"][0]
+    for key in ("name", "seconds_per_call", "joules_per_call", "joules_per_call_ci", "ratio_ci"):
+        assert key in variant
+    assert [v["name"] for v in data["variants"]] == ["a", "b"]
+    assert len(variant["joule_samples"]) == 6
+    b = res["b"]
+    assert b.g_co2e_per_million_calls == pytest.approx(
+        b.joules_per_call * 1e6 / 3.6e6 * res.intensity_g_per_kwh
+    )
+
+
+def test_results_are_recorded_and_compared(
+    counter: CpuTimeCounter, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("CARBONFAST_HISTORY", str(tmp_path / "h.sqlite"))
+    first = cf.bench({"f": lambda: busy(100e-6)}, meter=counter, min_time=0.5)
+    second = cf.bench({"f": lambda: busy(200e-6)}, meter=counter, min_time=0.5)
+    assert first.id is not None and second.id == first.id + 1
+    cmp = cf.compare(first.id, second.id)
+    [row] = cmp.rows
+    assert row["ratio"] == pytest.approx(2.0, rel=0.05) and row["significant"]
+    path = tmp_path / "second.json"
+    path.write_text(second.to_json())
+    assert cf.compare(first, path).rows[0]["ratio"] == pytest.approx(row["ratio"])
+    assert "b / a" in str(cmp)
+
+
+def test_baseline_and_isolation(counter: CpuTimeCounter) -> None:
+    res = cf.bench(
+        {"a": lambda: busy(100e-6), "b": lambda: busy(200e-6)},
+        meter=counter,
+        min_time=0.5,
+        baseline=True,
+        isolate=True,
+        record=False,
+    )
+    # The counter draws nothing while the thread sleeps: the idle baseline is ~0 and the
+    # dynamic energy is all of it.
+    assert res.idle_power_w == pytest.approx(0.0, abs=1.0)
+    assert res["a"].dynamic_joules_per_call == pytest.approx(res["a"].joules_per_call, rel=0.05)
+    assert res["b"].ratio == pytest.approx(2.0, rel=0.05)
+
+
+def test_bad_input_says_what_is_wrong(counter: CpuTimeCounter) -> None:
+    with pytest.raises(ValueError, match="at least one function"):
+        cf.bench({}, meter=counter)
+    with pytest.raises(ValueError, match="'x' is not callable"):
+        cf.bench({"x": 3}, meter=counter)
+
+
+def test_the_command_prints_the_comparison_table(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "carbonfast.cli",
+            "bench",
+            "tests.fakes.counter:busy_100us",
+            "--setup",
+            "from tests.fakes.counter import busy",
+            "--stmt",
+            "busy(2e-4)",
+            "--min-time",
+            "0.5",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "CARBONFAST_POWERCAP_ROOT": str(tmp_path / "none")},
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "tests.fakes.counter:busy_100us" in r.stdout and "busy(2e-4)" in r.stdout
+    assert "J/call" in r.stdout
+    data = json.loads(out.read_text())
+    slow = next(v for v in data["variants"] if v["name"] == "busy(2e-4)")
+    assert slow["ratio"] == pytest.approx(2.0, rel=0.15)
+    bad = subprocess.run(
+        [sys.executable, "-m", "carbonfast.cli", "bench", "nosuchmodule:f"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "cannot import 'nosuchmodule'" in bad.stderr
+
+
+def test_the_pytest_plugin_saves_compares_and_fails_regressions(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_work="""
+        import os, time
+
+        def work():
+            end = time.perf_counter() + float(os.environ["WORK_S"])
+            while time.perf_counter() < end:
+                pass
+            return 42
+
+        def test_work(energy_benchmark):
+            assert energy_benchmark(work) == 42
+        """
+    )
+    env = {"CARBONFAST_POWERCAP_ROOT": "/nonexistent", "CARBONFAST_HISTORY": "off"}
+    for k, v in env.items():
+        pytester._monkeypatch.setenv(k, v)
+    pytester._monkeypatch.setenv("WORK_S", "0.0002")
+    saved = pytester.runpytest("-p", "no:cacheprovider", "--energy-save=base")
+    saved.assert_outcomes(passed=1)
+    assert "J/call" in saved.stdout.str()
+    assert (pytester.path / ".carbonfast" / "bench" / "base.json").exists()
+    same = pytester.runpytest("--energy-compare=base", "--energy-compare-fail=energy:50%")
+    same.assert_outcomes(passed=1)
+    pytester._monkeypatch.setenv("WORK_S", "0.0004")
+    slower = pytester.runpytest("--energy-compare=base", "--energy-compare-fail=energy:5%")
+    slower.assert_outcomes(failed=1)
+    assert "energy per call regressed" in slower.stdout.str()
+    usage = pytester.runpytest("--energy-compare-fail=energy")
+    assert usage.ret != 0
