@@ -142,26 +142,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-_METER_ARGS = (
-    "source",
-    "gpu",
-    "estimate",
-    "scope",
-    "cpu_tdp_w",
-    "cpu_threads",
-    "ram_gb",
-    "cpu_power_w",
-    "ram_power_w",
-    "country",
-    "zone",
-    "cloud",
-    "intensity",
-    "pue",
-)
-
-
 def _meter_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in _METER_ARGS}
+    """The settings given on the command line, for Meter (the rest come from the layers)."""
+    from carbonfast.config import CARBON_KEYS, ESTIMATE_KEYS
+
+    return {k: getattr(args, k) for k in (*ESTIMATE_KEYS, *CARBON_KEYS) if hasattr(args, k)}
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
