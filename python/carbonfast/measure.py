@@ -40,13 +40,12 @@ class Measurement:
     `energy_j` is None, never 0, when no energy counter could be read; `notes` says why.
     """
 
-    __slots__ = ("_end", "_intensity", "_meter", "_start", "_started_at", "_window", "label")
+    __slots__ = ("_end", "_intensity", "_meter", "_start", "_window", "label")
 
     def __init__(self, label: str | None, meter: Meter, start: _native.Snapshot) -> None:
         self.label = label
         self._meter = meter
         self._start = start
-        self._started_at = time.time()
         self._end: _native.Snapshot | None = None
         self._window: _native.Window | None = None
         self._intensity: Intensity | None = None
@@ -158,7 +157,8 @@ class Measurement:
         """Wall-clock UTC start, ISO 8601: report metadata only; durations are monotonic."""
         from datetime import datetime, timezone
 
-        return datetime.fromtimestamp(self._started_at, timezone.utc).isoformat()
+        wall = self._meter._wall_minus_monotonic + self._start.t_ns * 1e-9
+        return datetime.fromtimestamp(wall, timezone.utc).isoformat()
 
     @property
     def notes(self) -> list[str]:
@@ -523,6 +523,9 @@ class Meter:
         self._recorder = _recorder(resolve(("history",), {"history": history})["history"])
         self._open: dict[str, Measurement] = {}
         self._lock = threading.Lock()
+        # Windows are stamped on CLOCK_MONOTONIC; this turns a stamp into wall-clock time for
+        # report metadata, without a clock call per window.
+        self._wall_minus_monotonic = time.time() - time.monotonic()
         _all_meters.add(self)
 
     @property

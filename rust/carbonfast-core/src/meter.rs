@@ -22,7 +22,8 @@ pub struct Snapshot {
     pub t_ns: u64,
     /// Per domain, in the domain's raw unit, wraps unfolded.
     pub totals: Vec<u64>,
-    /// Per domain, the low and high bounds of `totals`: equal to it for measured domains.
+    /// Per domain, the low and high bounds of `totals` where some domain is estimated; empty
+    /// when every domain is measured (the bounds are the totals).
     pub low: Vec<u64>,
     pub high: Vec<u64>,
 }
@@ -89,6 +90,8 @@ pub struct Meter {
     sources: Vec<Box<dyn Source>>,
     domains: Vec<Domain>,
     in_total: Vec<bool>,
+    /// Whether any domain has bounds of its own (an estimate).
+    bounded: bool,
     problems: Vec<ProblemReport>,
     paths: Vec<PathReport>,
     /// Reading and counting happen under one lock: a reading applied out of order would look
@@ -117,6 +120,7 @@ impl Meter {
         let meter = Meter {
             sources,
             in_total: in_total(&domains),
+            bounded: domains.iter().any(|d| d.estimated()),
             domains,
             problems,
             paths: Vec::new(),
@@ -207,8 +211,9 @@ impl Meter {
     fn read_sources(&self, snap: &mut Snapshot, skip_fresh: bool) -> Result<()> {
         let n = self.domains.len();
         snap.totals.resize(n, 0);
-        snap.low.resize(n, 0);
-        snap.high.resize(n, 0);
+        let bounds = if self.bounded { n } else { 0 };
+        snap.low.resize(bounds, 0);
+        snap.high.resize(bounds, 0);
         let mut guard = self.lock();
         let state = &mut *guard;
         let t0 = monotonic_ns();
@@ -232,13 +237,15 @@ impl Meter {
                 Reading::PowerMilliwatts => state.power[i].update(raw, t),
             };
         }
-        snap.low.copy_from_slice(&snap.totals);
-        snap.high.copy_from_slice(&snap.totals);
-        let mut offset = 0;
-        for source in &self.sources {
-            let r = offset..offset + source.domains().len();
-            source.read_bounds(&mut snap.low[r.clone()], &mut snap.high[r]);
-            offset += source.domains().len();
+        if self.bounded {
+            snap.low.copy_from_slice(&snap.totals);
+            snap.high.copy_from_slice(&snap.totals);
+            let mut offset = 0;
+            for source in &self.sources {
+                let r = offset..offset + source.domains().len();
+                source.read_bounds(&mut snap.low[r.clone()], &mut snap.high[r]);
+                offset += source.domains().len();
+            }
         }
         Ok(())
     }
@@ -253,8 +260,14 @@ impl Meter {
                 .collect()
         };
         let joules = joules_of(&start.totals, &end.totals);
-        let joules_low = joules_of(&start.low, &end.low);
-        let joules_high = joules_of(&start.high, &end.high);
+        let (joules_low, joules_high) = if self.bounded {
+            (
+                joules_of(&start.low, &end.low),
+                joules_of(&start.high, &end.high),
+            )
+        } else {
+            (joules.clone(), joules.clone())
+        };
         let total_j = sum_in_total(&self.in_total, &joules);
         let total_range_j = sum_in_total(&self.in_total, &joules_low)
             .zip(sum_in_total(&self.in_total, &joules_high));
