@@ -282,3 +282,32 @@ def test_the_live_line_shows_time_power_and_energy(fake: FakePowercap) -> None:
     text = stream.getvalue()
     assert text.count("\r") >= 3
     assert " W " in text and "3.0000 J" in text
+
+
+def test_codecarbons_own_writer_and_pandas_read_our_csv(fake: FakePowercap, tmp_path: Path) -> None:
+    """CodeCarbon's FileOutput accepts our file's header (it backs up files it does not) and
+    appends its own row after ours; pandas reads both back."""
+    pytest.importorskip("codecarbon")
+    import pandas as pd
+    from codecarbon.output_methods.emissions_data import EmissionsData
+    from codecarbon.output_methods.file import FileOutput
+
+    from carbonfast.compat.codecarbon import OfflineEmissionsTracker
+
+    os.environ["CARBONFAST_POWERCAP_ROOT"] = str(fake.root)
+    try:
+        tracker = OfflineEmissionsTracker(output_dir=str(tmp_path), country_iso_code="FRA")
+        tracker.start()
+        fake.add("intel-rapl:0", 36_000_000)
+        tracker.stop()
+    finally:
+        del os.environ["CARBONFAST_POWERCAP_ROOT"]
+    ours = tracker.final_emissions_data.values
+    theirs = EmissionsData(**{**ours, "project_name": "codecarbon-itself"})
+    path = tmp_path / "emissions.csv"
+    FileOutput("emissions.csv", str(tmp_path)).out(theirs, None)
+    assert not list(tmp_path.glob("emissions.csv.bak*")), "CodeCarbon rejected our header"
+    df = pd.read_csv(path)
+    assert list(df.columns) == CODECARBON_HEADER
+    assert list(df.project_name) == ["codecarbon", "codecarbon-itself"]
+    assert df.energy_consumed.tolist() == pytest.approx([36 / 3.6e6] * 2)
