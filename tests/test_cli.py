@@ -139,3 +139,26 @@ def test_run_forwards_signals_and_still_reports(
 def test_version_flag(fake: FakePowercap) -> None:
     out = _carbonfast("--version", root=fake.root)
     assert out.stdout.strip() == f"carbonfast {carbonfast.__version__}"
+
+
+def test_run_works_without_numpy_and_keeps_its_trace(fake: FakePowercap, tmp_path: Path) -> None:
+    """The main job needs no optional package: numpy is blocked, the trace still lands."""
+    code = (
+        "import sys; sys.modules['numpy'] = None\n"
+        "from carbonfast.cli import main\n"
+        "sys.exit(main(['run', '--sample-hz', '100', '--', 'sleep', '0.2']))\n"
+    )
+    history = tmp_path / "h.sqlite"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**_env(fake.root), "CARBONFAST_HISTORY": str(history)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    from carbonfast.report.history import History
+
+    _, trace = History(history).get(1)
+    assert trace is not None and len(trace["t_s"]) >= 10
+    assert set(trace["power_w"]) == {"package-0", "core-0", "dram-0"}

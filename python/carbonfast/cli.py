@@ -237,19 +237,22 @@ _TRACE_POINTS = 1000
 
 
 def _trace_dict(meter: Any, m: Any) -> dict[str, Any] | None:
-    """The samples inside the window, downsampled, as plain lists."""
-    tr = meter.trace()
+    """The samples inside the window, downsampled, as plain lists (no numpy needed)."""
+    from array import array
+
+    data, rows, width = meter._native.trace()
+    table = array("d")
+    table.frombytes(data[: rows * width * 8])
     t0, t1 = m._start.t_ns * 1e-9, m._end.t_ns * 1e-9
-    keep = [i for i, t in enumerate(tr.t_s) if t0 <= t <= t1]
+    keep = [r for r in range(rows) if t0 <= table[r * width] <= t1]
     if len(keep) < 2:
         return None
-    step = max(1, len(keep) // _TRACE_POINTS)
-    keep = keep[::step]
-    t = [float(tr.t_s[i]) for i in keep]
+    keep = keep[:: max(1, len(keep) // _TRACE_POINTS)]
+    t = [table[r * width] for r in keep]
     power: dict[str, list[float | None]] = {}
-    for name, energy in tr.energy_j.items():
-        e = [float(energy[i]) for i in keep]
-        power[name] = [None] + [(e[k] - e[k - 1]) / (t[k] - t[k - 1]) for k in range(1, len(keep))]
+    for col, name in enumerate(meter.domain_names, start=1):
+        e = [table[r * width + col] for r in keep]
+        power[name] = [None] + [(e[k] - e[k - 1]) / (t[k] - t[k - 1]) for k in range(1, len(e))]
     return {"t_s": t, "power_w": power}
 
 
