@@ -516,10 +516,7 @@ class Meter:
         self._source_notes = [
             note for s in self._native.sources if s.name == "nvml" and has_gpu for note in s.notes
         ]
-        self._problem_notes = [
-            f"{p.source}: {p.reason}" + (f". Fix: {p.fix}" if p.fix else "")
-            for p in self._native.problems
-        ]
+        self._problem_notes = _problem_notes(self._native)
         self._recorder = _recorder(resolve(("history",), {"history": history})["history"])
         self._open: dict[str, Measurement] = {}
         self._lock = threading.Lock()
@@ -586,6 +583,26 @@ class Meter:
 
     def __repr__(self) -> str:
         return f"Meter(domains={self.domain_names})"
+
+
+def _problem_notes(native: _native.Meter) -> list[str]:
+    """What could not be read, for measurements' notes. Where no RAPL path works at all (VMs,
+    containers) one line says so, not every path's full story: `carbonfast info` has that."""
+    paths = native.paths
+    rapl = {p.name for p in paths}
+    problems = native.problems
+    notes = []
+    if paths and not any(p.chosen for p in paths):
+        kinds = ", ".join(
+            f"{p.name}: {p.problems[0].kind if p.problems else 'no domains'}" for p in paths
+        )
+        notes.append(
+            f"no RAPL counter is readable here ({kinds}); `carbonfast info` says why and how "
+            "to grant access"
+        )
+        problems = [p for p in problems if p.source not in rapl]
+    notes += [f"{p.source}: {p.reason}" + (f". Fix: {p.fix}" if p.fix else "") for p in problems]
+    return notes
 
 
 _recorders: dict[str, WindowRecorder] = {}
