@@ -172,3 +172,12 @@ def test_container_scope_without_a_cgroup_fails_with_a_fix(tmp_path: Path) -> No
     proc = _fake_proc(tmp_path, "0::/gone\n")
     with pytest.raises(cf.SensorUnavailable, match="use the process or machine scope"):
         cf.Meter(tmp_path / "no-rapl", scope="container", proc_root=proc, cgroup_root=tmp_path)
+
+
+def test_a_model_has_no_counter_steps_so_short_windows_are_not_called_coarse(
+    tmp_path: Path,
+) -> None:
+    with cf.Meter(tmp_path / "no-rapl").measure() as m:
+        pass
+    assert m.estimated
+    assert not any("coarse" in n for n in m.notes)

@@ -169,7 +169,7 @@ class Measurement:
                 "energy unknown (not zero): no energy counter is readable on this machine; "
                 "run `carbonfast info` for each missing counter and its fix"
             )
-        elif w.duration_s < _COARSE_WINDOW_S:
+        elif w.duration_s < _COARSE_WINDOW_S and self._meter.readable:
             notes.append(
                 f"window of {w.duration_s * 1e3:.3f} ms spans few counter updates (RAPL updates "
                 "about every 1 ms): energy is coarse; repeat the work in a loop or use cf.bench"
