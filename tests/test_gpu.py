@@ -141,3 +141,25 @@ def test_sync_waits_for_the_device_at_both_edges(fake: FakePowercap, monkeypatch
     assert calls[-3:] == ["custom", "step", "custom"]
     with pytest.raises(ValueError, match="sync='tpu' is not valid"):
         cf.measure(sync="tpu")
+
+
+def test_slow_gpu_reads_do_not_hold_up_a_window(fake: FakePowercap, tmp_path: Path) -> None:
+    state = "gpu 0 uuid=GPU-1 energy_mj={e} delay_us=20000\n"
+    nvml = FakeNvml(tmp_path / "nvml", state.format(e=1000))
+    meter = cf.Meter(fake.root, gpu=True, nvml_library=nvml.library)
+    t0 = time.perf_counter()
+    with meter.measure() as m:
+        edge = time.perf_counter() - t0
+        fake.add("intel-rapl:0", 1_000_000)
+        time.sleep(0.05)
+        nvml.set(state.format(e=3000))
+    t1 = time.perf_counter()
+    assert edge < 0.005, f"opening waited {edge * 1e3:.1f} ms for the GPU"
+    assert t1 - t0 < 0.05 + 0.015
+    assert m.domains == {
+        "package-0": 1.0,
+        "core-0": 0.0,
+        "dram-0": 0.0,
+        "gpu-0": 2.0,
+    }
+    assert any("background thread" in n for n in m.notes)

@@ -12,6 +12,7 @@
  *                 energy=ok|not_supported|no_permission|gpu_lost   (same for power=, field=)
  *                 tick_ms=N tick_mj=N   (the counter also advances tick_mj every tick_ms)
  *                 mig_uuid=MIG-...      (a MIG instance of this GPU)
+ *                 delay_us=N            (each energy read takes this long, as on some VMs)
  * Values are re-read on every call.
  */
 #define _GNU_SOURCE
@@ -39,7 +40,7 @@ typedef struct {
     unsigned long long energy_mj;
     unsigned int power_mw, limit_mw, util;
     int energy_rc, power_rc, field_rc;
-    unsigned long long tick_ms, tick_mj;
+    unsigned long long tick_ms, tick_mj, delay_us;
 } gpu_t;
 
 static gpu_t gpus[MAX_GPUS];
@@ -95,6 +96,7 @@ static void load(void) {
             else if (!strcmp(tok, "field")) g->field_rc = status(v);
             else if (!strcmp(tok, "tick_ms")) g->tick_ms = strtoull(v, NULL, 10);
             else if (!strcmp(tok, "tick_mj")) g->tick_mj = strtoull(v, NULL, 10);
+            else if (!strcmp(tok, "delay_us")) g->delay_us = strtoull(v, NULL, 10);
         }
     }
     fclose(f);
@@ -194,6 +196,10 @@ int nvmlDeviceGetTotalEnergyConsumption(void *h, unsigned long long *mj) {
     gpu_t *g = dev(h);
     if (!g) return ERR_INVALID_ARGUMENT;
     if (g->energy_rc != OK) return g->energy_rc;
+    if (g->delay_us) {
+        struct timespec d = {(time_t)(g->delay_us / 1000000), (long)(g->delay_us % 1000000) * 1000};
+        nanosleep(&d, NULL);
+    }
     unsigned long long e = g->energy_mj;
     if (g->tick_ms) {
         struct timespec t;

@@ -7,6 +7,7 @@ pub mod baseline;
 pub mod clock;
 pub mod counter;
 pub mod cputime;
+pub mod deferred;
 pub mod domain;
 pub mod error;
 pub mod hostinfo;
@@ -18,6 +19,7 @@ pub mod tdp;
 
 pub use counter::Counter;
 pub use cputime::Scope;
+pub use deferred::{Deferred, EdgeSnapshot};
 pub use domain::{Domain, DomainKind, Estimate, Reading};
 pub use error::{Error, Result};
 pub use meter::{DiscoverConfig, Meter, Snapshot, Window};

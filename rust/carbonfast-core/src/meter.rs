@@ -58,13 +58,28 @@ pub struct DiscoverConfig {
     pub estimate: Option<EstimateConfig>,
 }
 
+/// One source's counting state. Each source has its own lock, held from its read to its
+/// counting: a reading applied out of order would look like a wrap, and a slow source (an
+/// NVML energy read can take milliseconds) must not hold up the others.
 struct State {
     counters: Vec<Counter>,
     raw: Vec<u64>,
-    /// When each source was last read (for the sampler's skipping of slow sources).
-    last_read_ns: Vec<u64>,
+    /// When the source was last read (for the sampler's skipping of slow sources).
+    last_read_ns: u64,
     /// For power domains: the previous reading (mW, t_ns) and the energy integrated so far.
     power: Vec<PowerIntegral>,
+}
+
+/// Which sources a read covers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    All,
+    /// The sampler: sources read more recently than their minimum interval are skipped.
+    AllButFresh,
+    /// Only the sources that are (not) slow; the other domains' totals are left as they were.
+    Speed {
+        slow: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -94,9 +109,9 @@ pub struct Meter {
     bounded: bool,
     problems: Vec<ProblemReport>,
     paths: Vec<PathReport>,
-    /// Reading and counting happen under one lock: a reading applied out of order would look
-    /// like a wrap.
-    state: Mutex<State>,
+    /// Per source: its first domain's index, and its state.
+    offsets: Vec<usize>,
+    states: Vec<Mutex<State>>,
 }
 
 impl Meter {
@@ -107,12 +122,23 @@ impl Meter {
             .iter()
             .flat_map(|s| s.domains().iter().cloned())
             .collect();
-        let state = State {
-            counters: domains.iter().map(|d| Counter::new(d.max_raw)).collect(),
-            raw: vec![0; domains.len()],
-            power: vec![PowerIntegral::default(); domains.len()],
-            last_read_ns: vec![0; sources.len()],
-        };
+        let mut offsets = Vec::with_capacity(sources.len());
+        let mut states = Vec::with_capacity(sources.len());
+        let mut offset = 0;
+        for s in &sources {
+            offsets.push(offset);
+            offset += s.domains().len();
+            states.push(Mutex::new(State {
+                counters: s
+                    .domains()
+                    .iter()
+                    .map(|d| Counter::new(d.max_raw))
+                    .collect(),
+                raw: vec![0; s.domains().len()],
+                power: vec![PowerIntegral::default(); s.domains().len()],
+                last_read_ns: 0,
+            }));
+        }
         let problems = sources
             .iter()
             .flat_map(|s| s.problems().iter().map(|e| ProblemReport::new(s.name(), e)))
@@ -124,7 +150,8 @@ impl Meter {
             domains,
             problems,
             paths: Vec::new(),
-            state: Mutex::new(state),
+            offsets,
+            states,
         };
         meter.read()?;
         Ok(meter)
@@ -199,54 +226,85 @@ impl Meter {
     /// Reads every source into an existing snapshot; allocates nothing once `snap` has been
     /// filled before.
     pub fn read_into(&self, snap: &mut Snapshot) -> Result<()> {
-        self.read_sources(snap, false)
+        self.read_sources(snap, Which::All)
     }
 
     /// As `read_into`, for the sampler: a source read more recently than its
     /// `min_read_interval_ns` keeps its last reading instead of being read again.
     pub fn sample_into(&self, snap: &mut Snapshot) -> Result<()> {
-        self.read_sources(snap, true)
+        self.read_sources(snap, Which::AllButFresh)
     }
 
-    fn read_sources(&self, snap: &mut Snapshot, skip_fresh: bool) -> Result<()> {
+    /// Whether any source is slow to read (see `Source::slow`).
+    pub fn has_slow_sources(&self) -> bool {
+        self.sources.iter().any(|s| s.slow())
+    }
+
+    /// Reads only the sources that are slow (`slow`), or only those that are not, into `snap`;
+    /// the other domains' totals are left as they were. A caller can read the fast sources at
+    /// a window's edge and the slow ones on another thread, then `merge_slow` the two.
+    pub fn read_speed_into(&self, snap: &mut Snapshot, slow: bool) -> Result<()> {
+        self.read_sources(snap, Which::Speed { slow })
+    }
+
+    /// Copies the slow sources' domains from `slow` into `snap`.
+    pub fn merge_slow(&self, snap: &mut Snapshot, slow: &Snapshot) {
+        for (s, source) in self.sources.iter().enumerate() {
+            if source.slow() {
+                let r = self.offsets[s]..self.offsets[s] + source.domains().len();
+                snap.totals[r.clone()].copy_from_slice(&slow.totals[r.clone()]);
+                if self.bounded {
+                    snap.low[r.clone()].copy_from_slice(&slow.totals[r.clone()]);
+                    snap.high[r.clone()].copy_from_slice(&slow.totals[r]);
+                }
+            }
+        }
+    }
+
+    fn read_sources(&self, snap: &mut Snapshot, which: Which) -> Result<()> {
         let n = self.domains.len();
         snap.totals.resize(n, 0);
         let bounds = if self.bounded { n } else { 0 };
         snap.low.resize(bounds, 0);
         snap.high.resize(bounds, 0);
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        let t0 = monotonic_ns();
-        let mut offset = 0;
+        // The snapshot's time is the midpoint of the reads themselves, lock waits excluded.
+        let mut span: Option<(u64, u64)> = None;
         for (s, source) in self.sources.iter().enumerate() {
-            let k = source.domains().len();
-            let fresh = t0.saturating_sub(state.last_read_ns[s]) < source.min_read_interval_ns();
-            if !(skip_fresh && fresh) {
-                source.read_raw(&mut state.raw[offset..offset + k])?;
-                state.last_read_ns[s] = t0;
+            if let Which::Speed { slow } = which {
+                if source.slow() != slow {
+                    continue;
+                }
             }
-            offset += k;
-        }
-        let t1 = monotonic_ns();
-        snap.t_ns = t0 + (t1 - t0) / 2;
-        let t = snap.t_ns;
-        for (i, total) in snap.totals.iter_mut().enumerate() {
-            let raw = state.raw[i];
-            *total = match self.domains[i].reading {
-                Reading::Energy => state.counters[i].update(raw),
-                Reading::PowerMilliwatts => state.power[i].update(raw, t),
-            };
-        }
-        if self.bounded {
-            snap.low.copy_from_slice(&snap.totals);
-            snap.high.copy_from_slice(&snap.totals);
-            let mut offset = 0;
-            for source in &self.sources {
-                let r = offset..offset + source.domains().len();
+            let r = self.offsets[s]..self.offsets[s] + source.domains().len();
+            let mut guard = lock(&self.states[s]);
+            let state = &mut *guard;
+            let t0 = monotonic_ns();
+            let fresh = t0.saturating_sub(state.last_read_ns) < source.min_read_interval_ns();
+            if !(which == Which::AllButFresh && fresh) {
+                source.read_raw(&mut state.raw)?;
+                state.last_read_ns = t0;
+            }
+            let t1 = monotonic_ns();
+            span = Some((span.map_or(t0, |(a, _)| a), t1));
+            let t = t0 + (t1 - t0) / 2;
+            for (i, total) in snap.totals[r.clone()].iter_mut().enumerate() {
+                let raw = state.raw[i];
+                *total = match source.domains()[i].reading {
+                    Reading::Energy => state.counters[i].update(raw),
+                    Reading::PowerMilliwatts => state.power[i].update(raw, t),
+                };
+            }
+            if self.bounded {
+                snap.low[r.clone()].copy_from_slice(&snap.totals[r.clone()]);
+                snap.high[r.clone()].copy_from_slice(&snap.totals[r.clone()]);
                 source.read_bounds(&mut snap.low[r.clone()], &mut snap.high[r]);
-                offset += source.domains().len();
             }
         }
+        let (a, b) = span.unwrap_or_else(|| {
+            let now = monotonic_ns();
+            (now, now)
+        });
+        snap.t_ns = a + (b - a) / 2;
         Ok(())
     }
 
@@ -301,14 +359,23 @@ impl Meter {
 
     /// How many times each domain's counter has wrapped.
     pub fn wraps(&self) -> Vec<u64> {
-        self.lock().counters.iter().map(Counter::wraps).collect()
+        self.states
+            .iter()
+            .flat_map(|st| {
+                lock(st)
+                    .counters
+                    .iter()
+                    .map(Counter::wraps)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
+}
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves the counters consistent (update is one
-        // assignment), so a poisoned lock is still safe to use.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves the counters consistent (update is one
+    // assignment), so a poisoned lock is still safe to use.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Which domains make up the total: packages, DRAM and GPUs; psys alone where there is no

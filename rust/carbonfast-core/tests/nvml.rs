@@ -248,3 +248,52 @@ fn power_only_integrates_power_even_beside_a_counter() {
     let src = NvmlSource::discover_with(Some(&fake.lib()), None, true);
     assert_eq!(src.domains()[0].reading, Reading::PowerMilliwatts);
 }
+
+#[test]
+fn slow_energy_reads_happen_off_the_edge_and_still_count_exactly() {
+    use carbonfast_core::Deferred;
+    use std::time::Instant;
+
+    let fake = FakeNvml::new("gpu 0 uuid=GPU-1 energy_mj=1000 delay_us=20000\n");
+    let src = fake.discover(None);
+    assert!(src.slow());
+    assert!(src.notes().iter().any(|n| n.contains("background thread")));
+    let meter = Arc::new(Meter::new(vec![Box::new(src)]).unwrap());
+    let deferred = Deferred::new(meter.clone()).expect("a slow source");
+
+    let t = Instant::now();
+    let a = deferred.read().unwrap();
+    let opened = t.elapsed();
+    fake.set("gpu 0 uuid=GPU-1 energy_mj=1000 delay_us=20000\n");
+    // The first read is still in flight; the counter moves after it was taken.
+    std::thread::sleep(Duration::from_millis(60));
+    fake.set("gpu 0 uuid=GPU-1 energy_mj=4500 delay_us=20000\n");
+    let t = Instant::now();
+    let b = deferred.read().unwrap();
+    let closed = t.elapsed();
+    assert!(
+        opened < Duration::from_millis(5),
+        "the edge waited {opened:?}"
+    );
+    assert!(
+        closed < Duration::from_millis(5),
+        "the edge waited {closed:?}"
+    );
+    let w = meter.window(a.resolve(&meter).unwrap(), b.resolve(&meter).unwrap());
+    assert_eq!(w.joules, vec![3.5]);
+
+    // Edges queued back to back resolve in order.
+    let edges: Vec<_> = (0..5).map(|_| deferred.read().unwrap()).collect();
+    let totals: Vec<u64> = edges
+        .iter()
+        .map(|e| e.resolve(&meter).unwrap().totals[0])
+        .collect();
+    assert!(totals.windows(2).all(|p| p[0] <= p[1]), "{totals:?}");
+}
+
+#[test]
+fn a_fast_meter_needs_no_background_reader() {
+    let fake = FakeNvml::new("gpu 0 uuid=GPU-1 energy_mj=5\n");
+    let meter = Arc::new(Meter::new(vec![Box::new(fake.discover(None))]).unwrap());
+    assert!(carbonfast_core::Deferred::new(meter).is_none());
+}

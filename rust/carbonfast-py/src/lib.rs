@@ -33,7 +33,16 @@ fn to_py(e: core::Error) -> PyErr {
 /// Cumulative energy of every domain at one instant.
 #[pyclass(frozen, module = "carbonfast._native")]
 struct Snapshot {
-    inner: core::Snapshot,
+    inner: core::EdgeSnapshot,
+    meter: Arc<core::Meter>,
+}
+
+impl Snapshot {
+    /// The whole snapshot, waiting (without the GIL) for slow sources still being read.
+    fn resolved(&self, py: Python<'_>) -> PyResult<&core::Snapshot> {
+        py.detach(|| self.inner.resolve(&self.meter))
+            .map_err(SensorUnavailable::new_err)
+    }
 }
 
 #[pymethods]
@@ -41,13 +50,13 @@ impl Snapshot {
     /// CLOCK_MONOTONIC nanoseconds.
     #[getter]
     fn t_ns(&self) -> u64 {
-        self.inner.t_ns
+        self.inner.t_ns()
     }
 
     /// Per domain, in raw counter units since the meter started, wraps unfolded.
     #[getter]
-    fn totals(&self) -> Vec<u64> {
-        self.inner.totals.clone()
+    fn totals(&self, py: Python<'_>) -> PyResult<Vec<u64>> {
+        Ok(self.resolved(py)?.totals.clone())
     }
 }
 
@@ -136,6 +145,8 @@ struct SamplerStats {
 struct Meter {
     inner: Arc<core::Meter>,
     sampler: Option<core::Sampler>,
+    /// Reads slow sources off the caller's thread, where there are any.
+    deferred: Option<core::Deferred>,
 }
 
 #[pymethods]
@@ -227,12 +238,25 @@ impl Meter {
             max_power_w,
         };
         let sampler = core::Sampler::start(inner.clone(), &sampler_config);
-        Ok(Meter { inner, sampler })
+        let deferred = core::Deferred::new(inner.clone());
+        Ok(Meter {
+            inner,
+            sampler,
+            deferred,
+        })
     }
 
     fn read(&self, py: Python<'_>) -> PyResult<Snapshot> {
-        let inner = py.detach(|| self.inner.read()).map_err(to_py)?;
-        Ok(Snapshot { inner })
+        let inner = py
+            .detach(|| match &self.deferred {
+                Some(d) => d.read(),
+                None => self.inner.read().map(core::EdgeSnapshot::ready),
+            })
+            .map_err(to_py)?;
+        Ok(Snapshot {
+            inner,
+            meter: self.inner.clone(),
+        })
     }
 
     /// Reads the start of a window; the wrap guard runs until the matching close_window.
@@ -301,16 +325,16 @@ impl Meter {
         }
     }
 
-    fn window(&self, start: &Snapshot, end: &Snapshot) -> Window {
-        let w = self.inner.window(&start.inner, &end.inner);
-        Window {
+    fn window(&self, py: Python<'_>, start: &Snapshot, end: &Snapshot) -> PyResult<Window> {
+        let w = self.inner.window(start.resolved(py)?, end.resolved(py)?);
+        Ok(Window {
             duration_s: w.duration_ns as f64 * 1e-9,
             joules: w.joules,
             joules_low: w.joules_low,
             joules_high: w.joules_high,
             total_j: w.total_j,
             total_range_j: w.total_range_j,
-        }
+        })
     }
 
     #[getter]

@@ -36,6 +36,12 @@ pub trait Source: Send + Sync {
         0
     }
 
+    /// Whether one read takes long enough (a millisecond, as NVML energy reads can) that a
+    /// window's edge should not wait for it: callers may then read it on another thread.
+    fn slow(&self) -> bool {
+        false
+    }
+
     /// Sensors that exist or should exist but cannot be read, with the reason and the fix.
     fn problems(&self) -> &[Error];
 

@@ -44,6 +44,9 @@ const FI_POWER_INSTANT: c_uint = 186;
 const VALUE_TYPE_UNSIGNED_INT: c_int = 1;
 const VALUE_TYPE_UNSIGNED_LONG_LONG: c_int = 3;
 
+/// An energy read slower than this is done off the window's thread.
+const SLOW_READ_NS: u64 = 100_000;
+
 /// How long discovery watches an energy counter to learn how often it updates.
 const UPDATE_PROBE_NS: u64 = 250_000_000;
 
@@ -192,6 +195,8 @@ pub struct NvmlSource {
     power_only: bool,
     /// The shortest update period among the energy counters read.
     min_interval_ns: u64,
+    /// Whether an energy-counter read took long enough at discovery to read off-thread.
+    slow: bool,
 }
 
 // SAFETY: NVML handles are opaque identifiers that NVML documents as usable from any thread;
@@ -225,6 +230,7 @@ impl NvmlSource {
             }),
             power_only,
             min_interval_ns: 0,
+            slow: false,
         };
         let api = match Api::load(&path) {
             Ok(api) => api,
@@ -549,10 +555,11 @@ impl NvmlSource {
             .unwrap_or(0);
         costs.sort_unstable();
         if let Some(&cost) = costs.get(costs.len() / 2) {
-            if cost > 100_000 {
+            if cost > SLOW_READ_NS {
+                self.slow = true;
                 self.notes.push(format!(
-                    "reading a GPU energy counter takes {:.2} ms here, and a window reads it \
-                     twice; gpu_energy=\"power\" reads power in microseconds and integrates it",
+                    "reading a GPU energy counter takes {:.2} ms here: windows read it on a \
+                     background thread, so their edges do not wait for it",
                     cost as f64 * 1e-6
                 ));
             }
@@ -679,6 +686,10 @@ impl Source for NvmlSource {
 
     fn min_read_interval_ns(&self) -> u64 {
         self.min_interval_ns
+    }
+
+    fn slow(&self) -> bool {
+        self.slow
     }
 
     fn problems(&self) -> &[Error] {
