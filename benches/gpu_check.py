@@ -132,7 +132,23 @@ def main() -> None:
         "  pynvml nvmlDeviceGetPowerUsage:             "
         f"{per_call_us(lambda: pynvml.nvmlDeviceGetPowerUsage(handle)):8.2f} us"
     )
-    print("\nnotes:", *by_power.notes, sep="\n  ")
+    edges = []
+    ms = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        with counter.measure() as m:
+            pass
+        edges.append(time.perf_counter() - t0)
+        ms.append(m)
+    t0 = time.perf_counter()
+    resolved = [m.energy_j for m in ms]
+    wait = time.perf_counter() - t0
+    edge_us = statistics.median(edges) * 1e6
+    print(
+        f"  cf.measure() window with the GPU, enter + exit: {edge_us:8.1f} us (slow GPU reads "
+        f"resolved afterwards: {wait * 1e3:.1f} ms for {len(resolved)} windows)"
+    )
+    print("\nnotes:", *by_counter.notes, *by_power.notes, sep="\n  ")
 
 
 if __name__ == "__main__":

@@ -108,20 +108,37 @@ fn samples_at_the_asked_rate_without_drift() {
     let s = Sampler::start(m, &sampling(200.0, 1000)).unwrap();
     std::thread::sleep(Duration::from_millis(1000));
     let rows = trace(&s);
+    let s_missed = s.stats().missed;
     drop(s);
     let n = rows.len();
-    assert!((185..=205).contains(&n), "{n} samples in 1 s at 200 Hz");
-    // Absolute deadlines: sample k lands at t0 + k * 5 ms, however late single wakeups were.
-    let t0 = rows[0][0];
-    let worst = rows
-        .iter()
-        .enumerate()
-        .map(|(k, r)| (r[0] - t0 - k as f64 * 0.005).abs())
-        .fold(0.0, f64::max);
+    let stats_missed = s_missed;
+    // A busy test machine may make a wakeup late, and then that deadline is counted missed.
     assert!(
-        worst < 0.004,
-        "sample time strayed {worst} s from its deadline"
+        n as u64 + stats_missed >= 185 && n <= 205,
+        "{n} samples, {stats_missed} missed"
     );
+    // Absolute deadlines: sample k lands at t0 + k * 5 ms; a late wakeup delays that sample
+    // only, and the schedule does not drift, so most samples sit on their deadline.
+    let t0 = rows[0][0];
+    let mut residuals: Vec<f64> = rows
+        .iter()
+        .map(|r| {
+            let k = ((r[0] - t0) / 0.005).round();
+            r[0] - t0 - k * 0.005
+        })
+        .collect();
+    residuals.sort_by(f64::total_cmp);
+    // The schedule's phase, robust to the first sample being late itself.
+    let phase = residuals[residuals.len() / 2];
+    let mut deviations: Vec<f64> = residuals.iter().map(|r| (r - phase).abs()).collect();
+    deviations.sort_by(f64::total_cmp);
+    let median = deviations[deviations.len() / 2];
+    assert!(
+        median < 0.001,
+        "median distance from the deadline {median} s"
+    );
+    let span = rows[n - 1][0] - t0;
+    assert!((span - 0.995).abs() < 0.02, "{n} samples spanning {span} s");
 }
 
 #[test]
