@@ -1,5 +1,7 @@
 """Typed stubs of the native extension (rust/carbonfast-py)."""
 
+from typing import Any
+
 class SensorUnavailable(OSError):
     """An energy sensor is missing or cannot be read."""
 
@@ -112,3 +114,22 @@ class Meter:
 
 def time_raw_preads(paths: list[str], rounds: int) -> list[int]: ...
 def time_sleep_loop(hz: float, seconds: float) -> tuple[int, int]: ...
+
+class MeasurementBase:
+    label: str | None
+    _meter: Any
+    _start: Snapshot
+    _end: Snapshot | None
+    _window: Window | None
+    _intensity: Any
+    def __init__(self, label: str | None, meter: Any, start: Snapshot) -> None: ...
+
+class WindowBase:
+    label: str | None
+    _meter: Any
+    _sync: Any
+    def __init__(
+        self, label: str | None, meter: Any, sync: Any, measurement_class: Any, default_meter: Any
+    ) -> None: ...
+    def __enter__(self) -> Any: ...
+    def __exit__(self, kind: object, value: object, traceback: object) -> bool: ...

@@ -33,22 +33,17 @@ if TYPE_CHECKING:
 _COARSE_WINDOW_S = 0.01
 
 
-class Measurement:
+class Measurement(_native.MeasurementBase):
     """Energy and time of one window.
 
     While the window is open the figures run up to now; once it is closed they are final.
     `energy_j` is None, never 0, when no energy counter could be read; `notes` says why.
+
+    Its fields (label, meter, the two snapshots) live in the native base class, which the
+    window fills without running Python code; everything here is derived from them.
     """
 
-    __slots__ = ("_end", "_intensity", "_meter", "_start", "_window", "label")
-
-    def __init__(self, label: str | None, meter: Meter, start: _native.Snapshot) -> None:
-        self.label = label
-        self._meter = meter
-        self._start = start
-        self._end: _native.Snapshot | None = None
-        self._window: _native.Window | None = None
-        self._intensity: Intensity | None = None
+    __slots__ = ()
 
     def _finish(self, end: _native.Snapshot) -> Measurement:
         self._end = end
@@ -286,39 +281,14 @@ def _resolve_sync(sync: str | Callable[[], object] | None) -> Callable[[], objec
     raise ValueError(f"sync={sync!r} is not valid; expected 'torch', 'cupy', 'jax' or a callable")
 
 
-class Window:
-    """A measurement window: a context manager giving a Measurement, or a function decorator."""
+class Window(_native.WindowBase):
+    """A measurement window: a context manager giving a Measurement, or a function decorator.
 
-    __slots__ = ("_current", "_meter", "_sync", "label")
+    Entering and exiting run natively (the base class): a window costs its counter reads and
+    little more.
+    """
 
-    def __init__(
-        self,
-        label: str | None,
-        meter: Meter | None,
-        sync: str | Callable[[], object] | None = None,
-    ) -> None:
-        self.label = label
-        self._meter = meter
-        self._sync = _resolve_sync(sync)
-        self._current: Measurement | None = None
-
-    def __enter__(self) -> Measurement:
-        meter = self._meter or default_meter()
-        if self._sync is not None:
-            self._sync()
-        m = Measurement(self.label, meter, meter._native.open_window())
-        self._current = m
-        return m
-
-    def __exit__(self, *exc: object) -> None:
-        m = self._current
-        if m is not None:
-            if self._sync is not None:
-                self._sync()
-            m._finish(m._meter._native.close_window())
-            self._current = None
-            if m._meter._recorder is not None:
-                m._meter._recorder.record(m)
+    __slots__ = ()
 
     def __call__(self, func: F) -> F:
         label = self.label or getattr(func, "__qualname__", repr(func))
@@ -346,6 +316,10 @@ class Window:
         return wrapper  # type: ignore[return-value]
 
 
+def _window(label: str | None, meter: Meter | None, sync: Sync) -> Window:
+    return Window(label, meter, _resolve_sync(sync), Measurement, default_meter)
+
+
 if TYPE_CHECKING:
 
     @overload
@@ -366,8 +340,8 @@ def measure(label: Any = None, *, meter: Meter | None = None, sync: Sync = None)
     queued asynchronous work is measured where it runs.
     """
     if callable(label):
-        return Window(None, meter, sync)(label)
-    return Window(label, meter, sync)
+        return _window(None, meter, sync)(label)
+    return _window(label, meter, sync)
 
 
 if TYPE_CHECKING:
@@ -390,7 +364,7 @@ def track(
     func: Any = None, *, label: str | None = None, meter: Meter | None = None, sync: Sync = None
 ) -> Any:
     """Decorator: measure every call of `func`; totals in `func.energy` (a CallStats)."""
-    window = Window(label, meter, sync)
+    window = _window(label, meter, sync)
     return window(func) if func is not None else window
 
 
@@ -538,7 +512,9 @@ class Meter:
         return self._native.read()
 
     def measure(self, label: str | None = None, sync: Sync = None) -> Window:
-        return Window(label, self, sync)
+        if sync is None:  # the common case, without a call to resolve it
+            return Window(label, self, None, Measurement, default_meter)
+        return _window(label, self, sync)
 
     def begin(self, name: str) -> None:
         """Opens the window `name`. Raises ValueError if a window of that name is open."""

@@ -411,6 +411,124 @@ impl Meter {
     }
 }
 
+/// The fields of a measurement window, kept natively so that opening and closing one runs no
+/// Python code; carbonfast.measure.Measurement subclasses it with the figures derived from them.
+#[pyclass(subclass, module = "carbonfast._native")]
+struct MeasurementBase {
+    #[pyo3(get)]
+    label: Py<PyAny>,
+    #[pyo3(get, name = "_meter")]
+    meter: Py<PyAny>,
+    #[pyo3(get, name = "_start")]
+    start: Py<Snapshot>,
+    #[pyo3(get, set, name = "_end")]
+    end: Option<Py<Snapshot>>,
+    #[pyo3(get, set, name = "_window")]
+    window: Option<Py<Window>>,
+    #[pyo3(get, set, name = "_intensity")]
+    intensity: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl MeasurementBase {
+    #[new]
+    fn new(label: Py<PyAny>, meter: Py<PyAny>, start: Py<Snapshot>) -> Self {
+        MeasurementBase {
+            label,
+            meter,
+            start,
+            end: None,
+            window: None,
+            intensity: None,
+        }
+    }
+}
+
+/// A window as a context manager: `with` enters and exits it natively. carbonfast.measure.Window
+/// subclasses it (as a decorator too).
+#[pyclass(subclass, module = "carbonfast._native")]
+struct WindowBase {
+    #[pyo3(get)]
+    label: Py<PyAny>,
+    /// The carbonfast Meter, or None for the default one.
+    #[pyo3(get, name = "_meter")]
+    meter: Py<PyAny>,
+    #[pyo3(get, name = "_sync")]
+    sync: Py<PyAny>,
+    /// carbonfast.measure.Measurement and carbonfast.measure.default_meter.
+    measurement_class: Py<PyAny>,
+    default_meter: Py<PyAny>,
+    current: Option<Py<PyAny>>,
+}
+
+fn native_meter<'py>(meter: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Meter>> {
+    Ok(meter.getattr(pyo3::intern!(meter.py(), "_native"))?.cast_into::<Meter>()?)
+}
+
+#[pymethods]
+impl WindowBase {
+    #[new]
+    fn new(
+        label: Py<PyAny>,
+        meter: Py<PyAny>,
+        sync: Py<PyAny>,
+        measurement_class: Py<PyAny>,
+        default_meter: Py<PyAny>,
+    ) -> Self {
+        WindowBase {
+            label,
+            meter,
+            sync,
+            measurement_class,
+            default_meter,
+            current: None,
+        }
+    }
+
+    fn __enter__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let meter = if self.meter.is_none(py) {
+            self.default_meter.call0(py)?
+        } else {
+            self.meter.clone_ref(py)
+        };
+        if !self.sync.is_none(py) {
+            self.sync.call0(py)?;
+        }
+        let native = native_meter(meter.bind(py))?;
+        let start = Py::new(py, native.get().open_window(py)?)?;
+        let m = self
+            .measurement_class
+            .call1(py, (self.label.clone_ref(py), meter, start))?;
+        self.current = Some(m.clone_ref(py));
+        Ok(m)
+    }
+
+    fn __exit__(
+        &mut self,
+        py: Python<'_>,
+        _kind: Py<PyAny>,
+        _value: Py<PyAny>,
+        _traceback: Py<PyAny>,
+    ) -> PyResult<bool> {
+        let Some(m) = self.current.take() else {
+            return Ok(false);
+        };
+        if !self.sync.is_none(py) {
+            self.sync.call0(py)?;
+        }
+        let m = m.into_bound(py);
+        let base = m.cast::<MeasurementBase>()?;
+        let meter = base.borrow().meter.clone_ref(py).into_bound(py);
+        let end = Py::new(py, native_meter(&meter)?.get().close_window(py)?)?;
+        base.borrow_mut().end = Some(end);
+        let recorder = meter.getattr(pyo3::intern!(py, "_recorder"))?;
+        if !recorder.is_none() {
+            recorder.call_method1(pyo3::intern!(py, "record"), (m,))?;
+        }
+        Ok(false)
+    }
+}
+
 /// Nanoseconds of each of `rounds` rounds of one bare pread per path (benchmark baseline).
 #[pyfunction]
 fn time_raw_preads(py: Python<'_>, paths: Vec<PathBuf>, rounds: usize) -> PyResult<Vec<u64>> {
@@ -435,6 +553,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SourceInfo>()?;
     m.add_class::<SamplerStats>()?;
     m.add_class::<PathInfo>()?;
+    m.add_class::<MeasurementBase>()?;
+    m.add_class::<WindowBase>()?;
     m.add_function(wrap_pyfunction!(time_raw_preads, m)?)?;
     m.add_function(wrap_pyfunction!(time_sleep_loop, m)?)?;
     m.add("SensorUnavailable", m.py().get_type::<SensorUnavailable>())?;
