@@ -462,7 +462,9 @@ struct WindowBase {
 }
 
 fn native_meter<'py>(meter: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Meter>> {
-    Ok(meter.getattr(pyo3::intern!(meter.py(), "_native"))?.cast_into::<Meter>()?)
+    Ok(meter
+        .getattr(pyo3::intern!(meter.py(), "_native"))?
+        .cast_into::<Meter>()?)
 }
 
 #[pymethods]
