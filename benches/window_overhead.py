@@ -31,12 +31,16 @@ from tests.fakes.powercap import three_domain_tree
 
 
 def import_overhead_ms(runs: int) -> tuple[float, float]:
-    """Median wall time of `python -c pass` and `python -c 'import carbonfast'`, interleaved."""
+    """Median wall time of `python -c pass` and `python -c 'import carbonfast'`, interleaved,
+    with bytecode cached as after `pip install` (PYTHONDONTWRITEBYTECODE would otherwise make
+    every run compile the package anew)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-c", "import carbonfast"], check=True, env=env)
     bare, with_cf = [], []
     for _ in range(runs):
         for code, out in (("pass", bare), ("import carbonfast", with_cf)):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True)
+            subprocess.run([sys.executable, "-c", code], check=True, env=env)
             out.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(bare), statistics.median(with_cf)
 

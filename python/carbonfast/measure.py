@@ -493,7 +493,6 @@ class Meter:
         self._problem_notes = _problem_notes(self._native)
         self._recorder = _recorder(resolve(("history",), {"history": history})["history"])
         self._open: dict[str, Measurement] = {}
-        self._lock = threading.Lock()
         # Windows are stamped on CLOCK_MONOTONIC; this turns a stamp into wall-clock time for
         # report metadata, without a clock call per window.
         self._wall_minus_monotonic = time.time() - time.monotonic()
@@ -518,21 +517,22 @@ class Meter:
 
     def begin(self, name: str) -> None:
         """Opens the window `name`. Raises ValueError if a window of that name is open."""
-        with self._lock:
-            if name in self._open:
-                raise ValueError(
-                    f"window {name!r} is already open on this meter; end it first or use "
-                    "another name"
-                )
-            self._open[name] = Measurement(name, self, self._native.open_window())
+        if name in self._open:
+            raise ValueError(
+                f"window {name!r} is already open on this meter; end it first or use another name"
+            )
+        m = Measurement(name, self, self._native.open_window())
+        # setdefault is atomic: of two threads opening the same name, one wins.
+        if self._open.setdefault(name, m) is not m:
+            self._native.close_window()
+            raise ValueError(f"window {name!r} was opened by another thread meanwhile")
 
     def end(self, name: str) -> Measurement:
         """Closes the window `name` and returns its Measurement."""
-        with self._lock:
-            m = self._open.pop(name, None)
-            if m is None:
-                open_names = ", ".join(repr(n) for n in self._open) or "none"
-                raise ValueError(f"no open window named {name!r} (open: {open_names})")
+        m = self._open.pop(name, None)  # atomic: a window is ended once
+        if m is None:
+            open_names = ", ".join(repr(n) for n in list(self._open)) or "none"
+            raise ValueError(f"no open window named {name!r} (open: {open_names})")
         m._finish(self._native.close_window())
         if self._recorder is not None:
             self._recorder.record(m)
@@ -554,8 +554,7 @@ class Meter:
 
     @property
     def open_windows(self) -> list[str]:
-        with self._lock:
-            return list(self._open)
+        return list(self._open)
 
     def __repr__(self) -> str:
         return f"Meter(domains={self.domain_names})"
@@ -636,7 +635,6 @@ def _after_fork_in_child() -> None:
     global _default_lock
     _default_lock = threading.Lock()
     for meter in list(_all_meters):
-        meter._lock = threading.Lock()
         meter._native.restart_after_fork()
 
 
