@@ -162,3 +162,16 @@ def test_run_works_without_numpy_and_keeps_its_trace(fake: FakePowercap, tmp_pat
     _, trace = History(history).get(1)
     assert trace is not None and len(trace["t_s"]) >= 10
     assert set(trace["power_w"]) == {"package-0", "core-0", "dram-0"}
+
+
+def test_the_summary_marks_what_the_total_sums(tmp_path: Path) -> None:
+    """Where only psys is readable, psys is the total, not 'inside' it."""
+    fake = FakePowercap(tmp_path)
+    fake.zone("intel-rapl:1", "psys", 0)
+    fake.zone("intel-rapl:1:0", "core", 0)
+    report = tmp_path / "r.json"
+    out = _carbonfast("run", "--json", str(report), "--", "true", root=fake.root)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(report.read_text())["total_domains"] == ["psys"]
+    lines = {line.split()[0]: line for line in out.stderr.splitlines()[1:4]}
+    assert "measured" in lines["psys"] and "(inside total)" in lines["core-1"]

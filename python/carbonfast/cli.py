@@ -393,6 +393,7 @@ def _run_report(measurement: dict[str, Any], command: list[str], exit_code: int)
         "country": measurement["country"],
         "pue": measurement["pue"],
         "domains": measurement["domains"],
+        "total_domains": measurement["total_domains"],
         "notes": measurement["notes"],
         "carbonfast_version": __version__,
     }

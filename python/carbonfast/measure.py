@@ -195,6 +195,7 @@ class Measurement(_native.MeasurementBase):
             "duration_s": w.duration_s,
             "energy_j": w.total_j,
             "energy_range_j": list(w.total_range_j) if w.total_range_j else None,
+            "total_domains": self.total_domains,
             "power_w": self.power_w,
             "estimated": self.estimated,
             "emissions_kg": self.emissions_kg,

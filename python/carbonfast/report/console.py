@@ -22,7 +22,7 @@ def format_summary(report: dict[str, Any]) -> str:
         if d["estimated"]:
             lo, hi = d["energy_range_j"]
             tag = f"  estimated, {_fmt_j(lo)} to {_fmt_j(hi)}"
-        elif d["kind"] not in ("package", "dram", "gpu"):
+        elif name not in report.get("total_domains", ()):
             tag = "  (inside total)"
         else:
             tag = "  measured"
