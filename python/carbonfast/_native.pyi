@@ -20,6 +20,7 @@ class Window:
     joules_high: list[float]
     total_j: float | None
     total_range_j: tuple[float, float] | None
+    interpolated: list[bool]
 
 class DomainInfo:
     name: str

@@ -1,19 +1,34 @@
-//! Window edges that do not wait for slow sources.
+//! Window edges that do not wait for slow sources, and the poller that timestamps slow
+//! counters' refreshes.
 //!
-//! Some sources take milliseconds per read (NVML energy counters on some drivers: 3.4 ms on a
-//! virtualised H100). An edge reads the fast sources at once and hands the slow ones to a
-//! worker thread; the slow part of the snapshot is filled in when the worker is done and
-//! waited for only when someone asks for the energy. The slow read happens within
-//! microseconds of the edge, as a synchronous one would; only the caller no longer blocks.
+//! Some sources take milliseconds per read (NVML energy counters: 3.3 ms on a virtualised H100)
+//! and refresh slowly (every ~100 ms there). A window's edge reads the fast sources at once and
+//! never waits for a slow one:
+//!
+//! - where a slow source's counters refresh in steps of a known period, a background poller
+//!   reads it while windows are open (and a while after), locked to the refresh phase: it sleeps
+//!   until just before the next refresh is due and then reads until it sees it. Every refresh
+//!   is logged with the reads around it, and an edge takes its value from that log: the value a
+//!   read at the edge's own instant would have returned. An edge then costs no slow read at all;
+//! - otherwise the edge hands a read to the same thread, done within microseconds of the edge.
+//!
+//! Either way the slow part of an edge is filled in when someone asks for the energy.
 
-use crate::meter::{Meter, Snapshot};
-use std::sync::mpsc::{channel, Sender};
+use crate::clock::monotonic_ns;
+use crate::meter::{Meter, Snapshot, Window};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// How long the poller keeps reading after the last edge or request: back-to-back windows
+/// then find every refresh before them already logged.
+const MIN_LINGER_NS: u64 = 500_000_000;
 
 /// A slow read in flight. Errors are kept as their message: they are reported when the energy
 /// is asked for, possibly more than once.
@@ -31,12 +46,27 @@ impl Pending {
         }
         slot.clone().expect("filled")
     }
+
+    fn fill(&self, r: std::result::Result<Snapshot, String>) {
+        *lock(&self.slot) = Some(r);
+        self.done.notify_all();
+    }
+}
+
+/// Where an edge's slow sources come from.
+enum Slow {
+    /// The meter has none.
+    None,
+    /// A read queued on the background thread.
+    Read(Arc<Pending>),
+    /// The refresh logs, at the edge's own instant.
+    Log(Arc<Shared>),
 }
 
 /// A snapshot whose slow sources may still be being read.
 pub struct EdgeSnapshot {
     fast: Snapshot,
-    pending: Option<Arc<Pending>>,
+    slow: Slow,
     resolved: OnceLock<std::result::Result<Snapshot, String>>,
 }
 
@@ -44,7 +74,7 @@ impl EdgeSnapshot {
     pub fn ready(snap: Snapshot) -> Self {
         EdgeSnapshot {
             fast: snap,
-            pending: None,
+            slow: Slow::None,
             resolved: OnceLock::new(),
         }
     }
@@ -56,14 +86,15 @@ impl EdgeSnapshot {
 
     /// The whole snapshot, waiting for the slow sources if they are still being read.
     pub fn resolve(&self, meter: &Meter) -> std::result::Result<&Snapshot, String> {
-        let Some(pending) = &self.pending else {
-            return Ok(&self.fast);
+        let slow = match &self.slow {
+            Slow::None => return Ok(&self.fast),
+            Slow::Read(pending) => pending.wait(),
+            Slow::Log(shared) => shared.snapshot_at(self.fast.t_ns),
         };
         self.resolved
             .get_or_init(|| {
-                let slow = pending.wait()?;
                 let mut whole = self.fast.clone();
-                meter.merge_slow(&mut whole, &slow);
+                meter.merge_slow(&mut whole, &slow?);
                 Ok(whole)
             })
             .as_ref()
@@ -71,76 +102,311 @@ impl EdgeSnapshot {
     }
 }
 
+enum Msg {
+    Read(Arc<Pending>),
+    /// The poller has work again: an edge or a resolve after a quiet spell.
+    Wake,
+}
+
 struct Worker {
-    tx: Sender<Arc<Pending>>,
+    tx: Sender<Msg>,
     pid: u32,
     _thread: JoinHandle<()>,
 }
 
-/// Reads a meter's edges without waiting for its slow sources.
-pub struct Deferred {
+/// What the poller thread and its callers share.
+#[derive(Default)]
+struct Signals {
+    /// The poller reads until this instant (CLOCK_MONOTONIC ns).
+    active_until: AtomicU64,
+    /// Bumped after each background read, for those waiting on the logs.
+    progress: Mutex<u64>,
+    progressed: Condvar,
+}
+
+struct Shared {
     meter: Arc<Meter>,
+    /// Sources the poller reads: slow or slowly refreshing, with every counter logged.
+    polled: Vec<usize>,
+    /// Whether every slow source is polled, so that edges take slow values from the logs.
+    edges_from_logs: bool,
+    linger_ns: u64,
+    signals: Arc<Signals>,
     worker: Mutex<Option<Worker>>,
 }
 
+/// Reads a meter's edges without waiting for its slow sources.
+pub struct Deferred {
+    shared: Arc<Shared>,
+}
+
 impl Deferred {
-    /// None when the meter has no slow source (edges are read whole, as usual).
+    /// None when the meter has no slow or slowly refreshing source (edges are read whole, as
+    /// usual).
     pub fn new(meter: Arc<Meter>) -> Option<Deferred> {
-        meter.has_slow_sources().then(|| Deferred {
-            meter,
-            worker: Mutex::new(None),
+        let n = meter.sources().len();
+        let polled: Vec<usize> = (0..n).filter(|&s| meter.polled(s)).collect();
+        if !meter.has_slow_sources() && polled.is_empty() {
+            return None;
+        }
+        let edges_from_logs = (0..n)
+            .filter(|&s| meter.sources()[s].slow())
+            .all(|s| polled.contains(&s));
+        let longest = polled
+            .iter()
+            .filter_map(|&s| longest_period(&meter, s))
+            .max()
+            .unwrap_or(0);
+        Some(Deferred {
+            shared: Arc::new(Shared {
+                meter,
+                polled,
+                edges_from_logs,
+                linger_ns: MIN_LINGER_NS.max(5 * longest),
+                signals: Arc::default(),
+                worker: Mutex::new(None),
+            }),
         })
     }
 
-    /// Reads the fast sources now and queues the slow ones.
+    /// Reads the fast sources now; the slow ones come from the refresh logs or a queued read.
     pub fn read(&self) -> crate::Result<EdgeSnapshot> {
+        let sh = &self.shared;
         let mut fast = Snapshot::default();
-        self.meter.read_speed_into(&mut fast, false)?;
-        let pending = Arc::new(Pending::default());
-        self.submit(pending.clone());
+        sh.meter.read_speed_into(&mut fast, false)?;
+        sh.keep_polling(fast.t_ns);
+        let slow = if !sh.meter.has_slow_sources() {
+            Slow::None
+        } else if sh.edges_from_logs {
+            Slow::Log(sh.clone())
+        } else {
+            let pending = Arc::new(Pending::default());
+            sh.send(Msg::Read(pending.clone()));
+            Slow::Read(pending)
+        };
         Ok(EdgeSnapshot {
             fast,
-            pending: Some(pending),
+            slow,
             resolved: OnceLock::new(),
         })
     }
 
-    fn submit(&self, pending: Arc<Pending>) {
+    /// `Meter::refine`, waiting for polled counters' next refresh on the poller and reading
+    /// the other stepped counters on this thread.
+    pub fn refine(&self, w: &mut Window) {
+        let sh = &self.shared;
+        sh.meter.refine(w, &|s, t| {
+            if sh.polled.contains(&s) {
+                sh.wait_for(s, t)
+            } else {
+                sh.meter.poll_until_step(s, t, &mut Snapshot::default())
+            }
+        });
+    }
+
+    /// Keeps the poller reading for a while (a benchmark about to watch refreshes).
+    pub fn keep_polling(&self) {
+        self.shared.keep_polling(monotonic_ns());
+    }
+
+    /// Whether source `s` is read by the poller.
+    pub fn polls(&self, s: usize) -> bool {
+        self.shared.polled.contains(&s)
+    }
+}
+
+/// The longest refresh period among source `s`'s counters, at its upper bound.
+fn longest_period(meter: &Meter, s: usize) -> Option<u64> {
+    (0..meter.sources()[s].domains().len())
+        .filter_map(|i| meter.step_period(s, i))
+        .map(|p| p.max_ns)
+        .max()
+}
+
+impl Shared {
+    /// Keeps the poller reading until a linger after `now`, waking it if it was idle.
+    fn keep_polling(&self, now: u64) {
+        if self.polled.is_empty() {
+            return;
+        }
+        let prev = self
+            .signals
+            .active_until
+            .fetch_max(now + self.linger_ns, Ordering::SeqCst);
+        if prev <= now {
+            self.send(Msg::Wake);
+        }
+    }
+
+    fn send(&self, msg: Msg) {
         let mut worker = lock(&self.worker);
         // A forked child has no worker thread: its parent's did not survive the fork.
         if worker.as_ref().is_none_or(|w| w.pid != std::process::id()) {
             *worker = Some(self.spawn());
         }
         if let Some(w) = worker.as_ref() {
-            if let Err(failed) = w.tx.send(pending) {
-                let p = failed.0;
-                *lock(&p.slot) = Some(Err("the background reader stopped".into()));
-                p.done.notify_all();
+            if let Err(failed) = w.tx.send(msg) {
+                if let Msg::Read(p) = failed.0 {
+                    p.fill(Err("the background reader stopped".into()));
+                }
             }
         }
     }
 
     fn spawn(&self) -> Worker {
-        let (tx, rx) = channel::<Arc<Pending>>();
-        let meter = self.meter.clone();
+        let (tx, rx) = channel::<Msg>();
+        // The thread holds what it needs, not the Shared that owns its channel: dropping the
+        // Deferred closes the channel and the thread ends.
+        let poller = Poller {
+            meter: self.meter.clone(),
+            polled: self.polled.clone(),
+            signals: self.signals.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("carbonfast-slow-reads".into())
-            .spawn(move || {
-                let mut snap = Snapshot::default();
-                while let Ok(p) = rx.recv() {
-                    let r = meter
-                        .read_speed_into(&mut snap, true)
-                        .map(|()| snap.clone())
-                        .map_err(|e| e.to_string());
-                    *lock(&p.slot) = Some(r);
-                    p.done.notify_all();
-                }
-            })
+            .spawn(move || poller.run(&rx))
             .expect("spawning the slow-source reader");
         Worker {
             tx,
             pid: std::process::id(),
             _thread: thread,
         }
+    }
+
+    /// The slow sources' values at `t_ns`, from their refresh logs, once the poller has read
+    /// them after `t_ns`.
+    fn snapshot_at(&self, t_ns: u64) -> std::result::Result<Snapshot, String> {
+        let m = &self.meter;
+        let mut snap = Snapshot {
+            t_ns,
+            totals: vec![0; m.domains().len()],
+            ..Snapshot::default()
+        };
+        for &s in &self.polled {
+            if !m.sources()[s].slow() {
+                continue;
+            }
+            if !self.wait_until(s, |m, s| m.last_read_ns(s) > t_ns) {
+                return Err(format!(
+                    "{}: no reading came after the window's edge (the background reader is \
+                     stuck or the device stopped answering)",
+                    m.sources()[s].name()
+                ));
+            }
+            for i in 0..m.sources()[s].domains().len() {
+                let v = m.with_log(s, i, |log| log.value_at(t_ns));
+                snap.totals[m.index(s, i)] = v.unwrap_or(0);
+            }
+        }
+        Ok(snap)
+    }
+
+    /// Waits until the poller has seen a refresh of source `s` after `t_ns`.
+    fn wait_for(&self, s: usize, t_ns: u64) -> bool {
+        self.wait_until(s, |m, s| {
+            (0..m.sources()[s].domains().len())
+                .all(|i| m.with_log(s, i, |l| l.has_step_after(t_ns)) != Some(false))
+        })
+    }
+
+    /// Waits, keeping the poller busy, until `done` holds for source `s`, or three of its
+    /// refresh periods (and a little) have passed.
+    fn wait_until(&self, s: usize, done: impl Fn(&Meter, usize) -> bool) -> bool {
+        let m = &self.meter;
+        let limit = Duration::from_nanos(3 * longest_period(m, s).unwrap_or(0) + 50_000_000);
+        let start = std::time::Instant::now();
+        loop {
+            self.keep_polling(monotonic_ns());
+            let progress = lock(&self.signals.progress);
+            if done(m, s) {
+                return true;
+            }
+            let left = limit.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return false;
+            }
+            let _unused = self
+                .signals
+                .progressed
+                .wait_timeout(progress, left.min(Duration::from_millis(20)))
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// The background thread: queued edge reads, and the polling of slow counters.
+struct Poller {
+    meter: Arc<Meter>,
+    polled: Vec<usize>,
+    signals: Arc<Signals>,
+}
+
+impl Poller {
+    fn run(&self, rx: &Receiver<Msg>) {
+        let mut scratch = Snapshot::default();
+        loop {
+            let now = monotonic_ns();
+            let active = now < self.signals.active_until.load(Ordering::SeqCst);
+            let due = self.polled.iter().map(|&s| self.due(s)).min();
+            let msg = match due.filter(|_| active) {
+                None => match rx.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => return,
+                },
+                Some(t) => match rx.recv_timeout(Duration::from_nanos(t.saturating_sub(now))) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+            };
+            match msg {
+                Some(Msg::Read(p)) => {
+                    let r = self
+                        .meter
+                        .read_speed_into(&mut scratch, true)
+                        .map(|()| scratch.clone())
+                        .map_err(|e| e.to_string());
+                    p.fill(r);
+                }
+                Some(Msg::Wake) => continue,
+                None => {
+                    let now = monotonic_ns();
+                    for &s in &self.polled {
+                        if self.due(s) <= now
+                            && self.meter.read_source_into(s, &mut scratch).is_err()
+                        {
+                            // A device that stopped answering: do not spin on it.
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                }
+            }
+            let mut progress = lock(&self.signals.progress);
+            *progress += 1;
+            self.signals.progressed.notify_all();
+        }
+    }
+
+    /// When source `s` should next be read: just before its next refresh is due (by the last
+    /// one seen precisely, a period, less the jitter and one read's time), or now when no
+    /// refresh has been seen precisely yet, or the one due has not come.
+    fn due(&self, s: usize) -> u64 {
+        let m = &self.meter;
+        let cost = m.read_cost_ns(s);
+        (0..m.sources()[s].domains().len())
+            .filter_map(|i| {
+                m.with_log(s, i, |log| {
+                    let p = log.period();
+                    match log.last() {
+                        Some(l) if l.hi_ns - l.lo_ns <= p.nominal_ns / 4 => {
+                            let early = p.nominal_ns * 3 / 100 + cost;
+                            (l.mid_ns() + p.nominal_ns).saturating_sub(early)
+                        }
+                        _ => 0,
+                    }
+                })
+            })
+            .min()
+            .unwrap_or(0)
     }
 }

@@ -5,6 +5,7 @@ use crate::clock::monotonic_ns;
 use crate::counter::Counter;
 use crate::domain::{Domain, DomainKind, Reading};
 use crate::error::Result;
+use crate::refresh::{self, Period, StepLog};
 use crate::select::{self, PathReport, ProblemReport, RaplPath, RaplRoots};
 use crate::source::estimate::{EstimateConfig, EstimateSource};
 use crate::source::nvml::NvmlSource;
@@ -31,6 +32,9 @@ pub struct Snapshot {
 /// What happened between two snapshots.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window {
+    /// CLOCK_MONOTONIC nanoseconds of the two edges.
+    pub start_ns: u64,
+    pub end_ns: u64,
     pub duration_ns: u64,
     /// Per domain, in joules, with low and high bounds (equal for measured domains).
     pub joules: Vec<f64>,
@@ -40,7 +44,17 @@ pub struct Window {
     /// package is readable; None when nothing is.
     pub total_j: Option<f64>,
     pub total_range_j: Option<(f64, f64)>,
+    /// Per domain: whether its edges were interpolated between the counter's refreshes (a
+    /// window shorter than one refresh); its bounds then say where the truth lies.
+    pub interpolated: Vec<bool>,
 }
+
+/// A stepped counter whose refresh period is at least this long is polled by a background
+/// thread while windows are open, so that each refresh is timestamped (NVML: ~100 ms).
+pub const POLL_MIN_PERIOD_NS: u64 = 5_000_000;
+
+/// How long start-up watches fast counters to learn how often they refresh (RAPL: ~1 ms).
+const PERIOD_PROBE_NS: u64 = 4_000_000;
 
 /// Where to look for hardware and whether to estimate what is not there.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +82,10 @@ struct State {
     last_read_ns: u64,
     /// For power domains: the previous reading (mW, t_ns) and the energy integrated so far.
     power: Vec<PowerIntegral>,
+    /// For counters that refresh in steps of a known period: the refreshes seen.
+    logs: Vec<Option<StepLog>>,
+    /// Nanoseconds the last read of this source took.
+    read_cost_ns: u64,
 }
 
 /// Which sources a read covers.
@@ -80,6 +98,8 @@ enum Which {
     Speed {
         slow: bool,
     },
+    /// One source alone (the poller, and a resolve waiting for a refresh).
+    One(usize),
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -136,7 +156,9 @@ impl Meter {
                     .collect(),
                 raw: vec![0; s.domains().len()],
                 power: vec![PowerIntegral::default(); s.domains().len()],
+                logs: s.domains().iter().map(step_log).collect(),
                 last_read_ns: 0,
+                read_cost_ns: 0,
             }));
         }
         let problems = sources
@@ -189,7 +211,56 @@ impl Meter {
         let mut meter = Meter::new(sources)?;
         meter.problems = problems;
         meter.paths = choice.paths;
+        meter.learn_periods(PERIOD_PROBE_NS);
         Ok(meter)
+    }
+
+    /// Watches the fast counters whose refresh period is unknown for up to `budget_ns`, and
+    /// records the period of those that change in steps (RAPL: about every millisecond).
+    /// Counters that change on every read (models) or not at all are left alone.
+    pub fn learn_periods(&mut self, budget_ns: u64) {
+        for (s, source) in self.sources.iter().enumerate() {
+            let base = self.offsets[s];
+            let n = source.domains().len();
+            let unknown: Vec<usize> = (0..n)
+                .filter(|&i| {
+                    let d = &self.domains[base + i];
+                    d.reading == Reading::Energy && !d.estimated() && d.update_period_ns.is_none()
+                })
+                .collect();
+            if unknown.is_empty() || source.slow() {
+                continue;
+            }
+            let mut raw = vec![0; n];
+            let mut last: Vec<Option<u64>> = vec![None; n];
+            let mut changes: Vec<Vec<u64>> = vec![Vec::new(); n];
+            let mut reads = 0usize;
+            let start = monotonic_ns();
+            while monotonic_ns() - start < budget_ns {
+                if source.read_raw(&mut raw).is_err() {
+                    break;
+                }
+                let t = monotonic_ns();
+                reads += 1;
+                for &i in &unknown {
+                    if last[i].is_some_and(|l| l != raw[i]) {
+                        changes[i].push(t);
+                    }
+                    last[i] = Some(raw[i]);
+                }
+            }
+            let mut state = lock(&self.states[s]);
+            for &i in &unknown {
+                if changes[i].len() < 3 || changes[i].len() * 2 > reads {
+                    continue;
+                }
+                let mut gaps: Vec<u64> = changes[i].windows(2).map(|w| w[1] - w[0]).collect();
+                gaps.sort_unstable();
+                let period = gaps[gaps.len() / 2];
+                self.domains[base + i].update_period_ns = Some(period);
+                state.logs[i] = Some(StepLog::new(Period::new(period)));
+            }
+        }
     }
 
     pub fn domains(&self) -> &[Domain] {
@@ -261,6 +332,12 @@ impl Meter {
         }
     }
 
+    /// Reads the source `s` alone into `snap` (sized for every domain); its refreshes are
+    /// logged as by any read.
+    pub fn read_source_into(&self, s: usize, snap: &mut Snapshot) -> Result<()> {
+        self.read_sources(snap, Which::One(s))
+    }
+
     fn read_sources(&self, snap: &mut Snapshot, which: Which) -> Result<()> {
         let n = self.domains.len();
         snap.totals.resize(n, 0);
@@ -270,10 +347,10 @@ impl Meter {
         // The snapshot's time is the midpoint of the reads themselves, lock waits excluded.
         let mut span: Option<(u64, u64)> = None;
         for (s, source) in self.sources.iter().enumerate() {
-            if let Which::Speed { slow } = which {
-                if source.slow() != slow {
-                    continue;
-                }
+            match which {
+                Which::Speed { slow } if source.slow() != slow => continue,
+                Which::One(one) if one != s => continue,
+                _ => {}
             }
             let r = self.offsets[s]..self.offsets[s] + source.domains().len();
             let mut guard = lock(&self.states[s]);
@@ -287,12 +364,19 @@ impl Meter {
             let t1 = monotonic_ns();
             span = Some((span.map_or(t0, |(a, _)| a), t1));
             let t = t0 + (t1 - t0) / 2;
+            let fresh_read = !(which == Which::AllButFresh && fresh);
+            if fresh_read {
+                state.read_cost_ns = t1 - t0;
+            }
             for (i, total) in snap.totals[r.clone()].iter_mut().enumerate() {
                 let raw = state.raw[i];
                 *total = match source.domains()[i].reading {
                     Reading::Energy => state.counters[i].update(raw),
                     Reading::PowerMilliwatts => state.power[i].update(raw, t),
                 };
+                if let (true, Some(log)) = (fresh_read, state.logs[i].as_mut()) {
+                    log.observe(*total, t0, t1);
+                }
             }
             if self.bounded {
                 snap.low[r.clone()].copy_from_slice(&snap.totals[r.clone()]);
@@ -330,13 +414,145 @@ impl Meter {
         let total_range_j = sum_in_total(&self.in_total, &joules_low)
             .zip(sum_in_total(&self.in_total, &joules_high));
         Window {
+            start_ns: start.t_ns,
+            end_ns: end.t_ns,
             duration_ns: end.t_ns.saturating_sub(start.t_ns),
+            interpolated: vec![false; joules.len()],
             joules,
             joules_low,
             joules_high,
             total_j,
             total_range_j,
         }
+    }
+
+    /// Resolves `w` (from `window`) against the counters' refreshes, where they refresh in
+    /// steps: a window shorter than a counter's refresh gets both edges interpolated between
+    /// the refreshes around them, and a range the truth lies in; on a polled counter (one that
+    /// refreshes slowly, such as an H100's), a longer window keeps its counter difference and
+    /// gains that range too. `wait(source, t_ns)` returns once a refresh after `t_ns` has been
+    /// seen (or it gives up); a domain it gave up on keeps its counter difference.
+    pub fn refine(&self, w: &mut Window, wait: &dyn Fn(usize, u64) -> bool) {
+        let (a, b) = (w.start_ns, w.end_ns);
+        let mut changed = false;
+        for (s, source) in self.sources.iter().enumerate() {
+            let polled = self.polled(s);
+            for i in 0..source.domains().len() {
+                let d = self.offsets[s] + i;
+                let Some(period) = self.step_period(s, i) else {
+                    continue;
+                };
+                let short = w.duration_ns < period.nominal_ns;
+                if !short && !polled {
+                    continue;
+                }
+                let seen = |b| self.with_log(s, i, |log| log.has_step_after(b)) == Some(true);
+                if !(seen(b) || (wait(s, b) && seen(b))) {
+                    continue;
+                }
+                let Some((mut steps, min_power)) = self.with_log(s, i, |log| {
+                    (log.steps().collect::<Vec<_>>(), log.min_power())
+                }) else {
+                    continue;
+                };
+                refresh::tighten(&mut steps, period);
+                let upj = self.domains[d].units_per_joule;
+                let counted = (!short).then(|| (w.joules[d] * upj).round() as u64);
+                if let Some(r) = refresh::resolve(&steps, a, b, counted, min_power) {
+                    w.joules[d] = r.value / upj;
+                    w.joules_low[d] = r.low / upj;
+                    w.joules_high[d] = r.high / upj;
+                    w.interpolated[d] = short;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            w.total_j = sum_in_total(&self.in_total, &w.joules);
+            w.total_range_j = sum_in_total(&self.in_total, &w.joules_low)
+                .zip(sum_in_total(&self.in_total, &w.joules_high));
+        }
+    }
+
+    /// `refine` for a meter read on the caller's thread: a missing refresh is waited for by
+    /// reading the counter until it refreshes (a millisecond at most on RAPL).
+    pub fn refine_inline(&self, w: &mut Window) {
+        self.refine(w, &|s, t| {
+            self.poll_until_step(s, t, &mut Snapshot::default())
+        });
+    }
+
+    /// Reads source `s` until one of its counters shows a refresh after `t_ns`, for at most
+    /// three of its refresh periods.
+    pub fn poll_until_step(&self, s: usize, t_ns: u64, scratch: &mut Snapshot) -> bool {
+        let Some(period) = (0..self.sources[s].domains().len())
+            .filter_map(|i| self.step_period(s, i))
+            .map(|p| p.max_ns)
+            .max()
+        else {
+            return false;
+        };
+        let deadline = monotonic_ns() + 3 * period + 1_000_000;
+        loop {
+            if self.read_source_into(s, scratch).is_err() {
+                return false;
+            }
+            let seen = lock(&self.states[s])
+                .logs
+                .iter()
+                .flatten()
+                .all(|log| log.has_step_after(t_ns));
+            if seen {
+                return true;
+            }
+            if monotonic_ns() > deadline {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// The refresh period of domain `i` of source `s`, where it refreshes in steps.
+    pub fn step_period(&self, s: usize, i: usize) -> Option<Period> {
+        self.with_log(s, i, StepLog::period)
+    }
+
+    /// Runs `f` on the refresh log of domain `i` of source `s`, under that source's lock.
+    pub fn with_log<R>(&self, s: usize, i: usize, f: impl FnOnce(&StepLog) -> R) -> Option<R> {
+        lock(&self.states[s]).logs[i].as_ref().map(f)
+    }
+
+    /// The meter-wide index of domain `i` of source `s`.
+    pub fn index(&self, s: usize, i: usize) -> usize {
+        self.offsets[s] + i
+    }
+
+    /// When source `s` was last read (the start of that read).
+    pub fn last_read_ns(&self, s: usize) -> u64 {
+        lock(&self.states[s]).last_read_ns
+    }
+
+    /// Whether source `s` is polled in the background while windows are open: it is slow to
+    /// read, or it refreshes slowly, and each of its energy counters has a refresh log.
+    pub fn polled(&self, s: usize) -> bool {
+        let source = &self.sources[s];
+        let st = lock(&self.states[s]);
+        let logged = source
+            .domains()
+            .iter()
+            .zip(&st.logs)
+            .all(|(d, log)| d.reading != Reading::Energy || d.estimated() || log.is_some());
+        let slow_refresh = st
+            .logs
+            .iter()
+            .flatten()
+            .any(|l| l.period().nominal_ns >= POLL_MIN_PERIOD_NS);
+        logged && st.logs.iter().any(Option::is_some) && (source.slow() || slow_refresh)
+    }
+
+    /// How long the last read of source `s` took.
+    pub fn read_cost_ns(&self, s: usize) -> u64 {
+        lock(&self.states[s]).read_cost_ns
     }
 
     /// How often the meter must be read while a window is open: so that no counter wraps
@@ -370,6 +586,12 @@ impl Meter {
             })
             .collect()
     }
+}
+
+/// A refresh log for a counter whose refresh period is known.
+fn step_log(d: &Domain) -> Option<StepLog> {
+    let period = d.update_period_ns.filter(|&p| p > 0)?;
+    (d.reading == Reading::Energy && !d.estimated()).then(|| StepLog::new(Period::new(period)))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

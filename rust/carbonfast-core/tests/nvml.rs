@@ -19,6 +19,7 @@ fn built() -> &'static Path {
             .args(["-shared", "-fPIC", "-o"])
             .arg(&out)
             .arg(&src)
+            .args(["-lm", "-pthread"])
             .status()
             .expect("a C compiler (cc) builds the fake NVML library");
         assert!(status.success());

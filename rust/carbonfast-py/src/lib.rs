@@ -69,6 +69,8 @@ struct Window {
     joules_high: Vec<f64>,
     total_j: Option<f64>,
     total_range_j: Option<(f64, f64)>,
+    /// Per domain: edges interpolated between the counter's refreshes.
+    interpolated: Vec<bool>,
 }
 
 #[pyclass(frozen, get_all, module = "carbonfast._native")]
@@ -325,9 +327,16 @@ impl Meter {
         }
     }
 
+    /// Energy between two snapshots. Where a counter refreshes in steps, the window is resolved
+    /// against its refreshes (see core::Meter::refine), which may wait for the next one.
     fn window(&self, py: Python<'_>, start: &Snapshot, end: &Snapshot) -> PyResult<Window> {
-        let w = self.inner.window(start.resolved(py)?, end.resolved(py)?);
+        let mut w = self.inner.window(start.resolved(py)?, end.resolved(py)?);
+        py.detach(|| match &self.deferred {
+            Some(d) => d.refine(&mut w),
+            None => self.inner.refine_inline(&mut w),
+        });
         Ok(Window {
+            interpolated: w.interpolated,
             duration_s: w.duration_ns as f64 * 1e-9,
             joules: w.joules,
             joules_low: w.joules_low,

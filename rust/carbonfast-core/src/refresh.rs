@@ -1,0 +1,481 @@
+//! Counters that refresh in steps, and windows shorter than a step.
+//!
+//! A hardware energy counter does not count continuously: RAPL refreshes about every
+//! millisecond, an H100's NVML counter about every 100 ms. A reading returns the energy as of
+//! the latest refresh, so a window between two refreshes reads 0 J, and one just across a
+//! refresh reads a whole step. carbonfast timestamps every refresh it sees (each read that
+//! finds a new value brackets the refresh between the last read that saw the old value and
+//! itself), and resolves a window's edges against those refreshes:
+//!
+//! - the energy at an instant is interpolated between the refreshes around it;
+//! - the truth lies between the energy of the refreshes certainly inside the window (plus the
+//!   lowest power seen for the rest) and the energy of the refresh intervals it overlaps.
+//!
+//! Everything here is pure arithmetic on observed refreshes, so it is tested without hardware.
+
+/// One observed refresh: the counter took the value `total` (raw units, wraps unfolded) at an
+/// instant in `(lo_ns, hi_ns]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub lo_ns: u64,
+    pub hi_ns: u64,
+    pub total: u64,
+}
+
+impl Step {
+    pub fn mid_ns(&self) -> u64 {
+        self.lo_ns + (self.hi_ns - self.lo_ns) / 2
+    }
+}
+
+/// How often a counter refreshes: its typical period and the bounds one gap stays within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub nominal_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+}
+
+/// How far one gap between refreshes may stray from the typical one: measured gaps stay within
+/// a few percent (H100: 97-101 ms; RAPL: about 1 ms), so a tenth leaves a margin.
+const PERIOD_SLACK: f64 = 0.1;
+
+impl Period {
+    pub fn new(nominal_ns: u64) -> Self {
+        let n = nominal_ns as f64;
+        Period {
+            nominal_ns,
+            min_ns: (n * (1.0 - PERIOD_SLACK)) as u64,
+            max_ns: (n * (1.0 + PERIOD_SLACK)).ceil() as u64,
+        }
+    }
+}
+
+/// Refreshes kept per counter: 50 s of an H100's, or every refresh a second of back-to-back
+/// RAPL windows shows.
+pub const LOG_CAPACITY: usize = 512;
+
+/// The refreshes seen of one counter, newest last, in a ring allocated once.
+#[derive(Debug, Clone)]
+pub struct StepLog {
+    period: Period,
+    ring: Vec<Step>,
+    head: usize,
+    len: usize,
+    /// Refreshes seen since the meter started.
+    count: u64,
+    last_total: Option<u64>,
+    /// Start of the most recent read that returned `last_total`.
+    last_seen_ns: u64,
+    /// Start of the most recent read of the counter, whatever it returned.
+    read_ns: u64,
+    /// The lowest power seen over one refresh interval, raw units per ns.
+    min_power: Option<f64>,
+    /// The value before the oldest refresh kept.
+    base_total: u64,
+}
+
+impl StepLog {
+    pub fn new(period: Period) -> Self {
+        StepLog {
+            period,
+            ring: vec![
+                Step {
+                    lo_ns: 0,
+                    hi_ns: 0,
+                    total: 0
+                };
+                LOG_CAPACITY
+            ],
+            head: 0,
+            len: 0,
+            count: 0,
+            last_total: None,
+            last_seen_ns: 0,
+            read_ns: 0,
+            min_power: None,
+            base_total: 0,
+        }
+    }
+
+    pub fn period(&self) -> Period {
+        self.period
+    }
+
+    /// Feeds one reading, taken by a read that ran from `start_ns` to `end_ns`. Returns whether
+    /// it showed a refresh. Allocates nothing.
+    pub fn observe(&mut self, total: u64, start_ns: u64, end_ns: u64) -> bool {
+        self.read_ns = self.read_ns.max(start_ns);
+        let Some(last) = self.last_total else {
+            // The first value came from a refresh at some time before this read: a step of its
+            // own (not counted as a refresh seen), which the next refreshes and the period
+            // narrow down.
+            self.push(Step {
+                lo_ns: 0,
+                hi_ns: end_ns,
+                total,
+            });
+            self.last_total = Some(total);
+            self.base_total = total;
+            self.last_seen_ns = start_ns;
+            return false;
+        };
+        if total == last {
+            self.last_seen_ns = self.last_seen_ns.max(start_ns);
+            return false;
+        }
+        let step = Step {
+            lo_ns: self.last_seen_ns,
+            hi_ns: end_ns.max(self.last_seen_ns),
+            total,
+        };
+        if let Some(prev) = self.last() {
+            self.note_power(&prev, &step);
+        }
+        self.push(step);
+        self.count += 1;
+        self.last_total = Some(total);
+        self.last_seen_ns = start_ns;
+        true
+    }
+
+    fn push(&mut self, step: Step) {
+        if self.len == LOG_CAPACITY {
+            self.base_total = self.ring[self.head].total;
+        }
+        self.ring[self.head] = step;
+        self.head = (self.head + 1) % LOG_CAPACITY;
+        self.len = (self.len + 1).min(LOG_CAPACITY);
+    }
+
+    /// Lowest power candidate from two refreshes known to be consecutive: the longest time the
+    /// interval between them can have lasted.
+    fn note_power(&mut self, prev: &Step, step: &Step) {
+        if step.hi_ns - step.lo_ns >= self.period.min_ns || step.total < prev.total {
+            return; // more than one refresh may hide in this step
+        }
+        let start = prev
+            .lo_ns
+            .max(step.lo_ns.saturating_sub(self.period.max_ns));
+        let longest = step.hi_ns.saturating_sub(start).max(1);
+        let power = (step.total - prev.total) as f64 / longest as f64;
+        self.min_power = Some(self.min_power.map_or(power, |p| p.min(power)));
+    }
+
+    /// Refreshes seen since the meter started.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Start of the most recent read: the counter's history is known up to there.
+    pub fn known_until_ns(&self) -> u64 {
+        self.read_ns
+    }
+
+    pub fn min_power(&self) -> Option<f64> {
+        self.min_power
+    }
+
+    pub fn last(&self) -> Option<Step> {
+        (self.len > 0).then(|| self.ring[(self.head + LOG_CAPACITY - 1) % LOG_CAPACITY])
+    }
+
+    /// The refreshes kept, oldest first.
+    pub fn steps(&self) -> impl Iterator<Item = Step> + '_ {
+        let start = (self.head + LOG_CAPACITY - self.len) % LOG_CAPACITY;
+        (0..self.len).map(move |i| self.ring[(start + i) % LOG_CAPACITY])
+    }
+
+    /// The value a read at `t_ns` would have returned (see `value_at`), from the refreshes kept.
+    pub fn value_at(&self, t_ns: u64) -> u64 {
+        let start = (self.head + LOG_CAPACITY - self.len) % LOG_CAPACITY;
+        (0..self.len)
+            .rev()
+            .map(|i| self.ring[(start + i) % LOG_CAPACITY])
+            .find(|s| s.mid_ns() <= t_ns)
+            .map_or(self.base_total, |s| s.total)
+    }
+
+    /// Whether a refresh certainly after `t_ns` has been seen.
+    pub fn has_step_after(&self, t_ns: u64) -> bool {
+        self.last()
+            .is_some_and(|s| s.lo_ns + EDGE_TOLERANCE_NS >= t_ns)
+    }
+
+    /// The refreshes seen since `count` (as returned by `count()` earlier), oldest first;
+    /// fewer if the ring has overwritten some.
+    pub fn steps_since(&self, count: u64) -> impl Iterator<Item = Step> + '_ {
+        let new = (self.count.saturating_sub(count) as usize).min(self.len);
+        self.steps().skip(self.len - new)
+    }
+}
+
+/// A reading's own edge: a read takes a microsecond or so, and a refresh inside it is as
+/// likely before as after the instant it is stamped with.
+pub const EDGE_TOLERANCE_NS: u64 = 2_000;
+
+/// Narrows each refresh's interval with the period: where a step holds at most one refresh,
+/// the refresh before it came between `min_ns` and `max_ns` earlier. Intervals the period
+/// cannot explain (the counter changed its pace) are left as they were.
+pub fn tighten(steps: &mut [Step], period: Period) {
+    let single = |s: &Step| s.hi_ns - s.lo_ns < period.min_ns;
+    for i in (0..steps.len().saturating_sub(1)).rev() {
+        let next = steps[i + 1];
+        if single(&next) {
+            let lo = steps[i].lo_ns.max(next.lo_ns.saturating_sub(period.max_ns));
+            let hi = steps[i].hi_ns.min(next.hi_ns.saturating_sub(period.min_ns));
+            if lo <= hi {
+                (steps[i].lo_ns, steps[i].hi_ns) = (lo, hi);
+            }
+        }
+    }
+    for i in 1..steps.len() {
+        let prev = steps[i - 1];
+        if single(&steps[i]) {
+            let lo = steps[i].lo_ns.max(prev.lo_ns + period.min_ns);
+            let hi = steps[i].hi_ns.min(prev.hi_ns + period.max_ns);
+            if lo <= hi {
+                (steps[i].lo_ns, steps[i].hi_ns) = (lo, hi);
+            }
+        }
+    }
+}
+
+/// A window's energy on one stepped counter, in raw units: the value, and bounds the truth
+/// lies within.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resolved {
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Power within one refresh interval varies around the interval's mean; the lower bound takes
+/// the lowest mean seen, less this share.
+pub const LOW_POWER_MARGIN: f64 = 0.25;
+
+/// Resolves the window `[a_ns, b_ns]` against the refreshes `steps` (tightened, oldest first).
+///
+/// `counted`: the value to report, where the caller has one (the counter difference of a
+/// window longer than a refresh); None interpolates both edges. `min_power`: the lowest power
+/// seen, raw units per ns. None where the refreshes seen do not reach past `b_ns` or back to
+/// `a_ns`: the caller then waits for the next refresh, or keeps the counter difference.
+pub fn resolve(
+    steps: &[Step],
+    a_ns: u64,
+    b_ns: u64,
+    counted: Option<u64>,
+    min_power: Option<f64>,
+) -> Option<Resolved> {
+    let tol = EDGE_TOLERANCE_NS;
+    let after_b = steps.iter().find(|s| s.lo_ns + tol >= b_ns)?;
+    // Before every refresh seen, the counter held at most the first value seen; the meter's
+    // own start (total 0) is certainly before the window.
+    let before_a = steps
+        .iter()
+        .rev()
+        .find(|s| s.hi_ns <= a_ns + tol)
+        .map_or(0, |s| s.total);
+    let high = after_b.total.saturating_sub(before_a) as f64;
+
+    let floor = min_power.unwrap_or(0.0) * (1.0 - LOW_POWER_MARGIN);
+    let span = b_ns.saturating_sub(a_ns) as f64;
+    let inside: Vec<&Step> = steps
+        .iter()
+        .filter(|s| s.lo_ns + tol >= a_ns && s.hi_ns <= b_ns + tol)
+        .collect();
+    let low = match (inside.first(), inside.last()) {
+        (Some(first), Some(last)) => {
+            let outside = first.lo_ns.saturating_sub(a_ns) + b_ns.saturating_sub(last.hi_ns);
+            (last.total - first.total) as f64 + floor * outside as f64
+        }
+        _ => floor * span,
+    }
+    .min(high);
+
+    let value = match counted {
+        Some(v) => v as f64,
+        None => interpolate(steps, b_ns)? - interpolate(steps, a_ns)?,
+    };
+    Some(Resolved {
+        value,
+        low: low.min(value),
+        high: high.max(value),
+    })
+}
+
+/// The counter's energy at `t_ns`, linear between the refreshes around it (by their
+/// midpoints); None outside the refreshes seen.
+pub fn interpolate(steps: &[Step], t_ns: u64) -> Option<f64> {
+    let i = steps.iter().rposition(|s| s.mid_ns() <= t_ns)?;
+    let (p, q) = (steps[i], *steps.get(i + 1)?);
+    let (tp, tq) = (p.mid_ns() as f64, q.mid_ns() as f64);
+    let frac = if tq > tp {
+        ((t_ns as f64 - tp) / (tq - tp)).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    Some(p.total as f64 + (q.total as f64 - p.total as f64) * frac)
+}
+
+/// The counter's value at `t_ns` as an instantaneous read would have returned it: that of the
+/// latest refresh before it (by midpoint). None where no refresh seen is that early.
+pub fn value_at(steps: &[Step], t_ns: u64) -> Option<u64> {
+    steps
+        .iter()
+        .rev()
+        .find(|s| s.mid_ns() <= t_ns)
+        .map(|s| s.total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MS: u64 = 1_000_000;
+
+    /// A counter of constant power `w` (units per ns) refreshing every `period` from `phase`,
+    /// polled by reads of `read` ns back to back from `start` to `end`.
+    fn polled(w: f64, period: u64, phase: u64, read: u64, start: u64, end: u64) -> StepLog {
+        let mut log = StepLog::new(Period::new(period));
+        let mut t = start;
+        while t < end {
+            let latch = t + read / 2;
+            let last_refresh = if latch < phase {
+                0
+            } else {
+                phase + (latch - phase) / period * period
+            };
+            log.observe((w * last_refresh as f64) as u64, t, t + read);
+            t += read;
+        }
+        log
+    }
+
+    fn tightened(log: &StepLog) -> Vec<Step> {
+        let mut steps: Vec<Step> = log.steps().collect();
+        tighten(&mut steps, log.period());
+        steps
+    }
+
+    #[test]
+    fn a_refresh_is_bracketed_by_the_reads_around_it() {
+        let mut log = StepLog::new(Period::new(100 * MS));
+        log.observe(10, 0, 3 * MS);
+        log.observe(10, 5 * MS, 8 * MS);
+        assert!(log.observe(20, 9 * MS, 12 * MS));
+        assert_eq!(
+            log.last(),
+            Some(Step {
+                lo_ns: 5 * MS,
+                hi_ns: 12 * MS,
+                total: 20
+            })
+        );
+        assert_eq!(log.count(), 1);
+        assert!(!log.observe(20, 13 * MS, 16 * MS));
+    }
+
+    #[test]
+    fn a_short_window_at_constant_power_is_interpolated_exactly() {
+        // 700 W in mJ per ns: 7e-4; refresh every 100 ms; reads of 3.3 ms.
+        let w = 7e-4;
+        let log = polled(w, 100 * MS, 37 * MS, 3_300_000, 0, 600 * MS);
+        let steps = tightened(&log);
+        let (a, b) = (250 * MS, 252 * MS);
+        let r = resolve(&steps, a, b, None, log.min_power()).unwrap();
+        let truth = w * 2.0 * MS as f64;
+        assert!((r.value - truth).abs() < 0.02 * truth, "{r:?} vs {truth}");
+        assert!(r.low <= truth && truth <= r.high, "{r:?} vs {truth}");
+        assert!(r.low > 0.0 && r.high <= w * 100.0 * MS as f64 * 1.2);
+    }
+
+    #[test]
+    fn without_a_refresh_after_the_window_there_is_nothing_to_resolve_yet() {
+        let log = polled(1.0, 100 * MS, 0, 3 * MS, 0, 300 * MS);
+        let steps = tightened(&log);
+        assert_eq!(resolve(&steps, 290 * MS, 295 * MS, None, None), None);
+        assert!(resolve(&steps, 190 * MS, 195 * MS, None, None).is_some());
+    }
+
+    #[test]
+    fn the_period_narrows_a_refresh_seen_late() {
+        // A read long before, then nothing until a read after the refresh; the next refresh
+        // is seen precisely, so the earlier one lies a period before it.
+        let p = Period::new(100 * MS);
+        let mut steps = vec![
+            Step {
+                lo_ns: 0,
+                hi_ns: 250 * MS,
+                total: 10,
+            },
+            Step {
+                lo_ns: 299 * MS,
+                hi_ns: 301 * MS,
+                total: 20,
+            },
+        ];
+        tighten(&mut steps, p);
+        assert!(steps[0].lo_ns >= 299 * MS - p.max_ns && steps[0].hi_ns <= 250 * MS);
+    }
+
+    #[test]
+    fn value_at_is_what_a_read_would_have_returned() {
+        let steps = [
+            Step {
+                lo_ns: 10,
+                hi_ns: 20,
+                total: 5,
+            },
+            Step {
+                lo_ns: 110,
+                hi_ns: 120,
+                total: 9,
+            },
+        ];
+        assert_eq!(value_at(&steps, 14), None);
+        assert_eq!(value_at(&steps, 15), Some(5));
+        assert_eq!(value_at(&steps, 200), Some(9));
+    }
+
+    proptest! {
+        /// Whatever the power profile, the phase, the read cost and the window, the range
+        /// contains the true energy, and the interpolated value lies within the range.
+        #[test]
+        fn the_range_contains_the_truth(
+            powers in proptest::collection::vec(0.05f64..1.0, 8..16),
+            phase in 0u64..100,
+            read in 1u64..30,
+            a in 300u64..900,
+            len in 0u64..300,
+        ) {
+            // Time in units of 0.1 ms; refresh every 10 ms; the power changes at refreshes (a
+            // lower bound from the lowest power seen cannot hold for changes it never saw).
+            let period = 100u64;
+            let power = |t: u64| {
+                let k = if t < phase { 0 } else { (t - phase) / period + 1 };
+                powers[(k as usize).min(powers.len() - 1)]
+            };
+            let energy = |t: u64| -> f64 { (0..t).map(power).sum() };
+            // Reads and the window in ns: one time unit is 0.1 ms.
+            let unit = 100_000u64;
+            let mut log = StepLog::new(Period::new(period * unit));
+            let mut t = 0;
+            while t < 1400 {
+                let latch = t + read / 2;
+                let last_refresh = if latch < phase { 0 } else { phase + (latch - phase) / period * period };
+                log.observe(energy(last_refresh) as u64 * 1000, t * unit, (t + read) * unit);
+                t += read;
+            }
+            let steps = tightened(&log);
+            let b = a + len;
+            let truth = (energy(b) - energy(a)) * 1000.0;
+            let r = resolve(&steps, a * unit, b * unit, None, log.min_power()).unwrap();
+            // Raw units are whole: a refresh's value is floored, so allow one unit per edge.
+            prop_assert!(r.low <= truth + 2000.0, "{:?} vs {}", r, truth);
+            prop_assert!(truth <= r.high + 2000.0, "{:?} vs {}", r, truth);
+            prop_assert!(r.low <= r.value && r.value <= r.high);
+        }
+    }
+}
