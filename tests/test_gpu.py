@@ -111,16 +111,23 @@ def test_power_only_gpus_are_integrated_and_say_so(fake: FakePowercap, tmp_path:
     assert any("integrated from power" in n for n in m.notes)
 
 
-def test_a_window_shorter_than_the_counters_update_period_is_flagged(
+def test_a_window_shorter_than_the_counters_update_period_is_interpolated(
     fake: FakePowercap, tmp_path: Path
 ) -> None:
+    # 10 mJ every 50 ms: 0.2 W.
     nvml = FakeNvml(tmp_path / "nvml", "gpu 0 uuid=GPU-1 energy_mj=0 tick_ms=50 tick_mj=10\n")
     meter = cf.Meter(fake.root, gpu=True, nvml_library=nvml.library)
     assert meter.domains[-1].update_period_s == pytest.approx(0.05, rel=0.3)
     with meter.measure() as m:
         pass
     [note] = [n for n in m.notes if n.startswith("gpu-0: the window")]
-    assert "shorter than its energy counter's update period" in note
+    assert "interpolated between the refreshes around it" in note
+    assert m.interpolated == ["gpu-0"]
+    gpu = m.to_dict()["domains"]["gpu-0"]
+    lo, hi = gpu["energy_range_j"]
+    truth = 0.2 * m.duration_s
+    assert gpu["interpolated"] and 0 < gpu["energy_j"] and lo <= truth <= hi
+    assert hi <= 0.02 + 1e-3  # at most the two refresh intervals around it
 
 
 def test_sync_waits_for_the_device_at_both_edges(fake: FakePowercap, monkeypatch) -> None:

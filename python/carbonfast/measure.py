@@ -77,13 +77,21 @@ class Measurement(_native.MeasurementBase):
         return dict(zip(self._meter.domain_names, self._w().joules, strict=True))
 
     @property
+    def interpolated(self) -> list[str]:
+        """The domains whose edges fall between two refreshes of their counter (a window shorter
+        than one refresh) and were interpolated between them."""
+        names = self._meter.domain_names
+        return [n for n, i in zip(names, self._w().interpolated, strict=True) if i]
+
+    @property
     def domain_kinds(self) -> dict[str, str]:
         return {d.name: d.kind for d in self._meter.domains}
 
     @property
     def energy_range_j(self) -> tuple[float, float] | None:
-        """Low and high bounds of energy_j: equal to it where every domain is measured, wider
-        where some are estimated."""
+        """Low and high bounds the true energy lies within: equal to energy_j where every
+        counter is read exactly, wider where a domain is estimated, or where a counter's
+        refreshes are slow or the window is shorter than one (see `interpolated`)."""
         return self._w().total_range_j
 
     @property
@@ -164,23 +172,28 @@ class Measurement(_native.MeasurementBase):
                 "energy unknown (not zero): no energy counter is readable on this machine; "
                 "run `carbonfast info` for each missing counter and its fix"
             )
-        elif w.duration_s < _COARSE_WINDOW_S and self._meter.readable:
+        elif (
+            w.duration_s < _COARSE_WINDOW_S
+            and self._meter.readable
+            and not any(w.interpolated)
+            and not any(d.update_period_s for d in self._meter.domains)
+        ):
             notes.append(
                 f"window of {w.duration_s * 1e3:.3f} ms spans few counter updates (RAPL updates "
                 "about every 1 ms): energy is coarse; repeat the work in a loop or use cf.bench"
             )
         if self.intensity.note:
             notes.append(self.intensity.note)
-        for d, j in zip(self._meter.domains, w.joules, strict=True):
+        for d, lo, hi, interpolated in zip(
+            self._meter.domains, w.joules_low, w.joules_high, w.interpolated, strict=True
+        ):
             period = d.update_period_s
-            if period and w.duration_s < period:
-                zero = (
-                    " (its 0 J means only that the counter had not updated yet)" if j == 0 else ""
-                )
+            if interpolated and period:
                 notes.append(
                     f"{d.name}: the window ({w.duration_s * 1e3:.3g} ms) is shorter than its "
-                    f"energy counter's update period ({period * 1e3:.3g} ms), so its energy is "
-                    f"coarse{zero}; measure longer work or use cf.bench"
+                    f"counter's refresh ({period * 1e3:.3g} ms): its energy is interpolated "
+                    f"between the refreshes around it, and lies between {lo:.4g} J and "
+                    f"{hi:.4g} J"
                 )
         notes.extend(self._meter._source_notes)
         notes.extend(self._meter._estimate_notes)
@@ -206,9 +219,14 @@ class Measurement(_native.MeasurementBase):
             "country": self.intensity.country,
             "pue": self.pue,
             "domains": {
-                d.name: _domain_dict(d, j, lo, hi)
-                for d, j, lo, hi in zip(
-                    self._meter.domains, w.joules, w.joules_low, w.joules_high, strict=True
+                d.name: _domain_dict(d, j, lo, hi, i)
+                for d, j, lo, hi, i in zip(
+                    self._meter.domains,
+                    w.joules,
+                    w.joules_low,
+                    w.joules_high,
+                    w.interpolated,
+                    strict=True,
                 )
             },
             "notes": self.notes,
@@ -225,34 +243,62 @@ class Measurement(_native.MeasurementBase):
         )
 
 
-def _domain_dict(d: _native.DomainInfo, j: float, lo: float, hi: float) -> dict[str, Any]:
+def _domain_dict(
+    d: _native.DomainInfo, j: float, lo: float, hi: float, interpolated: bool
+) -> dict[str, Any]:
     out: dict[str, Any] = {"energy_j": j, "kind": d.kind, "estimated": d.estimated}
-    if d.estimated:
+    if d.estimated or interpolated or lo != hi:
         out["energy_range_j"] = [lo, hi]
+    if interpolated:
+        out["interpolated"] = True
+    if d.estimated:
         out["method"] = d.method
     return out
 
 
 class CallStats:
-    """What a tracked function has cost so far, over all its calls (thread-safe)."""
+    """What a tracked function has cost so far, over all its calls (thread-safe).
 
-    __slots__ = ("_lock", "calls", "duration_s", "energy_j", "last")
+    A call's energy is resolved when it is asked for: on a counter that refreshes slowly (an
+    H100's, every 100 ms) that may wait for the next refresh, which a loop of calls must not.
+    Calls are folded into the totals in batches, so the memory held stays bounded.
+    """
+
+    __slots__ = ("_energy_j", "_lock", "_pending", "calls", "duration_s", "last")
+    _FOLD = 64
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._pending: list[Measurement] = []
+        self._energy_j: float | None = None
         self.calls = 0
         self.duration_s = 0.0
-        self.energy_j: float | None = None
         self.last: Measurement | None = None
 
     def record(self, m: Measurement) -> None:
-        w = m._w()
+        fold: list[Measurement] = []
         with self._lock:
             self.calls += 1
-            self.duration_s += w.duration_s
-            if w.total_j is not None:
-                self.energy_j = (self.energy_j or 0.0) + w.total_j
+            self.duration_s += (m._end.t_ns - m._start.t_ns) * 1e-9 if m._end else 0.0
             self.last = m
+            self._pending.append(m)
+            if len(self._pending) >= 2 * self._FOLD:
+                fold, self._pending = self._pending[: self._FOLD], self._pending[self._FOLD :]
+        self._fold(fold)
+
+    def _fold(self, ms: list[Measurement]) -> None:
+        energies = [m._w().total_j for m in ms]
+        with self._lock:
+            for e in energies:
+                if e is not None:
+                    self._energy_j = (self._energy_j or 0.0) + e
+
+    @property
+    def energy_j(self) -> float | None:
+        with self._lock:
+            fold, self._pending = self._pending, []
+        self._fold(fold)
+        return self._energy_j
 
     def __repr__(self) -> str:
         return (

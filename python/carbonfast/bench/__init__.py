@@ -72,17 +72,19 @@ def bench(
     if min_time <= 0 or (rounds is not None and rounds < 2):
         raise ValueError("min_time must be above 0 and rounds at least 2")
     meter = meter or default_meter()
+    reader: engine.Reader
     if isinstance(meter, Meter):
-        read, carbon, estimated = engine.MeterReader(meter).read, meter.carbon, meter.estimated
+        reader, carbon, estimated = engine.MeterReader(meter), meter.carbon, meter.estimated
     else:
-        read, carbon, estimated = meter.read, Carbon(resolve(CARBON_KEYS, {})), False
+        reader = engine.ReadReader(meter.read)
+        carbon, estimated = Carbon(resolve(CARBON_KEYS, {})), False
     if setup is not None:
         setup()
     from datetime import datetime, timezone
 
     started_at = datetime.now(timezone.utc).isoformat()
     options = {
-        "read": read,
+        "reader": reader,
         "args": args,
         "kwargs": kwargs,
         "min_time": min_time,
@@ -96,7 +98,7 @@ def bench(
     result = BenchResult(
         variants=engine.summarise(raw, list(variants)),
         update_period_s=raw["update_period_s"],
-        wait_power_w=raw["wait_power_w"],
+        refreshes_per_sample=engine.REFRESHES_PER_SAMPLE if raw["update_period_s"] > 0 else 0,
         idle_power_w=raw["idle_power_w"],
         estimated=estimated,
         intensity_g_per_kwh=intensity.g_per_kwh,
@@ -126,8 +128,8 @@ def _warnings(result: BenchResult) -> list[str]:
             out.append(f"{v.name}: {v.outliers} of {v.samples} samples are outliers")
         if v.joules_per_call <= 0:
             out.append(
-                f"{v.name}: no energy above the waiting loop's; the call is too cheap to tell "
-                "apart here: batch more work per call"
+                f"{v.name}: no energy measured; the counters did not move while it ran "
+                "(see `carbonfast info`)"
             )
     if result.estimated:
         out.append(

@@ -1,20 +1,25 @@
 """Energy microbenchmarks: which variant of a function costs less energy per call, and by how
 much, with confidence intervals.
 
-How a sample is taken. The counters refresh in steps (RAPL about every millisecond, NVML every
-10 to 100 ms), so a window that starts or ends between two refreshes misplaces up to one step
-of energy. Each sample therefore
-  1. waits for the counter to change (an edge), runs the calls, then waits for the next edge, so
-     both readings are fresh;
-  2. subtracts the energy spent waiting for the second edge, at the power of the waiting loop,
-     measured at start-up;
-  3. runs enough calls that a sample spans many refreshes (calibrated per variant).
+How a sample is taken. Counters refresh in steps (RAPL about every millisecond, an H100's NVML
+counter about every 100 ms), and a reading is the energy as of the latest refresh. A sample is
+therefore taken between two refreshes of the slowest counter in the total, while the calls run:
+  1. the variant is called in batches, over and over; after each batch the counters are looked
+     at (cheaply: a slow counter is read by a background poller that timestamps each refresh);
+  2. the sample opens at a refresh that comes once the calls have run for one refresh period
+     (so that a device's power has settled on this variant's load), and closes at the refresh
+     at least 25 refreshes later; the calls go on until it is seen;
+  3. its energy is the counter's difference between those two refreshes, with no modelled
+     correction; the calls it holds are counted by time, a batch that straddles a refresh
+     counted in part.
 Variants are interleaved (A B A B ...) so that drift (temperature, frequency, other load)
-falls on all of them alike; warm-up calls are never measured.
+falls on all of them alike; warm-up calls are never measured. Counters that move on every read
+(models) need no synchronisation: a sample is then a calibrated number of calls.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import os
 import time
@@ -25,18 +30,34 @@ from carbonfast.bench.result import VariantResult
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, Protocol
 
     from carbonfast.measure import Meter
 
     Variants = dict[str, Callable[..., Any]]
 
+    class Reader(Protocol):
+        """What the engine reads: see ReadReader and MeterReader."""
+
+        period: float
+
+        def read(self) -> tuple[float, float]: ...
+        def poll(self, since: int | None) -> tuple[float, int, list[float], float]: ...
+        def logged_energy(self, t1: float, t2: float) -> float: ...
+
+
 # CLOCK_MONOTONIC, the clock the meter stamps its readings with.
 clock = time.monotonic
 
+# Refreshes of the slowest counter each sample spans.
+REFRESHES_PER_SAMPLE = 25
+# Batches per refresh period: how often the engine looks at the counters while calling.
+BATCHES_PER_PERIOD = 4
+
 
 class MeterReader:
-    """(time, cumulative total joules) from a Meter, for the engine."""
+    """A Meter, for the engine: its whole total by read(), and the refreshes of its slowest
+    counter in the total, which the native meter timestamps."""
 
     def __init__(self, meter: Meter) -> None:
         self.meter = meter
@@ -47,11 +68,49 @@ class MeterReader:
                 "cf.bench needs energy to compare, and this meter reads none; see "
                 "`carbonfast info`, or leave estimation on (estimate=True)"
             )
+        pacing = self._native.pacing()
+        self._pacing, self.period = pacing if pacing else (0, 0.0)
 
     def read(self) -> tuple[float, float]:
         snap = self._native.read()
         w = self._native.window(self._base, snap)
         return snap.t_ns * 1e-9, w.total_j or 0.0
+
+    def poll(self, since: int | None) -> tuple[float, int, list[float], float]:
+        t, count, mids, unlogged = self._native.bench_poll(self._pacing, since)
+        return t * 1e-9, count, [m * 1e-9 for m in mids], unlogged
+
+    def logged_energy(self, t1: float, t2: float) -> float:
+        return self._native.logged_energy(round(t1 * 1e9), round(t2 * 1e9))
+
+
+class ReadReader:
+    """Any object whose read() returns (CLOCK_MONOTONIC seconds, cumulative joules): its
+    refreshes are the changes its readings show."""
+
+    def __init__(self, read: Callable[[], tuple[float, float]]) -> None:
+        self.read = read
+        self.period = update_period(read)
+        self._count = 0
+        self._last_same, self._last = read()
+        self._edges: list[tuple[float, float]] = []
+
+    def poll(self, since: int | None) -> tuple[float, int, list[float], float]:
+        t, e = self.read()
+        new: list[float] = []
+        if e != self._last:
+            mid = (self._last_same + t) / 2
+            self._edges.append((mid, e))
+            del self._edges[:-4096]  # bounded: a sample needs only its own
+            self._count += 1
+            new.append(mid)
+            self._last = e
+        self._last_same = t
+        return t, self._count, new if since is not None else [], 0.0
+
+    def logged_energy(self, t1: float, t2: float) -> float:
+        at = dict(self._edges)
+        return at[t2] - at[t1]
 
 
 def update_period(read: Callable[[], tuple[float, float]], limit_s: float = 0.3) -> float:
@@ -75,57 +134,70 @@ def update_period(read: Callable[[], tuple[float, float]], limit_s: float = 0.3)
     return gaps[len(gaps) // 2]
 
 
+def _at(series: list[tuple[float, float]], t: float) -> float:
+    """The value at `t` of a series of (time, value), linear between its points."""
+    times = [p[0] for p in series]
+    i = bisect.bisect_right(times, t)
+    if i == 0:
+        return series[0][1]
+    if i == len(series):
+        return series[-1][1]
+    (ta, va), (tb, vb) = series[i - 1], series[i]
+    return va + (vb - va) * (t - ta) / (tb - ta) if tb > ta else vb
+
+
 class Engine:
     def __init__(
         self,
-        read: Callable[[], tuple[float, float]],
+        reader: Reader,
         sync: Callable[[], object] | None,
-        period_s: float | None = None,
+        refreshes: int = REFRESHES_PER_SAMPLE,
     ) -> None:
-        self.read = read
+        self.reader = reader
         self.sync = sync
-        self.period = update_period(read) if period_s is None else period_s
-        self.wait_power = self._wait_power() if self.period > 0 else 0.0
+        self.period = reader.period
+        self.refreshes = refreshes
 
-    def edge(self) -> tuple[float, float]:
-        """Waits for the counter to change; returns the time and energy of the change."""
-        _, e0 = self.read()
-        deadline = clock() + max(10 * self.period, 0.05)
-        while True:
-            t, e = self.read()
-            if e != e0 or clock() > deadline:
-                return t, e
+    def sample(self, call: Callable[[], object], n: int) -> tuple[float, float, float]:
+        """(joules, seconds, calls) of one sample: `n` calls per batch between refreshes, or
+        `n` calls in all where the counters move on every read."""
+        if self.period <= 0:
+            return self._sample_continuous(call, n)
+        reader, sync = self.reader, self.sync
+        t, count, _, unlogged = reader.poll(None)
+        settle = t + self.period
+        calls: list[tuple[float, float]] = [(t, 0.0)]
+        fast: list[tuple[float, float]] = [(t, unlogged)]
+        edges: list[float] = []
+        done = 0
+        while len(edges) <= self.refreshes:
+            for _ in range(n):
+                call()
+            if sync is not None:
+                sync()
+            done += n
+            t, count, new, unlogged = reader.poll(count)
+            calls.append((t, float(done)))
+            fast.append((t, unlogged))
+            edges.extend(m for m in new if m >= settle)
+        t1, t2 = edges[0], edges[-1]
+        joules = reader.logged_energy(t1, t2) + _at(fast, t2) - _at(fast, t1)
+        return joules, t2 - t1, _at(calls, t2) - _at(calls, t1)
 
-    def _wait_power(self) -> float:
-        """Power drawn while waiting for edges, from a stretch of nothing but waiting."""
-        t0, e0 = self.edge()
-        t1, e1 = t0, e0
-        while t1 - t0 < max(0.1, 20 * self.period):
-            t1, e1 = self.edge()
-        return (e1 - e0) / (t1 - t0) if t1 > t0 else 0.0
-
-    def sample(self, call: Callable[[], object], n: int) -> tuple[float, float]:
-        """(joules, seconds) of `n` calls."""
+    def _sample_continuous(self, call: Callable[[], object], n: int) -> tuple[float, float, float]:
         sync = self.sync
-        if self.period > 0:
-            _, e_a = self.edge()
-        else:
-            _, e_a = self.read()
+        _, e_a = self.reader.read()
         start = clock()
         for _ in range(n):
             call()
         if sync is not None:
             sync()
         end = clock()
-        if self.period > 0:
-            t_b, e_b = self.edge()
-            # The second edge came after the calls ended; that wait is not theirs.
-            return e_b - e_a - self.wait_power * max(0.0, t_b - end), end - start
-        _, e_b = self.read()
-        return e_b - e_a, end - start
+        _, e_b = self.reader.read()
+        return e_b - e_a, end - start, float(n)
 
     def calibrate(self, call: Callable[[], object], target_s: float) -> int:
-        """Calls per sample so that a sample lasts about `target_s`."""
+        """Calls per batch (or per sample) so that it lasts about `target_s`."""
         n = 1
         while True:
             start = clock()
@@ -142,7 +214,7 @@ class Engine:
 def run(
     variants: Variants,
     *,
-    read: Callable[[], tuple[float, float]],
+    reader: Reader,
     args: tuple = (),
     kwargs: dict[str, Any] | None = None,
     min_time: float = 2.0,
@@ -150,20 +222,20 @@ def run(
     warmup: float = 0.1,
     sync: Callable[[], object] | None = None,
     baseline: bool = False,
-    period_s: float | None = None,
 ) -> dict[str, Any]:
     """Benchmarks every variant; returns the raw samples and what was measured at start-up."""
     kwargs = kwargs or {}
     calls = {name: _bind(f, args, kwargs) for name, f in variants.items()}
-    engine = Engine(read, sync, period_s)
-    target = max(0.005, 25 * engine.period)
+    engine = Engine(reader, sync)
+    # A batch between two looks at the counters, or a whole sample where they move on every read.
+    target = engine.period / BATCHES_PER_PERIOD if engine.period > 0 else 0.005
     for call in calls.values():
         end = clock() + warmup
         while clock() < end:
             call()
     n = {name: engine.calibrate(call, target) for name, call in calls.items()}
-    idle_w = _idle_power(read, max(0.2, 10 * engine.period)) if baseline else None
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
+    idle_w = _idle_power(reader.read, max(0.2, 10 * engine.period)) if baseline else None
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in calls}
     started = clock()
     done = 0
     while True:
@@ -177,9 +249,7 @@ def run(
             break
     return {
         "samples": samples,
-        "calls_per_sample": n,
         "update_period_s": engine.period,
-        "wait_power_w": engine.wait_power,
         "idle_power_w": idle_w,
     }
 
@@ -200,9 +270,9 @@ def _idle_power(read: Callable[[], tuple[float, float]], seconds: float) -> floa
 def summarise(raw: dict[str, Any], names: list[str]) -> list[VariantResult]:
     out = []
     for name in names:
-        per_call = raw["calls_per_sample"][name]
-        joules = [e / per_call for e, _ in raw["samples"][name]]
-        seconds = [s / per_call for _, s in raw["samples"][name]]
+        taken = raw["samples"][name]
+        joules = [e / c for e, _, c in taken]
+        seconds = [s / c for _, s, c in taken]
         j, j_lo, j_hi = stats.mean_ci(joules)
         s, s_lo, s_hi = stats.mean_ci(seconds)
         dynamic = None
@@ -219,7 +289,7 @@ def summarise(raw: dict[str, Any], names: list[str]) -> list[VariantResult]:
                 dynamic_joules_per_call=dynamic[0] if dynamic else None,
                 dynamic_joules_per_call_ci=(dynamic[1], dynamic[2]) if dynamic else None,
                 samples=len(joules),
-                calls_per_sample=per_call,
+                calls_per_sample=round(sum(c for _, _, c in taken) / len(taken)),
                 outliers=stats.outliers(joules),
                 cv=stats.cv(joules),
                 joule_samples=joules,
@@ -237,7 +307,7 @@ def isolated(variants: Variants, **kw: Any) -> dict[str, Any]:
     """Runs each variant alone in a forked child process; merges their raw results."""
     import json
 
-    merged: dict[str, Any] = {"samples": {}, "calls_per_sample": {}}
+    merged: dict[str, Any] = {"samples": {}}
     for name, f in variants.items():
         r, w = os.pipe()
         pid = os.fork()
@@ -257,7 +327,6 @@ def isolated(variants: Variants, **kw: Any) -> dict[str, Any]:
             raise RuntimeError(f"the process benchmarking {name!r} died before reporting")
         raw = json.loads(b"".join(chunks))
         merged["samples"][name] = raw["samples"][name]
-        merged["calls_per_sample"][name] = raw["calls_per_sample"][name]
-        for key in ("update_period_s", "wait_power_w", "idle_power_w"):
+        for key in ("update_period_s", "idle_power_w"):
             merged[key] = raw[key]
     return merged

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,13 +36,14 @@ class VariantResult:
 class BenchResult:
     variants: list[VariantResult]
     update_period_s: float
-    wait_power_w: float
     idle_power_w: float | None
     estimated: bool
     intensity_g_per_kwh: float
     intensity_source: str
     pue: float
     started_at: str
+    # 0 where the counters move on every read (a model): samples are then timed call counts.
+    refreshes_per_sample: int = 0
     warnings: list[str] = field(default_factory=list)
     id: int | None = None
 
@@ -75,7 +76,9 @@ class BenchResult:
             )
             for v in d["variants"]
         ]
-        return cls(**{**d, "variants": variants})
+        # Results saved by older versions carry fields this one no longer has.
+        known = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in d.items() if k in known}, "variants": variants})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -101,8 +104,13 @@ class BenchResult:
             )
         lines.append(
             f"energy {'ESTIMATED from a model' if self.estimated else 'from counters'}; "
-            f"counter refresh {self.update_period_s * 1e3:.3g} ms; "
-            f"{self.intensity_g_per_kwh:g} g/kWh x PUE {self.pue:g}"
+            + (
+                f"samples span {self.refreshes_per_sample} refreshes of the slowest counter "
+                f"({self.update_period_s * 1e3:.3g} ms each); "
+                if self.refreshes_per_sample
+                else "counters move on every read; "
+            )
+            + f"{self.intensity_g_per_kwh:g} g/kWh x PUE {self.pue:g}"
         )
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)

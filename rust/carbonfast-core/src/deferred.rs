@@ -204,6 +204,18 @@ impl Deferred {
         });
     }
 
+    /// `Meter::logged_energy`, waiting as `refine` does.
+    pub fn logged_energy(&self, t1_ns: u64, t2_ns: u64) -> Option<f64> {
+        let sh = &self.shared;
+        sh.meter.logged_energy(t1_ns, t2_ns, &|s, t| {
+            if sh.polled.contains(&s) {
+                sh.wait_for(s, t)
+            } else {
+                sh.meter.poll_until_step(s, t, &mut Snapshot::default())
+            }
+        })
+    }
+
     /// Keeps the poller reading for a while (a benchmark about to watch refreshes).
     pub fn keep_polling(&self) {
         self.shared.keep_polling(monotonic_ns());

@@ -512,6 +512,97 @@ impl Meter {
         }
     }
 
+    /// The counter that paces a benchmark: of the domains in the total that refresh in steps,
+    /// the one refreshing slowest, with its period.
+    pub fn pacing_domain(&self) -> Option<(usize, Period)> {
+        (0..self.domains.len())
+            .filter(|&d| self.in_total[d])
+            .filter_map(|d| {
+                let (s, i) = self.locate(d);
+                self.step_period(s, i).map(|p| (d, p))
+            })
+            .max_by_key(|(_, p)| p.nominal_ns)
+    }
+
+    /// One look at the counters for a benchmark between two refreshes of `pacing`: reads every
+    /// source except slow ones whose counters are all logged (the poller reads those), and
+    /// returns the refreshes of `pacing` seen since `since` (the count `bench_poll` returned
+    /// before; None: from now), as their midpoints, with the new count, and the energy so far
+    /// of the domains in the total that have no refresh log, in joules.
+    pub fn bench_poll(
+        &self,
+        snap: &mut Snapshot,
+        pacing: usize,
+        since: Option<u64>,
+    ) -> Result<(u64, Vec<u64>, f64)> {
+        let n = self.domains.len();
+        snap.totals.resize(n, 0);
+        let mut unlogged = 0.0;
+        for s in 0..self.sources.len() {
+            let range = self.offsets[s]..self.offsets[s] + self.sources[s].domains().len();
+            let logged: Vec<bool> = {
+                let st = lock(&self.states[s]);
+                st.logs.iter().map(Option::is_some).collect()
+            };
+            let needed = range
+                .clone()
+                .any(|d| self.in_total[d] && !logged[d - range.start]);
+            if self.sources[s].slow() && !needed {
+                continue;
+            }
+            self.read_sources(snap, Which::One(s))?;
+            for d in range.clone() {
+                if self.in_total[d] && !logged[d - range.start] {
+                    unlogged += snap.totals[d] as f64 / self.domains[d].units_per_joule;
+                }
+            }
+        }
+        let (s, i) = self.locate(pacing);
+        let (count, mids) = self
+            .with_log(s, i, |log| {
+                let mids = match since {
+                    Some(c) => log.steps_since(c).map(|st| st.mid_ns()).collect(),
+                    None => Vec::new(),
+                };
+                (log.count(), mids)
+            })
+            .unwrap_or_default();
+        Ok((count, mids, unlogged))
+    }
+
+    /// The energy between `t1_ns` and `t2_ns` of the domains in the total that have a refresh
+    /// log, in joules, each interpolated between its refreshes (exact at a refresh's midpoint,
+    /// as `bench_poll` gives them). `wait` as for `refine`. None where a log does not cover
+    /// the interval.
+    pub fn logged_energy(
+        &self,
+        t1_ns: u64,
+        t2_ns: u64,
+        wait: &dyn Fn(usize, u64) -> bool,
+    ) -> Option<f64> {
+        let mut joules = 0.0;
+        for d in (0..self.domains.len()).filter(|&d| self.in_total[d]) {
+            let (s, i) = self.locate(d);
+            if self.step_period(s, i).is_none() {
+                continue;
+            }
+            let seen = || self.with_log(s, i, |log| log.has_step_after(t2_ns)) == Some(true);
+            if !(seen() || (wait(s, t2_ns) && seen())) {
+                return None;
+            }
+            let steps = self.with_log(s, i, |log| log.steps().collect::<Vec<_>>())?;
+            let e = refresh::interpolate(&steps, t2_ns)? - refresh::interpolate(&steps, t1_ns)?;
+            joules += e / self.domains[d].units_per_joule;
+        }
+        Some(joules)
+    }
+
+    /// The source a domain belongs to, and its index there.
+    pub fn locate(&self, d: usize) -> (usize, usize) {
+        let s = self.offsets.partition_point(|&o| o <= d) - 1;
+        (s, d - self.offsets[s])
+    }
+
     /// The refresh period of domain `i` of source `s`, where it refreshes in steps.
     pub fn step_period(&self, s: usize, i: usize) -> Option<Period> {
         self.with_log(s, i, StepLog::period)

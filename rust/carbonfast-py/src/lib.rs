@@ -346,6 +346,56 @@ impl Meter {
         })
     }
 
+    /// The domain that paces a benchmark (the slowest-refreshing counter in the total) and
+    /// its refresh period in seconds; None where every counter in the total moves on each read.
+    fn pacing(&self) -> Option<(usize, f64)> {
+        self.inner
+            .pacing_domain()
+            .map(|(d, p)| (d, p.nominal_ns as f64 * 1e-9))
+    }
+
+    /// (t_ns, count, new refresh midpoints of `pacing` since `since`, energy of the unlogged
+    /// domains in the total): see core::Meter::bench_poll. Keeps the poller reading.
+    #[pyo3(signature = (pacing, since=None))]
+    fn bench_poll(
+        &self,
+        py: Python<'_>,
+        pacing: usize,
+        since: Option<u64>,
+    ) -> PyResult<(u64, u64, Vec<u64>, f64)> {
+        if pacing >= self.inner.domains().len() {
+            return Err(PyValueError::new_err(format!(
+                "pacing={pacing} is not a domain index"
+            )));
+        }
+        py.detach(|| {
+            if let Some(d) = &self.deferred {
+                d.keep_polling();
+            }
+            let mut snap = core::Snapshot::default();
+            let (count, mids, unlogged) = self.inner.bench_poll(&mut snap, pacing, since)?;
+            Ok((core::clock::monotonic_ns(), count, mids, unlogged))
+        })
+        .map_err(to_py)
+    }
+
+    /// Energy between two instants of the domains in the total that have a refresh log, in
+    /// joules (see core::Meter::logged_energy); waits for a refresh after `t2_ns`.
+    fn logged_energy(&self, py: Python<'_>, t1_ns: u64, t2_ns: u64) -> PyResult<f64> {
+        py.detach(|| match &self.deferred {
+            Some(d) => d.logged_energy(t1_ns, t2_ns),
+            None => self.inner.logged_energy(t1_ns, t2_ns, &|s, t| {
+                self.inner
+                    .poll_until_step(s, t, &mut core::Snapshot::default())
+            }),
+        })
+        .ok_or_else(|| {
+            SensorUnavailable::new_err(
+                "the counters' refreshes around the benchmark sample are no longer known (the                  counter stopped refreshing, or the reader fell behind)",
+            )
+        })
+    }
+
     #[getter]
     fn domains(&self) -> Vec<DomainInfo> {
         self.inner
