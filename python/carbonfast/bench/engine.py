@@ -42,7 +42,9 @@ if TYPE_CHECKING:
         period: float
 
         def read(self) -> tuple[float, float]: ...
-        def poll(self, since: int | None) -> tuple[float, int, list[float], float]: ...
+        def poll(
+            self, since: int | None
+        ) -> tuple[float, int, list[tuple[float, float]], float]: ...
         def logged_energy(self, t1: float, t2: float) -> float: ...
 
 
@@ -76,9 +78,9 @@ class MeterReader:
         w = self._native.window(self._base, snap)
         return snap.t_ns * 1e-9, w.total_j or 0.0
 
-    def poll(self, since: int | None) -> tuple[float, int, list[float], float]:
-        t, count, mids, unlogged = self._native.bench_poll(self._pacing, since)
-        return t * 1e-9, count, [m * 1e-9 for m in mids], unlogged
+    def poll(self, since: int | None) -> tuple[float, int, list[tuple[float, float]], float]:
+        t, count, steps, unlogged = self._native.bench_poll(self._pacing, since)
+        return t * 1e-9, count, [(m * 1e-9, w * 1e-9) for m, w in steps], unlogged
 
     def logged_energy(self, t1: float, t2: float) -> float:
         return self._native.logged_energy(round(t1 * 1e9), round(t2 * 1e9))
@@ -95,15 +97,15 @@ class ReadReader:
         self._last_same, self._last = read()
         self._edges: list[tuple[float, float]] = []
 
-    def poll(self, since: int | None) -> tuple[float, int, list[float], float]:
+    def poll(self, since: int | None) -> tuple[float, int, list[tuple[float, float]], float]:
         t, e = self.read()
-        new: list[float] = []
+        new: list[tuple[float, float]] = []
         if e != self._last:
             mid = (self._last_same + t) / 2
             self._edges.append((mid, e))
             del self._edges[:-4096]  # bounded: a sample needs only its own
             self._count += 1
-            new.append(mid)
+            new.append((mid, t - self._last_same))
             self._last = e
         self._last_same = t
         return t, self._count, new if since is not None else [], 0.0
@@ -157,10 +159,12 @@ class Engine:
         self.sync = sync
         self.period = reader.period
         self.refreshes = refreshes
+        self.last_span = (0.0, 0.0)
 
     def sample(self, call: Callable[[], object], n: int) -> tuple[float, float, float]:
         """(joules, seconds, calls) of one sample: `n` calls per batch between refreshes, or
-        `n` calls in all where the counters move on every read."""
+        `n` calls in all where the counters move on every read. `last_span` holds its
+        (start, end) in CLOCK_MONOTONIC seconds."""
         if self.period <= 0:
             return self._sample_continuous(call, n)
         reader, sync = self.reader, self.sync
@@ -176,24 +180,30 @@ class Engine:
             if sync is not None:
                 sync()
             done += n
+            batch = t
             t, count, new, unlogged = reader.poll(count)
             calls.append((t, float(done)))
             fast.append((t, unlogged))
-            edges.extend(m for m in new if m >= settle)
+            # An edge is a refresh whose instant is known well: within half a period, or
+            # within the batch it fell in where one batch is longer than that.
+            precise = max(self.period / 2, 1.5 * (t - batch))
+            edges.extend(m for m, width in new if m >= settle and width <= precise)
         t1, t2 = edges[0], edges[-1]
+        self.last_span = (t1, t2)
         joules = reader.logged_energy(t1, t2) + _at(fast, t2) - _at(fast, t1)
         return joules, t2 - t1, _at(calls, t2) - _at(calls, t1)
 
     def _sample_continuous(self, call: Callable[[], object], n: int) -> tuple[float, float, float]:
         sync = self.sync
-        _, e_a = self.reader.read()
+        t_a, e_a = self.reader.read()
         start = clock()
         for _ in range(n):
             call()
         if sync is not None:
             sync()
         end = clock()
-        _, e_b = self.reader.read()
+        t_b, e_b = self.reader.read()
+        self.last_span = (t_a, t_b)
         return e_b - e_a, end - start, float(n)
 
     def calibrate(self, call: Callable[[], object], target_s: float) -> int:
@@ -236,11 +246,13 @@ def run(
     n = {name: engine.calibrate(call, target) for name, call in calls.items()}
     idle_w = _idle_power(reader.read, max(0.2, 10 * engine.period)) if baseline else None
     samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in calls}
+    spans: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
     started = clock()
     done = 0
     while True:
         for name, call in calls.items():
             samples[name].append(engine.sample(call, n[name]))
+            spans[name].append(engine.last_span)
         done += 1
         if rounds is not None:
             if done >= rounds:
@@ -249,6 +261,7 @@ def run(
             break
     return {
         "samples": samples,
+        "spans": spans,
         "update_period_s": engine.period,
         "idle_power_w": idle_w,
     }
@@ -307,7 +320,7 @@ def isolated(variants: Variants, **kw: Any) -> dict[str, Any]:
     """Runs each variant alone in a forked child process; merges their raw results."""
     import json
 
-    merged: dict[str, Any] = {"samples": {}}
+    merged: dict[str, Any] = {"samples": {}, "spans": {}}
     for name, f in variants.items():
         r, w = os.pipe()
         pid = os.fork()
@@ -327,6 +340,7 @@ def isolated(variants: Variants, **kw: Any) -> dict[str, Any]:
             raise RuntimeError(f"the process benchmarking {name!r} died before reporting")
         raw = json.loads(b"".join(chunks))
         merged["samples"][name] = raw["samples"][name]
+        merged["spans"][name] = raw["spans"][name]
         for key in ("update_period_s", "idle_power_w"):
             merged[key] = raw[key]
     return merged

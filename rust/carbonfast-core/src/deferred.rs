@@ -285,8 +285,8 @@ impl Shared {
         }
     }
 
-    /// The slow sources' values at `t_ns`, from their refresh logs, once the poller has read
-    /// them after `t_ns`.
+    /// The slow sources' values at `t_ns`, from their refresh logs, once the poller has seen
+    /// the refresh after `t_ns` (which, with the period, places the one before it).
     fn snapshot_at(&self, t_ns: u64) -> std::result::Result<Snapshot, String> {
         let m = &self.meter;
         let mut snap = Snapshot {
@@ -298,7 +298,7 @@ impl Shared {
             if !m.sources()[s].slow() {
                 continue;
             }
-            if !self.wait_until(s, |m, s| m.last_read_ns(s) > t_ns) {
+            if !self.wait_for(s, t_ns) && m.last_read_ns(s) <= t_ns {
                 return Err(format!(
                     "{}: no reading came after the window's edge (the background reader is \
                      stuck or the device stopped answering)",
@@ -411,7 +411,7 @@ impl Poller {
                     let p = log.period();
                     match log.last() {
                         Some(l) if l.hi_ns - l.lo_ns <= p.nominal_ns / 4 => {
-                            let early = p.nominal_ns * 3 / 100 + cost;
+                            let early = p.nominal_ns * 6 / 100 + cost;
                             (l.mid_ns() + p.nominal_ns).saturating_sub(early)
                         }
                         _ => 0,

@@ -56,6 +56,17 @@ pub const POLL_MIN_PERIOD_NS: u64 = 5_000_000;
 /// How long start-up watches fast counters to learn how often they refresh (RAPL: ~1 ms).
 const PERIOD_PROBE_NS: u64 = 4_000_000;
 
+/// What `Meter::bench_poll` saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchPoll {
+    /// Refreshes of the pacing counter seen since the meter started.
+    pub count: u64,
+    /// The new ones: midpoint, and width of the interval it is known within (ns).
+    pub steps: Vec<(u64, u64)>,
+    /// Energy so far of the domains in the total that have no refresh log, in joules.
+    pub unlogged_j: f64,
+}
+
 /// Where to look for hardware and whether to estimate what is not there.
 #[derive(Debug, Clone, Default)]
 pub struct DiscoverConfig {
@@ -82,9 +93,15 @@ struct State {
     last_read_ns: u64,
     /// For power domains: the previous reading (mW, t_ns) and the energy integrated so far.
     power: Vec<PowerIntegral>,
+}
+
+/// What the reads of one source have shown of its refreshes. Under a lock of its own, taken
+/// briefly after each read: whoever looks at the refreshes never waits for a slow read.
+struct Observed {
     /// For counters that refresh in steps of a known period: the refreshes seen.
     logs: Vec<Option<StepLog>>,
-    /// Nanoseconds the last read of this source took.
+    /// Start of the last read, and how long it took.
+    last_read_ns: u64,
     read_cost_ns: u64,
 }
 
@@ -132,6 +149,7 @@ pub struct Meter {
     /// Per source: its first domain's index, and its state.
     offsets: Vec<usize>,
     states: Vec<Mutex<State>>,
+    observed: Vec<Mutex<Observed>>,
 }
 
 impl Meter {
@@ -144,6 +162,7 @@ impl Meter {
             .collect();
         let mut offsets = Vec::with_capacity(sources.len());
         let mut states = Vec::with_capacity(sources.len());
+        let mut observed = Vec::with_capacity(sources.len());
         let mut offset = 0;
         for s in &sources {
             offsets.push(offset);
@@ -156,6 +175,9 @@ impl Meter {
                     .collect(),
                 raw: vec![0; s.domains().len()],
                 power: vec![PowerIntegral::default(); s.domains().len()],
+                last_read_ns: 0,
+            }));
+            observed.push(Mutex::new(Observed {
                 logs: s.domains().iter().map(step_log).collect(),
                 last_read_ns: 0,
                 read_cost_ns: 0,
@@ -174,6 +196,7 @@ impl Meter {
             paths: Vec::new(),
             offsets,
             states,
+            observed,
         };
         meter.read()?;
         Ok(meter)
@@ -249,7 +272,7 @@ impl Meter {
                     last[i] = Some(raw[i]);
                 }
             }
-            let mut state = lock(&self.states[s]);
+            let mut obs = lock(&self.observed[s]);
             for &i in &unknown {
                 if changes[i].len() < 3 || changes[i].len() * 2 > reads {
                     continue;
@@ -258,7 +281,7 @@ impl Meter {
                 gaps.sort_unstable();
                 let period = gaps[gaps.len() / 2];
                 self.domains[base + i].update_period_ns = Some(period);
-                state.logs[i] = Some(StepLog::new(Period::new(period)));
+                obs.logs[i] = Some(StepLog::new(Period::new(period)));
             }
         }
     }
@@ -364,18 +387,22 @@ impl Meter {
             let t1 = monotonic_ns();
             span = Some((span.map_or(t0, |(a, _)| a), t1));
             let t = t0 + (t1 - t0) / 2;
-            let fresh_read = !(which == Which::AllButFresh && fresh);
-            if fresh_read {
-                state.read_cost_ns = t1 - t0;
-            }
             for (i, total) in snap.totals[r.clone()].iter_mut().enumerate() {
                 let raw = state.raw[i];
                 *total = match source.domains()[i].reading {
                     Reading::Energy => state.counters[i].update(raw),
                     Reading::PowerMilliwatts => state.power[i].update(raw, t),
                 };
-                if let (true, Some(log)) = (fresh_read, state.logs[i].as_mut()) {
-                    log.observe(*total, t0, t1);
+            }
+            if !(which == Which::AllButFresh && fresh) {
+                // Still under the source's lock: refreshes are logged in the order read.
+                let mut obs = lock(&self.observed[s]);
+                obs.last_read_ns = t0;
+                obs.read_cost_ns = t1 - t0;
+                for (log, &total) in obs.logs.iter_mut().zip(&snap.totals[r.clone()]) {
+                    if let Some(log) = log {
+                        log.observe(total, t0, t1);
+                    }
                 }
             }
             if self.bounded {
@@ -497,7 +524,7 @@ impl Meter {
             if self.read_source_into(s, scratch).is_err() {
                 return false;
             }
-            let seen = lock(&self.states[s])
+            let seen = lock(&self.observed[s])
                 .logs
                 .iter()
                 .flatten()
@@ -527,22 +554,23 @@ impl Meter {
     /// One look at the counters for a benchmark between two refreshes of `pacing`: reads every
     /// source except slow ones whose counters are all logged (the poller reads those), and
     /// returns the refreshes of `pacing` seen since `since` (the count `bench_poll` returned
-    /// before; None: from now), as their midpoints, with the new count, and the energy so far
+    /// before; None: from now), as their midpoints and the widths of the intervals they are
+    /// known within, with the new count, and the energy so far
     /// of the domains in the total that have no refresh log, in joules.
     pub fn bench_poll(
         &self,
         snap: &mut Snapshot,
         pacing: usize,
         since: Option<u64>,
-    ) -> Result<(u64, Vec<u64>, f64)> {
+    ) -> Result<BenchPoll> {
         let n = self.domains.len();
         snap.totals.resize(n, 0);
         let mut unlogged = 0.0;
         for s in 0..self.sources.len() {
             let range = self.offsets[s]..self.offsets[s] + self.sources[s].domains().len();
             let logged: Vec<bool> = {
-                let st = lock(&self.states[s]);
-                st.logs.iter().map(Option::is_some).collect()
+                let obs = lock(&self.observed[s]);
+                obs.logs.iter().map(Option::is_some).collect()
             };
             let needed = range
                 .clone()
@@ -558,16 +586,23 @@ impl Meter {
             }
         }
         let (s, i) = self.locate(pacing);
-        let (count, mids) = self
+        let (count, steps) = self
             .with_log(s, i, |log| {
-                let mids = match since {
-                    Some(c) => log.steps_since(c).map(|st| st.mid_ns()).collect(),
+                let steps = match since {
+                    Some(c) => log
+                        .steps_since(c)
+                        .map(|st| (st.mid_ns(), st.hi_ns - st.lo_ns))
+                        .collect(),
                     None => Vec::new(),
                 };
-                (log.count(), mids)
+                (log.count(), steps)
             })
             .unwrap_or_default();
-        Ok((count, mids, unlogged))
+        Ok(BenchPoll {
+            count,
+            steps,
+            unlogged_j: unlogged,
+        })
     }
 
     /// The energy between `t1_ns` and `t2_ns` of the domains in the total that have a refresh
@@ -610,7 +645,7 @@ impl Meter {
 
     /// Runs `f` on the refresh log of domain `i` of source `s`, under that source's lock.
     pub fn with_log<R>(&self, s: usize, i: usize, f: impl FnOnce(&StepLog) -> R) -> Option<R> {
-        lock(&self.states[s]).logs[i].as_ref().map(f)
+        lock(&self.observed[s]).logs[i].as_ref().map(f)
     }
 
     /// The meter-wide index of domain `i` of source `s`.
@@ -620,30 +655,26 @@ impl Meter {
 
     /// When source `s` was last read (the start of that read).
     pub fn last_read_ns(&self, s: usize) -> u64 {
-        lock(&self.states[s]).last_read_ns
+        lock(&self.observed[s]).last_read_ns
     }
 
     /// Whether source `s` is polled in the background while windows are open: it is slow to
-    /// read, or it refreshes slowly, and each of its energy counters has a refresh log.
+    /// read, or it refreshes slowly, and every one of its domains has a refresh log (so that
+    /// an edge can take all of them from the logs).
     pub fn polled(&self, s: usize) -> bool {
-        let source = &self.sources[s];
-        let st = lock(&self.states[s]);
-        let logged = source
-            .domains()
-            .iter()
-            .zip(&st.logs)
-            .all(|(d, log)| d.reading != Reading::Energy || d.estimated() || log.is_some());
-        let slow_refresh = st
+        let obs = lock(&self.observed[s]);
+        let logged = !obs.logs.is_empty() && obs.logs.iter().all(Option::is_some);
+        let slow_refresh = obs
             .logs
             .iter()
             .flatten()
             .any(|l| l.period().nominal_ns >= POLL_MIN_PERIOD_NS);
-        logged && st.logs.iter().any(Option::is_some) && (source.slow() || slow_refresh)
+        logged && (self.sources[s].slow() || slow_refresh)
     }
 
     /// How long the last read of source `s` took.
     pub fn read_cost_ns(&self, s: usize) -> u64 {
-        lock(&self.states[s]).read_cost_ns
+        lock(&self.observed[s]).read_cost_ns
     }
 
     /// How often the meter must be read while a window is open: so that no counter wraps

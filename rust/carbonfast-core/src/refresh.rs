@@ -131,6 +131,7 @@ impl StepLog {
         };
         if let Some(prev) = self.last() {
             self.note_power(&prev, &step);
+            self.follow_period(&prev, &step);
         }
         self.push(step);
         self.count += 1;
@@ -146,6 +147,22 @@ impl StepLog {
         self.ring[self.head] = step;
         self.head = (self.head + 1) % LOG_CAPACITY;
         self.len = (self.len + 1).min(LOG_CAPACITY);
+    }
+
+    /// Follows the counter's pace from consecutive refreshes both seen precisely: a period
+    /// measured at start-up from a few coarse reads may be off by a few percent, and a poller
+    /// that expects each refresh a little late sees it late.
+    fn follow_period(&mut self, prev: &Step, step: &Step) {
+        let p = self.period.nominal_ns;
+        let precise = |s: &Step| s.hi_ns - s.lo_ns <= p / 4;
+        if !(precise(prev) && precise(step)) {
+            return;
+        }
+        let gap = step.mid_ns().saturating_sub(prev.mid_ns());
+        if gap >= self.period.min_ns && gap <= self.period.max_ns {
+            // A slow average: one gap's midpoints are off by up to a read each.
+            self.period = Period::new(p - p / 8 + gap / 8);
+        }
     }
 
     /// Lowest power candidate from two refreshes known to be consecutive: the longest time the
@@ -186,14 +203,12 @@ impl StepLog {
         (0..self.len).map(move |i| self.ring[(start + i) % LOG_CAPACITY])
     }
 
-    /// The value a read at `t_ns` would have returned (see `value_at`), from the refreshes kept.
+    /// The value a read at `t_ns` would have returned (see `value_at`), from the refreshes kept,
+    /// their instants narrowed by the period.
     pub fn value_at(&self, t_ns: u64) -> u64 {
-        let start = (self.head + LOG_CAPACITY - self.len) % LOG_CAPACITY;
-        (0..self.len)
-            .rev()
-            .map(|i| self.ring[(start + i) % LOG_CAPACITY])
-            .find(|s| s.mid_ns() <= t_ns)
-            .map_or(self.base_total, |s| s.total)
+        let mut steps: Vec<Step> = self.steps().collect();
+        tighten(&mut steps, self.period);
+        value_at(&steps, t_ns).unwrap_or(self.base_total)
     }
 
     /// Whether a refresh certainly after `t_ns` has been seen.

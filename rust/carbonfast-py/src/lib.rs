@@ -143,6 +143,9 @@ struct SamplerStats {
     period_s: f64,
 }
 
+/// What bench_poll returns to Python: (t_ns, count, [(midpoint_ns, width_ns)], unlogged_j).
+type PollResult = (u64, u64, Vec<(u64, u64)>, f64);
+
 #[pyclass(frozen, module = "carbonfast._native")]
 struct Meter {
     inner: Arc<core::Meter>,
@@ -354,15 +357,16 @@ impl Meter {
             .map(|(d, p)| (d, p.nominal_ns as f64 * 1e-9))
     }
 
-    /// (t_ns, count, new refresh midpoints of `pacing` since `since`, energy of the unlogged
-    /// domains in the total): see core::Meter::bench_poll. Keeps the poller reading.
+    /// (t_ns, count, new refreshes of `pacing` since `since` as (midpoint, width) in ns,
+    /// energy of the unlogged domains in the total): see core::Meter::bench_poll. Keeps the
+    /// poller reading.
     #[pyo3(signature = (pacing, since=None))]
     fn bench_poll(
         &self,
         py: Python<'_>,
         pacing: usize,
         since: Option<u64>,
-    ) -> PyResult<(u64, u64, Vec<u64>, f64)> {
+    ) -> PyResult<PollResult> {
         if pacing >= self.inner.domains().len() {
             return Err(PyValueError::new_err(format!(
                 "pacing={pacing} is not a domain index"
@@ -373,8 +377,8 @@ impl Meter {
                 d.keep_polling();
             }
             let mut snap = core::Snapshot::default();
-            let (count, mids, unlogged) = self.inner.bench_poll(&mut snap, pacing, since)?;
-            Ok((core::clock::monotonic_ns(), count, mids, unlogged))
+            let p = self.inner.bench_poll(&mut snap, pacing, since)?;
+            Ok((core::clock::monotonic_ns(), p.count, p.steps, p.unlogged_j))
         })
         .map_err(to_py)
     }
