@@ -84,7 +84,8 @@ def test_bench_energy_per_call_is_within_3_percent_and_its_ci_holds_the_truth(
     assert v.joules_per_call == pytest.approx(truth, rel=0.03), (before, after, v)
     # Each sample against the exact energy of its own span: the counter's edges are right.
     exact = []
-    for (joules, _, calls), (t1, t2) in zip(raw["samples"]["burst"], raw["spans"]["burst"]):
+    samples = zip(raw["samples"]["burst"], raw["spans"]["burst"], strict=True)
+    for (joules, _, calls), (t1, t2) in samples:
         e = gpu.true_energy_j(round(t2 * 1e9)) - gpu.true_energy_j(round(t1 * 1e9))
         e += (CPU_W + RAM_W) * (t2 - t1)
         assert joules == pytest.approx(e, rel=0.01)
