@@ -11,6 +11,7 @@ every read, which is what hid the GPU's 100 ms steps from the benchmark's calibr
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -165,3 +166,21 @@ def test_a_slow_counter_costs_the_edges_no_read(gpu: FakeNvml, meter: cf.Meter) 
         with meter.measure():
             pass
     assert (time.perf_counter() - t0) / 20 < 0.003
+
+
+def test_a_forked_child_measures_the_gpu_with_a_poller_of_its_own(
+    gpu: FakeNvml, meter: cf.Meter
+) -> None:
+    with meter.measure(sync=gpu.sync):
+        gpu.enqueue(0.01)  # the parent's poller is running
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            with meter.measure(sync=gpu.sync) as m:
+                gpu.enqueue(0.01)
+            code = 0 if m.domains["gpu-0"] > 0 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -122,6 +122,15 @@ struct Signals {
     /// Bumped after each background read, for those waiting on the logs.
     progress: Mutex<u64>,
     progressed: Condvar,
+    /// Fork safety: the thread parks, holding no lock, while `pause` is set.
+    control: Mutex<Control>,
+    parked_changed: Condvar,
+}
+
+#[derive(Default)]
+struct Control {
+    pause: bool,
+    parked: bool,
 }
 
 struct Shared {
@@ -219,6 +228,40 @@ impl Deferred {
     /// Keeps the poller reading for a while (a benchmark about to watch refreshes).
     pub fn keep_polling(&self) {
         self.shared.keep_polling(monotonic_ns());
+    }
+
+    /// Parks the background thread where it is safe to fork: not inside a read, holding no
+    /// lock (a lock held by a thread at fork stays held forever in the child).
+    pub fn pause_for_fork(&self) {
+        let sh = &self.shared;
+        lock(&sh.signals.control).pause = true;
+        let running = lock(&sh.worker)
+            .as_ref()
+            .is_some_and(|w| w.pid == std::process::id());
+        if !running {
+            return;
+        }
+        sh.send(Msg::Wake);
+        let c = lock(&sh.signals.control);
+        let _unused = sh
+            .signals
+            .parked_changed
+            .wait_timeout_while(c, Duration::from_millis(500), |c| !c.parked)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+
+    pub fn resume_after_fork(&self) {
+        lock(&self.shared.signals.control).pause = false;
+        self.shared.signals.parked_changed.notify_all();
+    }
+
+    /// In a child after fork: the poller thread did not survive it, and the parent's deadline
+    /// would keep the child from starting its own.
+    pub fn restart_after_fork(&self) {
+        let signals = &self.shared.signals;
+        *lock(&signals.control) = Control::default();
+        signals.active_until.store(0, Ordering::SeqCst);
+        *lock(&self.shared.worker) = None;
     }
 
     /// Whether source `s` is read by the poller.
@@ -357,6 +400,7 @@ impl Poller {
     fn run(&self, rx: &Receiver<Msg>) {
         let mut scratch = Snapshot::default();
         loop {
+            self.park_while_paused();
             let now = monotonic_ns();
             let active = now < self.signals.active_until.load(Ordering::SeqCst);
             let due = self.polled.iter().map(|&s| self.due(s)).min();
@@ -397,6 +441,20 @@ impl Poller {
             *progress += 1;
             self.signals.progressed.notify_all();
         }
+    }
+
+    fn park_while_paused(&self) {
+        let mut c = lock(&self.signals.control);
+        while c.pause {
+            c.parked = true;
+            self.signals.parked_changed.notify_all();
+            c = self
+                .signals
+                .parked_changed
+                .wait(c)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        c.parked = false;
     }
 
     /// When source `s` should next be read: just before its next refresh is due (by the last

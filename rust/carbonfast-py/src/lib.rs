@@ -313,20 +313,31 @@ impl Meter {
     }
 
     fn pause_for_fork(&self, py: Python<'_>) {
-        if let Some(s) = &self.sampler {
-            py.detach(|| s.pause());
-        }
+        py.detach(|| {
+            if let Some(s) = &self.sampler {
+                s.pause();
+            }
+            if let Some(d) = &self.deferred {
+                d.pause_for_fork();
+            }
+        });
     }
 
     fn resume_after_fork(&self) {
         if let Some(s) = &self.sampler {
             s.resume();
         }
+        if let Some(d) = &self.deferred {
+            d.resume_after_fork();
+        }
     }
 
     fn restart_after_fork(&self) {
         if let Some(s) = &self.sampler {
             s.restart_after_fork();
+        }
+        if let Some(d) = &self.deferred {
+            d.restart_after_fork();
         }
     }
 
