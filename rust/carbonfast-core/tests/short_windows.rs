@@ -4,7 +4,7 @@
 
 use carbonfast_core::clock::monotonic_ns;
 use carbonfast_core::source::Source;
-use carbonfast_core::{Domain, DomainKind, Error, Meter, Reading, Result};
+use carbonfast_core::{Domain, DomainKind, Error, Meter, Reading, Result, Snapshot};
 use std::path::{Path, PathBuf};
 
 const WATTS: f64 = 50.0;
@@ -130,4 +130,36 @@ fn windows_longer_than_a_refresh_stay_counter_differences() {
     let mut w = plain.clone();
     meter.refine_inline(&mut w);
     assert_eq!(w, plain);
+}
+
+#[test]
+fn a_benchmark_sample_between_two_refreshes_gets_their_energy() {
+    let src = SteppedSource::new();
+    let mut meter = Meter::new(vec![Box::new(src)]).unwrap();
+    meter.learn_periods(5 * PERIOD_NS);
+    let (pacing, period) = meter.pacing_domain().expect("RAPL paces the benchmark");
+    assert_eq!(pacing, 0);
+    assert!((900_000..1_100_000).contains(&period.nominal_ns));
+    let mut snap = Snapshot::default();
+    let mut count = meter.bench_poll(&mut snap, pacing, None).unwrap().count;
+    let mut edges = Vec::new();
+    while edges.len() < 26 {
+        spin(PERIOD_NS / 4);
+        let p = meter.bench_poll(&mut snap, pacing, Some(count)).unwrap();
+        count = p.count;
+        edges.extend(p.steps.iter().map(|&(mid, _)| mid));
+    }
+    let (t1, t2) = (edges[0], edges[25]);
+    let joules = meter
+        .logged_energy(t1, t2, &|s, t| {
+            meter.poll_until_step(s, t, &mut Snapshot::default())
+        })
+        .unwrap();
+    // The counter's own difference between the two refreshes; their instants are known to a
+    // poll (a quarter period), over 25 periods.
+    let truth = WATTS * (t2 - t1) as f64 * 1e-9;
+    assert!(
+        (joules / truth - 1.0).abs() < 0.025,
+        "{joules} J vs {truth} J"
+    );
 }
