@@ -24,6 +24,10 @@ def format_summary(report: dict[str, Any]) -> str:
             tag = f"  estimated, {_fmt_j(lo)} to {_fmt_j(hi)}"
         elif name not in report.get("total_domains", ()):
             tag = "  (inside total)"
+        elif "energy_range_j" in d:  # a counter that refreshes slowly: the edges are bounded
+            lo, hi = d["energy_range_j"]
+            how = "interpolated" if d.get("interpolated") else "measured"
+            tag = f"  {how}, {_fmt_j(lo)} to {_fmt_j(hi)}"
         else:
             tag = "  measured"
         lines.append(f"  {name:<14} {_fmt_j(d['energy_j']):>14}{tag}")
@@ -31,9 +35,12 @@ def format_summary(report: dict[str, Any]) -> str:
         lines.append("  energy         unknown (no readable counter; see `carbonfast info`)")
     else:
         tag = ""
+        rng = report.get("energy_range_j")
         if report["estimated"]:
-            lo, hi = report["energy_range_j"]
+            lo, hi = rng
             tag = f"  ESTIMATED, range {_fmt_j(lo)} to {_fmt_j(hi)}"
+        elif rng and rng[0] != rng[1]:
+            tag = f"  range {_fmt_j(rng[0])} to {_fmt_j(rng[1])}"
         lines.append(
             f"  total          {_fmt_j(report['energy_j']):>14}   "
             f"avg {report['power_w'] or 0:.2f} W{tag}"
