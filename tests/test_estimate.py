@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import carbonfast as cf
+from tests.fakes.counter import busy
 from tests.fakes.powercap import FakePowercap
 
 BUSY_1S = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 1: pass\n"
@@ -54,19 +55,20 @@ def test_run_without_rapl_estimates_more_for_a_busy_second_than_a_sleeping_one(
 def test_measure_grows_with_cpu_work(tmp_path: Path) -> None:
     meter = cf.Meter(tmp_path / "no-rapl")
 
-    def window(busy: bool) -> cf.Measurement:
+    def window(work: bool) -> cf.Measurement:
+        # The busy window does 0.3 s of CPU work however the machine shares its CPUs.
         with meter.measure() as m:
-            t = time.monotonic()
-            while time.monotonic() - t < 0.3:
-                if not busy:
-                    time.sleep(0.01)
+            if work:
+                busy(0.3)
+            else:
+                time.sleep(0.3)
         return m
 
-    idle, busy = window(False), window(True)
-    assert idle.estimated and busy.estimated
+    idle, busy_m = window(False), window(True)
+    assert idle.estimated and busy_m.estimated
     assert idle.energy_j > 0
-    assert busy.domains["cpu"] > 1.5 * idle.domains["cpu"]
-    assert any("cpu is estimated, not measured" in n for n in busy.notes)
+    assert busy_m.domains["cpu"] > 1.5 * idle.domains["cpu"]
+    assert any("cpu is estimated, not measured" in n for n in busy_m.notes)
 
 
 def test_a_machine_with_packages_but_no_dram_estimates_only_dram(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """A counter with RAPL's habits whose truth is known: it refreshes every `period` seconds, and
 its power follows the CPU time of the thread that reads it, `watts` while that thread runs and
-nothing while it sleeps. Busy work of t seconds therefore costs exactly watts x t."""
+nothing while it sleeps. `busy(t)` runs for t seconds of that CPU time, however the scheduler
+shares the CPU, so it costs exactly watts x t."""
 
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ class CpuTimeCounter:
 
 
 def busy(seconds: float) -> None:
-    """Keeps the CPU busy for `seconds`."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
+    """Keeps the CPU busy for `seconds` of this thread's CPU time (more wall time on a busy
+    machine): the work is declared, not left to the scheduler."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
         pass
 
 

@@ -259,7 +259,17 @@ impl Meter {
             let mut changes: Vec<Vec<u64>> = vec![Vec::new(); n];
             let mut reads = 0usize;
             let start = monotonic_ns();
-            while monotonic_ns() - start < budget_ns {
+            // A counter seen to step is watched on for a few more steps (a busy machine may
+            // have taken the probe's time), up to five times the budget.
+            let enough = |changes: &[Vec<u64>]| unknown.iter().all(|&i| changes[i].len() >= 4);
+            let seen = |changes: &[Vec<u64>]| unknown.iter().any(|&i| !changes[i].is_empty());
+            loop {
+                let elapsed = monotonic_ns() - start;
+                if elapsed >= 5 * budget_ns
+                    || (elapsed >= budget_ns && (!seen(&changes) || enough(&changes)))
+                {
+                    break;
+                }
                 if source.read_raw(&mut raw).is_err() {
                     break;
                 }
