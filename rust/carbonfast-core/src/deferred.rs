@@ -263,11 +263,6 @@ impl Deferred {
         signals.active_until.store(0, Ordering::SeqCst);
         *lock(&self.shared.worker) = None;
     }
-
-    /// Whether source `s` is read by the poller.
-    pub fn polls(&self, s: usize) -> bool {
-        self.shared.polled.contains(&s)
-    }
 }
 
 /// The longest refresh period among source `s`'s counters, at its upper bound.

@@ -67,8 +67,6 @@ pub struct StepLog {
     last_total: Option<u64>,
     /// Start of the most recent read that returned `last_total`.
     last_seen_ns: u64,
-    /// Start of the most recent read of the counter, whatever it returned.
-    read_ns: u64,
     /// The lowest power seen over one refresh interval, raw units per ns.
     min_power: Option<f64>,
     /// The value before the oldest refresh kept.
@@ -92,7 +90,6 @@ impl StepLog {
             count: 0,
             last_total: None,
             last_seen_ns: 0,
-            read_ns: 0,
             min_power: None,
             base_total: 0,
         }
@@ -105,7 +102,6 @@ impl StepLog {
     /// Feeds one reading, taken by a read that ran from `start_ns` to `end_ns`. Returns whether
     /// it showed a refresh. Allocates nothing.
     pub fn observe(&mut self, total: u64, start_ns: u64, end_ns: u64) -> bool {
-        self.read_ns = self.read_ns.max(start_ns);
         let Some(last) = self.last_total else {
             // The first value came from a refresh at some time before this read: a step of its
             // own (not counted as a refresh seen), which the next refreshes and the period
@@ -182,11 +178,6 @@ impl StepLog {
     /// Refreshes seen since the meter started.
     pub fn count(&self) -> u64 {
         self.count
-    }
-
-    /// Start of the most recent read: the counter's history is known up to there.
-    pub fn known_until_ns(&self) -> u64 {
-        self.read_ns
     }
 
     pub fn min_power(&self) -> Option<f64> {
