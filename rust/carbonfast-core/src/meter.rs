@@ -260,12 +260,12 @@ impl Meter {
             let mut reads = 0usize;
             let start = monotonic_ns();
             // A counter seen to step is watched on for a few more steps (a busy machine may
-            // have taken the probe's time), up to five times the budget.
+            // have taken the probe's time), up to ten times the budget.
             let enough = |changes: &[Vec<u64>]| unknown.iter().all(|&i| changes[i].len() >= 4);
             let seen = |changes: &[Vec<u64>]| unknown.iter().any(|&i| !changes[i].is_empty());
             loop {
                 let elapsed = monotonic_ns() - start;
-                if elapsed >= 5 * budget_ns
+                if elapsed >= 10 * budget_ns
                     || (elapsed >= budget_ns && (!seen(&changes) || enough(&changes)))
                 {
                     break;
@@ -520,7 +520,7 @@ impl Meter {
     }
 
     /// Reads source `s` until one of its counters shows a refresh after `t_ns`, for at most
-    /// three of its refresh periods.
+    /// three of its refresh periods and 10 ms (a busy machine may deschedule the reader).
     pub fn poll_until_step(&self, s: usize, t_ns: u64, scratch: &mut Snapshot) -> bool {
         let Some(period) = (0..self.sources[s].domains().len())
             .filter_map(|i| self.step_period(s, i))
@@ -529,7 +529,7 @@ impl Meter {
         else {
             return false;
         };
-        let deadline = monotonic_ns() + 3 * period + 1_000_000;
+        let deadline = monotonic_ns() + 3 * period + 10_000_000;
         loop {
             if self.read_source_into(s, scratch).is_err() {
                 return false;
@@ -545,7 +545,7 @@ impl Meter {
             if monotonic_ns() > deadline {
                 return false;
             }
-            std::hint::spin_loop();
+            std::thread::yield_now();
         }
     }
 
