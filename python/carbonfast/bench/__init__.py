@@ -51,9 +51,9 @@ def bench(
     once before. Sampling runs for at least `min_time` seconds (or exactly `rounds` rounds),
     variants interleaved; each sample spans 25 refreshes of the slowest counter in the total
     (2.6 s where an H100's 100 ms counter is in it). `sync` ("torch", "cupy", "jax" or a
-    function) waits for the GPU after each batch of calls. `baseline=True` also measures the idle power and reports the
-    dynamic energy (above idle). `isolate=True` runs each variant in its own process. The
-    result is recorded in the history unless `record=False`.
+    function) waits for the GPU after each batch of calls. `baseline=True` also measures the
+    idle power and reports the dynamic energy (above idle). `isolate=True` runs each variant
+    in its own process. The result is recorded in the history unless `record=False`.
 
     `meter`: the Meter to read (default: the default meter), or any object whose `read()`
     returns (CLOCK_MONOTONIC seconds, cumulative joules).

@@ -82,11 +82,13 @@ class LiveLine(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(self.period_s):
-            energy = self.m.energy_j
-            power = self.m.power_w
-            text = f"carbonfast: {self.m.duration_s:7.1f} s"
+            # One look at the open window (on a slow GPU counter it waits for a refresh).
+            w = self.m._w()
+            energy = w.total_j
+            text = f"carbonfast: {w.duration_s:7.1f} s"
             if energy is not None:
-                text += f"  {power or 0:8.1f} W  {_fmt_j(energy):>12}"
+                power = energy / w.duration_s if w.duration_s > 0 else 0.0
+                text += f"  {power:8.1f} W  {_fmt_j(energy):>12}"
             self.stream.write("\r" + text + "\x1b[K")
             self.stream.flush()
 
