@@ -200,29 +200,29 @@ impl Deferred {
         })
     }
 
-    /// `Meter::refine`, waiting for polled counters' next refresh on the poller and reading
-    /// the other stepped counters on this thread.
+    /// `Meter::refine`, waiting for the counters' next refresh as `wait_for_refresh` does.
     pub fn refine(&self, w: &mut Window) {
-        let sh = &self.shared;
-        sh.meter.refine(w, &|s, t| {
-            if sh.polled.contains(&s) {
-                sh.wait_for(s, t)
-            } else {
-                sh.meter.poll_until_step(s, t, &mut Snapshot::default())
-            }
-        });
+        self.shared
+            .meter
+            .refine(w, &|s, t| self.wait_for_refresh(s, t));
     }
 
     /// `Meter::logged_energy`, waiting as `refine` does.
     pub fn logged_energy(&self, t1_ns: u64, t2_ns: u64) -> Option<f64> {
+        self.shared
+            .meter
+            .logged_energy(t1_ns, t2_ns, &|s, t| self.wait_for_refresh(s, t))
+    }
+
+    /// Waits until source `s` has shown a refresh after `t_ns`: on the poller for a polled
+    /// source, by reading it on this thread otherwise.
+    fn wait_for_refresh(&self, s: usize, t_ns: u64) -> bool {
         let sh = &self.shared;
-        sh.meter.logged_energy(t1_ns, t2_ns, &|s, t| {
-            if sh.polled.contains(&s) {
-                sh.wait_for(s, t)
-            } else {
-                sh.meter.poll_until_step(s, t, &mut Snapshot::default())
-            }
-        })
+        if sh.polled.contains(&s) {
+            sh.wait_for(s, t_ns)
+        } else {
+            sh.meter.poll_until_step(s, t_ns, &mut Snapshot::default())
+        }
     }
 
     /// Keeps the poller reading for a while (a benchmark about to watch refreshes).
