@@ -483,8 +483,7 @@ impl Meter {
                 if !short && !polled {
                     continue;
                 }
-                let seen = |b| self.with_log(s, i, |log| log.has_step_after(b)) == Some(true);
-                if !(seen(b) || (wait(s, b) && seen(b))) {
+                if !self.refreshed_after(s, i, b, wait) {
                     continue;
                 }
                 let Some((mut steps, min_power)) = self.with_log(s, i, |log| {
@@ -509,6 +508,19 @@ impl Meter {
             w.total_range_j = sum_in_total(&self.in_total, &w.joules_low)
                 .zip(sum_in_total(&self.in_total, &w.joules_high));
         }
+    }
+
+    /// Whether domain `i` of source `s` has shown a refresh after `t_ns`, waiting for one
+    /// with `wait` if it has not yet.
+    fn refreshed_after(
+        &self,
+        s: usize,
+        i: usize,
+        t_ns: u64,
+        wait: &dyn Fn(usize, u64) -> bool,
+    ) -> bool {
+        let seen = || self.with_log(s, i, |log| log.has_step_after(t_ns)) == Some(true);
+        seen() || (wait(s, t_ns) && seen())
     }
 
     /// `refine` for a meter read on the caller's thread: a missing refresh is waited for by
@@ -631,8 +643,7 @@ impl Meter {
             if self.step_period(s, i).is_none() {
                 continue;
             }
-            let seen = || self.with_log(s, i, |log| log.has_step_after(t2_ns)) == Some(true);
-            if !(seen() || (wait(s, t2_ns) && seen())) {
+            if !self.refreshed_after(s, i, t2_ns, wait) {
                 return None;
             }
             let steps = self.with_log(s, i, |log| log.steps().collect::<Vec<_>>())?;
