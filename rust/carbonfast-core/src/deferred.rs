@@ -16,6 +16,7 @@
 
 use crate::clock::monotonic_ns;
 use crate::meter::{Meter, Snapshot, Window};
+use crate::refresh::StepLog;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -59,8 +60,8 @@ enum Slow {
     None,
     /// A read queued on the background thread.
     Read(Arc<Pending>),
-    /// The refresh logs, at the edge's own instant.
-    Log(Arc<Shared>),
+    /// The refresh logs, at the edge's own instant; with each slow domain's log mark then.
+    Log(Arc<Shared>, Vec<(u64, u64)>),
 }
 
 /// A snapshot whose slow sources may still be being read.
@@ -89,7 +90,7 @@ impl EdgeSnapshot {
         let slow = match &self.slow {
             Slow::None => return Ok(&self.fast),
             Slow::Read(pending) => pending.wait(),
-            Slow::Log(shared) => shared.snapshot_at(self.fast.t_ns),
+            Slow::Log(shared, marks) => shared.snapshot_at(self.fast.t_ns, marks),
         };
         self.resolved
             .get_or_init(|| {
@@ -187,7 +188,7 @@ impl Deferred {
         let slow = if !sh.meter.has_slow_sources() {
             Slow::None
         } else if sh.edges_from_logs {
-            Slow::Log(sh.clone())
+            Slow::Log(sh.clone(), sh.marks())
         } else {
             let pending = Arc::new(Pending::default());
             sh.send(Msg::Read(pending.clone()));
@@ -323,9 +324,27 @@ impl Shared {
         }
     }
 
+    /// Each slow domain's log mark (see `StepLog::mark`), in domain order.
+    fn marks(&self) -> Vec<(u64, u64)> {
+        let m = &self.meter;
+        (0..m.domains().len())
+            .map(|d| {
+                let (s, i) = m.locate(d);
+                let slow = m.sources()[s].slow();
+                slow.then(|| m.with_log(s, i, StepLog::mark))
+                    .flatten()
+                    .unwrap_or((0, 0))
+            })
+            .collect()
+    }
+
     /// The slow sources' values at `t_ns`, from their refresh logs, once the poller has seen
     /// the refresh after `t_ns` (which, with the period, places the one before it).
-    fn snapshot_at(&self, t_ns: u64) -> std::result::Result<Snapshot, String> {
+    fn snapshot_at(
+        &self,
+        t_ns: u64,
+        marks: &[(u64, u64)],
+    ) -> std::result::Result<Snapshot, String> {
         let m = &self.meter;
         let mut snap = Snapshot {
             t_ns,
@@ -344,8 +363,9 @@ impl Shared {
                 ));
             }
             for i in 0..m.sources()[s].domains().len() {
-                let v = m.with_log(s, i, |log| log.value_at(t_ns));
-                snap.totals[m.index(s, i)] = v.unwrap_or(0);
+                let d = m.index(s, i);
+                let v = m.with_log(s, i, |log| log.value_at(t_ns, marks[d]));
+                snap.totals[d] = v.unwrap_or(0);
             }
         }
         Ok(snap)

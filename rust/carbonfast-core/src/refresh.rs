@@ -195,11 +195,23 @@ impl StepLog {
     }
 
     /// The value a read at `t_ns` would have returned (see `value_at`), from the refreshes kept,
-    /// their instants narrowed by the period.
-    pub fn value_at(&self, t_ns: u64) -> u64 {
+    /// their instants narrowed by the period. `mark` is what `mark()` returned at `t_ns`: where
+    /// the ring has since dropped the refreshes around `t_ns` (a window longer than the ring
+    /// holds), the value last seen then is used, at most one refresh off.
+    pub fn value_at(&self, t_ns: u64, mark: (u64, u64)) -> u64 {
+        let (count, seen) = mark;
+        if self.count - count + 1 > self.len as u64 {
+            return seen;
+        }
         let mut steps: Vec<Step> = self.steps().collect();
         tighten(&mut steps, self.period);
         value_at(&steps, t_ns).unwrap_or(self.base_total)
+    }
+
+    /// The refreshes seen so far and the last value: taken at an edge, it lets `value_at`
+    /// answer for that edge however long ago it was.
+    pub fn mark(&self) -> (u64, u64) {
+        (self.count, self.last_total.unwrap_or(0))
     }
 
     /// Whether a refresh certainly after `t_ns` has been seen.
@@ -428,6 +440,23 @@ mod tests {
         ];
         tighten(&mut steps, p);
         assert!(steps[0].lo_ns >= 299 * MS - p.max_ns && steps[0].hi_ns <= 250 * MS);
+    }
+
+    #[test]
+    fn an_edge_older_than_the_ring_keeps_the_value_seen_at_it() {
+        let mut log = StepLog::new(Period::new(100));
+        let read = |log: &mut StepLog, k: u64| log.observe(k * 7, k * 100 + 10, k * 100 + 20);
+        read(&mut log, 0);
+        for k in 1..50 {
+            read(&mut log, k);
+        }
+        let (edge, mark) = (4_925, log.mark()); // between the refreshes of k = 49 and 50
+        assert_eq!(log.value_at(edge, mark), 49 * 7);
+        assert_eq!(log.value_at(edge - 100, mark), 48 * 7); // the ring still holds it
+        for k in 50..(50 + LOG_CAPACITY as u64) {
+            read(&mut log, k);
+        }
+        assert_eq!(log.value_at(edge, mark), 49 * 7);
     }
 
     #[test]
