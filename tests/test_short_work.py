@@ -184,3 +184,20 @@ def test_a_forked_child_measures_the_gpu_with_a_poller_of_its_own(
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_long_window_begun_after_idle_time_is_right(gpu: FakeNvml, meter: cf.Meter) -> None:
+    # The poller stops half a second after the last edge; both edges of this window come when
+    # it has stopped, and the 2 s of load between them see no edge at all.
+    with meter.measure():
+        pass
+    time.sleep(1.0)
+    with meter.measure() as m:
+        gpu.enqueue(2.0)
+        gpu.sync()
+    truth = gpu.true_energy_j(m._end.t_ns) - gpu.true_energy_j(m._start.t_ns)
+    d = m.to_dict()["domains"]["gpu-0"]
+    lo, hi = d["energy_range_j"]
+    # A read at each edge is at most one refresh off: ~75 J at full load.
+    assert d["energy_j"] == pytest.approx(truth, abs=80.0)
+    assert lo <= truth <= hi

@@ -10,7 +10,8 @@
 //!   until just before the next refresh is due and then reads until it sees it. Every refresh
 //!   is logged with the reads around it, and an edge takes its value from that log: the value a
 //!   read at the edge's own instant would have returned. An edge then costs no slow read at all;
-//! - otherwise the edge hands a read to the same thread, done within microseconds of the edge.
+//! - otherwise, or where the poller had paused (no window for a while), the edge hands a read to
+//!   the same thread, done within microseconds of the edge, and wakes the poller.
 //!
 //! Either way the slow part of an edge is filled in when someone asks for the energy.
 
@@ -184,10 +185,14 @@ impl Deferred {
         let sh = &self.shared;
         let mut fast = Snapshot::default();
         sh.meter.read_speed_into(&mut fast, false)?;
+        // Before keep_polling wakes it: was the poller reading up to this edge? If it was not,
+        // the log knows only the value before its pause, and a refresh just after the edge
+        // could not be told from one just before: the edge is read instead.
+        let polled_lately = sh.polled_lately(fast.t_ns);
         sh.keep_polling(fast.t_ns);
         let slow = if !sh.meter.has_slow_sources() {
             Slow::None
-        } else if sh.edges_from_logs {
+        } else if sh.edges_from_logs && polled_lately {
             Slow::Log(sh.clone(), sh.marks())
         } else {
             let pending = Arc::new(Pending::default());
@@ -322,6 +327,15 @@ impl Shared {
             pid: std::process::id(),
             _thread: thread,
         }
+    }
+
+    /// Whether every slow source was read within one of its refresh periods before `t_ns`.
+    fn polled_lately(&self, t_ns: u64) -> bool {
+        let m = &self.meter;
+        self.polled
+            .iter()
+            .filter(|&&s| m.sources()[s].slow())
+            .all(|&s| t_ns.saturating_sub(m.last_read_ns(s)) <= longest_period(m, s).unwrap_or(0))
     }
 
     /// Each slow domain's log mark (see `StepLog::mark`), in domain order.
