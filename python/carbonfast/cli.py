@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # A SIGINT typed at the terminal reaches the whole foreground process group, the child
 # included; the kernel marks such signals SI_KERNEL. Only signals sent to carbonfast alone
 # (kill, a job scheduler) need forwarding.
 _SI_KERNEL = 0x80
-_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+_FORWARDED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+    signal.SIGWINCH,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,68 +181,224 @@ def _history_path(explicit: str | None = None) -> str | None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from carbonfast.measure import Meter
-    from carbonfast.report.console import LiveLine, format_summary
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise ValueError("run needs a command: carbonfast run [--json FILE] -- CMD [ARGS...]")
-    history = None if args.no_history else _history_path()
-    meter = Meter(
-        args.powercap_root, **_meter_args(args), sample_hz=args.sample_hz or None, history="off"
-    )
-    window = meter.measure(args.label or shlex.join(command))
-    before = os.times()
-    with window as m:
-        live = None
-        if not args.quiet and sys.stderr.isatty():
-            live = LiveLine(m)
-            live.start()
+    _check_outputs(args)
+    history = None if args.no_history else _usable_history(_history_path())
+    # Signals meant for the command are blocked before any thread exists, so that every
+    # thread (the meter's, the live line) inherits the block and none of them can be killed
+    # by one: the main thread takes them with sigwaitinfo and forwards them.
+    waited = (*_FORWARDED, signal.SIGCHLD)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    try:
         try:
-            returncode = _run_forwarding_signals(command)
-        except FileNotFoundError:
-            print(f"carbonfast: command not found: {command[0]}", file=sys.stderr)
-            return 127
-        except PermissionError:
-            print(f"carbonfast: permission denied: {command[0]}", file=sys.stderr)
-            return 126
-        finally:
-            if live is not None:
-                live.stop()
-    after = os.times()
-    cpu_seconds = sum(after[i] - before[i] for i in range(4))  # self and children, user + system
-    exit_code = returncode if returncode >= 0 else 128 - returncode
-    from carbonfast.carbon.advice import advise
+            meter = Meter(
+                args.powercap_root,
+                **_meter_args(args),
+                sample_hz=args.sample_hz or None,
+                history="off",
+            )
+        except OSError as e:
+            raise ValueError(str(e)) from None
+        return _run_measured(args, command, meter, history, old_mask)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
-    report = _run_report(m.to_dict(), command, exit_code)
-    report["label"] = args.label or shlex.join(command)
-    report["cpu_seconds"] = cpu_seconds
-    report["advice"] = [
-        {"kind": a.kind, "message": a.message, "figures": a.figures}
-        for a in advise(m, cpu_seconds=cpu_seconds)
-    ]
-    trace = _trace_dict(meter, m) if args.sample_hz else None
+
+def _run_measured(
+    args: argparse.Namespace, command: list[str], meter: Any, history: str | None, mask: Any
+) -> int:
+    """Runs the command in a window of `meter`. Once the command has started, whatever fails
+    is a warning, and the command's exit code is returned."""
+    from carbonfast.report.console import LiveLine
+
+    label = args.label or shlex.join(command)
+    before = os.times()
+    returncode: int | None = None
+    failure: Exception | None = None
+    m = None
+    try:
+        with meter.measure(label) as m:
+            live = None
+            if not args.quiet and sys.stderr.isatty():
+                live = LiveLine(m)
+                live.start()
+            try:
+                returncode = _run_forwarding_signals(command, mask)
+            finally:
+                if live is not None:
+                    live.stop()
+    except _CannotStart as e:
+        _warn(str(e))
+        return e.code
+    except Exception as e:  # the meter failed, not the command: its code still counts
+        if returncode is None:
+            raise
+        failure = e
+    after = os.times()
+    exit_code = returncode if returncode >= 0 else 128 - returncode
+    cpu_seconds = sum(after[i] - before[i] for i in range(4))  # self and children
+    report = _safe_report(m, command, exit_code, label, cpu_seconds, failure)
+    trace = None
+    if args.sample_hz and failure is None:
+        trace = _attempt("the power trace", lambda: _trace_dict(meter, m))
     if history:
         from carbonfast.report.history import History
 
-        report["id"] = History(history).add(report, "run", trace)
+        report["id"] = _attempt(history, lambda: History(history).add(report, "run", trace))
     if args.json:
-        _write_atomically(args.json, json.dumps(report, indent=2) + "\n")
+        _attempt(args.json, lambda: _write_atomically(args.json, json.dumps(report, indent=2)))
     if args.csv:
-        from carbonfast.report import emissions_csv
-
-        row = emissions_csv.row(
-            report, cpu_seconds=cpu_seconds, tracking_mode=args.scope or "process"
-        )
-        emissions_csv.append(args.csv, row)
+        _attempt(args.csv, lambda: _append_csv(args, report, cpu_seconds))
     if args.html:
         from carbonfast.report import html
 
-        html.write(args.html, report, trace)
+        _attempt(args.html, lambda: html.write(args.html, report, trace))
     if not args.quiet:
-        print(format_summary(report), file=sys.stderr)
-        if history:
-            print(f"  saved as run {report['id']} in {history}", file=sys.stderr)
+        from carbonfast.report.console import format_summary
+
+        _attempt("the summary", lambda: _say(format_summary(report)))
+        if report.get("id") is not None:
+            _say(f"  saved as run {report['id']} in {history}")
     return exit_code
+
+
+class _CannotStart(Exception):
+    """The command could not be started; `code` is the shell's code for why."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _safe_report(
+    m: Any,
+    command: list[str],
+    exit_code: int,
+    label: str,
+    cpu_seconds: float,
+    failure: Exception | None,
+) -> dict[str, Any]:
+    """The run's report; where the measurement itself failed, one that says so, with the
+    energy unknown (never 0)."""
+    report: dict[str, Any] | None = None
+    if failure is None and m is not None:
+        try:
+            report = _run_report(m.to_dict(), command, exit_code)
+            from carbonfast.carbon.advice import advise
+
+            report["advice"] = [
+                {"kind": a.kind, "message": a.message, "figures": a.figures}
+                for a in advise(m, cpu_seconds=cpu_seconds)
+            ]
+        except Exception as e:
+            failure = e
+    if report is None:
+        report = _failed_report(command, exit_code, f"{type(failure).__name__}: {failure}")
+    report["label"] = label
+    report["cpu_seconds"] = cpu_seconds
+    return report
+
+
+def _failed_report(command: list[str], exit_code: int, why: str) -> dict[str, Any]:
+    from datetime import datetime, timezone
+
+    from carbonfast import __version__
+
+    _warn(f"the measurement failed during the run ({why}); its energy is unknown")
+    return {
+        "command": command,
+        "exit_code": exit_code,
+        "started_at": datetime.now(timezone.utc).isoformat(),
+        "duration_s": 0.0,
+        "energy_j": None,
+        "energy_range_j": None,
+        "power_w": None,
+        "estimated": False,
+        "emissions_kg": None,
+        "emissions_range_kg": None,
+        "intensity_g_per_kwh": None,
+        "intensity_source": "",
+        "location": None,
+        "country": None,
+        "pue": None,
+        "domains": {},
+        "total_domains": [],
+        "notes": [f"the measurement failed during the run: {why}"],
+        "advice": [],
+        "carbonfast_version": __version__,
+    }
+
+
+def _attempt(what: str | os.PathLike[str], step: Callable[[], Any]) -> Any:
+    """Runs one step after the command: a failure becomes a warning naming `what`."""
+    try:
+        return step()
+    except Exception as e:
+        _warn(f"{what}: {e}")
+        return None
+
+
+def _warn(message: str) -> None:
+    # stderr may be closed or a broken pipe: a warning must not end the run either.
+    with contextlib.suppress(OSError, ValueError):
+        print(f"carbonfast: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
+
+
+def _append_csv(args: argparse.Namespace, report: dict[str, Any], cpu_seconds: float) -> None:
+    from carbonfast.report import emissions_csv
+
+    row = emissions_csv.row(report, cpu_seconds=cpu_seconds, tracking_mode=args.scope or "process")
+    emissions_csv.append(args.csv, row)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Before the command starts: every output can be written where it was asked for."""
+    from carbonfast.report.files import check_target
+
+    for flag, path in (("--json", args.json), ("--csv", args.csv), ("--html", args.html)):
+        if path is None:
+            continue
+        target = Path(path)
+        parent = target.parent
+        if target.is_dir() and not target.is_symlink():
+            raise ValueError(f"{flag} {path}: is a directory; name a file in it")
+        try:
+            check_target(target)
+        except ValueError as e:
+            raise ValueError(f"{flag} {e}") from None
+        if not parent.is_dir():
+            raise ValueError(f"{flag} {path}: the directory {parent} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ValueError(f"{flag} {path}: the directory {parent} is not writable")
+    if args.html:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise ValueError(
+                "--html needs matplotlib for its plots: pip install 'carbonfast[report]'"
+            )
+
+
+def _usable_history(path: str | None) -> str | None:
+    """The history, if it can be written: otherwise a warning, and the run goes on without."""
+    if path is None:
+        return None
+    from carbonfast.report.history import History
+
+    try:
+        History(path).check()
+    except Exception as e:
+        _warn(f"the history {path} cannot be used ({e}); this run is not recorded")
+        return None
+    return path
 
 
 # A stored trace keeps at most this many points: enough for a plot, small in the history.
@@ -354,23 +523,44 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_forwarding_signals(command: list[str]) -> int:
-    """Runs `command` to completion; returns its return code (negative: killed by signal)."""
-    proc = subprocess.Popen(command)
-    waited = (*_FORWARDED, signal.SIGCHLD)
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+def _run_forwarding_signals(command: list[str], mask: Any) -> int:
+    """Runs `command` to completion; returns its return code (negative: killed by signal).
+    The signals in _FORWARDED must be blocked in this thread: they are taken here and passed
+    on, and carbonfast does not return while the command lives."""
     try:
-        while proc.poll() is None:
-            info = signal.sigwaitinfo(waited)
-            if info.si_signo == signal.SIGCHLD:
-                continue
-            if info.si_signo == signal.SIGINT and info.si_code == _SI_KERNEL:
-                continue  # from the terminal: the child got it too
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(info.si_signo)
-        return proc.returncode
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        # The child gets the signal mask carbonfast started with, and the default action for
+        # the signals Python ignores (SIGPIPE), as a shell would give it.
+        pid = os.posix_spawnp(
+            command[0],
+            command,
+            os.environ,
+            setsigmask=mask,
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+        )
+    except FileNotFoundError:
+        raise _CannotStart(f"command not found: {command[0]}", 127) from None
+    except PermissionError:
+        raise _CannotStart(f"permission denied: {command[0]}", 126) from None
+    except OSError as e:
+        if e.errno == errno.ENOEXEC:
+            raise _CannotStart(
+                f"cannot execute {command[0]}: not a program, and no #! line naming an "
+                "interpreter; add one, or run it with its interpreter",
+                126,
+            ) from None
+        raise _CannotStart(f"cannot execute {command[0]}: {e.strerror}", 126) from None
+    waited = (*_FORWARDED, signal.SIGCHLD)
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return os.waitstatus_to_exitcode(status)
+        info = signal.sigwaitinfo(waited)
+        if info.si_signo == signal.SIGCHLD:
+            continue
+        if info.si_signo in (signal.SIGINT, signal.SIGWINCH) and info.si_code == _SI_KERNEL:
+            continue  # from the terminal: the child got it too
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, info.si_signo)
 
 
 def _run_report(measurement: dict[str, Any], command: list[str], exit_code: int) -> dict[str, Any]:
@@ -400,14 +590,10 @@ def _run_report(measurement: dict[str, Any], command: list[str], exit_code: int)
     return report
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """A crash mid-write leaves the previous file, never half of the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _write_atomically(path: str | os.PathLike[str], text: str) -> None:
+    from carbonfast.report.files import write_atomically
+
+    write_atomically(path, text + "\n")
 
 
 if __name__ == "__main__":

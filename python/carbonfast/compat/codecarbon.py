@@ -41,9 +41,11 @@ class EmissionsData:
 
     def __getattr__(self, name: str) -> Any:
         try:
-            return self.__dict__["values"][name]
+            value = self.__dict__["values"][name]
         except KeyError:
             raise AttributeError(name) from None
+        # An empty cell is an unknown quantity (no readable counter, estimates off): None.
+        return None if value == "" else value
 
 
 class EmissionsTracker:

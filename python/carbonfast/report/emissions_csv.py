@@ -84,7 +84,9 @@ def row(
     cloud_provider, _, cloud_region = location.partition(":") if ":" in location else ("", "", "")
     country = _country(report, tables)
     threads = os.cpu_count() or 1
-    emissions = report.get("emissions_kg") or 0.0
+    # Unknown energy (nothing readable, estimates off) stays an empty cell, never 0.
+    energy = report.get("energy_j")
+    emissions = report.get("emissions_kg")
 
     def power(j: float) -> float:
         return j / duration if duration > 0 else 0.0
@@ -95,15 +97,15 @@ def row(
         "run_id": run_id or str(uuid.uuid4()),
         "experiment_id": experiment_id,
         "duration": duration,
-        "emissions": emissions,
-        "emissions_rate": emissions / duration if duration > 0 else 0.0,
+        "emissions": "" if emissions is None else emissions,
+        "emissions_rate": "" if emissions is None else power(emissions),
         "cpu_power": power(by_kind["package"]),
         "gpu_power": power(by_kind["gpu"]),
         "ram_power": power(by_kind["dram"]),
         "cpu_energy": by_kind["package"] / J_PER_KWH,
         "gpu_energy": by_kind["gpu"] / J_PER_KWH,
         "ram_energy": by_kind["dram"] / J_PER_KWH,
-        "energy_consumed": (report.get("energy_j") or 0.0) / J_PER_KWH,
+        "energy_consumed": "" if energy is None else energy / J_PER_KWH,
         "water_consumed": 0.0,
         "country_name": country[1],
         "country_iso_code": country[0],
@@ -135,27 +137,54 @@ def row(
 
 def append(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
     """Appends one row; writes the header when the file is new. A file with another header (an
-    older CodeCarbon's) is kept as FILE.bak, as CodeCarbon does, and a new one started."""
+    older CodeCarbon's) is kept as a backup, as CodeCarbon does, and a new one started; a
+    backup is never overwritten (FILE.bak, else FILE.1.bak, ...).
+
+    Writers in several processes take turns: the file is locked from reading its header to
+    writing the row, so the header is written once and no row is lost."""
+    import fcntl
+
+    from carbonfast.report.files import open_for_append
+
     path = Path(path)
-    if path.exists() and path.stat().st_size > 0:
-        with open(path, newline="", encoding="utf-8") as f:
-            header = next(csv.reader(f), [])
-        if tuple(header) != COLUMNS:
-            backup = path.with_name(path.name + ".bak")
-            os.replace(path, backup)
-            print(
-                f"carbonfast: {path} had other columns; kept as {backup}, starting a new file",
-                file=sys.stderr,
-            )
-    new = not path.exists() or path.stat().st_size == 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(record)
-        f.flush()
-        os.fsync(f.fileno())
+    while True:
+        fd = open_for_append(path)
+        with os.fdopen(fd, "a", newline="", encoding="utf-8") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                continue  # another writer moved the file aside meanwhile: open the new one
+            if os.fstat(f.fileno()).st_size > 0:
+                with open(path, newline="", encoding="utf-8") as r:
+                    header = next(csv.reader(r), [])
+                if tuple(header) != COLUMNS:
+                    backup = _free_backup_name(path)
+                    os.rename(path, backup)
+                    print(
+                        f"carbonfast: {path} had other columns; kept as {backup}, starting a "
+                        "new file",
+                        file=sys.stderr,
+                    )
+                    continue
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            if os.fstat(f.fileno()).st_size == 0:
+                writer.writeheader()
+            writer.writerow(record)
+            f.flush()
+            os.fsync(f.fileno())
+            return
+
+
+def _free_backup_name(path: Path) -> Path:
+    backup = path.with_name(path.name + ".bak")
+    n = 1
+    while backup.exists() or backup.is_symlink():
+        backup = path.with_name(f"{path.name}.{n}.bak")
+        n += 1
+    return backup
 
 
 def _country(report: dict[str, Any], tables: Any) -> tuple[str, str]:

@@ -9,6 +9,7 @@ batches, so that recording them costs a measurement window almost nothing.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import socket
@@ -73,6 +74,13 @@ class History:
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Records hold command lines, which can hold secrets: the file is the owner's alone
+        # (SQLite gives its -wal and -shm files the same mode).
+        from carbonfast.report.files import check_target
+
+        check_target(self.path)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -93,6 +101,12 @@ class History:
                     f"understands ({SCHEMA_VERSION}); upgrade carbonfast or use another file "
                     "(CARBONFAST_HISTORY)"
                 )
+
+    def check(self) -> None:
+        """Raises unless records can be written (a read-only, locked or corrupt file)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("ROLLBACK")
 
     def add(self, report: dict[str, Any], kind: str = "run", trace: dict | None = None) -> int:
         """Stores one record (a run report or Measurement.to_dict()) and returns its id."""
@@ -263,6 +277,7 @@ class WindowRecorder:
         self._history: History | None = None
         self._flush_lock = threading.Lock()
         self.dropped = 0
+        self.failed = False
         atexit.register(self.flush)
 
     def record(self, m: Measurement) -> None:
@@ -303,8 +318,20 @@ class WindowRecorder:
             while self._queue:
                 m = self._queue.popleft()
                 batch.append((window_record(m, intensities), "window", None))
-            if not batch:
+            if not batch or self.failed:
                 return
-            if self._history is None:
-                self._history = History(self.path)
-            self._history.add_many(batch)
+            try:
+                if self._history is None:
+                    self._history = History(self.path)
+                self._history.add_many(batch)
+            except Exception as e:
+                # The program goes on; its windows are not recorded, and it is told once.
+                self.failed = True
+                import warnings
+
+                warnings.warn(
+                    f"carbonfast: the history {self.path} cannot be written ({e}); windows are "
+                    "not recorded from now on. Set CARBONFAST_HISTORY to another file, or off.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )

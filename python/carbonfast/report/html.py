@@ -7,7 +7,6 @@ import base64
 import html
 import io
 import os
-from pathlib import Path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -115,7 +114,6 @@ def render(report: dict[str, Any], trace: dict | None = None) -> str:
 
 
 def write(path: str | os.PathLike[str], report: dict[str, Any], trace: dict | None = None) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(render(report, trace), encoding="utf-8")
-    os.replace(tmp, path)
+    from carbonfast.report.files import write_atomically
+
+    write_atomically(path, render(report, trace))

@@ -318,9 +318,7 @@ impl Shared {
             polled: self.polled.clone(),
             signals: self.signals.clone(),
         };
-        let thread = std::thread::Builder::new()
-            .name("carbonfast-slow-reads".into())
-            .spawn(move || poller.run(&rx))
+        let thread = crate::threads::spawn_quiet("carbonfast-slow-reads", move || poller.run(&rx))
             .expect("spawning the slow-source reader");
         Worker {
             tx,

@@ -17,6 +17,7 @@ pub mod sampler;
 pub mod select;
 pub mod source;
 pub mod tdp;
+pub mod threads;
 
 pub use counter::Counter;
 pub use cputime::Scope;

@@ -288,9 +288,7 @@ impl Drop for Sampler {
 }
 
 fn spawn(shared: Arc<Shared>) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("carbonfast-sampler".into())
-        .spawn(move || run(&shared))
+    crate::threads::spawn_quiet("carbonfast-sampler", move || run(&shared))
         .expect("spawning the sampler thread")
 }
 

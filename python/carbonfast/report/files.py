@@ -1,0 +1,53 @@
+"""Writing report files safely: whole or not at all, owner-only, and never through a link.
+
+A report can hold command lines, which can hold secrets: files are created 0600. A temporary
+name an attacker could guess (or plant a symlink at) is never used: the temporary file is
+created exclusively under a random name beside the target, then renamed over it. Whatever is
+at the target that is not a regular file (a symlink, a device, a FIFO) is left alone, and the
+write fails with a message saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+
+def check_target(path: str | os.PathLike[str]) -> None:
+    """Raises ValueError unless `path` is absent or a regular file (links are not followed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+        raise ValueError(f"{path} is {what}; carbonfast writes only regular files")
+
+
+def write_atomically(path: str | os.PathLike[str], text: str) -> None:
+    """Replaces `path` with `text`: a crash mid-write leaves the previous file, never half of
+    the new one."""
+    path = Path(path)
+    check_target(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def open_for_append(path: str | os.PathLike[str]) -> int:
+    """A descriptor appending to `path` (created 0600), refusing links and special files."""
+    check_target(path)
+    return os.open(
+        path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+    )
