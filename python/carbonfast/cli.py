@@ -190,21 +190,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Signals meant for the command are blocked before any thread exists, so that every
     # thread (the meter's, the live line) inherits the block and none of them can be killed
     # by one: the main thread takes them with sigwaitinfo and forwards them.
+    # They stay blocked until carbonfast exits: one that comes after the command has ended
+    # (the rest of a burst) must not cut the reports short.
     waited = (*_FORWARDED, signal.SIGCHLD)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     try:
-        try:
-            meter = Meter(
-                args.powercap_root,
-                **_meter_args(args),
-                sample_hz=args.sample_hz or None,
-                history="off",
-            )
-        except OSError as e:
-            raise ValueError(str(e)) from None
+        meter = Meter(
+            args.powercap_root, **_meter_args(args), sample_hz=args.sample_hz or None, history="off"
+        )
         return _run_measured(args, command, meter, history, old_mask)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    except BaseException as e:
+        if not getattr(e, "started", False):
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        if isinstance(e, OSError):
+            raise ValueError(str(e)) from None
+        raise
 
 
 def _run_measured(
@@ -222,7 +222,7 @@ def _run_measured(
     try:
         with meter.measure(label) as m:
             live = None
-            if not args.quiet and sys.stderr.isatty():
+            if not args.quiet and sys.stderr is not None and sys.stderr.isatty():
                 live = LiveLine(m)
                 live.start()
             try:
@@ -231,12 +231,16 @@ def _run_measured(
                 if live is not None:
                     live.stop()
     except _CannotStart as e:
-        _warn(str(e))
+        _say(f"carbonfast: {e}")
         return e.code
     except Exception as e:  # the meter failed, not the command: its code still counts
         if returncode is None:
             raise
         failure = e
+    except BaseException as e:  # KeyboardInterrupt and the like, once the command has run
+        if returncode is not None:
+            e.started = True  # type: ignore[attr-defined]
+        raise
     after = os.times()
     exit_code = returncode if returncode >= 0 else 128 - returncode
     cpu_seconds = sum(after[i] - before[i] for i in range(4))  # self and children

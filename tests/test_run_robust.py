@@ -1,0 +1,256 @@
+"""`carbonfast run` never loses a run: signals, failures after the command, and files written
+by real concurrent processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.nvml import H100, FakeNvml
+
+CLI = [sys.executable, "-m", "carbonfast.cli"]
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CARBONFAST_POWERCAP_ROOT": str(tmp_path / "no-rapl"),
+        "CARBONFAST_HISTORY": "off",
+        **extra,
+    }
+
+
+def wait_for_child(marker: str, timeout: float = 20.0) -> int:
+    """The pid of the process whose command line holds `marker`."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline and b"carbonfast.cli" not in cmdline:
+                return int(pid)
+        time.sleep(0.02)
+    raise AssertionError(f"no process with {marker!r} started")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_burst_of_sigterm_reaches_the_command_and_its_code_is_kept(tmp_path: Path) -> None:
+    # A GPU meter and a sampler: native threads that a signal could land on.
+    gpu = FakeNvml(tmp_path / "nvml", H100)
+    report = tmp_path / "r.json"
+    marker = "carbonfast-burst-marker"
+    child = [sys.executable, "-c", f"import time; time.sleep(60)  # {marker}"]
+    proc = subprocess.Popen(
+        [*CLI, "run", "--sample-hz", "200", "--json", str(report), "--", *child],
+        env=env_for(tmp_path, CARBONFAST_GPU="on", CARBONFAST_NVML_LIBRARY=str(gpu.library)),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pid = wait_for_child(marker)
+    for _ in range(15):
+        proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert not alive(pid)
+    assert json.loads(report.read_text())["exit_code"] == 128 + signal.SIGTERM
+
+
+def test_sigusr1_and_sigwinch_are_passed_on(tmp_path: Path) -> None:
+    got = tmp_path / "got"
+    script = (
+        "import signal, sys, time\n"
+        "seen = []\n"
+        "signal.signal(signal.SIGWINCH, lambda *a: seen.append('winch'))\n"
+        f"signal.signal(signal.SIGUSR1, lambda *a: (open({str(got)!r}, 'w').write(','.join(seen"
+        " + ['usr1'])), sys.exit(42)))\n"
+        "time.sleep(60)  # carbonfast-usr1-marker\n"
+    )
+    proc = subprocess.Popen(
+        [*CLI, "run", "--", sys.executable, "-c", script], env=env_for(tmp_path)
+    )
+    wait_for_child("carbonfast-usr1-marker")
+    time.sleep(0.3)  # the child's handlers are in place
+    proc.send_signal(signal.SIGWINCH)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGUSR1)
+    assert proc.wait(timeout=30) == 42
+    assert got.read_text() == "winch,usr1"
+
+
+@pytest.mark.parametrize("flag", ["--json", "--csv", "--html"])
+def test_an_output_that_cannot_be_written_stops_the_run_before_the_command(
+    tmp_path: Path, flag: str
+) -> None:
+    ran = tmp_path / "ran"
+    for target, why in (
+        (tmp_path / "missing" / "out", "does not exist"),
+        (tmp_path, "is a directory"),
+        (Path("/dev/full"), "not a regular file"),
+    ):
+        r = subprocess.run(
+            [*CLI, "run", flag, str(target), "--", "touch", str(ran)],
+            env=env_for(tmp_path),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert r.returncode == 2 and why in r.stderr and flag in r.stderr, r.stderr
+        assert not ran.exists()
+
+
+def test_a_symlink_planted_where_a_report_goes_is_refused(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    link = tmp_path / "r.json"
+    link.symlink_to(victim)
+    r = subprocess.run(
+        [*CLI, "run", "--json", str(link), "--", "true"],
+        env=env_for(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 2 and "symbolic link" in r.stderr
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("history", ["garbage", "directory", "newer"])
+def test_a_history_that_cannot_be_used_is_a_warning_and_the_run_goes_on(
+    tmp_path: Path, history: str
+) -> None:
+    path = tmp_path / "h.sqlite"
+    if history == "garbage":
+        path.write_bytes(os.urandom(4096))
+    elif history == "directory":
+        path.mkdir()
+    else:
+        from carbonfast.report.history import History
+
+        h = History(path)
+        h._db.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+        h._db.commit()
+    report = tmp_path / "r.json"
+    r = subprocess.run(
+        [*CLI, "run", "--json", str(report), "--", "sh", "-c", "exit 7"],
+        env=env_for(tmp_path, CARBONFAST_HISTORY=str(path)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 7, r.stderr
+    assert f"the history {path} cannot be used" in r.stderr
+    assert json.loads(report.read_text())["exit_code"] == 7
+    assert "total" in r.stderr  # the summary is still printed
+
+
+def test_a_gpu_lost_during_the_run_keeps_the_code_and_the_reports(tmp_path: Path) -> None:
+    gpu = FakeNvml(tmp_path / "nvml", "gpu 0 uuid=GPU-1 energy_mj=1000\n")
+    state = gpu.library.with_name("nvml_state")
+    lose = f"open({str(state)!r}, 'w').write('gpu 0 uuid=GPU-1 energy=gpu_lost\\n'); exit(5)"
+    report, table = tmp_path / "r.json", tmp_path / "e.csv"
+    r = subprocess.run(
+        [*CLI, "run", "--json", str(report), "--csv", str(table), "--", sys.executable, "-c", lose],
+        env=env_for(tmp_path, CARBONFAST_GPU="on", CARBONFAST_NVML_LIBRARY=str(gpu.library)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 5, r.stderr
+    data = json.loads(report.read_text())
+    assert data["exit_code"] == 5 and data["energy_j"] is None
+    assert any("gpu-0 is lost" in n for n in data["notes"])
+    [row] = list(csv.DictReader(table.open()))
+    assert row["energy_consumed"] == "" and row["emissions"] == ""
+
+
+def test_a_closed_stderr_does_not_cost_the_exit_code(tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    cmd = " ".join([*CLI, "run", "--json", str(report), "--", "sh", "-c", "'exit 3'"])
+    r = subprocess.run(["sh", "-c", f"{cmd} 2>&-"], env=env_for(tmp_path), check=False)
+    assert r.returncode == 3
+    assert json.loads(report.read_text())["exit_code"] == 3
+
+
+def test_a_script_without_a_shebang_gets_a_clear_message(tmp_path: Path) -> None:
+    script = tmp_path / "job"
+    script.write_text("echo hi\n")
+    script.chmod(0o755)
+    r = subprocess.run(
+        [*CLI, "run", "--", str(script)], env=env_for(tmp_path), capture_output=True, text=True
+    )
+    assert r.returncode == 126 and "no #! line" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_reports_and_the_history_are_the_owners_alone(tmp_path: Path) -> None:
+    report, history = tmp_path / "r.json", tmp_path / "h.sqlite"
+    r = subprocess.run(
+        [*CLI, "run", "--json", str(report), "--", "true"],
+        env=env_for(tmp_path, CARBONFAST_HISTORY=str(history)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    for path in (report, history):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_no_estimate_leaves_unknown_energy_empty_in_the_csv(tmp_path: Path) -> None:
+    table = tmp_path / "e.csv"
+    r = subprocess.run(
+        [*CLI, "--no-estimate", "run", "--csv", str(table), "--", "true"],
+        env=env_for(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    [row] = list(csv.DictReader(table.open()))
+    assert row["energy_consumed"] == "" and row["emissions"] == ""
+
+
+def test_concurrent_writers_share_one_header_and_lose_no_row(tmp_path: Path) -> None:
+    table = tmp_path / "e.csv"
+    write = (
+        "import sys; from carbonfast.report import emissions_csv as e; "
+        "r = dict.fromkeys(e.COLUMNS, ''); r['run_id'] = sys.argv[1]; "
+        f"e.append({str(table)!r}, r)"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", write, str(i)]) for i in range(8)]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    lines = table.read_text().splitlines()
+    assert sum(1 for line in lines if line.startswith("timestamp,")) == 1
+    rows = list(csv.DictReader(table.open()))
+    assert sorted(r["run_id"] for r in rows) == [str(i) for i in range(8)]
+
+
+def test_a_foreign_header_is_backed_up_and_no_backup_is_overwritten(tmp_path: Path) -> None:
+    from carbonfast.report import emissions_csv
+
+    table = tmp_path / "e.csv"
+    row = dict.fromkeys(emissions_csv.COLUMNS, "")
+    for n in range(2):
+        table.write_text(f"old,header\n{n},x\n")
+        emissions_csv.append(table, row)
+    assert (tmp_path / "e.csv.bak").read_text() == "old,header\n0,x\n"
+    assert (tmp_path / "e.csv.1.bak").read_text() == "old,header\n1,x\n"
