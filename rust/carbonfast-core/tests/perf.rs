@@ -262,7 +262,7 @@ fn a_missing_pmu_is_missing_with_the_kernel_versions() {
 }
 
 #[test]
-fn permission_denied_is_reported_once_with_sysctl_and_setcap() {
+fn permission_denied_is_reported_once_with_sysctl_and_no_capability() {
     let pmu = FakePmu::server();
     let opener = FakeOpener::refusing(io::ErrorKind::PermissionDenied);
     let src = PerfSource::discover_with(&pmu.root, &opener);
@@ -274,12 +274,7 @@ fn permission_denied_is_reported_once_with_sysctl_and_setcap() {
                 fix.contains("sudo sysctl kernel.perf_event_paranoid=0"),
                 "{fix}"
             );
-            assert!(
-                fix.contains(
-                    "sudo setcap cap_perfmon+ep \"$(readlink -f \"$(command -v python3)\")\""
-                ),
-                "{fix}"
-            );
+            assert!(!fix.contains("setcap"), "{fix}");
         }
         other => panic!("expected one PermissionDenied problem, got {other:?}"),
     }

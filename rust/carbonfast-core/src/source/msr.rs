@@ -469,16 +469,16 @@ fn open_error(msr_root: &Path, path: &Path, e: io::Error) -> Error {
     }
 }
 
-/// The msr driver wants CAP_SYS_RAWIO on top of read access to the device file (root only by
-/// default), so both have to be granted.
+/// The msr driver wants CAP_SYS_RAWIO on top of read access to the device file. That
+/// capability on an interpreter would let every script it runs write any MSR and do raw I/O:
+/// carbonfast does not advise it. The same counters are in powercap, which can be opened to
+/// one group alone.
 fn permission_fix(msr_root: &Path) -> String {
     let devices = msr_root.join("*").join("msr");
     format!(
-        "reading {devices} needs CAP_SYS_RAWIO and read access to the device files. Either run \
-         as root, or give the interpreter the capability, sudo setcap cap_sys_rawio+ep \
-         \"$(readlink -f \"$(command -v python3)\")\", and the files read access, sudo chmod \
-         o+r {devices} (a udev rule, SUBSYSTEM==\"msr\", MODE=\"0444\", keeps it across \
-         reboots)",
+        "reading {devices} needs CAP_SYS_RAWIO as well as read access to the device files: run \
+         as root, or read the same RAPL counters through powercap, which can be opened to one \
+         group (see `carbonfast info` for powercap, or choose it with --source powercap)",
         devices = devices.display()
     )
 }
@@ -520,7 +520,7 @@ mod tests {
     }
 
     #[test]
-    fn permission_denied_names_setcap_chmod_and_root() {
+    fn permission_denied_points_to_root_or_powercap_and_no_capability() {
         let e = open_error(
             Path::new(DEFAULT_ROOT),
             Path::new("/dev/cpu/0/msr"),
@@ -528,9 +528,7 @@ mod tests {
         );
         assert_eq!(e.kind(), "permission");
         let fix = e.fix().unwrap();
-        assert!(fix
-            .contains("sudo setcap cap_sys_rawio+ep \"$(readlink -f \"$(command -v python3)\")\""));
-        assert!(fix.contains("sudo chmod o+r /dev/cpu/*/msr"));
-        assert!(fix.contains("root"));
+        assert!(fix.contains("root") && fix.contains("powercap"));
+        assert!(!fix.contains("setcap") && !fix.contains("o+r"));
     }
 }

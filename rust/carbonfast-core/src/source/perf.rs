@@ -561,12 +561,13 @@ fn parse_cpu_list(text: &str) -> Option<Vec<i32>> {
     Some(cpus)
 }
 
+/// CAP_PERFMON on an interpreter would let every script it runs watch the whole machine:
+/// carbonfast does not advise it.
 fn permission_fix() -> String {
-    "system-wide RAPL perf events need kernel.perf_event_paranoid at 0 or below, or \
-     CAP_PERFMON (Linux 5.8 and later; CAP_SYS_ADMIN before). Either sudo sysctl \
-     kernel.perf_event_paranoid=0 (add it to /etc/sysctl.d/ to keep it across reboots), or \
-     give only the interpreter the capability: sudo setcap cap_perfmon+ep \
-     \"$(readlink -f \"$(command -v python3)\")\""
+    "system-wide RAPL perf events need kernel.perf_event_paranoid at 0 or below (or \
+     CAP_PERFMON, which carbonfast does not advise giving to an interpreter): sudo sysctl \
+     kernel.perf_event_paranoid=0, kept across reboots in /etc/sysctl.d/; or read the same \
+     counters through powercap, which can be opened to one group (--source powercap)"
         .into()
 }
 
@@ -651,12 +652,10 @@ mod tests {
     }
 
     #[test]
-    fn permission_fix_names_sysctl_and_setcap() {
+    fn permission_fix_names_sysctl_and_powercap_and_no_capability() {
         let fix = permission_fix();
         assert!(fix.contains("sudo sysctl kernel.perf_event_paranoid=0"));
-        assert!(
-            fix.contains("sudo setcap cap_perfmon+ep \"$(readlink -f \"$(command -v python3)\")\"")
-        );
-        assert!(fix.contains("CAP_SYS_ADMIN"));
+        assert!(fix.contains("powercap"));
+        assert!(!fix.contains("setcap"));
     }
 }

@@ -312,7 +312,10 @@ fn io_error(path: &Path, e: io::Error) -> Error {
     }
 }
 
-/// Since Linux 5.10 (CVE-2020-8694) energy_uj is readable by root only.
+/// Since Linux 5.10 (CVE-2020-8694) energy_uj is readable by root only: other users could
+/// watch the power of what runs (the PLATYPUS side channel). The fix opens the counters to one
+/// group, never to everyone, and never grants a capability to an interpreter (which would let
+/// every script it runs read any file).
 fn permission_fix(path: &Path) -> String {
     let zones_glob = path
         .parent()
@@ -320,11 +323,13 @@ fn permission_fix(path: &Path) -> String {
         .map(|root| root.join("intel-rapl*:*").join("energy_uj"))
         .unwrap_or_else(|| path.to_path_buf());
     format!(
-        "energy_uj is readable by root only since Linux 5.10 (CVE-2020-8694). Until reboot: \
-         sudo chmod a+r {glob}. For good, a udev rule in /etc/udev/rules.d/70-carbonfast.rules: \
-         SUBSYSTEM==\"powercap\", ACTION==\"add\", RUN+=\"/bin/chmod a+r /sys%p/energy_uj\". \
-         Or give only the interpreter the capability: sudo setcap cap_dac_read_search+ep \
-         \"$(readlink -f \"$(command -v python3)\")\"",
+        "energy_uj is readable by root only since Linux 5.10 (CVE-2020-8694). Give one group \
+         read access to the counters, and nothing else: sudo groupadd -f power && sudo \
+         usermod -aG power \"$USER\" (then log in again); until reboot, sudo chgrp power \
+         {glob} && sudo chmod g+r {glob}; for good, a tmpfiles.d line in \
+         /etc/tmpfiles.d/carbonfast.conf: z {glob} 0440 root power - (or a udev rule: \
+         SUBSYSTEM==\"powercap\", ACTION==\"add\", RUN+=\"/bin/chgrp power /sys%p/energy_uj\", \
+         RUN+=\"/bin/chmod g+r /sys%p/energy_uj\"). Do not make them readable by all users",
         glob = zones_glob.display()
     )
 }
@@ -366,13 +371,15 @@ mod tests {
     }
 
     #[test]
-    fn permission_denied_names_chmod_udev_and_setcap() {
+    fn permission_denied_opens_the_counters_to_a_group_only() {
         let path = Path::new("/sys/class/powercap/intel-rapl:0/energy_uj");
         let e = io_error(path, io::Error::from(io::ErrorKind::PermissionDenied));
         assert_eq!(e.kind(), "permission");
         let fix = e.fix().unwrap();
-        assert!(fix.contains("sudo chmod a+r /sys/class/powercap/intel-rapl*:*/energy_uj"));
+        let glob = "/sys/class/powercap/intel-rapl*:*/energy_uj";
+        assert!(fix.contains(&format!("sudo chgrp power {glob} && sudo chmod g+r {glob}")));
+        assert!(fix.contains(&format!("z {glob} 0440 root power -")));
         assert!(fix.contains("SUBSYSTEM==\"powercap\""));
-        assert!(fix.contains("setcap cap_dac_read_search+ep"));
+        assert!(!fix.contains("setcap") && !fix.contains("a+r") && !fix.contains("o+r"));
     }
 }
