@@ -254,3 +254,32 @@ def test_a_foreign_header_is_backed_up_and_no_backup_is_overwritten(tmp_path: Pa
         emissions_csv.append(table, row)
     assert (tmp_path / "e.csv.bak").read_text() == "old,header\n0,x\n"
     assert (tmp_path / "e.csv.1.bak").read_text() == "old,header\n1,x\n"
+
+
+def test_a_counter_that_goes_back_is_noted_not_counted_as_a_wrap(tmp_path: Path) -> None:
+    import carbonfast as cf
+    from tests.fakes.powercap import three_domain_tree
+
+    fake = three_domain_tree(tmp_path / "sys")
+    meter = cf.Meter(fake.root, gpu=False, history="off")
+    fake.set("intel-rapl:0", 5_000_000)
+    with meter.measure() as m:
+        fake.set("intel-rapl:0", 4_999_000)  # back by 1000 uJ: a wrap would be 262 kJ
+        meter.read()
+        fake.set("intel-rapl:0", 5_001_000)
+    assert m.domains["package-0"] == pytest.approx(0.002)
+    assert any("package-0: 1 reading(s) could not be explained" in n for n in m.notes)
+
+
+def test_a_value_past_the_counters_range_is_ignored(tmp_path: Path) -> None:
+    import carbonfast as cf
+    from tests.fakes.powercap import REAL_RANGE_UJ, three_domain_tree
+
+    fake = three_domain_tree(tmp_path / "sys")
+    meter = cf.Meter(fake.root, gpu=False, history="off")
+    with meter.measure() as m:
+        fake.set("intel-rapl:0", REAL_RANGE_UJ + 10)
+        meter.read()
+        fake.set("intel-rapl:0", 1_000)
+    assert m.domains["package-0"] < 1.0
+    assert any("could not be explained" in n for n in m.notes)

@@ -195,6 +195,20 @@ class Measurement(_native.MeasurementBase):
                     f"between the refreshes around it, and lies between {lo:.4g} J and "
                     f"{hi:.4g} J"
                 )
+        for d, (n, missing) in zip(
+            self._meter.domains, self._meter._native.anomalies(), strict=True
+        ):
+            if n:
+                notes.append(
+                    f"{d.name}: {n} reading(s) could not be explained (the counter went back, "
+                    "jumped further than its maximum power could take it, or read past its "
+                    f"range) and were not counted: up to {missing:.4g} J may be missing"
+                )
+            elif missing:
+                notes.append(
+                    f"{d.name}: the reader was held up longer than the counter takes to wrap "
+                    f"(a stopped process?): up to {missing:.4g} J may be missing"
+                )
         notes.extend(self._meter._source_notes)
         notes.extend(self._meter._estimate_notes)
         notes.extend(self._meter._problem_notes)

@@ -17,6 +17,8 @@ pub struct Counter {
     last: Option<u64>,
     total: u64,
     wraps: u64,
+    anomalies: u64,
+    uncertain: u64,
 }
 
 impl Counter {
@@ -27,6 +29,8 @@ impl Counter {
             last: None,
             total: 0,
             wraps: 0,
+            anomalies: 0,
+            uncertain: 0,
         }
     }
 
@@ -48,6 +52,57 @@ impl Counter {
         }
         self.last = Some(raw);
         self.total
+    }
+
+    /// As `update`, for a reading that can be checked: `max_step` is the most the counter can
+    /// have advanced since the previous reading (its maximum power times the time between
+    /// them). A reading it cannot explain is noted and never counted:
+    /// - above `max_value` (no such value exists): ignored, the previous one kept;
+    /// - a step, wrap included, larger than `max_step` (a reset, a counter that went back, a
+    ///   garbage value): the counter starts again from it, and up to `max_step` of energy is
+    ///   recorded as uncertain.
+    ///
+    /// And where `max_unseen` (the most the counter can have advanced in the time itself,
+    /// without the allowance for a refresh held back) reaches the counter's range, a whole
+    /// wrap may have passed unseen (the reader was stopped): the step is counted, and each
+    /// range it could hide is recorded as uncertain.
+    pub fn update_checked(&mut self, raw: u64, max_step: u64, max_unseen: u64) -> u64 {
+        let Some(last) = self.last else {
+            return self.update(raw);
+        };
+        if raw > self.max_value() {
+            self.anomalies += 1;
+            return self.total;
+        }
+        let step = if raw >= last {
+            u128::from(raw - last)
+        } else {
+            self.modulus - u128::from(last) + u128::from(raw)
+        };
+        if step > u128::from(max_step) {
+            self.anomalies += 1;
+            self.uncertain = self.uncertain.saturating_add(max_step);
+            self.last = Some(raw);
+            return self.total;
+        }
+        let hidden = u128::from(max_unseen).saturating_sub(step) / self.modulus;
+        if hidden > 0 {
+            self.uncertain = self
+                .uncertain
+                .saturating_add(u64::try_from(hidden * self.modulus).unwrap_or(u64::MAX));
+        }
+        self.update(raw)
+    }
+
+    /// Readings `update_checked` could not explain.
+    pub fn anomalies(&self) -> u64 {
+        self.anomalies
+    }
+
+    /// Energy, in raw units, that may be missing from the total: up to the plausible step of
+    /// each unexplained reading, and each range a starved reader may have missed.
+    pub fn uncertain(&self) -> u64 {
+        self.uncertain
     }
 
     /// Total accumulated since the first reading, in the counter's raw unit.
@@ -108,7 +163,53 @@ mod tests {
         assert_eq!(c.update(0x10), 0x110);
     }
 
+    #[test]
+    fn a_counter_that_goes_back_is_not_a_wrap() {
+        let mut c = Counter::new(262_143_328_850);
+        c.update_checked(5_000_000, 10, 0);
+        // Back by 1000 uJ: as a wrap that would be 262 kJ.
+        assert_eq!(c.update_checked(4_999_000, 1_500_000, 0), 0);
+        assert_eq!((c.wraps(), c.anomalies(), c.uncertain()), (0, 1, 1_500_000));
+        // It goes on from the new value.
+        assert_eq!(c.update_checked(5_000_000, 1_500_000, 0), 1_000);
+    }
+
+    #[test]
+    fn a_value_past_the_range_is_ignored() {
+        let mut c = Counter::new(1000);
+        c.update_checked(10, 5, 0);
+        assert_eq!(c.update_checked(5_000, 1_000_000, 0), 0);
+        assert_eq!(c.update_checked(20, 1_000_000, 0), 10);
+        assert_eq!(c.anomalies(), 1);
+    }
+
+    #[test]
+    fn a_starved_reader_says_how_much_may_be_missing() {
+        let mut c = Counter::new(999);
+        c.update_checked(100, 10, 0);
+        // 1.5 ranges could have passed; only the half range shows.
+        assert_eq!(c.update_checked(600, 1_500, 1_500), 500);
+        assert_eq!(c.uncertain(), 1_000);
+        assert_eq!(c.anomalies(), 0);
+    }
+
     proptest! {
+        /// Whatever the readings, a checked counter never adds more than the plausible step
+        /// per reading, and a step it can explain is counted exactly.
+        #[test]
+        fn checked_steps_are_bounded(
+            max_value in 1u64..1_000_000,
+            readings in proptest::collection::vec((0u64..2_000_000, 0u64..2_000_000), 1..100),
+        ) {
+            let mut c = Counter::new(max_value);
+            let mut prev = c.update_checked(readings[0].0 % (max_value + 1), 0, 0);
+            for &(raw, max_step) in &readings[1..] {
+                let t = c.update_checked(raw, max_step, max_step);
+                prop_assert!(t >= prev && t - prev <= max_step);
+                prev = t;
+            }
+        }
+
         /// For any readings whose steps stay below the range, the total is the exact sum of
         /// the steps, however many wraps they contain.
         #[test]

@@ -12,6 +12,15 @@ use crate::source::nvml::NvmlSource;
 use crate::source::Source;
 use std::sync::{Mutex, MutexGuard};
 
+/// The most any one domain can draw, for telling a real counter step from a reset or garbage:
+/// generous on purpose (the largest server sockets draw about 500 W, a GPU about 1000 W).
+pub const MAX_POWER_W: f64 = 3000.0;
+
+/// The longest a counter is taken to hold energy back before showing it, where its refresh
+/// period is not longer: generous, since a step judged implausible is not counted (RAPL
+/// refreshes about every millisecond, NVML every 100 ms).
+const REFRESH_SLACK_NS: u64 = 1_000_000_000;
+
 /// How often a power-only domain (a GPU without an energy counter) is read while a window is
 /// open: NVML refreshes power every 20-100 ms.
 pub const POWER_SAMPLE_NS: u64 = 20_000_000;
@@ -93,6 +102,8 @@ struct State {
     last_read_ns: u64,
     /// For power domains: the previous reading (mW, t_ns) and the energy integrated so far.
     power: Vec<PowerIntegral>,
+    /// When the counters were last checked (the end of the previous read).
+    checked_ns: u64,
 }
 
 /// What the reads of one source have shown of its refreshes. Under a lock of its own, taken
@@ -176,6 +187,7 @@ impl Meter {
                 raw: vec![0; s.domains().len()],
                 power: vec![PowerIntegral::default(); s.domains().len()],
                 last_read_ns: 0,
+                checked_ns: 0,
             }));
             observed.push(Mutex::new(Observed {
                 logs: s.domains().iter().map(step_log).collect(),
@@ -397,9 +409,24 @@ impl Meter {
             let t1 = monotonic_ns();
             span = Some((span.map_or(t0, |(a, _)| a), t1));
             let t = t0 + (t1 - t0) / 2;
+            // The most a counter can have advanced since the previous read: its maximum power
+            // over the time between the two (plus the read itself), for checking readings.
+            let since = t1.saturating_sub(state.checked_ns).max(1);
+            state.checked_ns = t1;
             for (i, total) in snap.totals[r.clone()].iter_mut().enumerate() {
                 let raw = state.raw[i];
                 *total = match source.domains()[i].reading {
+                    Reading::Energy if !source.domains()[i].estimated() => {
+                        // A stepped counter shows a whole refresh's energy at once, however
+                        // close the reads: the time is that, or more.
+                        let d = &source.domains()[i];
+                        let refresh = d.update_period_ns.unwrap_or(0).max(REFRESH_SLACK_NS);
+                        let units = |ns: u64| {
+                            let u = MAX_POWER_W * d.units_per_joule * ns as f64 * 1e-9;
+                            u.min(u64::MAX as f64) as u64
+                        };
+                        state.counters[i].update_checked(raw, units(since + refresh), units(since))
+                    }
                     Reading::Energy => state.counters[i].update(raw),
                     Reading::PowerMilliwatts => state.power[i].update(raw, t),
                 };
@@ -716,6 +743,22 @@ impl Meter {
         wraps.chain(power).min()
     }
 
+    /// Per domain: readings that could not be explained (a counter that went back, jumped
+    /// further than MAX_POWER_W could take it, or read past its range), and the energy in
+    /// joules that may be missing because of them or because the reader was starved past a
+    /// wrap.
+    pub fn anomalies(&self) -> Vec<(u64, f64)> {
+        let mut out = Vec::with_capacity(self.domains.len());
+        for (s, st) in self.states.iter().enumerate() {
+            let st = lock(st);
+            for (i, c) in st.counters.iter().enumerate() {
+                let upj = self.domains[self.offsets[s] + i].units_per_joule;
+                out.push((c.anomalies(), c.uncertain() as f64 / upj));
+            }
+        }
+        out
+    }
+
     /// How many times each domain's counter has wrapped.
     pub fn wraps(&self) -> Vec<u64> {
         self.states
@@ -858,6 +901,7 @@ mod tests {
         // Were a reading applied after a later one, the counter would see a false wrap.
         let mut d = domain("package-0", DomainKind::Package);
         d.max_raw = 1_000;
+        d.units_per_joule = 1e9; // a nanojoule a tick: a plausible pace
         let meter = Meter::new(vec![Box::new(TickingSource {
             domains: vec![d],
             next: 0.into(),

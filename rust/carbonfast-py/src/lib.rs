@@ -479,6 +479,11 @@ impl Meter {
             .collect()
     }
 
+    /// Per domain: (readings that could not be explained, joules that may be missing).
+    fn anomalies(&self) -> Vec<(u64, f64)> {
+        self.inner.anomalies()
+    }
+
     /// How many times each domain's counter has wrapped.
     fn wraps(&self) -> Vec<u64> {
         self.inner.wraps()
