@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -328,3 +330,102 @@ def test_run_with_an_unknown_country_fails_clearly(fake: FakePowercap, tmp_path:
     assert out.returncode == 2
     assert "unknown country 'XY'" in out.stderr and "Accepted" in out.stderr
     assert data == {}  # the command never ran
+
+
+@pytest.mark.parametrize("value", [float("nan"), -5.0, 1e308, "lots"])
+def test_a_live_figure_no_grid_can_have_is_refused(
+    fake: FakePowercap, monkeypatch, value: object
+) -> None:
+    bad = _Stub(value=value)  # type: ignore[arg-type]
+    try:
+        monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_TOKEN", "secret")
+        monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_URL", bad.url)
+        with cf.Meter(fake.root, zone="FR").measure() as m:
+            pass
+        assert m.intensity_g_per_kwh == tables.zones()["zones"]["FR"]["g_per_kwh"]
+        assert "NaN" not in json.dumps(m.to_dict())
+    finally:
+        bad.close()
+
+
+def test_a_cache_entry_dated_in_the_future_or_garbage_is_not_trusted(
+    fake: FakePowercap, stub: _Stub, monkeypatch, tmp_path: Path
+) -> None:
+    from carbonfast.carbon import live
+
+    monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_TOKEN", "secret")
+    monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_URL", stub.url)
+    cache = live.cache_path()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    key = f"{stub.url}|FR"
+    future = {"g_per_kwh": 999.0, "datetime": "x", "fetched_at": time.time() + 1e9}
+    for planted in ({key: future}, [1, 2], {key: "garbage"}):
+        cache.write_text(json.dumps(planted))
+        with cf.Meter(fake.root, zone="FR").measure() as m:
+            pass
+        assert m.intensity_g_per_kwh == 123.0  # asked anew
+        cache.unlink()
+
+
+def test_the_token_is_not_sent_on_after_a_redirect(fake: FakePowercap, monkeypatch) -> None:
+    elsewhere = _Stub()
+    seen: list[str | None] = []
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("auth-token"))
+            self.send_response(302)
+            self.send_header("Location", f"{elsewhere.url}/carbon-intensity/latest?zone=FR")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_TOKEN", "secret")
+        monkeypatch.setenv(
+            "CARBONFAST_ELECTRICITYMAPS_URL", f"http://127.0.0.1:{server.server_port}"
+        )
+        with cf.Meter(fake.root, zone="FR").measure() as m:
+            pass
+        assert any("redirected" in n for n in m.notes)  # (the lookup happens here)
+        assert seen == ["secret"] and elsewhere.requests == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        elsewhere.close()
+
+
+def test_a_server_that_trickles_its_answer_is_given_up_on_in_time(
+    fake: FakePowercap, monkeypatch
+) -> None:
+    class Trickle(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for byte in b'{"carbonIntensity": 100}':
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.5)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_TOKEN", "secret")
+        monkeypatch.setenv(
+            "CARBONFAST_ELECTRICITYMAPS_URL", f"http://127.0.0.1:{server.server_port}"
+        )
+        t0 = time.monotonic()
+        with cf.Meter(fake.root, zone="FR").measure() as m:
+            pass
+        assert m.intensity_g_per_kwh == tables.zones()["zones"]["FR"]["g_per_kwh"]
+        assert time.monotonic() - t0 < 6  # 2 s allowed; the trickle would take 12 s
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -7,12 +7,18 @@ ask), and any failure is reported to the caller, which falls back to the yearly 
 from __future__ import annotations
 
 import json
+import math
 import os
+import threading
 import time
 from pathlib import Path
+from urllib.error import URLError
+from urllib.request import HTTPRedirectHandler, Request, build_opener
 
 TIMEOUT_S = 2.0
 TTL_S = 600.0
+# No grid is dirtier than coal alone, about 1000 g/kWh; past this a figure is garbage.
+MAX_G_PER_KWH = 3000.0
 
 
 class LiveUnavailable(Exception):
@@ -26,19 +32,70 @@ def cache_path() -> Path:
 
 def _read_cache(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _write_cache(path: Path, cache: dict) -> None:
+    from carbonfast.report.files import write_atomically
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
+        write_atomically(path, json.dumps(cache))
+    except (OSError, ValueError):
         pass  # a cache that cannot be written only costs a request next time
+
+
+def valid_intensity(value: object) -> float | None:
+    """The figure as g/kWh if it is one a grid can have: finite, 0 to MAX_G_PER_KWH."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) and 0 <= v <= MAX_G_PER_KWH else None
+
+
+def _fresh(hit: object, now: float) -> tuple[float, str] | None:
+    """A cache entry still worth using: well formed, fetched in the last TTL_S, not dated in
+    the future (a clock set back, or a planted file, would make it last forever)."""
+    if not isinstance(hit, dict):
+        return None
+    value, fetched = valid_intensity(hit.get("g_per_kwh")), hit.get("fetched_at")
+    if value is None or not isinstance(fetched, (int, float)) or not 0 <= now - fetched < TTL_S:
+        return None
+    return value, str(hit.get("datetime", ""))
+
+
+class _NoRedirect(HTTPRedirectHandler):
+    """The token is for Electricity Maps alone: a redirect elsewhere is refused, not followed
+    with the token."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        raise URLError(f"redirected to {newurl}; not following it with the API token")
+
+
+def _fetch(request: Request) -> bytes:
+    """The response body, within TIMEOUT_S in all (a server sending a byte a second must not
+    hold a run up: a socket timeout applies to each read, not to the whole)."""
+    result: list[bytes | BaseException] = []
+
+    def run() -> None:
+        try:
+            opener = build_opener(_NoRedirect)
+            with opener.open(request, timeout=TIMEOUT_S) as response:
+                result.append(response.read(1 << 20))
+        except BaseException as e:
+            result.append(e)
+
+    worker = threading.Thread(target=run, name="carbonfast-live", daemon=True)
+    worker.start()
+    worker.join(TIMEOUT_S)
+    if not result:
+        raise URLError(f"no complete answer within {TIMEOUT_S:g} s")
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
 
 
 def latest(zone: str, token: str, base_url: str, *, cache: Path | None = None) -> tuple[float, str]:
@@ -46,26 +103,26 @@ def latest(zone: str, token: str, base_url: str, *, cache: Path | None = None) -
     cache = cache or cache_path()
     key = f"{base_url}|{zone}"
     entries = _read_cache(cache)
-    hit = entries.get(key)
-    if hit and time.time() - hit["fetched_at"] < TTL_S:
-        return hit["g_per_kwh"], hit["datetime"]
+    hit = _fresh(entries.get(key), time.time())
+    if hit is not None:
+        return hit
 
-    from urllib.error import URLError
     from urllib.parse import urlencode
-    from urllib.request import Request, urlopen
 
     url = f"{base_url.rstrip('/')}/carbon-intensity/latest?{urlencode({'zone': zone})}"
     request = Request(url, headers={"auth-token": token, "User-Agent": "carbonfast"})
     try:
-        with urlopen(request, timeout=TIMEOUT_S) as response:
-            body = json.loads(response.read().decode("utf-8"))
+        body = json.loads(_fetch(request).decode("utf-8"))
     except (URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
         raise LiveUnavailable(f"Electricity Maps API unreachable ({reason})") from None
-    value = body.get("carbonIntensity")
-    if not isinstance(value, (int, float)) or value < 0:
-        raise LiveUnavailable(f"Electricity Maps API gave no carbonIntensity for {zone}")
+    value = valid_intensity(body.get("carbonIntensity") if isinstance(body, dict) else None)
+    if value is None:
+        raise LiveUnavailable(
+            f"Electricity Maps API gave no usable carbonIntensity for {zone} (missing, not a "
+            f"number, or outside 0 to {MAX_G_PER_KWH:g} g/kWh)"
+        )
     stamp = str(body.get("datetime", ""))
-    entries[key] = {"g_per_kwh": float(value), "datetime": stamp, "fetched_at": time.time()}
+    entries[key] = {"g_per_kwh": value, "datetime": stamp, "fetched_at": time.time()}
     _write_cache(cache, entries)
-    return float(value), stamp
+    return value, stamp
