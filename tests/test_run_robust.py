@@ -283,3 +283,24 @@ def test_a_value_past_the_counters_range_is_ignored(tmp_path: Path) -> None:
         fake.set("intel-rapl:0", 1_000)
     assert m.domains["package-0"] < 1.0
     assert any("could not be explained" in n for n in m.notes)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sample_hz": "10"}, "sample_hz='10' is not valid"),
+        ({"capacity": 10**12}, "capacity=1000000000000 is not valid"),
+        ({"cpu_tdp_w": 1e308}, "cpu_tdp_w='1e+308' is not valid"),
+        ({"cpu_threads": 2**70}, "cpu_threads="),
+        ({"ram_gb": 1e308}, "ram_gb='1e+308' is not valid"),
+        ({"cpu_power_w": 1e308}, "cpu_power_w='1e+308' is not valid"),
+        ({"intensity": 1e308}, "intensity='1e+308' is not valid"),
+    ],
+)
+def test_settings_past_sense_are_refused_with_their_name(
+    tmp_path: Path, kwargs: dict, message: str
+) -> None:
+    import carbonfast as cf
+
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("+", r"\+")):
+        cf.Meter(tmp_path / "no-rapl", history="off", **kwargs)

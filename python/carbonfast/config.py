@@ -47,6 +47,19 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _up_to(limit: float, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse`, and no more than `limit`: a value past physical sense (1e308 W) would saturate
+    the arithmetic into nonsense, such as 0 J."""
+
+    def bounded(raw: str) -> Any:
+        value = parse(raw)
+        if value > limit:
+            raise ValueError
+        return value
+
+    return bounded
+
+
 def _scope(raw: str) -> str:
     if raw not in SCOPES:
         raise ValueError
@@ -112,11 +125,19 @@ SETTINGS: dict[str, Setting] = {
     # Estimates where no counter is readable.
     "estimate": Setting("CARBONFAST_ESTIMATE", _flag, "one of " + ", ".join(_TRUE + _FALSE), True),
     "scope": Setting("CARBONFAST_ESTIMATE_SCOPE", _scope, "one of " + ", ".join(SCOPES), "process"),
-    "cpu_tdp_w": Setting("CARBONFAST_CPU_TDP_W", _positive_float, "watts per socket, above 0"),
-    "cpu_threads": Setting("CARBONFAST_CPU_THREADS", _positive_int, "a whole number above 0"),
-    "ram_gb": Setting("CARBONFAST_RAM_GB", _positive_float, "gigabytes, above 0"),
-    "cpu_power_w": Setting("CARBONFAST_CPU_POWER_W", _positive_float, "watts, above 0"),
-    "ram_power_w": Setting("CARBONFAST_RAM_POWER_W", _positive_float, "watts, above 0"),
+    "cpu_tdp_w": Setting(
+        "CARBONFAST_CPU_TDP_W", _up_to(2000, _positive_float), "watts per socket, 0 to 2000"
+    ),
+    "cpu_threads": Setting(
+        "CARBONFAST_CPU_THREADS", _up_to(1 << 20, _positive_int), "a whole number, 1 to 1048576"
+    ),
+    "ram_gb": Setting("CARBONFAST_RAM_GB", _up_to(1 << 20, _positive_float), "GB, 0 to 1048576"),
+    "cpu_power_w": Setting(
+        "CARBONFAST_CPU_POWER_W", _up_to(100_000, _positive_float), "watts, 0 to 100000"
+    ),
+    "ram_power_w": Setting(
+        "CARBONFAST_RAM_POWER_W", _up_to(100_000, _positive_float), "watts, 0 to 100000"
+    ),
     "proc_root": Setting("CARBONFAST_PROC_ROOT", _text, "a directory"),
     "cgroup_root": Setting("CARBONFAST_CGROUP_ROOT", _text, "a directory"),
     # Where runs and windows are recorded.
@@ -130,7 +151,9 @@ SETTINGS: dict[str, Setting] = {
     "country": Setting("CARBONFAST_COUNTRY", _text, "an ISO 3166 alpha-2 or alpha-3 code"),
     "zone": Setting("CARBONFAST_ZONE", _text, "an Electricity Maps zone such as US-CAL-CISO"),
     "cloud": Setting("CARBONFAST_CLOUD", _text, "provider:region, such as gcp:europe-west1"),
-    "intensity": Setting("CARBONFAST_INTENSITY", _positive_float, "g CO2e per kWh, above 0"),
+    "intensity": Setting(
+        "CARBONFAST_INTENSITY", _up_to(3000, _positive_float), "g CO2e per kWh, 0 to 3000"
+    ),
     "pue": Setting("CARBONFAST_PUE", _pue, "a power usage effectiveness from 1.0 to 3.0", 1.0),
     "electricitymaps_token": Setting(
         "CARBONFAST_ELECTRICITYMAPS_TOKEN", _text, "an Electricity Maps API token"

@@ -7,6 +7,7 @@ lazily from them, so opening and closing a window costs two counter reads and li
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 import time
@@ -431,6 +432,14 @@ def track(
 
 _all_meters: weakref.WeakSet[Meter] = weakref.WeakSet()
 
+# The sampler's ring is allocated when the meter starts: ten million samples of a few domains
+# is already hundreds of MB.
+MAX_CAPACITY = 10_000_000
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
 
 class Meter:
     """A set of energy sources and the windows open on them.
@@ -525,10 +534,13 @@ class Meter:
                 "cgroup_root": cgroup_root,
             },
         )
-        if sample_hz is not None and not 0 < sample_hz <= 10_000:
+        if sample_hz is not None and not (_is_number(sample_hz) and 0 < sample_hz <= 10_000):
             raise ValueError(f"sample_hz={sample_hz!r} is not valid; expected 0 < Hz <= 10000")
-        if capacity < 1:
-            raise ValueError(f"capacity={capacity!r} is not valid; expected at least 1 sample")
+        if not (isinstance(capacity, int) and 1 <= capacity <= MAX_CAPACITY):
+            raise ValueError(
+                f"capacity={capacity!r} is not valid; expected 1 to {MAX_CAPACITY} samples "
+                "(the ring is allocated up front)"
+            )
         self._native = _native.Meter(
             os.fspath(powercap_root) if powercap_root else None,
             **settings,

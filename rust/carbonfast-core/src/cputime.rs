@@ -199,7 +199,7 @@ fn proc_stat_busy_ticks(text: &[u8]) -> Option<u64> {
 /// mounted (hybrid systems too), else v2 cpu.stat. Returns (is_v1, path).
 fn cgroup_cpu_file(proc_root: &Path, cgroup_root: &Path) -> Result<(bool, PathBuf)> {
     let own = proc_root.join("self").join("cgroup");
-    let text = std::fs::read_to_string(&own).map_err(|e| Error::Io {
+    let text = crate::source::read_small(&own, 8 << 20).map_err(|e| Error::Io {
         path: own.clone(),
         source: e,
     })?;

@@ -199,3 +199,30 @@ fn a_counter_that_turns_malformed_after_discovery_fails_the_read_with_its_path()
         other => panic!("expected Malformed, got {other:?}"),
     }
 }
+
+#[test]
+fn endless_or_blocking_files_are_refused_not_read() {
+    let f = two_socket_server();
+    // A name that never ends, a range that never ends, a counter that would block forever.
+    let zone0 = f.root.join("intel-rapl:0:0");
+    std::fs::remove_file(zone0.join("name")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", zone0.join("name")).unwrap();
+    let zone1 = f.root.join("intel-rapl:1:0");
+    std::fs::remove_file(zone1.join("max_energy_range_uj")).unwrap();
+    std::os::unix::fs::symlink("/dev/urandom", zone1.join("max_energy_range_uj")).unwrap();
+    let pkg1 = f.root.join("intel-rapl:1");
+    std::fs::remove_file(pkg1.join("energy_uj")).unwrap();
+    let fifo = std::ffi::CString::new(pkg1.join("energy_uj").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let src = PowercapSource::discover(&f.root);
+    let names: Vec<String> = src.domains().iter().map(|d| d.name.clone()).collect();
+    assert_eq!(names, vec!["package-0", "dram-0"]);
+    let reasons: Vec<String> = src.problems().iter().map(|p| p.to_string()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("a device")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("a FIFO")), "{reasons:?}");
+}

@@ -143,6 +143,9 @@ struct SamplerStats {
     period_s: f64,
 }
 
+/// The most samples a sampler's ring may hold (it is allocated when the meter starts).
+const MAX_CAPACITY: usize = 10_000_000;
+
 /// What bench_poll returns to Python: (t_ns, count, [(midpoint_ns, width_ns)], unlogged_j).
 type PollResult = (u64, u64, Vec<(u64, u64)>, f64);
 
@@ -237,6 +240,12 @@ impl Meter {
             py.detach(|| core::Meter::discover(&config))
                 .map_err(to_py)?,
         );
+        if capacity > MAX_CAPACITY {
+            return Err(PyValueError::new_err(format!(
+                "capacity={capacity} is not valid; expected 1 to {MAX_CAPACITY} samples (the \
+                 ring is allocated up front)"
+            )));
+        }
         let sampler_config = core::SamplerConfig {
             sample_hz,
             capacity,

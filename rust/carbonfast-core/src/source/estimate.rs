@@ -181,7 +181,7 @@ fn estimated_domain(name: &str, kind: DomainKind, estimate: Estimate) -> Domain 
 
 fn read_cpuinfo(proc_root: &Path) -> Result<CpuInfo> {
     let path = proc_root.join("cpuinfo");
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path, source })?;
+    let text = super::read_small(&path, 8 << 20).map_err(|source| Error::Io { path, source })?;
     Ok(parse_cpuinfo(&text))
 }
 
@@ -301,7 +301,7 @@ fn ram_model(config: &EstimateConfig) -> Result<(PowerModel, Estimate)> {
         Some(gb) => (gb, "set by user".to_string()),
         None => {
             let path = config.proc_root.join("meminfo");
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            let text = super::read_small(&path, 8 << 20).map_err(|source| Error::Io {
                 path: path.clone(),
                 source,
             })?;

@@ -49,6 +49,50 @@ pub trait Source: Send + Sync {
     fn notes(&self) -> &[String];
 }
 
+/// Opens a file that must be a regular one (sysfs and procfs attributes are): a FIFO, a device
+/// (/dev/zero) or a directory planted where a counter belongs is refused at once rather than
+/// hanging a read or feeding it forever. Opened without blocking, so that a FIFO cannot stall
+/// the open either.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is {what}", path.display()),
+        ));
+    }
+    Ok(file)
+}
+
+/// Reads a small text file (a sysfs attribute, a /proc file) of at most `limit` bytes; more is
+/// an error, never a read without end.
+pub(crate) fn read_small(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    open_regular(path)?
+        .take(limit + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is longer than {limit} bytes", path.display()),
+        ));
+    }
+    Ok(text)
+}
+
 /// Parses the decimal text the kernel writes into sysfs counter files ("12345\n").
 /// Allocation-free: it runs on the hot path.
 #[inline]

@@ -106,7 +106,7 @@ impl MsrSource {
         };
 
         let cpuinfo_path = proc_root.join("cpuinfo");
-        let info = match std::fs::read_to_string(&cpuinfo_path) {
+        let info = match super::read_small(&cpuinfo_path, 8 << 20) {
             Ok(text) => hostinfo::parse_cpuinfo(&text),
             Err(e) => {
                 src.problems.push(Error::Missing {

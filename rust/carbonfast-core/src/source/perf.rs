@@ -265,7 +265,7 @@ impl PerfSource {
         };
 
         let mask_path = pmu_root.join("cpumask");
-        let cpus = match std::fs::read_to_string(&mask_path) {
+        let cpus = match super::read_small(&mask_path, 65536) {
             Ok(text) => match parse_cpu_list(&text) {
                 Some(cpus) if !cpus.is_empty() => cpus,
                 _ => {
@@ -455,7 +455,7 @@ impl Source for PerfSource {
 /// which is how it says the CPU has no such domain.
 fn read_event(events: &Path, event: &str, kind: DomainKind) -> Result<Option<EventSpec>> {
     let file = events.join(event);
-    let text = match std::fs::read_to_string(&file) {
+    let text = match super::read_small(&file, 4096) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
@@ -471,7 +471,7 @@ fn read_event(events: &Path, event: &str, kind: DomainKind) -> Result<Option<Eve
     })?;
 
     let scale_path = events.join(format!("{event}.scale"));
-    let scale_text = std::fs::read_to_string(&scale_path).map_err(|e| Error::Io {
+    let scale_text = super::read_small(&scale_path, 4096).map_err(|e| Error::Io {
         path: scale_path.clone(),
         source: e,
     })?;
@@ -491,7 +491,7 @@ fn read_event(events: &Path, event: &str, kind: DomainKind) -> Result<Option<Eve
     // Older kernels may lack the .unit file; where it exists it must say joules, since the
     // scale is read as joules per count.
     let unit_path = events.join(format!("{event}.unit"));
-    match std::fs::read_to_string(&unit_path) {
+    match super::read_small(&unit_path, 4096) {
         Ok(unit) if unit.trim() == "Joules" => {}
         Ok(unit) => {
             return Err(Error::Malformed {

@@ -272,7 +272,7 @@ fn open_zone(dir: &Path) -> Result<(File, u64)> {
         });
     }
     let energy_path = dir.join("energy_uj");
-    let file = File::open(&energy_path).map_err(|e| io_error(&energy_path, e))?;
+    let file = super::open_regular(&energy_path).map_err(|e| io_error(&energy_path, e))?;
     match pread_counter(&file) {
         Ok(v) if v > max_raw => Err(Error::Malformed {
             path: energy_path,
@@ -287,8 +287,9 @@ fn open_zone(dir: &Path) -> Result<(File, u64)> {
     }
 }
 
+/// A sysfs attribute holds a line; 4 KiB (a page) is all sysfs ever gives.
 fn read_trimmed(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
+    super::read_small(path, 4096)
         .map(|s| s.trim().to_string())
         .map_err(|e| io_error(path, e))
 }
