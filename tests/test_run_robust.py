@@ -304,3 +304,55 @@ def test_settings_past_sense_are_refused_with_their_name(
 
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("+", r"\+")):
         cf.Meter(tmp_path / "no-rapl", history="off", **kwargs)
+
+
+def test_a_sync_that_fails_at_the_end_still_closes_the_window(tmp_path: Path) -> None:
+    import carbonfast as cf
+    from tests.fakes.powercap import three_domain_tree
+
+    meter = cf.Meter(three_domain_tree(tmp_path / "sys").root, gpu=False, history="off")
+    calls: list[int] = []
+
+    def flaky() -> None:  # fine at the start, fails at the end
+        calls.append(1)
+        if len(calls) % 2 == 0:
+            raise RuntimeError("device gone")
+
+    with pytest.raises(RuntimeError, match="device gone"), meter.measure(sync=flaky):
+        pass
+
+    @cf.measure(meter=meter, sync=flaky)
+    def step() -> None:
+        pass
+
+    with pytest.raises(RuntimeError, match="device gone"):
+        step()
+    assert meter._native.open_windows == 0
+    assert step.energy.calls == 1
+
+
+def test_one_window_entered_from_several_threads_closes_each(tmp_path: Path) -> None:
+    import threading
+
+    import carbonfast as cf
+    from tests.fakes.powercap import three_domain_tree
+
+    meter = cf.Meter(three_domain_tree(tmp_path / "sys").root, gpu=False, history="off")
+    shared = meter.measure("shared")
+    barrier = threading.Barrier(4)
+    done: list[cf.Measurement] = []
+
+    def worker() -> None:
+        barrier.wait()
+        for _ in range(50):
+            with shared as m:
+                time.sleep(0.0005)
+            done.append(m)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(done) == 200 and all(m.closed for m in done)
+    assert meter._native.open_windows == 0

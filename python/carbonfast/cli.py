@@ -41,9 +41,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args))
-    except ValueError as e:
-        print(f"carbonfast: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # bad input, or a sensor asked for and not there
+        if isinstance(e, BrokenPipeError):
+            return _broken_pipe()
+        with contextlib.suppress(OSError, ValueError):
+            print(f"carbonfast: {e}", file=sys.stderr)
         return 2
+
+
+def _broken_pipe() -> int:
+    """The reader went away (`carbonfast history | head -1`): stop quietly, as `cat` does."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -435,13 +446,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     namespace: dict[str, Any] = {}
     sys.path.insert(0, os.getcwd())
-    exec(compile(args.setup, "<setup>", "exec"), namespace)
+    exec(_compiled(args.setup, "--setup", args.setup), namespace)
     variants: dict[str, Any] = {}
     for target in args.targets:
         variants[target] = _resolve_target(target)
     for i, stmt in enumerate(args.stmt, 1):
         source = "def _bench_stmt():\n" + "".join(f"    {line}\n" for line in stmt.splitlines())
-        exec(compile(source, f"<stmt {i}>", "exec"), namespace)
+        exec(_compiled(source, "--stmt", stmt), namespace)
         variants[stmt if len(stmt) <= 40 else f"stmt {i}"] = namespace.pop("_bench_stmt")
     if not variants:
         raise ValueError("bench needs MOD:FUNC targets or --stmt statements")
@@ -460,6 +471,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         _write_atomically(args.json, result.to_json() + "\n")
     return 0
+
+
+def _compiled(source: str, flag: str, given: str) -> Any:
+    try:
+        return compile(source, f"<{flag}>", "exec")
+    except SyntaxError as e:
+        raise ValueError(f"{flag} {given!r} is not valid Python: {e.msg}") from None
 
 
 def _resolve_target(target: str) -> Any:
@@ -514,6 +532,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     path = _history_path(args.history)
     if not path or not Path(path).exists():
         raise ValueError(f"no history at {path}; run `carbonfast run` first")
+    if not 1 <= args.run_id < 2**63:
+        raise ValueError(f"no record {args.run_id} in {path}; `carbonfast history` lists them")
     report, trace = History(path).get(args.run_id)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -260,10 +260,14 @@ def _read_table(path: Path, *, tool_table: bool) -> tuple[dict[str, Any], str]:
 
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ValueError(f"{path}: cannot read it as TOML: {e}") from None
     name = f"{path} [tool.carbonfast]" if tool_table else str(path)
-    table = doc.get("tool", {}).get("carbonfast", {}) if tool_table else doc
+    table: Any = doc
+    for key in ("tool", "carbonfast") if tool_table else ():
+        table = table.get(key, {}) if isinstance(table, dict) else None
+    if not isinstance(table, dict):
+        raise ValueError(f"{name}: expected a table of settings (key = value lines)")
     unknown = sorted(set(table) - set(SETTINGS))
     if unknown:
         raise ValueError(

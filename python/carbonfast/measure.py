@@ -368,11 +368,13 @@ class Window(_native.WindowBase):
             try:
                 return func(*args, **kwargs)
             finally:
-                if sync is not None:
-                    sync()
-                stats.record(m._finish(native.close_window()))
-                if meter._recorder is not None:
-                    meter._recorder.record(m)
+                try:
+                    if sync is not None:
+                        sync()
+                finally:  # a sync that fails still closes the window
+                    stats.record(m._finish(native.close_window()))
+                    if meter._recorder is not None:
+                        meter._recorder.record(m)
 
         wrapper.energy = stats  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]

@@ -191,6 +191,11 @@ impl Sampler {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
+    /// Windows open now (the wrap guard reads while there are any).
+    pub fn open_windows(&self) -> usize {
+        self.shared.open_windows.load(Ordering::SeqCst)
+    }
+
     pub fn stats(&self) -> SamplerStats {
         let s = &self.shared;
         SamplerStats {

@@ -305,6 +305,12 @@ impl Meter {
         Ok((bytes, written, width))
     }
 
+    /// Windows open on this meter now, where it keeps count (it has a sampler or wrap guard).
+    #[getter]
+    fn open_windows(&self) -> Option<usize> {
+        self.sampler.as_ref().map(core::Sampler::open_windows)
+    }
+
     #[getter]
     fn sampler_stats(&self) -> Option<SamplerStats> {
         self.sampler.as_ref().map(|s| {
@@ -546,7 +552,9 @@ struct WindowBase {
     /// carbonfast.measure.Measurement and carbonfast.measure.default_meter.
     measurement_class: Py<PyAny>,
     default_meter: Py<PyAny>,
-    current: Option<Py<PyAny>>,
+    /// The measurements open through this object, with the thread that opened each: one
+    /// Window may be entered from several threads at once, and each exit closes its own.
+    current: std::sync::Mutex<Vec<(std::thread::ThreadId, Py<PyAny>)>>,
 }
 
 fn native_meter<'py>(meter: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Meter>> {
@@ -571,11 +579,11 @@ impl WindowBase {
             sync,
             measurement_class,
             default_meter,
-            current: None,
+            current: std::sync::Mutex::new(Vec::new()),
         }
     }
 
-    fn __enter__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let meter = if self.meter.is_none(py) {
             self.default_meter.call0(py)?
         } else {
@@ -589,33 +597,50 @@ impl WindowBase {
         let m = self
             .measurement_class
             .call1(py, (self.label.clone_ref(py), meter, start))?;
-        self.current = Some(m.clone_ref(py));
+        self.open_list()
+            .push((std::thread::current().id(), m.clone_ref(py)));
         Ok(m)
     }
 
     fn __exit__(
-        &mut self,
+        &self,
         py: Python<'_>,
         _kind: Py<PyAny>,
         _value: Py<PyAny>,
         _traceback: Py<PyAny>,
     ) -> PyResult<bool> {
-        let Some(m) = self.current.take() else {
-            return Ok(false);
+        let me = std::thread::current().id();
+        let m = {
+            let mut open = self.open_list();
+            match open.iter().rposition(|(t, _)| *t == me) {
+                Some(i) => open.remove(i).1,
+                None => return Ok(false),
+            }
         };
-        if !self.sync.is_none(py) {
-            self.sync.call0(py)?;
-        }
+        // A sync that fails still closes the window (else the meter would keep it open for
+        // ever); its error is raised after.
+        let synced = if self.sync.is_none(py) {
+            Ok(())
+        } else {
+            self.sync.call0(py).map(drop)
+        };
         let m = m.into_bound(py);
         let base = m.cast::<MeasurementBase>()?;
         let meter = base.borrow().meter.clone_ref(py).into_bound(py);
         let end = Py::new(py, native_meter(&meter)?.get().close_window(py)?)?;
         base.borrow_mut().end = Some(end);
+        synced?;
         let recorder = meter.getattr(pyo3::intern!(py, "_recorder"))?;
         if !recorder.is_none() {
             recorder.call_method1(pyo3::intern!(py, "record"), (m,))?;
         }
         Ok(false)
+    }
+}
+
+impl WindowBase {
+    fn open_list(&self) -> std::sync::MutexGuard<'_, Vec<(std::thread::ThreadId, Py<PyAny>)>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
