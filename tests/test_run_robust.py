@@ -267,7 +267,8 @@ def test_a_counter_that_goes_back_is_noted_not_counted_as_a_wrap(tmp_path: Path)
         fake.set("intel-rapl:0", 4_999_000)  # back by 1000 uJ: a wrap would be 262 kJ
         meter.read()
         fake.set("intel-rapl:0", 5_001_000)
-    assert m.domains["package-0"] == pytest.approx(0.002)
+    # The next reading is near the last good one: the one that went back was a glitch.
+    assert m.domains["package-0"] == pytest.approx(0.001)
     assert any("package-0: 1 reading(s) could not be explained" in n for n in m.notes)
 
 
@@ -356,3 +357,30 @@ def test_one_window_entered_from_several_threads_closes_each(tmp_path: Path) -> 
         t.join()
     assert len(done) == 200 and all(m.closed for m in done)
     assert meter._native.open_windows == 0
+
+
+def test_a_glitch_reading_is_a_gap_in_the_trace_not_a_phantom_wrap(tmp_path: Path) -> None:
+    import carbonfast as cf
+
+    # A counter refreshing every 20 ms, at 50 W; then one bad answer, 0, for a while.
+    state = "gpu 0 uuid=GPU-1 energy_mj={} tick_ms=20 tick_mj=1000\n"
+    gpu = FakeNvml(tmp_path / "nvml", state.format(1_000_000))
+    meter = cf.Meter(
+        tmp_path / "no-rapl",
+        gpu=True,
+        nvml_library=gpu.library,
+        estimate=False,
+        sample_hz=200,
+        history="off",
+    )
+    with meter.measure() as m:
+        time.sleep(0.05)
+        gpu.set("gpu 0 uuid=GPU-1 energy_mj=0\n")  # bad answers: the counter reads 0
+        time.sleep(0.05)
+        gpu.set(state.format(1_000_000))
+        time.sleep(0.05)
+    assert m.domains["gpu-0"] < 20.0  # 50 W for 0.15 s, not 1.8e16 J
+    assert any("could not be explained" in n for n in m.notes)
+    np = pytest.importorskip("numpy")
+    trace = meter.trace()
+    assert np.nanmax(np.abs(trace.power_w["gpu-0"])) < 1e6

@@ -19,6 +19,8 @@ pub struct Counter {
     wraps: u64,
     anomalies: u64,
     uncertain: u64,
+    /// An unexplained reading, kept to tell a glitch from a reset by the next one.
+    suspect: Option<u64>,
 }
 
 impl Counter {
@@ -31,6 +33,7 @@ impl Counter {
             wraps: 0,
             anomalies: 0,
             uncertain: 0,
+            suspect: None,
         }
     }
 
@@ -59,8 +62,10 @@ impl Counter {
     /// them). A reading it cannot explain is noted and never counted:
     /// - above `max_value` (no such value exists): ignored, the previous one kept;
     /// - a step, wrap included, larger than `max_step` (a reset, a counter that went back, a
-    ///   garbage value): the counter starts again from it, and up to `max_step` of energy is
-    ///   recorded as uncertain.
+    ///   garbage value): not counted, and up to `max_unseen` of energy recorded as uncertain.
+    ///   The next reading decides: near the last good one, the bad one was a glitch and the
+    ///   count goes on from the good one; near the bad one, the counter was reset and the
+    ///   count goes on from there.
     ///
     /// And where `max_unseen` (the most the counter can have advanced in the time itself,
     /// without the allowance for a refresh held back) reaches the counter's range, a whole
@@ -74,18 +79,31 @@ impl Counter {
             self.anomalies += 1;
             return self.total;
         }
-        let step = if raw >= last {
-            u128::from(raw - last)
-        } else {
-            self.modulus - u128::from(last) + u128::from(raw)
+        let step = |from: u64| {
+            if raw >= from {
+                u128::from(raw - from)
+            } else {
+                self.modulus - u128::from(from) + u128::from(raw)
+            }
         };
-        if step > u128::from(max_step) {
-            self.anomalies += 1;
-            self.uncertain = self.uncertain.saturating_add(max_step);
-            self.last = Some(raw);
-            return self.total;
+        if step(last) > u128::from(max_step) {
+            // One bad answer (a glitch), or a counter that really started again (a reset)?
+            // The next reading tells: near the last good one, or near this one.
+            match self.suspect.take() {
+                Some(s) if step(s) <= u128::from(max_step) => {
+                    self.last = Some(s); // it was a reset: go on from there
+                }
+                _ => {
+                    self.anomalies += 1;
+                    self.uncertain = self.uncertain.saturating_add(max_unseen);
+                    self.suspect = Some(raw);
+                    return self.total;
+                }
+            }
+            return self.update_checked(raw, max_step, max_unseen);
         }
-        let hidden = u128::from(max_unseen).saturating_sub(step) / self.modulus;
+        self.suspect = None;
+        let hidden = u128::from(max_unseen).saturating_sub(step(last)) / self.modulus;
         if hidden > 0 {
             self.uncertain = self
                 .uncertain
@@ -168,10 +186,19 @@ mod tests {
         let mut c = Counter::new(262_143_328_850);
         c.update_checked(5_000_000, 10, 0);
         // Back by 1000 uJ: as a wrap that would be 262 kJ.
-        assert_eq!(c.update_checked(4_999_000, 1_500_000, 0), 0);
-        assert_eq!((c.wraps(), c.anomalies(), c.uncertain()), (0, 1, 1_500_000));
-        // It goes on from the new value.
-        assert_eq!(c.update_checked(5_000_000, 1_500_000, 0), 1_000);
+        assert_eq!(c.update_checked(4_999_000, 1_500_000, 1_000), 0);
+        assert_eq!((c.wraps(), c.anomalies(), c.uncertain()), (0, 1, 1_000));
+        // It goes on from there (a reset, not a glitch: the next reading is near it alone).
+        assert_eq!(c.update_checked(4_999_500, 1_000, 0), 500);
+    }
+
+    #[test]
+    fn a_glitch_is_skipped_and_the_count_goes_on_from_the_last_good_reading() {
+        let mut c = Counter::new(u64::MAX);
+        c.update_checked(1_000_000, 10, 0);
+        assert_eq!(c.update_checked(0, 5_000, 0), 0); // one bad answer
+        assert_eq!(c.update_checked(1_002_000, 5_000, 0), 2_000);
+        assert_eq!(c.anomalies(), 1);
     }
 
     #[test]

@@ -17,8 +17,8 @@ use std::sync::{Mutex, MutexGuard};
 pub const MAX_POWER_W: f64 = 3000.0;
 
 /// The longest a counter is taken to hold energy back before showing it, where its refresh
-/// period is not longer: generous, since a step judged implausible is not counted (RAPL
-/// refreshes about every millisecond, NVML every 100 ms).
+/// period is unknown (where it is known, two periods): generous, since a step judged
+/// implausible is not counted (RAPL refreshes about every millisecond, NVML every 100 ms).
 const REFRESH_SLACK_NS: u64 = 1_000_000_000;
 
 /// How often a power-only domain (a GPU without an energy counter) is read while a window is
@@ -420,7 +420,7 @@ impl Meter {
                         // A stepped counter shows a whole refresh's energy at once, however
                         // close the reads: the time is that, or more.
                         let d = &source.domains()[i];
-                        let refresh = d.update_period_ns.unwrap_or(0).max(REFRESH_SLACK_NS);
+                        let refresh = d.update_period_ns.map_or(REFRESH_SLACK_NS, |p| 2 * p);
                         let units = |ns: u64| {
                             let u = MAX_POWER_W * d.units_per_joule * ns as f64 * 1e-9;
                             u.min(u64::MAX as f64) as u64
