@@ -22,9 +22,9 @@ def msr(tmp_path: Path) -> FakeMsr:
 
 
 def test_the_msr_path_decodes_units_and_counts_a_32_bit_wrap(msr: FakeMsr, tmp_path) -> None:
+    msr.set(0, INTEL_PKG, 2**32 - 16_384)  # one joule below the top
     meter = cf.Meter(tmp_path / "no-powercap", source="msr", **msr.meter_args())
     assert meter.domain_names == ["package-0", "core-0", "dram-0"]
-    msr.set(0, INTEL_PKG, 2**32 - 16_384)  # one joule below the top
     with meter.measure() as m:
         msr.set(0, INTEL_PKG, 3 * 16_384)  # wrapped: 1 J to the top, 3 J after
         msr.set(0, INTEL_DRAM, 200 + 8_192)
