@@ -384,3 +384,24 @@ def test_a_glitch_reading_is_a_gap_in_the_trace_not_a_phantom_wrap(tmp_path: Pat
     np = pytest.importorskip("numpy")
     trace = meter.trace()
     assert np.nanmax(np.abs(trace.power_w["gpu-0"])) < 1e6
+
+
+def test_an_unreadable_package_beside_a_readable_one_is_labelled_partial(tmp_path: Path) -> None:
+    from tests.fakes.powercap import FakePowercap
+
+    fake = FakePowercap(tmp_path / "sys")
+    fake.zone("intel-rapl:0", "package-0", 1_000)
+    fake.zone("intel-rapl:1", "package-1", 1_000)
+    fake.write("intel-rapl:1", "energy_uj", "garbage\n")
+    report = tmp_path / "r.json"
+    r = subprocess.run(
+        [*CLI, "--powercap-root", str(fake.root), "run", "--json", str(report), "--", "true"],
+        env=env_for(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    data = json.loads(report.read_text())
+    assert data["partial"] is True and "PARTIAL" in r.stderr
+    assert any("intel-rapl:1" in n for n in data["notes"])

@@ -599,6 +599,7 @@ def _run_report(measurement: dict[str, Any], command: list[str], exit_code: int)
         "energy_range_j": measurement["energy_range_j"],
         "power_w": measurement["power_w"],
         "estimated": measurement["estimated"],
+        "partial": measurement.get("partial", False),
         "emissions_kg": measurement["emissions_kg"],
         "emissions_range_kg": measurement["emissions_range_kg"],
         "intensity_g_per_kwh": measurement["intensity_g_per_kwh"],

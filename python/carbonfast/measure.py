@@ -210,6 +210,11 @@ class Measurement(_native.MeasurementBase):
                     f"{d.name}: the reader was held up longer than the counter takes to wrap "
                     f"(a stopped process?): up to {missing:.4g} J may be missing"
                 )
+        if self._meter.partial and w.total_j is not None:
+            notes.append(
+                "PARTIAL: some energy counters could not be read (see the notes on them); the "
+                "total covers only those that could"
+            )
         notes.extend(self._meter._source_notes)
         notes.extend(self._meter._estimate_notes)
         notes.extend(self._meter._problem_notes)
@@ -226,6 +231,7 @@ class Measurement(_native.MeasurementBase):
             "total_domains": self.total_domains,
             "power_w": self.power_w,
             "estimated": self.estimated,
+            "partial": self._meter.partial,
             "emissions_kg": self.emissions_kg,
             "emissions_range_kg": list(r) if (r := self.emissions_range_kg) else None,
             "intensity_g_per_kwh": self.intensity_g_per_kwh,
@@ -566,6 +572,10 @@ class Meter:
             note for s in self._native.sources if s.name == "nvml" and has_gpu for note in s.notes
         ]
         self._problem_notes = _problem_notes(self._native)
+        # Some counters of the RAPL path in use could not be read while others could: the
+        # total misses them, and says so.
+        chosen = {p.name for p in self._native.paths if p.chosen}
+        self.partial = bool(chosen) and any(p.source in chosen for p in self._native.problems)
         self._recorder = _recorder(resolve(("history",), {"history": history})["history"])
         self._open: dict[str, Measurement] = {}
         # Windows are stamped on CLOCK_MONOTONIC; this turns a stamp into wall-clock time for

@@ -41,6 +41,8 @@ def format_summary(report: dict[str, Any]) -> str:
             tag = f"  ESTIMATED, range {_fmt_j(lo)} to {_fmt_j(hi)}"
         elif rng and rng[0] != rng[1]:
             tag = f"  range {_fmt_j(rng[0])} to {_fmt_j(rng[1])}"
+        if report.get("partial"):
+            tag += "  PARTIAL: some counters unreadable (see notes)"
         lines.append(
             f"  total          {_fmt_j(report['energy_j']):>14}   "
             f"avg {report['power_w'] or 0:.2f} W{tag}"
