@@ -405,3 +405,21 @@ def test_an_unreadable_package_beside_a_readable_one_is_labelled_partial(tmp_pat
     data = json.loads(report.read_text())
     assert data["partial"] is True and "PARTIAL" in r.stderr
     assert any("intel-rapl:1" in n for n in data["notes"])
+
+
+def test_a_readable_dram_is_kept_when_its_package_is_unreadable(tmp_path: Path) -> None:
+    import carbonfast as cf
+    from tests.fakes.powercap import FakePowercap
+
+    fake = FakePowercap(tmp_path / "sys")
+    fake.zone("intel-rapl:0", "package-0", 1_000)
+    fake.zone("intel-rapl:1", "package-1", 1_000)
+    fake.zone("intel-rapl:1:0", "dram", 1_000)
+    fake.write("intel-rapl:1", "energy_uj", "garbage\n")
+    meter = cf.Meter(fake.root, gpu=False, history="off")
+    with meter.measure() as m:
+        fake.set("intel-rapl:0", 2_000)
+        fake.set("intel-rapl:1:0", 4_000)
+    assert m.domains["dram-1"] == pytest.approx(0.003)
+    assert "dram-1" in m.total_domains and m.energy_j == pytest.approx(0.004)
+    assert m.to_dict()["partial"] is True
