@@ -21,6 +21,7 @@ class Window:
     total_j: float | None
     total_range_j: tuple[float, float] | None
     interpolated: list[bool]
+    stalled: list[bool]
 
 class DomainInfo:
     name: str

@@ -105,7 +105,12 @@ class Measurement(_native.MeasurementBase):
     @property
     def total_domains(self) -> list[str]:
         """The domains energy_j sums."""
-        return [d.name for d in self._meter.domains if d.counts_in_total]
+        stalled = self._w().stalled
+        return [
+            d.name
+            for d, s in zip(self._meter.domains, stalled, strict=True)
+            if d.counts_in_total and not s
+        ]
 
     @property
     def intensity(self) -> Intensity:
@@ -210,7 +215,14 @@ class Measurement(_native.MeasurementBase):
                     f"{d.name}: the reader was held up longer than the counter takes to wrap "
                     f"(a stopped process?): up to {missing:.4g} J may be missing"
                 )
-        if self._meter.partial and w.total_j is not None:
+        for d, stalled in zip(self._meter.domains, w.stalled, strict=True):
+            if stalled:
+                notes.append(
+                    f"{d.name} has not moved since carbonfast started ({w.duration_s:.3g} s "
+                    "or more): a working counter always does, so it is taken as unreadable and "
+                    "left out of the total, not counted as 0 J; `carbonfast info` shows it"
+                )
+        if (self._meter.partial or any(w.stalled)) and w.total_j is not None:
             notes.append(
                 "PARTIAL: some energy counters could not be read (see the notes on them); the "
                 "total covers only those that could"
@@ -231,7 +243,7 @@ class Measurement(_native.MeasurementBase):
             "total_domains": self.total_domains,
             "power_w": self.power_w,
             "estimated": self.estimated,
-            "partial": self._meter.partial,
+            "partial": self._meter.partial or any(w.stalled),
             "emissions_kg": self.emissions_kg,
             "emissions_range_kg": list(r) if (r := self.emissions_range_kg) else None,
             "intensity_g_per_kwh": self.intensity_g_per_kwh,

@@ -56,7 +56,13 @@ pub struct Window {
     /// Per domain: whether its edges were interpolated between the counter's refreshes (a
     /// window shorter than one refresh); its bounds then say where the truth lies.
     pub interpolated: Vec<bool>,
+    /// Per domain: a counter in the total that never moved (see STALLED_NS), left out of it.
+    pub stalled: Vec<bool>,
 }
+
+/// A counter in the total that shows no energy at all over this long, since the meter
+/// started, is taken for a dead one.
+pub const STALLED_NS: u64 = 1_000_000_000;
 
 /// A stepped counter whose refresh period is at least this long is polled by a background
 /// thread while windows are open, so that each refresh is timestamped (NVML: ~100 ms).
@@ -474,14 +480,34 @@ impl Meter {
         } else {
             (joules.clone(), joules.clone())
         };
-        let total_j = sum_in_total(&self.in_total, &joules);
-        let total_range_j = sum_in_total(&self.in_total, &joules_low)
-            .zip(sum_in_total(&self.in_total, &joules_high));
+        let duration_ns = end.t_ns.saturating_sub(start.t_ns);
+        // A counter in the total that has not moved at all since the meter started, over a
+        // second or more, is no working counter (an idle package still draws watts): it is
+        // treated as unreadable, not as a measured 0 J.
+        let stalled: Vec<bool> = self
+            .domains
+            .iter()
+            .enumerate()
+            .map(|(d, dom)| {
+                self.in_total[d]
+                    && dom.reading == Reading::Energy
+                    && !dom.estimated()
+                    && duration_ns >= STALLED_NS
+                    && end.totals[d] == 0
+            })
+            .collect();
+        let counted: Vec<bool> = (0..self.domains.len())
+            .map(|d| self.in_total[d] && !stalled[d])
+            .collect();
+        let total_j = sum_in_total(&counted, &joules);
+        let total_range_j =
+            sum_in_total(&counted, &joules_low).zip(sum_in_total(&counted, &joules_high));
         Window {
             start_ns: start.t_ns,
             end_ns: end.t_ns,
-            duration_ns: end.t_ns.saturating_sub(start.t_ns),
+            duration_ns,
             interpolated: vec![false; joules.len()],
+            stalled,
             joules,
             joules_low,
             joules_high,
@@ -531,9 +557,12 @@ impl Meter {
             }
         }
         if changed {
-            w.total_j = sum_in_total(&self.in_total, &w.joules);
-            w.total_range_j = sum_in_total(&self.in_total, &w.joules_low)
-                .zip(sum_in_total(&self.in_total, &w.joules_high));
+            let counted: Vec<bool> = (0..self.domains.len())
+                .map(|d| self.in_total[d] && !w.stalled[d])
+                .collect();
+            w.total_j = sum_in_total(&counted, &w.joules);
+            w.total_range_j =
+                sum_in_total(&counted, &w.joules_low).zip(sum_in_total(&counted, &w.joules_high));
         }
     }
 

@@ -71,6 +71,8 @@ struct Window {
     total_range_j: Option<(f64, f64)>,
     /// Per domain: edges interpolated between the counter's refreshes.
     interpolated: Vec<bool>,
+    /// Per domain: a counter in the total that never moved, left out of it.
+    stalled: Vec<bool>,
 }
 
 #[pyclass(frozen, get_all, module = "carbonfast._native")]
@@ -366,6 +368,7 @@ impl Meter {
         });
         Ok(Window {
             interpolated: w.interpolated,
+            stalled: w.stalled,
             duration_s: w.duration_ns as f64 * 1e-9,
             joules: w.joules,
             joules_low: w.joules_low,
