@@ -423,3 +423,24 @@ def test_a_readable_dram_is_kept_when_its_package_is_unreadable(tmp_path: Path) 
     assert m.domains["dram-1"] == pytest.approx(0.003)
     assert "dram-1" in m.total_domains and m.energy_j == pytest.approx(0.004)
     assert m.to_dict()["partial"] is True
+
+
+def test_a_counter_that_never_moves_is_unreadable_not_a_measured_zero(tmp_path: Path) -> None:
+    import carbonfast as cf
+    from tests.fakes.powercap import FakePowercap
+
+    fake = FakePowercap(tmp_path / "sys")
+    fake.zone("intel-rapl:0", "package-0", 1_000)
+    fake.zone("intel-rapl:1", "package-1", 1_000)
+    meter = cf.Meter(fake.root, gpu=False, estimate=False, history="off")
+    with meter.measure() as m:
+        time.sleep(0.6)
+        fake.set("intel-rapl:1", 3_000)  # package-1 works; package-0 never moves
+        time.sleep(0.6)
+    assert m.energy_j == pytest.approx(0.002)
+    assert m.total_domains == ["package-1"]
+    assert any(n.startswith("package-0 has not moved since carbonfast started") for n in m.notes)
+    assert m.to_dict()["partial"] is True
+    with meter.measure() as short:  # under a second: no judgement yet
+        pass
+    assert "package-0" in short.total_domains
