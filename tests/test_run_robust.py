@@ -407,7 +407,7 @@ def test_an_unreadable_package_beside_a_readable_one_is_labelled_partial(tmp_pat
     assert any("intel-rapl:1" in n for n in data["notes"])
 
 
-def test_a_readable_dram_is_kept_when_its_package_is_unreadable(tmp_path: Path) -> None:
+def test_an_unreadable_package_is_estimated_and_its_readable_dram_kept(tmp_path: Path) -> None:
     import carbonfast as cf
     from tests.fakes.powercap import FakePowercap
 
@@ -421,8 +421,14 @@ def test_a_readable_dram_is_kept_when_its_package_is_unreadable(tmp_path: Path) 
         fake.set("intel-rapl:0", 2_000)
         fake.set("intel-rapl:1:0", 4_000)
     assert m.domains["dram-1"] == pytest.approx(0.003)
-    assert "dram-1" in m.total_domains and m.energy_j == pytest.approx(0.004)
-    assert m.to_dict()["partial"] is True
+    # package-1 is estimated, under its own name, as one socket's share of the CPU model.
+    assert m.total_domains == ["package-0", "dram-1", "package-1"]
+    record = m.to_dict()
+    estimate = record["domains"]["package-1"]
+    assert estimate["estimated"] and "one socket's share (1 of 2)" in estimate["method"]
+    assert m.energy_j == pytest.approx(0.004 + m.domains["package-1"])
+    assert m.estimated and record["partial"] is True
+    assert any("package-1 is estimated, not measured" in n for n in m.notes)
 
 
 def test_a_counter_that_never_moves_is_unreadable_not_a_measured_zero(tmp_path: Path) -> None:

@@ -248,6 +248,20 @@ impl Meter {
             if need_cpu || need_ram {
                 sources.push(Box::new(EstimateSource::new(est, need_cpu, need_ram)?));
             }
+            // Packages whose counters exist but cannot be read, beside readable ones: the
+            // total would silently miss them; each is estimated under its own name.
+            let unread = unreadable_packages(&problems);
+            if !need_cpu && !unread.is_empty() {
+                let readable = sources
+                    .iter()
+                    .flat_map(|s| s.domains())
+                    .filter(|d| d.kind == DomainKind::Package)
+                    .count();
+                let sockets = (readable + unread.len()) as u32;
+                sources.push(Box::new(EstimateSource::for_packages(
+                    est, &unread, sockets,
+                )?));
+            }
         }
         let mut meter = Meter::new(sources)?;
         meter.problems = problems;
@@ -801,6 +815,23 @@ impl Meter {
             })
             .collect()
     }
+}
+
+/// The packages (`package-N`) whose powercap zone (`intel-rapl:N`) is there but could not be
+/// read, from the problems found at discovery.
+fn unreadable_packages(problems: &[ProblemReport]) -> Vec<String> {
+    let mut out: Vec<String> = problems
+        .iter()
+        .filter(|p| p.source == "powercap")
+        .filter_map(|p| {
+            let zone = p.path.parent()?.file_name()?.to_str()?;
+            let n: u32 = zone.strip_prefix("intel-rapl:")?.parse().ok()?;
+            Some(format!("package-{n}"))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// A refresh log for a counter whose refresh period is known.

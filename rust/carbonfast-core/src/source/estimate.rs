@@ -123,16 +123,7 @@ impl EstimateSource {
         let mut models = Vec::new();
         let mut cpu_time = None;
         if cpu {
-            let info = read_cpuinfo(&config.proc_root)?;
-            let ct = match config.cpu_power_w {
-                Some(_) => None,
-                None => Some(CpuTime::open(
-                    config.scope,
-                    &config.proc_root,
-                    &config.cgroup_root,
-                )?),
-            };
-            let (model, estimate) = cpu_model(config, &info, ct.as_ref());
+            let (model, estimate, ct) = whole_cpu(config)?;
             domains.push(estimated_domain("cpu", DomainKind::Package, estimate));
             models.push(model);
             cpu_time = ct;
@@ -142,6 +133,44 @@ impl EstimateSource {
             domains.push(estimated_domain("ram", DomainKind::Dram, estimate));
             models.push(model);
         }
+        Self::with(config, domains, models, cpu_time)
+    }
+
+    /// Estimates CPU packages whose counters exist but cannot be read, beside packages that
+    /// are measured: each, under its own name, gets one socket's share of the whole-CPU model
+    /// (the work taken as spread evenly over the `sockets`).
+    pub fn for_packages(
+        config: &EstimateConfig,
+        packages: &[String],
+        sockets: u32,
+    ) -> Result<Self> {
+        let (model, estimate, ct) = whole_cpu(config)?;
+        let share = 1.0 / f64::from(sockets.max(1));
+        let mut domains = Vec::new();
+        let mut models = Vec::new();
+        for name in packages {
+            let mut e = estimate.clone();
+            e.method = format!(
+                "{}; this package's counter cannot be read, so it takes one socket's share (1 of \
+                 {sockets}) of the whole CPU's estimate",
+                e.method
+            );
+            domains.push(estimated_domain(name, DomainKind::Package, e));
+            models.push(PowerModel {
+                idle_w: model.idle_w.map(|w| w * share),
+                full_w: model.full_w.map(|w| w * share),
+                threads: model.threads,
+            });
+        }
+        Self::with(config, domains, models, ct)
+    }
+
+    fn with(
+        config: &EstimateConfig,
+        domains: Vec<Domain>,
+        models: Vec<PowerModel>,
+        cpu_time: Option<CpuTime>,
+    ) -> Result<Self> {
         let n = domains.len();
         Ok(EstimateSource {
             root: config.proc_root.clone(),
@@ -162,6 +191,21 @@ impl EstimateSource {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The whole CPU's model, and the CPU time it follows (none for a fixed power).
+fn whole_cpu(config: &EstimateConfig) -> Result<(PowerModel, Estimate, Option<CpuTime>)> {
+    let info = read_cpuinfo(&config.proc_root)?;
+    let ct = match config.cpu_power_w {
+        Some(_) => None,
+        None => Some(CpuTime::open(
+            config.scope,
+            &config.proc_root,
+            &config.cgroup_root,
+        )?),
+    };
+    let (model, estimate) = cpu_model(config, &info, ct.as_ref());
+    Ok((model, estimate, ct))
 }
 
 fn estimated_domain(name: &str, kind: DomainKind, estimate: Estimate) -> Domain {
