@@ -167,6 +167,8 @@ pub struct Meter {
     offsets: Vec<usize>,
     states: Vec<Mutex<State>>,
     observed: Vec<Mutex<Observed>>,
+    /// Per source: whether any of its counters keeps a refresh log (else reads skip it).
+    logged: Vec<bool>,
 }
 
 impl Meter {
@@ -213,6 +215,10 @@ impl Meter {
             problems,
             paths: Vec::new(),
             offsets,
+            logged: observed
+                .iter()
+                .map(|o| lock(o).logs.iter().any(Option::is_some))
+                .collect(),
             states,
             observed,
         };
@@ -324,6 +330,7 @@ impl Meter {
                 let period = gaps[gaps.len() / 2];
                 self.domains[base + i].update_period_ns = Some(period);
                 obs.logs[i] = Some(StepLog::new(Period::new(period)));
+                self.logged[s] = true;
             }
         }
     }
@@ -451,7 +458,7 @@ impl Meter {
                     Reading::PowerMilliwatts => state.power[i].update(raw, t),
                 };
             }
-            if !(which == Which::AllButFresh && fresh) {
+            if self.logged[s] && !(which == Which::AllButFresh && fresh) {
                 // Still under the source's lock: refreshes are logged in the order read.
                 let mut obs = lock(&self.observed[s]);
                 obs.last_read_ns = t0;
