@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -190,6 +191,18 @@ class _Stub:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A local server answering with `handler`; yields its base URL."""
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
@@ -381,20 +394,15 @@ def test_the_token_is_not_sent_on_after_a_redirect(fake: FakePowercap, monkeypat
         def log_message(self, *args: object) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Redirect)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_TOKEN", "secret")
-        monkeypatch.setenv(
-            "CARBONFAST_ELECTRICITYMAPS_URL", f"http://127.0.0.1:{server.server_port}"
-        )
-        with cf.Meter(fake.root, zone="FR").measure() as m:
-            pass
-        assert any("redirected" in n for n in m.notes)  # (the lookup happens here)
-        assert seen == ["secret"] and elsewhere.requests == []
+        with serving(Redirect) as url:
+            monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_TOKEN", "secret")
+            monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_URL", url)
+            with cf.Meter(fake.root, zone="FR").measure() as m:
+                pass
+            assert any("redirected" in n for n in m.notes)  # (the lookup happens here)
+            assert seen == ["secret"] and elsewhere.requests == []
     finally:
-        server.shutdown()
-        server.server_close()
         elsewhere.close()
 
 
@@ -414,18 +422,11 @@ def test_a_server_that_trickles_its_answer_is_given_up_on_in_time(
         def log_message(self, *args: object) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Trickle)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(Trickle) as url:
         monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_TOKEN", "secret")
-        monkeypatch.setenv(
-            "CARBONFAST_ELECTRICITYMAPS_URL", f"http://127.0.0.1:{server.server_port}"
-        )
+        monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_URL", url)
         t0 = time.monotonic()
         with cf.Meter(fake.root, zone="FR").measure() as m:
             pass
         assert m.intensity_g_per_kwh == tables.zones()["zones"]["FR"]["g_per_kwh"]
         assert time.monotonic() - t0 < 6  # 2 s allowed; the trickle would take 12 s
-    finally:
-        server.shutdown()
-        server.server_close()
