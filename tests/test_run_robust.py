@@ -450,3 +450,28 @@ def test_a_counter_that_never_moves_is_unreadable_not_a_measured_zero(tmp_path: 
     with meter.measure() as short:  # under a second: no judgement yet
         pass
     assert "package-0" in short.total_domains
+
+
+def test_running_out_of_file_descriptors_is_reported_not_silent(tmp_path: Path) -> None:
+    from tests.fakes.powercap import FakePowercap
+
+    fake = FakePowercap(tmp_path / "sys")
+    for n in range(60):
+        fake.zone(f"intel-rapl:{n}", f"package-{n}", 1_000)
+    script = (
+        "import json, resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))\n"
+        "import carbonfast as cf\n"
+        f"m = cf.Meter({str(fake.root)!r}, gpu=False, estimate=False, history='off')\n"
+        "with m.measure() as w:\n"
+        "    pass\n"
+        "print(json.dumps({'domains': len(m.domains), 'partial': w.to_dict()['partial'],\n"
+        "                  'notes': w.notes}))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", script], env=env_for(tmp_path), capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["domains"] < 60 and out["partial"] is True
+    assert any("Too many open files" in n for n in out["notes"]), out["notes"]
