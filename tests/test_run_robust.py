@@ -475,3 +475,22 @@ def test_running_out_of_file_descriptors_is_reported_not_silent(tmp_path: Path) 
     out = json.loads(r.stdout)
     assert out["domains"] < 60 and out["partial"] is True
     assert any("Too many open files" in n for n in out["notes"]), out["notes"]
+
+
+def test_a_history_that_cannot_be_written_warns_once_and_the_program_goes_on(
+    tmp_path: Path,
+) -> None:
+    import carbonfast as cf
+    from tests.fakes.powercap import three_domain_tree
+
+    history = tmp_path / "history-is-a-directory"
+    history.mkdir()
+    meter = cf.Meter(three_domain_tree(tmp_path / "sys").root, gpu=False, history=history)
+    with pytest.warns(RuntimeWarning, match="cannot be written") as caught:
+        for _ in range(3):
+            for _ in range(5):
+                with meter.measure() as m:
+                    pass
+            meter._recorder.flush()
+    assert len([w for w in caught if "cannot be written" in str(w.message)]) == 1
+    assert m.energy_j is not None  # measuring goes on
