@@ -425,9 +425,10 @@ fn package_cpus(cpu_root: &Path) -> Option<Vec<u32>> {
             continue;
         };
         // Offline CPUs have no topology directory; they have no msr device either.
-        let Some(package) = std::fs::read(entry.path().join("topology/physical_package_id"))
-            .ok()
-            .and_then(|b| super::parse_u64(&b))
+        let Some(package) =
+            super::read_small(&entry.path().join("topology/physical_package_id"), 64)
+                .ok()
+                .and_then(|b| super::parse_u64(b.as_bytes()))
         else {
             continue;
         };

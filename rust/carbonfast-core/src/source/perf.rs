@@ -232,8 +232,9 @@ impl PerfSource {
             notes: Vec::new(),
         };
         let type_path = pmu_root.join("type");
-        let pmu_type = match std::fs::read(&type_path) {
-            Ok(bytes) => match super::parse_u64(&bytes).and_then(|t| u32::try_from(t).ok()) {
+        let pmu_type = match super::read_small(&type_path, 64) {
+            Ok(text) => match super::parse_u64(text.as_bytes()).and_then(|t| u32::try_from(t).ok())
+            {
                 Some(t) => t,
                 None => {
                     src.problems.push(Error::Malformed {
