@@ -75,22 +75,24 @@ def test_a_burst_of_sigterm_reaches_the_command_and_its_code_is_kept(tmp_path: P
 
 
 def test_sigusr1_and_sigwinch_are_passed_on(tmp_path: Path) -> None:
-    got = tmp_path / "got"
+    got, ready = tmp_path / "got", tmp_path / "ready"
     script = (
         "import signal, sys, time\n"
         "seen = []\n"
         "signal.signal(signal.SIGWINCH, lambda *a: seen.append('winch'))\n"
         f"signal.signal(signal.SIGUSR1, lambda *a: (open({str(got)!r}, 'w').write(','.join(seen"
         " + ['usr1'])), sys.exit(42)))\n"
-        "time.sleep(60)  # carbonfast-usr1-marker\n"
+        f"open({str(ready)!r}, 'w').close()\n"
+        "time.sleep(60)\n"
     )
     proc = subprocess.Popen(
         [*CLI, "run", "--", sys.executable, "-c", script], env=env_for(tmp_path)
     )
-    wait_for_child("carbonfast-usr1-marker")
-    time.sleep(0.3)  # the child's handlers are in place
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:  # the handlers are in place
+        time.sleep(0.02)
     proc.send_signal(signal.SIGWINCH)
-    time.sleep(0.2)
+    time.sleep(0.2)  # two kinds of signal may otherwise arrive in either order
     proc.send_signal(signal.SIGUSR1)
     assert proc.wait(timeout=30) == 42
     assert got.read_text() == "winch,usr1"
