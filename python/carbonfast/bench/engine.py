@@ -162,6 +162,8 @@ class Engine:
         self.period = reader.period
         self.refreshes = refreshes
         self.last_span = (0.0, 0.0)
+        # Widths of the refresh intervals seen lately (see _precise).
+        self._widths: list[float] = []
 
     def sample(self, call: Callable[[], object], n: int) -> tuple[float, float, float]:
         """(joules, seconds, calls) of one sample: `n` calls per batch between refreshes, or
@@ -187,14 +189,25 @@ class Engine:
             calls.append((t, float(done)))
             fast.append((t, unlogged))
             if new:
-                # An edge is a refresh whose instant is known well: within a period, or
-                # within the batch it fell in where one batch is longer than that.
-                precise = max(self.period, 1.5 * (t - batch))
-                edges.extend(m for m, width in new if m >= settle and width <= precise)
+                # Until the usual width is known: within a period, or the batch it fell in.
+                first = max(self.period, 1.5 * (t - batch))
+                edges.extend(m for m, w in new if m >= settle and self._precise(w, first))
+                self._widths.extend(w for _, w in new)
+                del self._widths[:-64]
         t1, t2 = edges[0], edges[-1]
         self.last_span = (t1, t2)
         joules = reader.logged_energy(t1, t2) + _at(fast, t2) - _at(fast, t1)
         return joules, t2 - t1, _at(calls, t2) - _at(calls, t1)
+
+    def _precise(self, width: float, first: float) -> bool:
+        """Whether a refresh is known well enough to close a sample on: its interval no wider
+        than three times the usual one. How wide that is depends on who reads the counter (a
+        background poller: two reads; this engine: one batch); now and then a refresh is seen
+        late, and its midpoint could be off by half a period."""
+        if len(self._widths) < 5:
+            return width <= first
+        usual = sorted(self._widths)[len(self._widths) // 2]
+        return width <= 3 * usual
 
     def _sample_continuous(self, call: Callable[[], object], n: int) -> tuple[float, float, float]:
         sync = self.sync
