@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 # Windows shorter than this span few RAPL counter updates (about one per millisecond), so their
 # energy is coarse; the measurement says so instead of presenting it as precise.
 _COARSE_WINDOW_S = 0.01
+# A longer window on a slow counter notes its interpolated edges only where their range is
+# wider than this share of its energy: on a window of seconds it is no news.
+_WIDE_RANGE = 0.02
 
 
 class Measurement(_native.MeasurementBase):
@@ -79,8 +82,9 @@ class Measurement(_native.MeasurementBase):
 
     @property
     def interpolated(self) -> list[str]:
-        """The domains whose edges fall between two refreshes of their counter (a window shorter
-        than one refresh) and were interpolated between them."""
+        """The domains whose edges were interpolated between the refreshes of their counter: a
+        window shorter than one refresh, or any window on a slowly refreshing (polled) counter
+        such as a GPU's."""
         names = self._meter.domain_names
         return [n for n, i in zip(names, self._w().interpolated, strict=True) if i]
 
@@ -190,16 +194,24 @@ class Measurement(_native.MeasurementBase):
             )
         if self.intensity.note:
             notes.append(self.intensity.note)
-        for d, lo, hi, interpolated in zip(
-            self._meter.domains, w.joules_low, w.joules_high, w.interpolated, strict=True
+        for d, j, lo, hi, interpolated in zip(
+            self._meter.domains, w.joules, w.joules_low, w.joules_high, w.interpolated, strict=True
         ):
             period = d.update_period_s
-            if interpolated and period:
+            if not (interpolated and period):
+                continue
+            if w.duration_s < period:
                 notes.append(
                     f"{d.name}: the window ({w.duration_s * 1e3:.3g} ms) is shorter than its "
                     f"counter's refresh ({period * 1e3:.3g} ms): its energy is interpolated "
                     f"between the refreshes around it, and lies between {lo:.4g} J and "
                     f"{hi:.4g} J"
+                )
+            elif hi - lo > _WIDE_RANGE * abs(j):
+                notes.append(
+                    f"{d.name}: its counter refreshes every {period * 1e3:.3g} ms: the window's "
+                    f"edges are interpolated between the refreshes around them, and its energy "
+                    f"lies between {lo:.4g} J and {hi:.4g} J"
                 )
         for d, (n, missing) in zip(
             self._meter.domains, self._meter._native.anomalies(), strict=True

@@ -54,7 +54,8 @@ pub struct Window {
     pub total_j: Option<f64>,
     pub total_range_j: Option<(f64, f64)>,
     /// Per domain: whether its edges were interpolated between the counter's refreshes (a
-    /// window shorter than one refresh); its bounds then say where the truth lies.
+    /// window shorter than one refresh, or any window on a polled counter whose refreshes
+    /// are logged back to its start); its bounds then say where the truth lies.
     pub interpolated: Vec<bool>,
     /// Per domain: a counter in the total that never moved (see STALLED_NS), left out of it.
     pub stalled: Vec<bool>,
@@ -539,10 +540,11 @@ impl Meter {
 
     /// Resolves `w` (from `window`) against the counters' refreshes, where they refresh in
     /// steps: a window shorter than a counter's refresh gets both edges interpolated between
-    /// the refreshes around them, and a range the truth lies in; on a polled counter (one that
-    /// refreshes slowly, such as an H100's), a longer window keeps its counter difference and
-    /// gains that range too. `wait(source, t_ns)` returns once a refresh after `t_ns` has been
-    /// seen (or it gives up); a domain it gave up on keeps its counter difference.
+    /// the refreshes around them, and a range the truth lies in. On a polled counter (one that
+    /// refreshes slowly, such as an H100's), a longer window is interpolated too, and keeps its
+    /// counter difference only where its start is older than the refresh log; it gains the
+    /// range either way. `wait(source, t_ns)` returns once a refresh after `t_ns` has been seen
+    /// (or it gives up); a domain it gave up on keeps its counter difference.
     pub fn refine(&self, w: &mut Window, wait: &dyn Fn(usize, u64) -> bool) {
         let (a, b) = (w.start_ns, w.end_ns);
         let mut changed = false;
@@ -572,7 +574,7 @@ impl Meter {
                     w.joules[d] = r.value / upj;
                     w.joules_low[d] = r.low / upj;
                     w.joules_high[d] = r.high / upj;
-                    w.interpolated[d] = short;
+                    w.interpolated[d] = r.interpolated;
                     changed = true;
                 }
             }
