@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import signal
 import stat
 import subprocess
@@ -361,6 +362,25 @@ def test_one_window_entered_from_several_threads_closes_each(tmp_path: Path) -> 
     assert meter._native.open_windows == 0
 
 
+def test_a_gpu_jump_past_twice_its_power_limit_is_not_counted(tmp_path: Path) -> None:
+    import carbonfast as cf
+
+    # 50 W, refreshing every 20 ms, on a GPU limited to 300 W; then the counter leaps 150 J
+    # at once: 7.5 kW over one refresh, under carbonfast's 3 kW ceiling for any counter over
+    # two, but far past what this GPU can draw.
+    state = "gpu 0 uuid=GPU-1 energy_mj={} tick_ms=20 tick_mj=1000 limit_mw=300000\n"
+    gpu = FakeNvml(tmp_path / "nvml", state.format(1_000_000))
+    meter = cf.Meter(
+        tmp_path / "no-rapl", gpu=True, nvml_library=gpu.library, estimate=False, history="off"
+    )
+    with meter.measure() as m:
+        time.sleep(0.1)
+        gpu.set(state.format(1_150_000))  # the ticks go on from the library's start
+        time.sleep(0.1)
+    assert m.domains["gpu-0"] < 20.0, m.domains  # 50 W for 0.2 s, not 160 J
+    assert any("could not be explained" in n for n in m.notes), m.notes
+
+
 def test_a_glitch_reading_is_a_gap_in_the_trace_not_a_phantom_wrap(tmp_path: Path) -> None:
     import carbonfast as cf
 
@@ -386,6 +406,37 @@ def test_a_glitch_reading_is_a_gap_in_the_trace_not_a_phantom_wrap(tmp_path: Pat
     np = pytest.importorskip("numpy")
     trace = meter.trace()
     assert np.nanmax(np.abs(trace.power_w["gpu-0"])) < 1e6
+
+
+@pytest.mark.parametrize("how", ["removed", "read-only"])
+def test_a_working_directory_that_cannot_be_written_still_runs_and_reports(
+    tmp_path: Path, how: str
+) -> None:
+    if how == "read-only" and os.geteuid() == 0:
+        pytest.skip("root writes to a read-only directory")
+    where = tmp_path / "cwd"
+    where.mkdir()
+    report = tmp_path / "r.json"
+    env = env_for(tmp_path)
+    del env["CARBONFAST_HISTORY"]  # the default: .carbonfast/ in the working directory
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    prepare = f"rmdir {shlex.quote(str(where))}" if how == "removed" else "chmod 555 ."
+    cli = shlex.join([*CLI, "run", "--json", str(report), "--", "sh", "-c", "exit 3"])
+    try:
+        r = subprocess.run(
+            ["sh", "-c", f"cd {shlex.quote(str(where))} && {prepare} && exec {cli}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        if where.exists():
+            where.chmod(0o755)
+    assert r.returncode == 3, r.stderr
+    assert "warning: the history" in r.stderr and "not recorded" in r.stderr
+    assert "exit code 3" in r.stderr
+    assert json.loads(report.read_text())["exit_code"] == 3
 
 
 def test_an_unreadable_package_beside_a_readable_one_is_labelled_partial(tmp_path: Path) -> None:
@@ -431,6 +482,29 @@ def test_an_unreadable_package_is_estimated_and_its_readable_dram_kept(tmp_path:
     assert m.energy_j == pytest.approx(0.004 + m.domains["package-1"])
     assert m.estimated and record["partial"] is True
     assert any("package-1 is estimated, not measured" in n for n in m.notes)
+
+
+def test_an_unreadable_dram_beside_a_readable_one_is_estimated(tmp_path: Path) -> None:
+    import carbonfast as cf
+    from tests.fakes.powercap import FakePowercap
+
+    fake = FakePowercap(tmp_path / "sys")
+    for n in (0, 1):
+        fake.zone(f"intel-rapl:{n}", f"package-{n}", 1_000)
+        fake.zone(f"intel-rapl:{n}:0", "dram", 1_000)
+    fake.write("intel-rapl:1:0", "energy_uj", "garbage\n")
+    meter = cf.Meter(fake.root, gpu=False, ram_power_w=8.0, history="off")
+    with meter.measure() as m:
+        time.sleep(0.05)
+        for zone in ("intel-rapl:0", "intel-rapl:1", "intel-rapl:0:0"):
+            fake.set(zone, 3_000)
+    # dram-1 takes half of the 8 W memory model: the other half is dram-0, measured.
+    assert m.total_domains == ["package-0", "dram-0", "package-1", "dram-1"]
+    d = m.to_dict()["domains"]["dram-1"]
+    assert d["estimated"] and "one socket's share (1 of 2)" in d["method"]
+    assert m.domains["dram-1"] == pytest.approx(4.0 * m.duration_s, rel=0.02)
+    assert m.energy_j == pytest.approx(0.006 + m.domains["dram-1"])
+    assert m.to_dict()["partial"] is True
 
 
 def test_a_counter_that_never_moves_is_unreadable_not_a_measured_zero(tmp_path: Path) -> None:

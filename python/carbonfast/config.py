@@ -225,10 +225,19 @@ def _parse(setting: Setting, raw: str, name: str) -> Any:
 _file_cache: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
 
 
+def working_directory() -> str | None:
+    """The working directory; None where it has been removed since the process entered it,
+    so that the search for a config file finds none rather than failing."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return None
+
+
 def config_file() -> tuple[dict[str, Any], str]:
     """The settings of the config file in force, and how to name it in messages."""
     explicit = os.environ.get("CARBONFAST_CONFIG", "")
-    key = (explicit, os.getcwd())
+    key = (explicit, working_directory() or "")
     if key not in _file_cache:
         _file_cache[key] = _load_config_file(explicit)
     return _file_cache[key]
@@ -240,7 +249,10 @@ def _load_config_file(explicit: str) -> tuple[dict[str, Any], str]:
         if not path.is_file():
             raise ValueError(f"CARBONFAST_CONFIG={explicit!r}: no such file")
         return _read_table(path, tool_table=path.name == "pyproject.toml")
-    for directory in [Path.cwd(), *Path.cwd().parents]:
+    cwd = working_directory()
+    if cwd is None:
+        return {}, ""
+    for directory in [Path(cwd), *Path(cwd).parents]:
         own = directory / "carbonfast.toml"
         if own.is_file():
             return _read_table(own, tool_table=False)

@@ -102,6 +102,10 @@ pub struct Domain {
     /// How often the hardware refreshes the counter, where it is slow enough to matter for
     /// short windows (GPUs: tens of ms); None where unknown or negligible.
     pub update_period_ns: Option<u64>,
+    /// The most power the hardware can draw, where it says (a GPU's enforced power limit,
+    /// with a margin for transients): a reading that would need more is not counted. None
+    /// takes carbonfast's MAX_POWER_W.
+    pub max_power_w: Option<f64>,
     /// Set where the energy comes from a model, not a counter.
     pub estimate: Option<Estimate>,
 }

@@ -9,7 +9,7 @@ use crate::refresh::{self, Period, StepLog};
 use crate::select::{self, PathReport, ProblemReport, RaplPath, RaplRoots};
 use crate::source::estimate::{EstimateConfig, EstimateSource};
 use crate::source::nvml::NvmlSource;
-use crate::source::Source;
+use crate::source::{Source, Unreadable};
 use std::sync::{Mutex, MutexGuard};
 
 /// The most any one domain can draw, for telling a real counter step from a reset or garbage:
@@ -240,6 +240,11 @@ impl Meter {
         // psys covers the whole platform, packages and memory included.
         let need_cpu = !has(DomainKind::Package) && !has(DomainKind::Psys);
         let need_ram = !has(DomainKind::Dram) && !has(DomainKind::Psys);
+        let unread: Vec<Unreadable> = choice
+            .source
+            .as_ref()
+            .map(|s| s.unreadable().to_vec())
+            .unwrap_or_default();
         let mut sources: Vec<Box<dyn Source>> = choice.source.into_iter().collect();
         let mut problems = choice.problems;
         if config.gpu {
@@ -255,18 +260,28 @@ impl Meter {
             if need_cpu || need_ram {
                 sources.push(Box::new(EstimateSource::new(est, need_cpu, need_ram)?));
             }
-            // Packages whose counters exist but cannot be read, beside readable ones: the
-            // total would silently miss them; each is estimated under its own name.
-            let unread = unreadable_packages(&problems);
-            if !need_cpu && !unread.is_empty() {
-                let readable = sources
+            // Packages and DRAM whose counters exist but cannot be read, beside readable
+            // ones: the total would silently miss them; each is estimated under its own name,
+            // as its share of the whole.
+            let readable = |kind| {
+                sources
                     .iter()
                     .flat_map(|s| s.domains())
-                    .filter(|d| d.kind == DomainKind::Package)
-                    .count();
-                let sockets = (readable + unread.len()) as u32;
-                sources.push(Box::new(EstimateSource::for_packages(
-                    est, &unread, sockets,
+                    .filter(|d| d.kind == kind)
+                    .count()
+            };
+            let (packages, drams) = (readable(DomainKind::Package), readable(DomainKind::Dram));
+            let missing: Vec<Unreadable> = unread
+                .into_iter()
+                .filter(|u| match u.kind {
+                    DomainKind::Package => !need_cpu,
+                    DomainKind::Dram => !need_ram,
+                    _ => false,
+                })
+                .collect();
+            if !missing.is_empty() {
+                sources.push(Box::new(EstimateSource::for_unreadable(
+                    est, &missing, packages, drams,
                 )?));
             }
         }
@@ -450,7 +465,8 @@ impl Meter {
                         let d = &source.domains()[i];
                         let refresh = d.update_period_ns.map_or(REFRESH_SLACK_NS, |p| 2 * p);
                         let units = |ns: u64| {
-                            let u = MAX_POWER_W * d.units_per_joule * ns as f64 * 1e-9;
+                            let w = d.max_power_w.unwrap_or(MAX_POWER_W);
+                            let u = w * d.units_per_joule * ns as f64 * 1e-9;
                             u.min(u64::MAX as f64) as u64
                         };
                         state.counters[i].update_checked(raw, units(since + refresh), units(since))
@@ -826,23 +842,6 @@ impl Meter {
     }
 }
 
-/// The packages (`package-N`) whose powercap zone (`intel-rapl:N`) is there but could not be
-/// read, from the problems found at discovery.
-fn unreadable_packages(problems: &[ProblemReport]) -> Vec<String> {
-    let mut out: Vec<String> = problems
-        .iter()
-        .filter(|p| p.source == "powercap")
-        .filter_map(|p| {
-            let zone = p.path.parent()?.file_name()?.to_str()?;
-            let n: u32 = zone.strip_prefix("intel-rapl:")?.parse().ok()?;
-            Some(format!("package-{n}"))
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
 /// A refresh log for a counter whose refresh period is known.
 fn step_log(d: &Domain) -> Option<StepLog> {
     let period = d.update_period_ns.filter(|&p| p > 0)?;
@@ -901,6 +900,7 @@ mod tests {
             reading: crate::domain::Reading::Energy,
             label: String::new(),
             update_period_ns: None,
+            max_power_w: None,
             estimate: None,
         }
     }

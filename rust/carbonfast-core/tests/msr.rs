@@ -389,6 +389,20 @@ fn a_package_register_that_reads_zero_is_a_problem() {
     m.set(1, INTEL_PKG, 42);
     let src = m.discover();
     assert_eq!(names(&src), vec![("package-1".into(), DomainKind::Package)]);
+    // Beside package-1, package-0 (and the DRAM of this server part) would drop out of the
+    // total: they are listed for estimates.
+    let unread: Vec<(String, DomainKind)> = src
+        .unreadable()
+        .iter()
+        .map(|u| (u.name.clone(), u.kind))
+        .collect();
+    assert_eq!(
+        unread,
+        vec![
+            ("package-0".into(), DomainKind::Package),
+            ("dram-0".into(), DomainKind::Dram)
+        ]
+    );
     match src.problems() {
         [Error::Missing { path, why, .. }] => {
             assert_eq!(path, &m.device(0));

@@ -1,7 +1,7 @@
 //! The perf_event source on a fake power PMU tree, with counters opened by a fake opener.
 
 use carbonfast_core::source::perf::{PerfCounter, PerfOpener, PerfSource};
-use carbonfast_core::source::Source;
+use carbonfast_core::source::{Source, Unreadable};
 use carbonfast_core::{DomainKind, Error, Meter, Reading};
 use std::collections::HashMap;
 use std::fs;
@@ -244,6 +244,28 @@ fn an_event_that_never_counts_is_a_problem_not_a_silent_zero() {
     let mut raw = vec![0; 1];
     src.read_raw(&mut raw).unwrap();
     assert_eq!(raw, vec![FIRST_TICK]);
+}
+
+#[test]
+fn a_second_package_that_never_counts_is_unreadable_so_it_can_be_estimated() {
+    let pmu = FakePmu::server();
+    let opener = FakeOpener {
+        still: vec![(0x02, 36), (0x03, 36)],
+        ..Default::default()
+    };
+    let src = PerfSource::discover_with(&pmu.root, &opener);
+    let unread = |name: &str, kind| Unreadable {
+        name: name.into(),
+        kind,
+    };
+    assert_eq!(
+        src.unreadable(),
+        [
+            unread("package-1", DomainKind::Package),
+            unread("dram-1", DomainKind::Dram)
+        ]
+    );
+    assert!(names(&src).contains(&("package-0".into(), DomainKind::Package)));
 }
 
 #[test]

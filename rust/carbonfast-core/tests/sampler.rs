@@ -31,6 +31,7 @@ impl ClockSource {
                 reading,
                 label: String::new(),
                 update_period_ns: None,
+                max_power_w: None,
                 estimate: None,
             }],
             t0: monotonic_ns(),

@@ -28,6 +28,7 @@ impl SteppedSource {
                 reading: Reading::Energy,
                 label: String::new(),
                 update_period_ns: None,
+                max_power_w: None,
                 estimate: None,
             }],
             t0: monotonic_ns(),

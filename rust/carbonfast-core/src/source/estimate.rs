@@ -10,7 +10,7 @@
 //! Every figure comes with a low and a high bound from the same formula with the bounds of its
 //! parameters, and every domain names its method and inputs.
 
-use super::Source;
+use super::{Source, Unreadable};
 use crate::clock::monotonic_ns;
 use crate::cputime::{CpuTime, Scope};
 use crate::domain::{Domain, DomainKind, Estimate, Reading};
@@ -136,33 +136,61 @@ impl EstimateSource {
         Self::with(config, domains, models, cpu_time)
     }
 
-    /// Estimates CPU packages whose counters exist but cannot be read, beside packages that
-    /// are measured: each, under its own name, gets one socket's share of the whole-CPU model
-    /// (the work taken as spread evenly over the `sockets`).
-    pub fn for_packages(
+    /// Estimates packages and DRAM whose counters exist but cannot be read, beside ones
+    /// that are measured (`packages` and `drams` readable): each, under its own name, gets an
+    /// even share of the whole CPU's or the whole memory's model (the work taken as spread
+    /// evenly over the sockets).
+    pub fn for_unreadable(
         config: &EstimateConfig,
-        packages: &[String],
-        sockets: u32,
+        unreadable: &[Unreadable],
+        packages: usize,
+        drams: usize,
     ) -> Result<Self> {
-        let (model, estimate, ct) = whole_cpu(config)?;
-        let share = 1.0 / f64::from(sockets.max(1));
+        let count = |kind| unreadable.iter().filter(|u| u.kind == kind).count();
+        let mut cpu = None;
+        let mut ram = None;
         let mut domains = Vec::new();
         let mut models = Vec::new();
-        for name in packages {
-            let mut e = estimate.clone();
+        for u in unreadable {
+            let (model, estimate, of, what) = match u.kind {
+                DomainKind::Package => {
+                    if cpu.is_none() {
+                        cpu = Some(whole_cpu(config)?);
+                    }
+                    let (m, e, _) = cpu.as_ref().expect("set above");
+                    let of = packages + count(DomainKind::Package);
+                    (m.clone(), e.clone(), of, "package's counter")
+                }
+                DomainKind::Dram => {
+                    if ram.is_none() {
+                        ram = Some(ram_model(config)?);
+                    }
+                    let (m, e) = ram.as_ref().expect("set above");
+                    (
+                        m.clone(),
+                        e.clone(),
+                        drams + count(DomainKind::Dram),
+                        "DRAM counter",
+                    )
+                }
+                _ => continue,
+            };
+            let share = 1.0 / of.max(1) as f64;
+            let mut e = estimate;
             e.method = format!(
-                "{}; this package's counter cannot be read, so it takes one socket's share (1 of \
-                 {sockets}) of the whole CPU's estimate",
+                "{}; this {what} cannot be read, so it takes one socket's share (1 of {of}) of \
+                 the whole estimate",
                 e.method
             );
-            domains.push(estimated_domain(name, DomainKind::Package, e));
+            domains.push(estimated_domain(&u.name, u.kind, e));
             models.push(PowerModel {
                 idle_w: model.idle_w.map(|w| w * share),
                 full_w: model.full_w.map(|w| w * share),
                 threads: model.threads,
             });
         }
-        Self::with(config, domains, models, ct)
+        let cpu_time = cpu.and_then(|(_, _, ct)| ct);
+        Self::with(config, domains, models, cpu_time)
     }
 
     fn with(
@@ -219,6 +247,7 @@ fn estimated_domain(name: &str, kind: DomainKind, estimate: Estimate) -> Domain 
         reading: Reading::Energy,
         label: String::new(),
         update_period_ns: None,
+        max_power_w: None,
         estimate: Some(estimate),
     }
 }

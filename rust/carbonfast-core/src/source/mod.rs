@@ -7,7 +7,7 @@ pub mod nvml;
 pub mod perf;
 pub mod powercap;
 
-use crate::domain::Domain;
+use crate::domain::{Domain, DomainKind};
 use crate::error::{Error, Result};
 use std::path::Path;
 
@@ -47,6 +47,34 @@ pub trait Source: Send + Sync {
 
     /// Facts worth telling that are not problems (a duplicate interface counted once, ...).
     fn notes(&self) -> &[String];
+
+    /// Packages and DRAM this source found but cannot read (a zone without permission, a
+    /// package whose register reads 0 beside others that count): each is missing from the
+    /// total unless something estimates it.
+    fn unreadable(&self) -> &[Unreadable] {
+        &[]
+    }
+}
+
+/// A domain that exists but cannot be read: its name as a readable one would have had, and
+/// its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub name: String,
+    pub kind: DomainKind,
+}
+
+impl Unreadable {
+    /// Records `name` if it is of a kind the total counts on (package or DRAM).
+    pub(crate) fn note(list: &mut Vec<Unreadable>, name: &str, kind: DomainKind) {
+        let counted = matches!(kind, DomainKind::Package | DomainKind::Dram);
+        if counted && !list.iter().any(|u| u.name == name) {
+            list.push(Unreadable {
+                name: name.to_string(),
+                kind,
+            });
+        }
+    }
 }
 
 /// Opens a file that must be a regular one (sysfs and procfs attributes are): a FIFO, a device

@@ -5,7 +5,7 @@
 //! register R of CPU N. RAPL energy registers are per package, so one CPU stands for each
 //! package. Device files stay open and are read into a stack buffer.
 
-use super::Source;
+use super::{Source, Unreadable};
 use crate::domain::{Domain, DomainKind, Reading};
 use crate::error::{Error, Result};
 use crate::hostinfo;
@@ -87,6 +87,7 @@ pub struct MsrSource {
     registers: Vec<Register>,
     problems: Vec<Error>,
     notes: Vec<String>,
+    unreadable: Vec<Unreadable>,
 }
 
 impl MsrSource {
@@ -103,6 +104,7 @@ impl MsrSource {
             registers: Vec::new(),
             problems: Vec::new(),
             notes: Vec::new(),
+            unreadable: Vec::new(),
         };
 
         let cpuinfo_path = proc_root.join("cpuinfo");
@@ -185,11 +187,36 @@ impl MsrSource {
         cpu: u32,
     ) {
         let path = msr_root.join(cpu.to_string()).join("msr");
+        if !self.add_package_at(&path, msr_root, vendor, server_dram, package, cpu) {
+            // Beside packages that count, this one would silently drop out of the total.
+            Unreadable::note(
+                &mut self.unreadable,
+                &format!("package-{package}"),
+                DomainKind::Package,
+            );
+            if server_dram {
+                let name = format!("{}-{package}", DomainKind::Dram);
+                Unreadable::note(&mut self.unreadable, &name, DomainKind::Dram);
+            }
+        }
+    }
+
+    /// `add_package` on the device at `path`; false where the package cannot be read.
+    fn add_package_at(
+        &mut self,
+        path: &Path,
+        msr_root: &Path,
+        vendor: Vendor,
+        server_dram: bool,
+        package: usize,
+        cpu: u32,
+    ) -> bool {
+        let path = path.to_path_buf();
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) => {
                 self.problems.push(open_error(msr_root, &path, e));
-                return;
+                return false;
             }
         };
         let (unit_reg, pkg_reg) = match vendor {
@@ -212,22 +239,22 @@ impl MsrSource {
             Ok(Some(unit)) if unit != 0 => energy_status_unit(unit),
             Ok(_) => {
                 self.problems.push(no_rapl(unit_reg, "unit"));
-                return;
+                return false;
             }
             Err(e) => {
                 self.problems.push(Error::Io { path, source: e });
-                return;
+                return false;
             }
         };
         match probe(&file, pkg_reg) {
             Ok(Some(v)) if v & COUNTER_MASK != 0 => {}
             Ok(_) => {
                 self.problems.push(no_rapl(pkg_reg, "package energy"));
-                return;
+                return false;
             }
             Err(e) => {
                 self.problems.push(Error::Io { path, source: e });
-                return;
+                return false;
             }
         }
 
@@ -274,6 +301,7 @@ impl MsrSource {
                 }
             }
         }
+        true
     }
 
     /// Adds a domain if its register reads non-zero. An absent optional domain is normal (no
@@ -298,6 +326,7 @@ impl MsrSource {
                     path: self.file_paths[file].clone(),
                     source,
                 });
+                Unreadable::note(&mut self.unreadable, &name, kind);
                 false
             }
         }
@@ -314,6 +343,7 @@ impl MsrSource {
             reading: Reading::Energy,
             label: String::new(),
             update_period_ns: None,
+            max_power_w: None,
             estimate: None,
         });
         self.registers.push(Register { file, offset });
@@ -361,6 +391,10 @@ impl Source for MsrSource {
 
     fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    fn unreadable(&self) -> &[Unreadable] {
+        &self.unreadable
     }
 }
 

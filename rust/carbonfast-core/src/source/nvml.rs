@@ -18,6 +18,9 @@ use std::ffi::{c_char, c_int, c_uint, c_ulonglong, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// A GPU's maximum power, for checking its counter: its enforced power limit times this.
+const POWER_LIMIT_MARGIN: f64 = 2.0;
+
 pub const DEFAULT_LIBRARY: &str = "libnvidia-ml.so.1";
 pub const LIBRARY_ENV: &str = "CARBONFAST_NVML_LIBRARY";
 
@@ -417,6 +420,13 @@ impl NvmlSource {
                 }
             ));
         }
+        // A GPU can draw past its limit for milliseconds, never twice it over a refresh.
+        let max_power_w = api.power_limit.and_then(|f| {
+            let mut mw: c_uint = 0;
+            // SAFETY: `mw` is writable.
+            let ok = unsafe { f(handle, &mut mw) } == SUCCESS && mw > 0;
+            ok.then(|| POWER_LIMIT_MARGIN * f64::from(mw) / 1e3)
+        });
         self.domains.push(Domain {
             name: domain_name,
             kind: DomainKind::Gpu,
@@ -427,6 +437,7 @@ impl NvmlSource {
             reading,
             label,
             update_period_ns: None,
+            max_power_w,
             estimate,
         });
         self.gpus.push(Gpu { handle, mode });

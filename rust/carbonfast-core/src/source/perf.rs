@@ -5,7 +5,7 @@
 //! Each (event, CPU) pair becomes one counting perf event whose fd stays open; the kernel keeps
 //! the count in 64 bits, unfolding the 32-bit MSR wraps itself.
 
-use super::Source;
+use super::{Source, Unreadable};
 use crate::domain::{Domain, DomainKind, Reading};
 use crate::error::{Error, Result};
 use std::io;
@@ -202,6 +202,7 @@ pub struct PerfSource {
     counters: Vec<Box<dyn PerfCounter>>,
     problems: Vec<Error>,
     notes: Vec<String>,
+    unreadable: Vec<Unreadable>,
 }
 
 impl std::fmt::Debug for PerfSource {
@@ -230,6 +231,7 @@ impl PerfSource {
             counters: Vec::new(),
             problems: Vec::new(),
             notes: Vec::new(),
+            unreadable: Vec::new(),
         };
         let type_path = pmu_root.join("type");
         let pmu_type = match super::read_small(&type_path, 64) {
@@ -315,6 +317,10 @@ impl PerfSource {
                 if spec.kind == DomainKind::Psys && package > 0 {
                     continue;
                 }
+                let name = match spec.kind {
+                    DomainKind::Psys => "psys".to_string(),
+                    kind => format!("{kind}-{package}"),
+                };
                 match opener.open(pmu_type, spec.config, cpu) {
                     Ok(counter) => {
                         if let Err(e) = counter.read_count() {
@@ -322,12 +328,9 @@ impl PerfSource {
                                 path: spec.file.clone(),
                                 source: e,
                             });
+                            Unreadable::note(&mut src.unreadable, &name, spec.kind);
                             continue;
                         }
-                        let name = match spec.kind {
-                            DomainKind::Psys => "psys".to_string(),
-                            kind => format!("{kind}-{package}"),
-                        };
                         src.domains.push(Domain {
                             name,
                             kind: spec.kind,
@@ -340,6 +343,7 @@ impl PerfSource {
                             reading: Reading::Energy,
                             label: String::new(),
                             update_period_ns: None,
+                            max_power_w: None,
                             estimate: None,
                         });
                         src.counters.push(counter);
@@ -353,10 +357,13 @@ impl PerfSource {
                         });
                         return src;
                     }
-                    Err(e) => src.problems.push(Error::Io {
-                        path: spec.file.clone(),
-                        source: e,
-                    }),
+                    Err(e) => {
+                        src.problems.push(Error::Io {
+                            path: spec.file.clone(),
+                            source: e,
+                        });
+                        Unreadable::note(&mut src.unreadable, &name, spec.kind);
+                    }
                 }
             }
         }
@@ -398,6 +405,7 @@ impl PerfSource {
         self.domains.retain(|d| {
             let keep = *kept.next().unwrap_or(&true);
             if !keep {
+                Unreadable::note(&mut self.unreadable, &d.name, d.kind);
                 still.push(Error::Missing {
                     path: d.path.clone(),
                     why: format!(
@@ -449,6 +457,10 @@ impl Source for PerfSource {
 
     fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    fn unreadable(&self) -> &[Unreadable] {
+        &self.unreadable
     }
 }
 

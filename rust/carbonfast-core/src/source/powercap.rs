@@ -4,7 +4,7 @@
 //! domain. `energy_uj` files stay open and are read with pread at offset 0, which makes sysfs
 //! produce a fresh value on each read; parsing uses a stack buffer.
 
-use super::{parse_u64, Source};
+use super::{parse_u64, Source, Unreadable};
 use crate::domain::{Domain, DomainKind, Reading};
 use crate::error::{Error, Result};
 use std::collections::{HashMap, HashSet};
@@ -73,6 +73,7 @@ pub struct PowercapSource {
     files: Vec<File>,
     problems: Vec<Error>,
     notes: Vec<String>,
+    unreadable: Vec<Unreadable>,
 }
 
 impl PowercapSource {
@@ -85,6 +86,7 @@ impl PowercapSource {
             files: Vec::new(),
             problems: Vec::new(),
             notes: Vec::new(),
+            unreadable: Vec::new(),
         };
         let entries = match std::fs::read_dir(root) {
             Ok(entries) => entries,
@@ -184,11 +186,15 @@ impl PowercapSource {
                         reading: Reading::Energy,
                         label: String::new(),
                         update_period_ns: None,
+                        max_power_w: None,
                         estimate: None,
                     });
                     src.files.push(file);
                 }
-                Err(e) => src.problems.push(e),
+                Err(e) => {
+                    src.problems.push(e);
+                    Unreadable::note(&mut src.unreadable, &domain_name, kind);
+                }
             }
         }
         src
@@ -231,6 +237,10 @@ impl Source for PowercapSource {
 
     fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    fn unreadable(&self) -> &[Unreadable] {
+        &self.unreadable
     }
 }
 
