@@ -230,9 +230,10 @@ class Measurement(_native.MeasurementBase):
         for d, stalled in zip(self._meter.domains, w.stalled, strict=True):
             if stalled:
                 notes.append(
-                    f"{d.name} has not moved since carbonfast started ({w.duration_s:.3g} s "
-                    "or more): a working counter always does, so it is taken as unreadable and "
-                    "left out of the total, not counted as 0 J; `carbonfast info` shows it"
+                    f"{d.name} has not moved since carbonfast started (while other counters "
+                    "stepped, or for a second or more): a working counter always does, so it "
+                    "is taken as unreadable and left out of the total, not counted as 0 J; "
+                    "`carbonfast info` shows it"
                 )
         if (self._meter.partial or any(w.stalled)) and w.total_j is not None:
             notes.append(

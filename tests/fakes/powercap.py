@@ -62,8 +62,16 @@ class FakePowercap:
         self.set(zone_id, (self.get(zone_id) + delta_uj) % modulus)
 
     def write(self, zone_id: str, file: str, content: str) -> None:
-        # Truncate-and-write keeps the inode, so descriptors the meter holds see the new value.
-        self.path(zone_id, file).write_text(content)
+        # Written in place (same inode), so descriptors the meter holds see the new value; the
+        # new text goes over the old before the rest is cut, so that a reader racing a counter
+        # that grows never sees an empty file.
+        path = self.path(zone_id, file)
+        if not path.exists():
+            path.write_text(content)
+            return
+        with open(path, "r+b") as f:
+            f.write(content.encode())
+            f.truncate()
 
     def chmod(self, zone_id: str, mode: int, file: str = "energy_uj") -> None:
         os.chmod(self.path(zone_id, file), mode)

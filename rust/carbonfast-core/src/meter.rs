@@ -170,6 +170,9 @@ pub struct Meter {
     observed: Vec<Mutex<Observed>>,
     /// Per source: whether any of its counters keeps a refresh log (else reads skip it).
     logged: Vec<bool>,
+    /// Per domain: a counter that stood still at start-up while others of its source stepped
+    /// (see `learn_periods`): until it moves, no window of any length counts it.
+    stuck: Vec<bool>,
 }
 
 impl Meter {
@@ -211,6 +214,7 @@ impl Meter {
         let meter = Meter {
             sources,
             in_total: in_total(&domains),
+            stuck: vec![false; domains.len()],
             bounded: domains.iter().any(|d| d.estimated()),
             domains,
             problems,
@@ -334,6 +338,13 @@ impl Meter {
                         changes[i].push(t);
                     }
                     last[i] = Some(raw[i]);
+                }
+            }
+            // A RAPL counter in the total steps every millisecond or so, even idle: one that
+            // stood still while another of its source stepped four times reads nothing.
+            if unknown.iter().any(|&i| changes[i].len() >= 4) {
+                for &i in unknown.iter().filter(|&&i| changes[i].is_empty()) {
+                    self.stuck[base + i] = self.in_total[base + i];
                 }
             }
             let mut obs = lock(&self.observed[s]);
@@ -520,8 +531,9 @@ impl Meter {
         };
         let duration_ns = end.t_ns.saturating_sub(start.t_ns);
         // A counter in the total that has not moved at all since the meter started, over a
-        // second or more, is no working counter (an idle package still draws watts): it is
-        // treated as unreadable, not as a measured 0 J.
+        // second or more (or from start-up, beside counters that stepped), is no working
+        // counter (an idle package still draws watts): it is treated as unreadable, not as a
+        // measured 0 J.
         let stalled: Vec<bool> = self
             .domains
             .iter()
@@ -530,7 +542,7 @@ impl Meter {
                 self.in_total[d]
                     && dom.reading == Reading::Energy
                     && !dom.estimated()
-                    && duration_ns >= STALLED_NS
+                    && (duration_ns >= STALLED_NS || self.stuck[d])
                     && end.totals[d] == 0
             })
             .collect();
