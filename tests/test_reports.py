@@ -19,6 +19,7 @@ import pytest
 import carbonfast as cf
 from carbonfast.carbon import tables
 from carbonfast.report.history import History
+from carbonfast.report.record import Record
 from tests.fakes.powercap import FakePowercap
 
 # The header CodeCarbon 3.2 writes, as found in emissions.csv files it produced.
@@ -116,7 +117,7 @@ def test_a_csv_with_other_columns_is_kept_aside(tmp_path: Path) -> None:
     old = tmp_path / "emissions.csv"
     old.write_text("timestamp,project_name,run_id,duration\n2024-01-01,x,y,1\n")
     report = {"started_at": "2026-01-01T00:00:00+00:00", "duration_s": 1.0, "energy_j": 3.6e6}
-    emissions_csv.append(old, emissions_csv.row(report))
+    emissions_csv.append(old, emissions_csv.row(Record.from_dict(report)))
     assert (
         (tmp_path / "emissions.csv.bak").read_text().startswith("timestamp,project_name,run_id,d")
     )
@@ -145,6 +146,50 @@ def test_runs_land_in_the_history_and_can_be_reported(fake: FakePowercap, tmp_pa
     assert missing.returncode == 2 and "no run 99" in missing.stderr
 
 
+def test_every_entry_the_history_lists_opens_as_a_report(
+    fake: FakePowercap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "h.sqlite"
+    env = {"CARBONFAST_HISTORY": str(path)}
+    monkeypatch.setenv("CARBONFAST_HISTORY", str(path))
+    r = _cli(
+        "run", "--", *_bump(fake, "intel-rapl:0", 2_000_000), root=fake.root, cwd=tmp_path, **env
+    )
+    assert r.returncode == 0, r.stderr
+    meter = cf.Meter(fake.root, history=str(path))
+    with meter.measure("step"):
+        fake.add("intel-rapl:0", 1_000_000)
+    meter._recorder.flush()
+    cf.bench({"noop": lambda: None}, meter=meter, rounds=2, record=True)
+    listed = json.loads(_cli("history", "--json", root=fake.root, cwd=tmp_path, **env).stdout)
+    assert {x["kind"] for x in listed} >= {"run", "window", "bench"}
+    for entry in listed:
+        rid = str(entry["id"])
+        text = _cli("report", rid, root=fake.root, cwd=tmp_path, **env)
+        assert text.returncode == 0, (entry, text.stderr)
+        as_json = _cli("report", rid, "--json", root=fake.root, cwd=tmp_path, **env)
+        assert as_json.returncode == 0, (entry, as_json.stderr)
+        assert json.loads(as_json.stdout)["kind"] == entry["kind"]
+        html_file = tmp_path / f"{rid}.html"
+        as_html = _cli("report", rid, "--html", str(html_file), root=fake.root, cwd=tmp_path, **env)
+        assert as_html.returncode == 0 and "<html>" in html_file.read_text(), as_html.stderr
+
+
+def test_the_csv_parts_add_up_to_the_total_on_a_psys_only_machine(
+    empty_fake: FakePowercap, tmp_path: Path
+) -> None:
+    from carbonfast.report import emissions_csv
+
+    empty_fake.zone("intel-rapl:0", "psys", 1_000)
+    meter = cf.Meter(empty_fake.root, gpu=False, estimate=False, history="off")
+    with meter.measure() as m:
+        empty_fake.add("intel-rapl:0", 7_200_000)
+    assert m.total_domains == ["psys"] and m.energy_j == pytest.approx(7.2)
+    row = emissions_csv.row(m.record())
+    parts = row["cpu_energy"] + row["gpu_energy"] + row["ram_energy"]
+    assert parts == pytest.approx(row["energy_consumed"]) and parts == pytest.approx(2e-6)
+
+
 def test_windows_land_in_the_history(fake: FakePowercap, tmp_path: Path) -> None:
     path = tmp_path / "h.sqlite"
     meter = cf.Meter(fake.root, history=path)
@@ -165,8 +210,8 @@ def test_windows_land_in_the_history(fake: FakePowercap, tmp_path: Path) -> None
         ("tracked", "window", 2.0),
         ("w1", "window", 1.0),
     ]
-    report, _ = History(path).get(rows[-1]["id"])
-    assert report["domains"]["package-0"]["energy_j"] == 1.0
+    record, _ = History(path).get(rows[-1]["id"])
+    assert record.domains["package-0"].energy_j == 1.0
 
 
 def test_the_history_survives_the_writer_being_killed(tmp_path: Path) -> None:
@@ -198,7 +243,7 @@ def test_the_history_survives_the_writer_being_killed(tmp_path: Path) -> None:
     assert final >= count
     rows = History(path).list(limit=final)
     assert len(rows) == final and all(r["kind"] == "window" for r in rows)
-    assert all(History(path).get(r["id"])[0]["label"] == "w" for r in rows[:20])
+    assert all(History(path).get(r["id"])[0].label == "w" for r in rows[:20])
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")

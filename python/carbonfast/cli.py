@@ -17,6 +17,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from carbonfast.report.record import Record
+
 # A SIGINT typed at the terminal reaches the whole foreground process group, the child
 # included; the kernel marks such signals SI_KERNEL. Only signals sent to carbonfast alone
 # (kill, a job scheduler) need forwarding.
@@ -255,28 +257,29 @@ def _run_measured(
     after = os.times()
     exit_code = returncode if returncode >= 0 else 128 - returncode
     cpu_seconds = sum(after[i] - before[i] for i in range(4))  # self and children
-    report = _safe_report(m, command, exit_code, label, cpu_seconds, failure)
+    record = _safe_report(m, command, exit_code, label, cpu_seconds, failure)
     trace = None
     if args.sample_hz and failure is None:
         trace = _attempt("the power trace", lambda: _trace_dict(meter, m))
     if history:
         from carbonfast.report.history import History
 
-        report["id"] = _attempt(history, lambda: History(history).add(report, "run", trace))
+        record.id = _attempt(history, lambda: History(history).add(record, trace))
     if args.json:
-        _attempt(args.json, lambda: _write_atomically(args.json, json.dumps(report, indent=2)))
+        text = json.dumps(record.to_dict(), indent=2)
+        _attempt(args.json, lambda: _write_atomically(args.json, text))
     if args.csv:
-        _attempt(args.csv, lambda: _append_csv(args, report, cpu_seconds))
+        _attempt(args.csv, lambda: _append_csv(args, record, cpu_seconds))
     if args.html:
         from carbonfast.report import html
 
-        _attempt(args.html, lambda: html.write(args.html, report, trace))
+        _attempt(args.html, lambda: html.write(args.html, record, trace))
     if not args.quiet:
         from carbonfast.report.console import format_summary
 
-        _attempt("the summary", lambda: _say(format_summary(report)))
-        if report.get("id") is not None:
-            _say(f"  saved as run {report['id']} in {history}")
+        _attempt("the summary", lambda: _say(format_summary(record)))
+        if record.id is not None:
+            _say(f"  saved as run {record.id} in {history}")
     return exit_code
 
 
@@ -295,56 +298,32 @@ def _safe_report(
     label: str,
     cpu_seconds: float,
     failure: Exception | None,
-) -> dict[str, Any]:
-    """The run's report; where the measurement itself failed, one that says so, with the
+) -> Record:
+    """The run's record; where the measurement itself failed, one that says so, with the
     energy unknown (never 0)."""
-    report: dict[str, Any] | None = None
+    from carbonfast.report.record import Record
+
+    record: Record | None = None
     if failure is None and m is not None:
         try:
-            report = _run_report(m.to_dict(), command, exit_code)
+            record = Record.from_measurement(m, "run")
             from carbonfast.carbon.advice import advise
 
-            report["advice"] = [
+            record.advice = [
                 {"kind": a.kind, "message": a.message, "figures": a.figures}
                 for a in advise(m, cpu_seconds=cpu_seconds)
             ]
         except Exception as e:
             failure = e
-    if report is None:
-        report = _failed_report(command, exit_code, f"{type(failure).__name__}: {failure}")
-    report["label"] = label
-    report["cpu_seconds"] = cpu_seconds
-    return report
-
-
-def _failed_report(command: list[str], exit_code: int, why: str) -> dict[str, Any]:
-    from datetime import datetime, timezone
-
-    from carbonfast import __version__
-
-    _warn(f"the measurement failed during the run ({why}); its energy is unknown")
-    return {
-        "command": command,
-        "exit_code": exit_code,
-        "started_at": datetime.now(timezone.utc).isoformat(),
-        "duration_s": 0.0,
-        "energy_j": None,
-        "energy_range_j": None,
-        "power_w": None,
-        "estimated": False,
-        "emissions_kg": None,
-        "emissions_range_kg": None,
-        "intensity_g_per_kwh": None,
-        "intensity_source": "",
-        "location": None,
-        "country": None,
-        "pue": None,
-        "domains": {},
-        "total_domains": [],
-        "notes": [f"the measurement failed during the run: {why}"],
-        "advice": [],
-        "carbonfast_version": __version__,
-    }
+    if record is None:
+        why = f"{type(failure).__name__}: {failure}"
+        _warn(f"the measurement failed during the run ({why}); its energy is unknown")
+        record = Record.failed_run(command, exit_code, why)
+    record.command = command
+    record.exit_code = exit_code
+    record.label = label
+    record.cpu_seconds = cpu_seconds
+    return record
 
 
 def _attempt(what: str | os.PathLike[str], step: Callable[[], Any]) -> Any:
@@ -367,10 +346,10 @@ def _say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def _append_csv(args: argparse.Namespace, report: dict[str, Any], cpu_seconds: float) -> None:
+def _append_csv(args: argparse.Namespace, record: Record, cpu_seconds: float) -> None:
     from carbonfast.report import emissions_csv
 
-    row = emissions_csv.row(report, cpu_seconds=cpu_seconds, tracking_mode=args.scope or "process")
+    row = emissions_csv.row(record, cpu_seconds=cpu_seconds, tracking_mode=args.scope or "process")
     emissions_csv.append(args.csv, row)
 
 
@@ -534,15 +513,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise ValueError(f"no history at {path}; run `carbonfast run` first")
     if not 1 <= args.run_id < 2**63:
         raise ValueError(f"no record {args.run_id} in {path}; `carbonfast history` lists them")
-    report, trace = History(path).get(args.run_id)
+    record, trace = History(path).get(args.run_id)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(record.to_dict(), indent=2))
     else:
-        print(format_summary({"command": None, "exit_code": None, **report}))
+        print(format_summary(record))
     if args.html:
         from carbonfast.report import html
 
-        html.write(args.html, report, trace)
+        html.write(args.html, record, trace)
         print(f"carbonfast: wrote {args.html}", file=sys.stderr)
     return 0
 
@@ -585,34 +564,6 @@ def _run_forwarding_signals(command: list[str], mask: Any) -> int:
             continue  # from the terminal: the child got it too
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, info.si_signo)
-
-
-def _run_report(measurement: dict[str, Any], command: list[str], exit_code: int) -> dict[str, Any]:
-    from carbonfast import __version__
-
-    report = {
-        "command": command,
-        "exit_code": exit_code,
-        "started_at": measurement["started_at"],
-        "duration_s": measurement["duration_s"],
-        "energy_j": measurement["energy_j"],
-        "energy_range_j": measurement["energy_range_j"],
-        "power_w": measurement["power_w"],
-        "estimated": measurement["estimated"],
-        "partial": measurement.get("partial", False),
-        "emissions_kg": measurement["emissions_kg"],
-        "emissions_range_kg": measurement["emissions_range_kg"],
-        "intensity_g_per_kwh": measurement["intensity_g_per_kwh"],
-        "intensity_source": measurement["intensity_source"],
-        "location": measurement["location"],
-        "country": measurement["country"],
-        "pue": measurement["pue"],
-        "domains": measurement["domains"],
-        "total_domains": measurement["total_domains"],
-        "notes": measurement["notes"],
-        "carbonfast_version": __version__,
-    }
-    return report
 
 
 def _write_atomically(path: str | os.PathLike[str], text: str) -> None:

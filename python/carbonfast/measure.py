@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from carbonfast.carbon.intensity import Intensity
     from carbonfast.report.history import WindowRecorder
+    from carbonfast.report.record import Record
     from carbonfast.trace import Trace
 
     F = TypeVar("F", bound=Callable[..., Any])
@@ -245,38 +246,14 @@ class Measurement(_native.MeasurementBase):
         notes.extend(self._meter._problem_notes)
         return notes
 
+    def record(self) -> Record:
+        """This window as a Record: what every report and the history read."""
+        from carbonfast.report.record import Record
+
+        return Record.from_measurement(self)
+
     def to_dict(self) -> dict[str, Any]:
-        w = self._w()
-        return {
-            "label": self.label,
-            "started_at": self.started_at,
-            "duration_s": w.duration_s,
-            "energy_j": w.total_j,
-            "energy_range_j": list(w.total_range_j) if w.total_range_j else None,
-            "total_domains": self.total_domains,
-            "power_w": self.power_w,
-            "estimated": self.estimated,
-            "partial": self._meter.partial or any(w.stalled),
-            "emissions_kg": self.emissions_kg,
-            "emissions_range_kg": list(r) if (r := self.emissions_range_kg) else None,
-            "intensity_g_per_kwh": self.intensity_g_per_kwh,
-            "intensity_source": self.intensity_source,
-            "location": self.location,
-            "country": self.intensity.country,
-            "pue": self.pue,
-            "domains": {
-                d.name: _domain_dict(d, j, lo, hi, i)
-                for d, j, lo, hi, i in zip(
-                    self._meter.domains,
-                    w.joules,
-                    w.joules_low,
-                    w.joules_high,
-                    w.interpolated,
-                    strict=True,
-                )
-            },
-            "notes": self.notes,
-        }
+        return self.record().to_dict()
 
     def __repr__(self) -> str:
         energy = "unknown" if self.energy_j is None else f"{self.energy_j:.6g} J"
@@ -287,19 +264,6 @@ class Measurement(_native.MeasurementBase):
             f"Measurement(label={self.label!r}, duration_s={self.duration_s:.6g}, "
             f"energy={energy}{state})"
         )
-
-
-def _domain_dict(
-    d: _native.DomainInfo, j: float, lo: float, hi: float, interpolated: bool
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"energy_j": j, "kind": d.kind, "estimated": d.estimated}
-    if d.estimated or interpolated or lo != hi:
-        out["energy_range_j"] = [lo, hi]
-    if interpolated:
-        out["interpolated"] = True
-    if d.estimated:
-        out["method"] = d.method
-    return out
 
 
 class CallStats:
@@ -535,6 +499,9 @@ class Meter:
         intensity: float | None = None,
         pue: float | None = None,
     ) -> None:
+        # Loaded before the counters' files are opened: a process short of descriptors can
+        # still make its records.
+        import carbonfast.report.record  # noqa: F401
         from carbonfast.carbon import Carbon
         from carbonfast.config import CARBON_KEYS, ESTIMATE_KEYS, resolve
 

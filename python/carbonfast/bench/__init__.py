@@ -146,22 +146,9 @@ def _record(result: BenchResult, label: str) -> int | None:
     if not path:
         return None
     from carbonfast.report.history import History
+    from carbonfast.report.record import Record
 
-    total = sum(v.joules_per_call * v.calls_per_sample * v.samples for v in result.variants)
-    seconds = sum(v.seconds_per_call * v.calls_per_sample * v.samples for v in result.variants)
-    report = {
-        "label": label,
-        "started_at": result.started_at,
-        "duration_s": seconds,
-        "energy_j": total,
-        "estimated": result.estimated,
-        "intensity_g_per_kwh": result.intensity_g_per_kwh,
-        "intensity_source": result.intensity_source,
-        "pue": result.pue,
-        "domains": {},
-        "bench": result.to_dict(),
-    }
-    return History(path).add(report, "bench")
+    return History(path).add(Record.for_bench(result, label))
 
 
 def compare(a: BenchResult | int | str | Path, b: BenchResult | int | str | Path) -> Comparison:
@@ -206,10 +193,10 @@ def _load(x: BenchResult | int | str | Path) -> BenchResult:
         path = resolve(("history",), {})["history"]
         if not path:
             raise ValueError("the history is off (CARBONFAST_HISTORY); pass results or files")
-        report, _ = History(path).get(x)
-        if "bench" not in report:
+        record, _ = History(path).get(x)
+        if record.bench is None:
             raise ValueError(f"history record {x} is no benchmark")
-        return BenchResult.from_dict(report["bench"])
+        return BenchResult.from_dict(record.bench)
     import json
     from pathlib import Path
 

@@ -175,9 +175,8 @@ class EmissionsTracker:
     # -- plumbing ------------------------------------------------------------------------------
 
     def _record(self, m: Measurement, *, write: bool) -> EmissionsData:
-        report = m.to_dict()
         row = emissions_csv.row(
-            report,
+            m.record(),
             project_name=self._project_name,
             run_id=self._run_id,
             experiment_id=self._experiment_id,
@@ -195,7 +194,9 @@ class EmissionsTracker:
         if path:
             from carbonfast.report.history import History
 
-            History(path).add({**m.to_dict(), "label": self._project_name}, "run")
+            record = m.record()
+            record.label = self._project_name
+            History(path).add(record)
 
     def __enter__(self) -> EmissionsTracker:
         self.start()

@@ -2,67 +2,72 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, TextIO
+    from typing import TextIO
 
     from carbonfast.measure import Measurement
+    from carbonfast.report.record import Record
 
 
-def format_summary(report: dict[str, Any]) -> str:
-    """The summary `carbonfast run` prints: energy per domain, total, emissions, advice."""
-    cmd = shlex.join(report["command"]) if report.get("command") else report.get("label") or ""
-    ended = "" if report.get("exit_code") is None else f", exit code {report['exit_code']}"
-    lines = [f"carbonfast: `{cmd}` ran {report['duration_s']:.3f} s{ended}"]
-    for name, d in report["domains"].items():
-        if d["estimated"]:
-            lo, hi = d["energy_range_j"]
-            tag = f"  estimated, {_fmt_j(lo)} to {_fmt_j(hi)}"
-        elif name not in report.get("total_domains", ()):
+def format_summary(record: Record) -> str:
+    """The summary `carbonfast run` and `carbonfast report` print: energy per domain, total,
+    emissions, advice; a benchmark's variants."""
+    ended = "" if record.exit_code is None else f", exit code {record.exit_code}"
+    lines = [f"carbonfast: `{record.title}` ran {record.duration_s:.3f} s{ended}"]
+    for name, d in record.domains.items():
+        rng = d.energy_range_j
+        if d.estimated and rng:
+            tag = f"  estimated, {_fmt_j(rng[0])} to {_fmt_j(rng[1])}"
+        elif not d.in_total:
             tag = "  (inside total)"
-        elif "energy_range_j" in d:  # a counter that refreshes slowly: the edges are bounded
-            lo, hi = d["energy_range_j"]
-            how = "interpolated" if d.get("interpolated") else "measured"
-            tag = f"  {how}, {_fmt_j(lo)} to {_fmt_j(hi)}"
+        elif rng:  # a counter that refreshes slowly: the edges are bounded
+            how = "interpolated" if d.interpolated else "measured"
+            tag = f"  {how}, {_fmt_j(rng[0])} to {_fmt_j(rng[1])}"
         else:
             tag = "  measured"
-        lines.append(f"  {name:<14} {_fmt_j(d['energy_j']):>14}{tag}")
-    if report["energy_j"] is None:
+        lines.append(f"  {name:<14} {_fmt_j(d.energy_j):>14}{tag}")
+    if record.energy_j is None:
         lines.append("  energy         unknown (no readable counter; see `carbonfast info`)")
     else:
         tag = ""
-        rng = report.get("energy_range_j")
-        if report["estimated"]:
-            lo, hi = rng
-            tag = f"  ESTIMATED, range {_fmt_j(lo)} to {_fmt_j(hi)}"
+        rng = record.energy_range_j
+        if record.estimated and rng:
+            tag = f"  ESTIMATED, range {_fmt_j(rng[0])} to {_fmt_j(rng[1])}"
+        elif record.estimated:
+            tag = "  ESTIMATED"
         elif rng and rng[0] != rng[1]:
             tag = f"  range {_fmt_j(rng[0])} to {_fmt_j(rng[1])}"
-        if report.get("partial"):
+        if record.partial:
             tag += "  PARTIAL: some counters unreadable (see notes)"
         lines.append(
-            f"  total          {_fmt_j(report['energy_j']):>14}   "
-            f"avg {report['power_w'] or 0:.2f} W{tag}"
+            f"  total          {_fmt_j(record.energy_j):>14}   avg {record.power_w or 0:.2f} W{tag}"
         )
-    if report["emissions_kg"] is not None:
+    if record.emissions_kg is not None:
         from carbonfast.carbon.advice import fmt_mass
 
-        where = report["location"] or "world average"
-        rng = ""
-        if report["estimated"]:
-            lo, hi = report["emissions_range_kg"]
-            rng = f", range {fmt_mass(lo)} to {fmt_mass(hi)}"
+        where = record.location or "world average"
+        rng_text = ""
+        if record.estimated and record.emissions_range_kg:
+            lo, hi = record.emissions_range_kg
+            rng_text = f", range {fmt_mass(lo)} to {fmt_mass(hi)}"
         lines.append(
-            f"  emissions      {fmt_mass(report['emissions_kg']):>14} CO2e{rng}  ({where}: "
-            f"{report['intensity_g_per_kwh']:g} g/kWh x PUE {report['pue']:g})"
+            f"  emissions      {fmt_mass(record.emissions_kg):>14} CO2e{rng_text}  ({where}: "
+            f"{record.intensity_g_per_kwh:g} g/kWh x PUE {record.pue or 1:g})"
         )
-        lines.append(f"  intensity from {report['intensity_source']}")
-    for advice in report.get("advice", []):
+        lines.append(f"  intensity from {record.intensity_source}")
+    for variant in (record.bench or {}).get("variants", []):
+        name = variant.get("name", "?")
+        lines.append(
+            f"  variant {name}: {variant.get('joules_per_call', 0):.4g} J/call, "
+            f"{variant.get('seconds_per_call', 0):.4g} s/call"
+        )
+    for advice in record.advice:
         lines.append(f"  advice: {advice['message']}")
-    lines.extend(f"  note: {n}" for n in report["notes"])
+    lines.extend(f"  note: {n}" for n in record.notes)
     return "\n".join(lines)
 
 

@@ -14,6 +14,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from carbonfast.report.record import Record
+
 # CodeCarbon 3.x's emissions.csv header.
 COLUMNS = (
     "timestamp",
@@ -60,7 +62,7 @@ J_PER_KWH = 3.6e6
 
 
 def row(
-    report: dict[str, Any],
+    record: Record,
     *,
     project_name: str = "carbonfast",
     run_id: str | None = None,
@@ -68,43 +70,39 @@ def row(
     cpu_seconds: float | None = None,
     tracking_mode: str = "process",
 ) -> dict[str, Any]:
-    """One CSV row from a run report or Measurement.to_dict()."""
+    """One CSV row from a record. CPU, GPU and RAM energy are the total's parts, so that they
+    add up to energy_consumed."""
     from carbonfast import __version__
     from carbonfast.carbon import tables
 
-    duration = report["duration_s"]
-    by_kind: dict[str, float] = {"package": 0.0, "dram": 0.0, "gpu": 0.0}
-    gpus = []
-    for name, d in report.get("domains", {}).items():
-        if d["kind"] in by_kind:
-            by_kind[d["kind"]] += d["energy_j"]
-        if d["kind"] == "gpu":
-            gpus.append(name)
-    location = report.get("location") or ""
+    duration = record.duration_s
+    by_kind = record.energy_by_kind()
+    gpus = [name for name, d in record.domains.items() if d.kind == "gpu"]
+    location = record.location or ""
     cloud_provider, _, cloud_region = location.partition(":") if ":" in location else ("", "", "")
-    country = _country(report, tables)
+    country = _country(record, tables)
     threads = os.cpu_count() or 1
     # Unknown energy (nothing readable, estimates off) stays an empty cell, never 0.
-    energy = report.get("energy_j")
-    emissions = report.get("emissions_kg")
+    energy = record.energy_j
+    emissions = record.emissions_kg
 
     def power(j: float) -> float:
         return j / duration if duration > 0 else 0.0
 
     return {
-        "timestamp": report["started_at"][:19],
+        "timestamp": record.started_at[:19],
         "project_name": project_name,
         "run_id": run_id or str(uuid.uuid4()),
         "experiment_id": experiment_id,
         "duration": duration,
         "emissions": "" if emissions is None else emissions,
         "emissions_rate": "" if emissions is None else power(emissions),
-        "cpu_power": power(by_kind["package"]),
+        "cpu_power": power(by_kind["cpu"]),
         "gpu_power": power(by_kind["gpu"]),
-        "ram_power": power(by_kind["dram"]),
-        "cpu_energy": by_kind["package"] / J_PER_KWH,
+        "ram_power": power(by_kind["ram"]),
+        "cpu_energy": by_kind["cpu"] / J_PER_KWH,
         "gpu_energy": by_kind["gpu"] / J_PER_KWH,
-        "ram_energy": by_kind["dram"] / J_PER_KWH,
+        "ram_energy": by_kind["ram"] / J_PER_KWH,
         "energy_consumed": "" if energy is None else energy / J_PER_KWH,
         "water_consumed": 0.0,
         "country_name": country[1],
@@ -130,7 +128,7 @@ def row(
         "ram_utilization_percent": 0.0,
         "ram_used_gb": 0.0,
         "on_cloud": "Y" if cloud_provider else "N",
-        "pue": report.get("pue") or 1.0,
+        "pue": record.pue or 1.0,
         "wue": 0.0,
     }
 
@@ -187,9 +185,9 @@ def _free_backup_name(path: Path) -> Path:
     return backup
 
 
-def _country(report: dict[str, Any], tables: Any) -> tuple[str, str]:
+def _country(record: Record, tables: Any) -> tuple[str, str]:
     """(ISO alpha-3, name) of the place the intensity is for; empty where none is known."""
-    a3 = report.get("country") or ""
+    a3 = record.country or ""
     row = tables.countries()["countries"].get(a3)
     return (a3, row["name"]) if row else ("", "")
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from carbonfast.measure import Measurement
+    from carbonfast.report.record import Record
 
 DEFAULT_PATH = Path(".carbonfast") / "history.sqlite"
 SCHEMA_VERSION = 1
@@ -108,15 +109,17 @@ class History:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("ROLLBACK")
 
-    def add(self, report: dict[str, Any], kind: str = "run", trace: dict | None = None) -> int:
-        """Stores one record (a run report or Measurement.to_dict()) and returns its id."""
-        return self.add_many([(report, kind, trace)])[0]
+    def add(self, record: Record, trace: dict | None = None) -> int:
+        """Stores one record and returns its id."""
+        return self.add_many([(record, trace)])[0]
 
-    def add_many(self, records: list[tuple[dict[str, Any], str, dict | None]]) -> list[int]:
+    def add_many(self, records: list[tuple[Record, dict | None]]) -> list[int]:
         """Stores records in one transaction: all of them, or none."""
         ids = []
         with self._lock, self._db:
-            for report, kind, trace in records:
+            for record, trace in records:
+                report = record.to_dict()
+                kind = record.kind
                 rng = report.get("energy_range_j") or [None, None]
                 command = report.get("command")
                 cur = self._db.execute(
@@ -152,8 +155,8 @@ class History:
                 self._db.executemany(
                     "INSERT INTO domains VALUES (?, ?, ?, ?, ?)",
                     [
-                        (run_id, name, d["kind"], d["energy_j"], int(bool(d["estimated"])))
-                        for name, d in report.get("domains", {}).items()
+                        (run_id, name, d.kind, d.energy_j, int(d.estimated))
+                        for name, d in record.domains.items()
                     ],
                 )
                 if trace:
@@ -190,18 +193,22 @@ class History:
         ]
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
-    def get(self, run_id: int) -> tuple[dict[str, Any], dict | None]:
-        """The stored report of a record and its trace (None if none was kept)."""
+    def get(self, run_id: int) -> tuple[Record, dict | None]:
+        """A stored record and its trace (None if none was kept)."""
+        from carbonfast.report.record import KINDS, Record
+
         with self._lock:
-            row = self._db.execute("SELECT report FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT report, kind FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
             trace = self._db.execute(
                 "SELECT data FROM traces WHERE run_id = ?", (run_id,)
             ).fetchone()
         if row is None:
             raise ValueError(f"no run {run_id} in {self.path}; `carbonfast history` lists them")
-        report = json.loads(row[0])
-        report["id"] = run_id
-        return report, json.loads(trace[0]) if trace else None
+        record = Record.from_dict(json.loads(row[0]), kind=row[1] if row[1] in KINDS else None)
+        record.id = run_id
+        return record, json.loads(trace[0]) if trace else None
 
     def close(self) -> None:
         with self._lock:
@@ -218,36 +225,17 @@ def trace_summary(trace: dict) -> dict[str, Any]:
     return out
 
 
-def window_record(m: Measurement, intensities: dict[int, Any]) -> dict[str, Any]:
-    """The stored form of a closed window: what Measurement.to_dict() gives, less the notes,
-    with the grid intensity looked up once per meter and batch."""
-    from carbonfast.carbon import emissions_kg
+def window_record(m: Measurement, intensities: dict[int, Any]) -> Record:
+    """The stored form of a closed window (less its notes), with the grid intensity looked up
+    once per meter and batch."""
+    from carbonfast.report.record import Record
 
     meter = m._meter
-    w = m._w()
     it = intensities.get(id(meter))
     if it is None:
         it = intensities[id(meter)] = meter.carbon.intensity()
-    energy = w.total_j
-    pue = meter.carbon.pue
-    return {
-        "label": m.label,
-        "started_at": m.started_at,
-        "duration_s": w.duration_s,
-        "energy_j": energy,
-        "energy_range_j": list(w.total_range_j) if w.total_range_j else None,
-        "estimated": meter.estimated,
-        "emissions_kg": None if energy is None else emissions_kg(energy, it.g_per_kwh, pue),
-        "intensity_g_per_kwh": it.g_per_kwh,
-        "intensity_source": it.source,
-        "location": it.location,
-        "country": it.country,
-        "pue": pue,
-        "domains": {
-            d.name: {"energy_j": j, "kind": d.kind, "estimated": d.estimated}
-            for d, j in zip(meter.domains, w.joules, strict=True)
-        },
-    }
+    m._intensity = it
+    return Record.from_measurement(m, "window", notes=False)
 
 
 def _version() -> str:
@@ -317,7 +305,7 @@ class WindowRecorder:
             intensities: dict[int, Any] = {}
             while self._queue:
                 m = self._queue.popleft()
-                batch.append((window_record(m, intensities), "window", None))
+                batch.append((window_record(m, intensities), None))
             if not batch or self.failed:
                 return
             try:

@@ -12,6 +12,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from carbonfast.report.record import Record
+
 
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
@@ -19,7 +21,7 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _figures(report: dict[str, Any], trace: dict | None) -> list[tuple[str, str]]:
+def _figures(record: Record, trace: dict | None) -> list[tuple[str, str]]:
     try:
         import matplotlib
 
@@ -42,12 +44,12 @@ def _figures(report: dict[str, Any], trace: dict | None) -> list[tuple[str, str]
         ax.legend(loc="upper right", fontsize=8)
         out.append(("power trace", _png(fig)))
         plt.close(fig)
-    domains = report.get("domains", {})
+    domains = record.domains
     if domains:
         fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(domains)))
         names = list(domains)
-        values = [domains[n]["energy_j"] for n in names]
-        colors = ["#999999" if domains[n]["estimated"] else "#2a7d4f" for n in names]
+        values = [domains[n].energy_j for n in names]
+        colors = ["#999999" if domains[n].estimated else "#2a7d4f" for n in names]
         ax.barh(names, values, color=colors)
         ax.set_xlabel("energy (J)  -  grey: estimated")
         ax.set_title("Energy per domain")
@@ -57,33 +59,42 @@ def _figures(report: dict[str, Any], trace: dict | None) -> list[tuple[str, str]
     return out
 
 
-def render(report: dict[str, Any], trace: dict | None = None) -> str:
-    """The HTML text of a report (a run report or Measurement.to_dict())."""
+def render(record: Record, trace: dict | None = None) -> str:
+    """The HTML text of a record."""
     from carbonfast.carbon.advice import fmt_mass
 
     esc = html.escape
-    title = report.get("label") or " ".join(report.get("command") or []) or "measurement"
-    energy = report.get("energy_j")
+    title = record.title or "measurement"
+    energy = record.energy_j
     rows = [
-        ("started", report.get("started_at", "")),
-        ("duration", f"{report['duration_s']:.3f} s"),
+        ("kind", record.kind),
+        ("started", record.started_at),
+        ("duration", f"{record.duration_s:.3f} s"),
         ("energy", "unknown" if energy is None else f"{energy:.4g} J"),
     ]
-    if report.get("estimated") and report.get("energy_range_j"):
-        lo, hi = report["energy_range_j"]
+    if record.estimated and record.energy_range_j:
+        lo, hi = record.energy_range_j
         rows.append(("estimated range", f"{lo:.4g} J to {hi:.4g} J"))
-    if report.get("emissions_kg") is not None:
-        rows.append(("emissions", f"{fmt_mass(report['emissions_kg'])} CO2e"))
+    if record.emissions_kg is not None:
+        rows.append(("emissions", f"{fmt_mass(record.emissions_kg)} CO2e"))
         rows.append(
             (
                 "intensity",
-                f"{report['intensity_g_per_kwh']:g} g/kWh x PUE {report.get('pue', 1):g}: "
-                f"{report.get('intensity_source', '')}",
+                f"{record.intensity_g_per_kwh:g} g/kWh x PUE {record.pue or 1:g}: "
+                f"{record.intensity_source}",
             )
         )
-    if report.get("exit_code") is not None:
-        rows.append(("exit code", str(report["exit_code"])))
-    figures = _figures(report, trace)
+    if record.exit_code is not None:
+        rows.append(("exit code", str(record.exit_code)))
+    for variant in (record.bench or {}).get("variants", []):
+        rows.append(
+            (
+                f"variant {variant.get('name', '?')}",
+                f"{variant.get('joules_per_call', 0):.4g} J/call, "
+                f"{variant.get('seconds_per_call', 0):.4g} s/call",
+            )
+        )
+    figures = _figures(record, trace)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>carbonfast: {esc(title)}</title>",
@@ -101,19 +112,19 @@ def render(report: dict[str, Any], trace: dict | None = None) -> str:
             'onload="document.body.dataset.plotsDrawn = '
             '(+(document.body.dataset.plotsDrawn || 0) + 1)"></figure>'
         )
-    if report.get("advice"):
+    if record.advice:
         parts.append("<h2>Advice</h2><ul>")
-        parts += [f"<li>{esc(a['message'])}</li>" for a in report["advice"]]
+        parts += [f"<li>{esc(a['message'])}</li>" for a in record.advice]
         parts.append("</ul>")
-    if report.get("notes"):
+    if record.notes:
         parts.append("<h2>Notes</h2><ul>")
-        parts += [f"<li>{esc(n)}</li>" for n in report["notes"]]
+        parts += [f"<li>{esc(n)}</li>" for n in record.notes]
         parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write(path: str | os.PathLike[str], report: dict[str, Any], trace: dict | None = None) -> None:
+def write(path: str | os.PathLike[str], record: Record, trace: dict | None = None) -> None:
     from carbonfast.report.files import write_atomically
 
-    write_atomically(path, render(report, trace))
+    write_atomically(path, render(record, trace))

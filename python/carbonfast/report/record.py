@@ -1,0 +1,261 @@
+"""One record of what was measured: a run, a window, a task or a benchmark.
+
+It is built once (from a Measurement, a run, a benchmark result, or a stored dict) and every
+output reads it: the console, JSON, the CodeCarbon CSV, HTML, the history and the CodeCarbon
+drop-in. It carries which domains count in the total, so that no output has to guess.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+Kind = Literal["run", "window", "task", "bench"]
+KINDS: tuple[Kind, ...] = ("run", "window", "task", "bench")
+
+
+@dataclass(frozen=True)
+class DomainRecord:
+    """One domain's energy in a record."""
+
+    energy_j: float
+    kind: str
+    estimated: bool
+    # Whether the record's energy_j adds this domain (core, uncore and psys beside packages
+    # are inside others; a counter that never moved is left out).
+    in_total: bool = True
+    energy_range_j: tuple[float, float] | None = None
+    interpolated: bool = False
+    method: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "energy_j": self.energy_j,
+            "kind": self.kind,
+            "estimated": self.estimated,
+        }
+        if self.energy_range_j is not None:
+            out["energy_range_j"] = list(self.energy_range_j)
+        if self.interpolated:
+            out["interpolated"] = True
+        if self.method is not None:
+            out["method"] = self.method
+        return out
+
+
+@dataclass
+class Record:
+    """A measurement as every output sees it. `energy_j` is None, never 0, when unknown."""
+
+    kind: Kind
+    started_at: str
+    duration_s: float
+    energy_j: float | None
+    label: str | None = None
+    energy_range_j: tuple[float, float] | None = None
+    estimated: bool = False
+    partial: bool = False
+    emissions_kg: float | None = None
+    emissions_range_kg: tuple[float, float] | None = None
+    intensity_g_per_kwh: float | None = None
+    intensity_source: str = ""
+    location: str | None = None
+    country: str | None = None
+    pue: float | None = None
+    domains: dict[str, DomainRecord] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    command: list[str] | None = None
+    exit_code: int | None = None
+    cpu_seconds: float | None = None
+    advice: list[dict[str, Any]] = field(default_factory=list)
+    bench: dict[str, Any] | None = None
+    carbonfast_version: str = ""
+    id: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.carbonfast_version:
+            from carbonfast import __version__
+
+            self.carbonfast_version = __version__
+
+    @property
+    def power_w(self) -> float | None:
+        if self.energy_j is None or self.duration_s <= 0:
+            return None
+        return self.energy_j / self.duration_s
+
+    @property
+    def total_domains(self) -> list[str]:
+        """The domains energy_j sums."""
+        return [name for name, d in self.domains.items() if d.in_total]
+
+    @property
+    def title(self) -> str:
+        """What ran: the command line, else the label."""
+        if self.command:
+            import shlex
+
+            return shlex.join(self.command)
+        return self.label or ""
+
+    def energy_by_kind(self) -> dict[str, float]:
+        """The total split as CodeCarbon splits it: CPU, GPU and RAM, from the domains in the
+        total only, so that the parts add up to it (psys, the whole platform where no package
+        counter exists, is reported as CPU)."""
+        out = {"cpu": 0.0, "gpu": 0.0, "ram": 0.0}
+        column = {"package": "cpu", "psys": "cpu", "dram": "ram", "gpu": "gpu"}
+        for d in self.domains.values():
+            if d.in_total and d.kind in column:
+                out[column[d.kind]] += d.energy_j
+        return out
+
+    # Building ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_measurement(cls, m: Any, kind: Kind = "window", *, notes: bool = True) -> Record:
+        """The record of a Measurement (open windows run up to now)."""
+        w = m._w()
+        meter = m._meter
+        in_total = set(m.total_domains)
+        domains = {
+            d.name: DomainRecord(
+                energy_j=j,
+                kind=d.kind,
+                estimated=d.estimated,
+                in_total=d.name in in_total,
+                energy_range_j=(lo, hi) if (d.estimated or interp or lo != hi) else None,
+                interpolated=bool(interp),
+                method=d.method if d.estimated else None,
+            )
+            for d, j, lo, hi, interp in zip(
+                meter.domains, w.joules, w.joules_low, w.joules_high, w.interpolated, strict=True
+            )
+        }
+        it = m.intensity
+        return cls(
+            kind=kind,
+            label=m.label,
+            started_at=m.started_at,
+            duration_s=w.duration_s,
+            energy_j=w.total_j,
+            energy_range_j=tuple(w.total_range_j) if w.total_range_j else None,
+            estimated=m.estimated,
+            partial=bool(meter.partial or any(w.stalled)),
+            emissions_kg=m.emissions_kg,
+            emissions_range_kg=m.emissions_range_kg,
+            intensity_g_per_kwh=it.g_per_kwh,
+            intensity_source=it.source,
+            location=it.location,
+            country=it.country,
+            pue=m.pue,
+            domains=domains,
+            notes=m.notes if notes else [],
+        )
+
+    @classmethod
+    def failed_run(cls, command: list[str], exit_code: int, why: str) -> Record:
+        """A run whose measurement failed: its energy is unknown, and the note says why."""
+        return cls(
+            kind="run",
+            command=command,
+            exit_code=exit_code,
+            started_at=datetime.now(timezone.utc).isoformat(),
+            duration_s=0.0,
+            energy_j=None,
+            notes=[f"the measurement failed during the run: {why}"],
+        )
+
+    @classmethod
+    def for_bench(cls, result: Any, label: str) -> Record:
+        """A benchmark: its calls' energy and time added up, the result itself kept whole."""
+        variants = result.variants
+        total = sum(v.joules_per_call * v.calls_per_sample * v.samples for v in variants)
+        seconds = sum(v.seconds_per_call * v.calls_per_sample * v.samples for v in variants)
+        return cls(
+            kind="bench",
+            label=label,
+            started_at=result.started_at,
+            duration_s=seconds,
+            energy_j=total,
+            estimated=result.estimated,
+            intensity_g_per_kwh=result.intensity_g_per_kwh,
+            intensity_source=result.intensity_source,
+            pue=result.pue,
+            bench=result.to_dict(),
+        )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], kind: Kind | None = None) -> Record:
+        """A record from its JSON form, as stored by any version: what is missing takes its
+        default, and a domain lists in the total as `total_domains` said (all of them where
+        it is absent, as older windows were stored)."""
+        listed = d.get("total_domains")
+        domains = {}
+        for name, x in (d.get("domains") or {}).items():
+            rng = x.get("energy_range_j")
+            domains[name] = DomainRecord(
+                energy_j=float(x.get("energy_j") or 0.0),
+                kind=str(x.get("kind", "")),
+                estimated=bool(x.get("estimated")),
+                in_total=name in listed if listed is not None else _counts(x.get("kind")),
+                energy_range_j=(rng[0], rng[1]) if rng else None,
+                interpolated=bool(x.get("interpolated")),
+                method=x.get("method"),
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in d.items() if k in names and k != "domains"}
+        for pair in ("energy_range_j", "emissions_range_kg"):
+            if values.get(pair):
+                values[pair] = (values[pair][0], values[pair][1])
+        values["kind"] = kind or d.get("kind") or ("bench" if d.get("bench") else "run")
+        values.setdefault("started_at", "")
+        values.setdefault("duration_s", 0.0)
+        values.setdefault("energy_j", None)
+        return cls(domains=domains, **values)
+
+    # Output ------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: what `--json`, `report --json` and the history store."""
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "label": self.label,
+            "started_at": self.started_at,
+            "duration_s": self.duration_s,
+            "energy_j": self.energy_j,
+            "energy_range_j": list(self.energy_range_j) if self.energy_range_j else None,
+            "power_w": self.power_w,
+            "estimated": self.estimated,
+            "partial": self.partial,
+            "emissions_kg": self.emissions_kg,
+            "emissions_range_kg": (
+                list(self.emissions_range_kg) if self.emissions_range_kg else None
+            ),
+            "intensity_g_per_kwh": self.intensity_g_per_kwh,
+            "intensity_source": self.intensity_source,
+            "location": self.location,
+            "country": self.country,
+            "pue": self.pue,
+            "domains": {name: d.to_dict() for name, d in self.domains.items()},
+            "total_domains": self.total_domains,
+            "notes": self.notes,
+            "carbonfast_version": self.carbonfast_version,
+        }
+        if self.kind == "run":
+            out["command"] = self.command
+            out["exit_code"] = self.exit_code
+        if self.cpu_seconds is not None:
+            out["cpu_seconds"] = self.cpu_seconds
+        if self.advice:
+            out["advice"] = self.advice
+        if self.bench is not None:
+            out["bench"] = self.bench
+        if self.id is not None:
+            out["id"] = self.id
+        return out
+
+
+def _counts(kind: object) -> bool:
+    return kind in ("package", "dram", "gpu")
