@@ -159,10 +159,12 @@ def test_every_entry_the_history_lists_opens_as_a_report(
     meter = cf.Meter(fake.root, history=str(path))
     with meter.measure("step"):
         fake.add("intel-rapl:0", 1_000_000)
+    with meter.measure("kept", keep=True):
+        fake.add("intel-rapl:0", 1_000_000)
     meter._recorder.flush()
     cf.bench({"noop": lambda: None}, meter=meter, rounds=2, record=True)
     listed = json.loads(_cli("history", "--json", root=fake.root, cwd=tmp_path, **env).stdout)
-    assert {x["kind"] for x in listed} >= {"run", "window", "bench"}
+    assert {x["kind"] for x in listed} >= {"run", "window", "windows", "bench"}
     for entry in listed:
         rid = str(entry["id"])
         text = _cli("report", rid, root=fake.root, cwd=tmp_path, **env)
@@ -190,19 +192,19 @@ def test_the_csv_parts_add_up_to_the_total_on_a_psys_only_machine(
     assert parts == pytest.approx(row["energy_consumed"]) and parts == pytest.approx(2e-6)
 
 
-def test_windows_land_in_the_history(fake: FakePowercap, tmp_path: Path) -> None:
+def test_kept_windows_land_in_the_history_one_by_one(fake: FakePowercap, tmp_path: Path) -> None:
     path = tmp_path / "h.sqlite"
     meter = cf.Meter(fake.root, history=path)
-    with meter.measure("w1"):
+    with meter.measure("w1", keep=True):
         fake.add("intel-rapl:0", 1_000_000)
 
-    @cf.track(meter=meter, label="tracked")
+    @cf.track(meter=meter, label="tracked", keep=True)
     def f() -> None:
         fake.add("intel-rapl:0", 2_000_000)
 
     f()
     meter.begin("named")
-    meter.end("named")
+    meter.end("named", keep=True)
     meter._recorder.flush()
     rows = History(path).list()
     assert [(r["label"], r["kind"], r["energy_j"]) for r in rows] == [
@@ -214,13 +216,55 @@ def test_windows_land_in_the_history(fake: FakePowercap, tmp_path: Path) -> None
     assert record.domains["package-0"].energy_j == 1.0
 
 
+def test_other_windows_are_added_up_per_label(fake: FakePowercap, tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    meter = cf.Meter(fake.root, history=path)
+    for j in (1, 2, 3):
+        with meter.measure("step"):
+            fake.add("intel-rapl:0", j * 1_000_000)
+
+    @cf.measure(meter=meter)
+    def anonymous() -> None:
+        fake.add("intel-rapl:0", 4_000_000)
+
+    anonymous()
+    meter._recorder.flush()
+    with meter.measure("step"):  # a later flush adds to the same row
+        fake.add("intel-rapl:0", 10_000_000)
+    meter._recorder.flush()
+    rows = History(path).list()
+    by_label = {r["label"].rsplit(".", 1)[-1]: (r["kind"], r["count"], r["energy_j"]) for r in rows}
+    assert by_label == {"anonymous": ("windows", 1, 4.0), "step": ("windows", 4, 16.0)}
+    step = next(r for r in rows if r["label"] == "step")
+    record, _ = History(path).get(step["id"])
+    assert record.kind == "windows" and record.sums is not None
+    assert (record.sums["min_j"], record.sums["max_j"], record.sums["mean_j"]) == (1.0, 10.0, 4.0)
+    assert record.sums["first_at"] <= record.sums["last_at"]
+    assert [r["label"] for r in History(path).list(kind="run")] == []
+    assert len(History(path).list(kind="window")) == 2
+
+
+def test_labels_past_the_cap_are_added_up_together(fake: FakePowercap, tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    meter = cf.Meter(fake.root, history=path)
+    meter._tally = cf._native.Tally(max_labels=3)
+    for i in range(10):
+        with meter.measure(f"step {i}"):
+            fake.add("intel-rapl:0", 1_000_000)
+    meter._recorder.flush()
+    rows = History(path).list()
+    assert len(rows) == 4
+    other = next(r for r in rows if r["label"] == "(other labels)")
+    assert other["count"] == 7 and other["energy_j"] == 7.0
+
+
 def test_the_history_survives_the_writer_being_killed(tmp_path: Path) -> None:
     path = tmp_path / "h.sqlite"
     writer = (
         "import carbonfast as cf, time\n"
         f"m = cf.Meter({str(tmp_path / 'none')!r}, history={str(path)!r})\n"
         "while True:\n"
-        "    with m.measure('w'): pass\n"
+        "    with m.measure('w', keep=True): pass\n"
         "    m._recorder.flush()\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", writer], env=os.environ.copy())

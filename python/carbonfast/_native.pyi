@@ -138,8 +138,25 @@ class WindowBase:
     label: str | None
     _meter: Any
     _sync: Any
+    _keep: bool
     def __init__(
-        self, label: str | None, meter: Any, sync: Any, measurement_class: Any, default_meter: Any
+        self,
+        label: str | None,
+        meter: Any,
+        sync: Any,
+        measurement_class: Any,
+        default_meter: Any,
+        keep: bool = False,
     ) -> None: ...
     def __enter__(self) -> Any: ...
     def __exit__(self, kind: object, value: object, traceback: object) -> bool: ...
+
+class Tally:
+    """Closed windows added up per label (count, energy, time, min, max, first and last)."""
+
+    max_labels: int
+    overflow_label: str
+    def __init__(self, max_labels: int = 1000, overflow_label: str = "(other labels)") -> None: ...
+    def add(self, label: str, start: Snapshot, end: Snapshot) -> None: ...
+    def drain(self) -> list[tuple[str, int, int, float, float, float, float, int, int]]: ...
+    def __len__(self) -> int: ...

@@ -155,6 +155,11 @@ def _parser() -> argparse.ArgumentParser:
     ph = sub.add_parser("history", help="runs and windows recorded so far, newest first")
     ph.add_argument("--label", help="only those whose label contains this")
     ph.add_argument("--limit", type=int, default=20)
+    ph.add_argument(
+        "--kind",
+        choices=("run", "bench", "window", "task"),
+        help="only records of this kind (window: the label sums too)",
+    )
     ph.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ph.set_defaults(handler=_cmd_history)
 
@@ -487,19 +492,22 @@ def _cmd_history(args: argparse.Namespace) -> int:
         if args.json:
             print("[]")
         return 0
-    rows = History(path).list(label=args.label, limit=args.limit)
+    rows = History(path).list(label=args.label, limit=args.limit, kind=args.kind)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'id':>5}  {'started (UTC)':<19}  {'kind':<6} {'s':>9} {'J':>11} {'g CO2e':>10}  label")
+    print(f"{'id':>5}  {'started (UTC)':<19}  {'kind':<7} {'s':>9} {'J':>11} {'g CO2e':>10}  label")
     for r in rows:
         energy = "unknown" if r["energy_j"] is None else f"{r['energy_j']:.4g}"
         if r["estimated"]:
             energy += "~"
         grams = "" if r["emissions_kg"] is None else f"{r['emissions_kg'] * 1e3:.4g}"
+        label = r["label"] or ""
+        if r.get("count") is not None:
+            label = f"{label or '(no label)'} x{r['count']}"
         print(
-            f"{r['id']:>5}  {r['started_at'][:19]:<19}  {r['kind']:<6} {r['duration_s']:>9.3f} "
-            f"{energy:>11} {grams:>10}  {r['label'] or ''}"
+            f"{r['id']:>5}  {r['started_at'][:19]:<19}  {r['kind']:<7} {r['duration_s']:>9.3f} "
+            f"{energy:>11} {grams:>10}  {label}"
         )
     return 0
 

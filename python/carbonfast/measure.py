@@ -351,6 +351,7 @@ class Window(_native.WindowBase):
         label = self.label or getattr(func, "__qualname__", repr(func))
         fixed_meter = self._meter
         sync = self._sync
+        keep = self._keep
         stats = CallStats()
 
         @functools.wraps(func)
@@ -368,28 +369,35 @@ class Window(_native.WindowBase):
                         sync()
                 finally:  # a sync that fails still closes the window
                     stats.record(m._finish(native.close_window()))
-                    if meter._recorder is not None:
-                        meter._recorder.record(m)
+                    meter._record(m, keep)
 
         wrapper.energy = stats  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
 
-def _window(label: str | None, meter: Meter | None, sync: Sync) -> Window:
-    return Window(label, meter, _resolve_sync(sync), Measurement, default_meter)
+def _window(label: str | None, meter: Meter | None, sync: Sync, keep: bool = False) -> Window:
+    return Window(label, meter, _resolve_sync(sync), Measurement, default_meter, keep)
 
 
 if TYPE_CHECKING:
 
     @overload
-    def measure(label: F, *, meter: Meter | None = None, sync: Sync = None) -> F: ...
+    def measure(
+        label: F, *, meter: Meter | None = None, sync: Sync = None, keep: bool = False
+    ) -> F: ...
     @overload
     def measure(
-        label: str | None = None, *, meter: Meter | None = None, sync: Sync = None
+        label: str | None = None,
+        *,
+        meter: Meter | None = None,
+        sync: Sync = None,
+        keep: bool = False,
     ) -> Window: ...
 
 
-def measure(label: Any = None, *, meter: Meter | None = None, sync: Sync = None) -> Any:
+def measure(
+    label: Any = None, *, meter: Meter | None = None, sync: Sync = None, keep: bool = False
+) -> Any:
     """Measure a block (`with cf.measure("step") as m:`) or every call of a function.
 
     As a decorator (`@cf.measure` or `@cf.measure("label")`) the function gains an `energy`
@@ -397,17 +405,25 @@ def measure(label: Any = None, *, meter: Meter | None = None, sync: Sync = None)
 
     `sync` ("torch", "cupy", "jax" or a function) waits for the GPU before each edge, so that
     queued asynchronous work is measured where it runs.
+
+    The history adds windows up per label (count, energy, time, min, max); `keep=True` stores
+    each of them as a record of its own instead.
     """
     if callable(label):
-        return _window(None, meter, sync)(label)
-    return _window(label, meter, sync)
+        return _window(None, meter, sync, keep)(label)
+    return _window(label, meter, sync, keep)
 
 
 if TYPE_CHECKING:
 
     @overload
     def track(
-        func: F, *, label: str | None = None, meter: Meter | None = None, sync: Sync = None
+        func: F,
+        *,
+        label: str | None = None,
+        meter: Meter | None = None,
+        sync: Sync = None,
+        keep: bool = False,
     ) -> F: ...
     @overload
     def track(
@@ -416,14 +432,20 @@ if TYPE_CHECKING:
         label: str | None = None,
         meter: Meter | None = None,
         sync: Sync = None,
+        keep: bool = False,
     ) -> Callable[[F], F]: ...
 
 
 def track(
-    func: Any = None, *, label: str | None = None, meter: Meter | None = None, sync: Sync = None
+    func: Any = None,
+    *,
+    label: str | None = None,
+    meter: Meter | None = None,
+    sync: Sync = None,
+    keep: bool = False,
 ) -> Any:
     """Decorator: measure every call of `func`; totals in `func.energy` (a CallStats)."""
-    window = _window(label, meter, sync)
+    window = _window(label, meter, sync, keep)
     return window(func) if func is not None else window
 
 
@@ -569,6 +591,10 @@ class Meter:
         chosen = {p.name for p in self._native.paths if p.chosen}
         self.partial = bool(chosen) and any(p.source in chosen for p in self._native.problems)
         self._recorder = _recorder(resolve(("history",), {"history": history})["history"])
+        # Windows not kept one by one are added up per label, natively (see WindowRecorder).
+        self._tally = _native.Tally() if self._recorder is not None else None
+        if self._recorder is not None:
+            self._recorder.watch(self)
         self._open: dict[str, Measurement] = {}
         # Windows are stamped on CLOCK_MONOTONIC; this turns a stamp into wall-clock time for
         # report metadata, without a clock call per window.
@@ -587,10 +613,10 @@ class Meter:
     def read(self) -> _native.Snapshot:
         return self._native.read()
 
-    def measure(self, label: str | None = None, sync: Sync = None) -> Window:
+    def measure(self, label: str | None = None, sync: Sync = None, keep: bool = False) -> Window:
         if sync is None:  # the common case, without a call to resolve it
-            return Window(label, self, None, Measurement, default_meter)
-        return _window(label, self, sync)
+            return Window(label, self, None, Measurement, default_meter, keep)
+        return _window(label, self, sync, keep)
 
     def begin(self, name: str) -> None:
         """Opens the window `name`. Raises ValueError if a window of that name is open."""
@@ -604,16 +630,25 @@ class Meter:
             self._native.close_window()
             raise ValueError(f"window {name!r} was opened by another thread meanwhile")
 
-    def end(self, name: str) -> Measurement:
-        """Closes the window `name` and returns its Measurement."""
+    def end(self, name: str, keep: bool = False) -> Measurement:
+        """Closes the window `name` and returns its Measurement. The history adds it to its
+        label's sums, or, with `keep=True`, stores it as a record of its own."""
         m = self._open.pop(name, None)  # atomic: a window is ended once
         if m is None:
             open_names = ", ".join(repr(n) for n in list(self._open)) or "none"
             raise ValueError(f"no open window named {name!r} (open: {open_names})")
         m._finish(self._native.close_window())
-        if self._recorder is not None:
-            self._recorder.record(m)
+        self._record(m, keep)
         return m
+
+    def _record(self, m: Measurement, keep: bool) -> None:
+        """Hands a closed window to the history: as a record, or into its label's sums."""
+        if self._recorder is None:
+            return
+        if keep:
+            self._recorder.record(m)
+        else:
+            self._tally.add(m.label or "", m._start, m._end)
 
     def trace(self) -> Trace:
         """The samples recorded so far (up to `capacity`, the newest kept), as numpy arrays.

@@ -1,21 +1,25 @@
-"""The SQLite history: one row per run, window, task or benchmark, with its domains, emissions
-and trace summary.
+"""The SQLite history: one row per run, benchmark, task or kept window, with its domains,
+emissions and trace summary, and one row per window label with the sums of its windows.
 
 Every write is one transaction in WAL mode: a process killed mid-run leaves every record it had
-committed intact and readable. Windows are queued and written by a background thread in
-batches, so that recording them costs a measurement window almost nothing.
+committed intact and readable. Windows are added up per label natively as they close (a few
+additions), and a background thread writes the sums now and then, so that a loop of a million
+windows neither slows down nor grows the file. Past MAX_ROWS records the oldest are pruned.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import json
 import os
 import socket
 import sqlite3
 import threading
+import weakref
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 TYPE_CHECKING = False
@@ -27,6 +31,10 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = Path(".carbonfast") / "history.sqlite"
 SCHEMA_VERSION = 1
+# Records past this many are pruned, oldest first, so that the file stays bounded.
+MAX_ROWS = 100_000
+# The kind of the rows that hold a label's window sums.
+SUMS = "windows"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -166,19 +174,82 @@ class History:
                 ids.append(run_id)
         return ids
 
-    def list(self, label: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest records first; `label` filters by substring."""
+    def add_sums(self, sums: list[WindowSums]) -> None:
+        """Adds windows to their labels' sums, each label one row, in one transaction."""
+        with self._lock, self._db:
+            for new in sums:
+                row = self._db.execute(
+                    "SELECT id, report FROM runs WHERE kind = ? AND label IS ? "
+                    "ORDER BY id DESC LIMIT 1",
+                    (SUMS, new.label),
+                ).fetchone()
+                merged = new if row is None else WindowSums.from_json(row[1]).merge(new)
+                values = (
+                    merged.first_at,
+                    merged.duration_s,
+                    merged.energy_j,
+                    int(merged.estimated),
+                    merged.emissions_kg,
+                    merged.intensity_g_per_kwh,
+                    merged.intensity_source,
+                    merged.location,
+                    merged.pue,
+                    json.dumps(merged.to_dict()),
+                )
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO runs (kind, label, started_at, duration_s, energy_j, "
+                        "estimated, emissions_kg, intensity_g_per_kwh, intensity_source, "
+                        "location, pue, report, host, pid, carbonfast_version) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (SUMS, new.label, *values, socket.gethostname(), os.getpid(), _version()),
+                    )
+                else:
+                    self._db.execute(
+                        "UPDATE runs SET started_at = ?, duration_s = ?, energy_j = ?, "
+                        "estimated = ?, emissions_kg = ?, intensity_g_per_kwh = ?, "
+                        "intensity_source = ?, location = ?, pue = ?, report = ? WHERE id = ?",
+                        (*values, row[0]),
+                    )
+
+    def prune(self, max_rows: int = MAX_ROWS) -> int:
+        """Deletes the oldest records past `max_rows`; returns how many went."""
+        with self._lock, self._db:
+            cur = self._db.execute(
+                "DELETE FROM runs WHERE id IN (SELECT id FROM runs ORDER BY id DESC "
+                "LIMIT -1 OFFSET ?)",
+                (max_rows,),
+            )
+            return cur.rowcount
+
+    def list(
+        self, label: str | None = None, limit: int = 50, kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest records first; `label` filters by substring, `kind` by kind ("window"
+        takes the label sums too)."""
         sql = (
             "SELECT id, kind, label, started_at, duration_s, energy_j, estimated, emissions_kg, "
             "location, exit_code FROM runs"
         )
-        args: tuple = ()
+        where, args = [], []
         if label:
-            sql += " WHERE label LIKE ?"
-            args = (f"%{label}%",)
+            where.append("label LIKE ?")
+            args.append(f"%{label}%")
+        if kind:
+            kinds = [kind, SUMS] if kind == "window" else [kind]
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args += kinds
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         with self._lock:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
+            counts = dict(
+                self._db.execute(
+                    "SELECT id, json_extract(report, '$.count') FROM runs WHERE kind = ?",
+                    (SUMS,),
+                ).fetchall()
+            )
         keys = [
             "id",
             "kind",
@@ -191,7 +262,11 @@ class History:
             "location",
             "exit_code",
         ]
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        out = [dict(zip(keys, r, strict=True)) for r in rows]
+        for r in out:
+            if r["kind"] == SUMS:
+                r["count"] = counts.get(r["id"])
+        return out
 
     def get(self, run_id: int) -> tuple[Record, dict | None]:
         """A stored record and its trace (None if none was kept)."""
@@ -206,7 +281,12 @@ class History:
             ).fetchone()
         if row is None:
             raise ValueError(f"no run {run_id} in {self.path}; `carbonfast history` lists them")
-        record = Record.from_dict(json.loads(row[0]), kind=row[1] if row[1] in KINDS else None)
+        if row[1] == SUMS:
+            record = WindowSums.from_json(row[0]).record()
+        else:
+            record = Record.from_dict(
+                json.loads(row[0]), kind=row[1] if row[1] in KINDS else None
+            )
         record.id = run_id
         return record, json.loads(trace[0]) if trace else None
 
@@ -238,6 +318,122 @@ def window_record(m: Measurement, intensities: dict[int, Any]) -> Record:
     return Record.from_measurement(m, "window", notes=False)
 
 
+@dataclass
+class WindowSums:
+    """One label's windows added up: what the history keeps of windows not kept one by one."""
+
+    label: str
+    count: int
+    known: int  # windows whose energy is known
+    energy_j: float | None
+    min_j: float | None
+    max_j: float | None
+    duration_s: float
+    first_at: str
+    last_at: str
+    estimated: bool = False
+    intensity_g_per_kwh: float | None = None
+    intensity_source: str = ""
+    location: str | None = None
+    pue: float | None = None
+
+    @property
+    def emissions_kg(self) -> float | None:
+        if self.energy_j is None or self.intensity_g_per_kwh is None:
+            return None
+        from carbonfast.carbon import emissions_kg
+
+        return emissions_kg(self.energy_j, self.intensity_g_per_kwh, self.pue or 1.0)
+
+    def merge(self, new: WindowSums) -> WindowSums:
+        """These sums and `new`'s, the intensity being the newest."""
+
+        def add(a: float | None, b: float | None) -> float | None:
+            return b if a is None else a if b is None else a + b
+
+        def pick(f: Any, a: float | None, b: float | None) -> float | None:
+            return b if a is None else a if b is None else f(a, b)
+
+        return dataclasses.replace(
+            new,
+            count=self.count + new.count,
+            known=self.known + new.known,
+            energy_j=add(self.energy_j, new.energy_j),
+            min_j=pick(min, self.min_j, new.min_j),
+            max_j=pick(max, self.max_j, new.max_j),
+            duration_s=self.duration_s + new.duration_s,
+            first_at=min(self.first_at, new.first_at),
+            last_at=max(self.last_at, new.last_at),
+            estimated=self.estimated or new.estimated,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["mean_j"] = self.energy_j / self.known if self.energy_j and self.known else None
+        return out
+
+    @classmethod
+    def from_json(cls, text: str) -> WindowSums:
+        d = json.loads(text)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def record(self) -> Record:
+        from carbonfast.report.record import Record
+
+        return Record(
+            kind="windows",
+            label=self.label,
+            started_at=self.first_at,
+            duration_s=self.duration_s,
+            energy_j=self.energy_j,
+            estimated=self.estimated,
+            emissions_kg=self.emissions_kg,
+            intensity_g_per_kwh=self.intensity_g_per_kwh,
+            intensity_source=self.intensity_source,
+            location=self.location,
+            pue=self.pue,
+            sums=self.to_dict(),
+            notes=[
+                f"{self.count} windows labelled {self.label!r} added up, from {self.first_at} "
+                f"to {self.last_at}; cf.measure(..., keep=True) records each on its own"
+            ],
+        )
+
+
+def sums_of(meter: Any, rows: list[tuple]) -> list[WindowSums]:
+    """A meter's drained tally as WindowSums, stamped with wall-clock times."""
+    from datetime import datetime, timezone
+
+    it = meter.carbon.intensity()
+
+    def wall(t_ns: int) -> str:
+        t = meter._wall_minus_monotonic + t_ns * 1e-9
+        return datetime.fromtimestamp(t, timezone.utc).isoformat()
+
+    out = []
+    for label, count, known, energy, lo, hi, seconds, first_ns, last_ns in rows:
+        out.append(
+            WindowSums(
+                label=label,
+                count=count,
+                known=known,
+                energy_j=energy if known else None,
+                min_j=lo if known else None,
+                max_j=hi if known else None,
+                duration_s=seconds,
+                first_at=wall(first_ns),
+                last_at=wall(last_ns),
+                estimated=meter.estimated,
+                intensity_g_per_kwh=it.g_per_kwh,
+                intensity_source=it.source,
+                location=it.location,
+                pue=meter.carbon.pue,
+            )
+        )
+    return out
+
+
 def _version() -> str:
     from carbonfast import __version__
 
@@ -245,12 +441,13 @@ def _version() -> str:
 
 
 class WindowRecorder:
-    """Queues closed windows and writes them in batches from a background thread.
+    """Writes windows to the history from a background thread: each watched meter's label
+    sums (its native tally), and the windows asked to be kept, queued one by one.
 
-    The hot path is one deque append; the thread wakes twice a second, and at exit whatever is
-    queued is written. A loop that closes windows faster than the history can take them (tens
-    of thousands a second) fills the queue; past MAX_PENDING records are dropped, counted, and
-    a warning says so once, rather than memory growing without bound.
+    The thread wakes twice a second, and at exit whatever is pending is written. Kept windows
+    closing faster than the history can take them (tens of thousands a second) fill the queue;
+    past MAX_PENDING they are dropped, counted, and a warning says so once, rather than memory
+    growing without bound. Sums never are: they take a few bytes per label.
     """
 
     FLUSH_S = 0.5
@@ -264,9 +461,17 @@ class WindowRecorder:
         self._pid = -1
         self._history: History | None = None
         self._flush_lock = threading.Lock()
+        self._meters: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._flushes = 0
         self.dropped = 0
         self.failed = False
         atexit.register(self.flush)
+
+    def watch(self, meter: Any) -> None:
+        """Writes `meter`'s label sums (meter._tally) from now on."""
+        self._meters.add(meter)
+        if self._pid != os.getpid():
+            self._start()
 
     def record(self, m: Measurement) -> None:
         if len(self._queue) >= self.MAX_PENDING:
@@ -275,9 +480,9 @@ class WindowRecorder:
                 import warnings
 
                 warnings.warn(
-                    f"carbonfast: windows close faster than the history ({self.path}) can record "
-                    "them; further records are dropped and counted. Use history='off' "
-                    "(CARBONFAST_HISTORY=off) for tight loops, or cf.bench.",
+                    f"carbonfast: kept windows close faster than the history ({self.path}) can "
+                    "record them; further ones are dropped and counted. Leave keep=False for "
+                    "windows in loops (they are added up per label), or use cf.bench.",
                     RuntimeWarning,
                     stacklevel=3,
                 )
@@ -299,19 +504,29 @@ class WindowRecorder:
             self.flush()
 
     def flush(self) -> None:
-        """Writes every queued window now, in one transaction."""
+        """Writes every queued window and the label sums now."""
         with self._flush_lock:
             batch = []
             intensities: dict[int, Any] = {}
             while self._queue:
                 m = self._queue.popleft()
                 batch.append((window_record(m, intensities), None))
-            if not batch or self.failed:
+            sums = []
+            for meter in list(self._meters):
+                if meter._tally is not None and len(meter._tally):
+                    sums += sums_of(meter, meter._tally.drain())
+            if not (batch or sums) or self.failed:
                 return
             try:
                 if self._history is None:
                     self._history = History(self.path)
-                self._history.add_many(batch)
+                if batch:
+                    self._history.add_many(batch)
+                if sums:
+                    self._history.add_sums(sums)
+                self._flushes += 1
+                if batch and self._flushes % 20 == 1:
+                    self._history.prune()
             except Exception as e:
                 # The program goes on; its windows are not recorded, and it is told once.
                 self.failed = True

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-Kind = Literal["run", "window", "task", "bench"]
-KINDS: tuple[Kind, ...] = ("run", "window", "task", "bench")
+# "windows": one label's windows added up (the history's default for windows).
+Kind = Literal["run", "window", "windows", "task", "bench"]
+KINDS: tuple[Kind, ...] = ("run", "window", "windows", "task", "bench")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class Record:
     cpu_seconds: float | None = None
     advice: list[dict[str, Any]] = field(default_factory=list)
     bench: dict[str, Any] | None = None
+    # For "windows": count, min/mean/max energy, first and last time.
+    sums: dict[str, Any] | None = None
     carbonfast_version: str = ""
     id: int | None = None
 
@@ -252,6 +255,8 @@ class Record:
             out["advice"] = self.advice
         if self.bench is not None:
             out["bench"] = self.bench
+        if self.sums is not None:
+            out["sums"] = self.sums
         if self.id is not None:
             out["id"] = self.id
         return out

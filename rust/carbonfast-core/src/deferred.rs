@@ -86,6 +86,14 @@ impl EdgeSnapshot {
         self.fast.t_ns
     }
 
+    /// The whole snapshot if it is known without waiting: no slow source, or resolved before.
+    pub fn known(&self) -> Option<&Snapshot> {
+        match &self.slow {
+            Slow::None => Some(&self.fast),
+            _ => self.resolved.get().and_then(|r| r.as_ref().ok()),
+        }
+    }
+
     /// The whole snapshot, waiting for the slow sources if they are still being read.
     pub fn resolve(&self, meter: &Meter) -> std::result::Result<&Snapshot, String> {
         let slow = match &self.slow {

@@ -530,21 +530,8 @@ impl Meter {
             (joules.clone(), joules.clone())
         };
         let duration_ns = end.t_ns.saturating_sub(start.t_ns);
-        // A counter in the total that has not moved at all since the meter started, over a
-        // second or more (or from start-up, beside counters that stepped), is no working
-        // counter (an idle package still draws watts): it is treated as unreadable, not as a
-        // measured 0 J.
-        let stalled: Vec<bool> = self
-            .domains
-            .iter()
-            .enumerate()
-            .map(|(d, dom)| {
-                self.in_total[d]
-                    && dom.reading == Reading::Energy
-                    && !dom.estimated()
-                    && (duration_ns >= STALLED_NS || self.stuck[d])
-                    && end.totals[d] == 0
-            })
+        let stalled: Vec<bool> = (0..self.domains.len())
+            .map(|d| self.stalled(d, duration_ns, end))
             .collect();
         let counted: Vec<bool> = (0..self.domains.len())
             .map(|d| self.in_total[d] && !stalled[d])
@@ -564,6 +551,33 @@ impl Meter {
             total_j,
             total_range_j,
         }
+    }
+
+    /// A counter in the total that has not moved at all since the meter started, over a
+    /// second or more (or from start-up, beside counters that stepped), is no working counter
+    /// (an idle package still draws watts): it is treated as unreadable, not as a measured 0 J.
+    fn stalled(&self, d: usize, duration_ns: u64, end: &Snapshot) -> bool {
+        let dom = &self.domains[d];
+        self.in_total[d]
+            && dom.reading == Reading::Energy
+            && !dom.estimated()
+            && (duration_ns >= STALLED_NS || self.stuck[d])
+            && end.totals[d] == 0
+    }
+
+    /// The total energy between two snapshots, as `window` counts it, without its per-domain
+    /// detail or any wait for a refresh: what a tally of many windows adds up (their counter
+    /// differences telescope, so the sum is exact where the windows are back to back).
+    pub fn total_between(&self, start: &Snapshot, end: &Snapshot) -> Option<f64> {
+        let duration_ns = end.t_ns.saturating_sub(start.t_ns);
+        let mut total = None;
+        for (d, dom) in self.domains.iter().enumerate() {
+            if self.in_total[d] && !self.stalled(d, duration_ns, end) {
+                let raw = end.totals[d].wrapping_sub(start.totals[d]);
+                *total.get_or_insert(0.0) += raw as f64 / dom.units_per_joule;
+            }
+        }
+        total
     }
 
     /// Resolves `w` (from `window`) against the counters' refreshes, where they refresh in

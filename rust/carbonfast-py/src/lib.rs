@@ -1,5 +1,7 @@
 //! Python bindings of carbonfast-core: conversions, GIL release and error mapping only.
 
+mod tally;
+
 use carbonfast_core as core;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyPermissionError, PyValueError};
@@ -555,6 +557,10 @@ struct WindowBase {
     /// carbonfast.measure.Measurement and carbonfast.measure.default_meter.
     measurement_class: Py<PyAny>,
     default_meter: Py<PyAny>,
+    /// Whether the history keeps each window as a row of its own; else they are added up per
+    /// label (see tally.rs).
+    #[pyo3(get, name = "_keep")]
+    keep: bool,
     /// The measurements open through this object, with the thread that opened each: one
     /// Window may be entered from several threads at once, and each exit closes its own.
     current: std::sync::Mutex<Vec<(std::thread::ThreadId, Py<PyAny>)>>,
@@ -569,12 +575,14 @@ fn native_meter<'py>(meter: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Meter>> {
 #[pymethods]
 impl WindowBase {
     #[new]
+    #[pyo3(signature = (label, meter, sync, measurement_class, default_meter, keep = false))]
     fn new(
         label: Py<PyAny>,
         meter: Py<PyAny>,
         sync: Py<PyAny>,
         measurement_class: Py<PyAny>,
         default_meter: Py<PyAny>,
+        keep: bool,
     ) -> Self {
         WindowBase {
             label,
@@ -582,6 +590,7 @@ impl WindowBase {
             sync,
             measurement_class,
             default_meter,
+            keep,
             current: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -631,11 +640,27 @@ impl WindowBase {
         let base = m.cast::<MeasurementBase>()?;
         let meter = base.borrow().meter.clone_ref(py).into_bound(py);
         let end = Py::new(py, native_meter(&meter)?.get().close_window(py)?)?;
-        base.borrow_mut().end = Some(end);
+        base.borrow_mut().end = Some(end.clone_ref(py));
         synced?;
         let recorder = meter.getattr(pyo3::intern!(py, "_recorder"))?;
-        if !recorder.is_none() {
+        if recorder.is_none() {
+            return Ok(false);
+        }
+        if self.keep {
             recorder.call_method1(pyo3::intern!(py, "record"), (m,))?;
+        } else {
+            let tally = meter.getattr(pyo3::intern!(py, "_tally"))?;
+            let label = self.label.bind(py);
+            let label = if label.is_none() {
+                ""
+            } else {
+                label.cast::<pyo3::types::PyString>()?.to_str()?
+            };
+            let start = base.borrow().start.clone_ref(py).into_bound(py);
+            tally
+                .cast::<tally::Tally>()?
+                .get()
+                .add(label, start, end.into_bound(py));
         }
         Ok(false)
     }
@@ -673,6 +698,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PathInfo>()?;
     m.add_class::<MeasurementBase>()?;
     m.add_class::<WindowBase>()?;
+    m.add_class::<tally::Tally>()?;
     m.add_function(wrap_pyfunction!(time_raw_preads, m)?)?;
     m.add_function(wrap_pyfunction!(time_sleep_loop, m)?)?;
     m.add("SensorUnavailable", m.py().get_type::<SensorUnavailable>())?;
