@@ -284,9 +284,7 @@ class History:
         if row[1] == SUMS:
             record = WindowSums.from_json(row[0]).record()
         else:
-            record = Record.from_dict(
-                json.loads(row[0]), kind=row[1] if row[1] in KINDS else None
-            )
+            record = Record.from_dict(json.loads(row[0]), kind=row[1] if row[1] in KINDS else None)
         record.id = run_id
         return record, json.loads(trace[0]) if trace else None
 

@@ -153,7 +153,9 @@ impl Tally {
                     (0.0, 0.0)
                 };
                 let row = (s.count, s.known, s.energy_j, min, max, s.duration_s);
-                (label, row.0, row.1, row.2, row.3, row.4, row.5, s.first_ns, s.last_ns)
+                (
+                    label, row.0, row.1, row.2, row.3, row.4, row.5, s.first_ns, s.last_ns,
+                )
             })
             .collect()
     }
