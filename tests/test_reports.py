@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -400,3 +402,166 @@ def test_codecarbons_own_writer_and_pandas_read_our_csv(fake: FakePowercap, tmp_
     assert list(df.columns) == CODECARBON_HEADER
     assert list(df.project_name) == ["codecarbon", "codecarbon-itself"]
     assert df.energy_consumed.tolist() == pytest.approx([36 / 3.6e6] * 2)
+
+
+# The header CodeCarbon 3.3 writes to emissions_<experiment_name>_<run_id>.csv for an offline
+# tracker: its TaskEmissionsData's fields less those it has no value for (region, longitude,
+# latitude), which pandas drops.
+CODECARBON_TASK_HEADER = [
+    "task_name",
+    *(c for c in CODECARBON_HEADER if c not in ("experiment_id", "region", "longitude",
+                                                 "latitude", "pue", "wue")),
+]  # fmt: skip
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _busy(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_codecarbon_task_mode_returns_the_kg_and_writes_a_row_per_task(
+    fake: FakePowercap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """start_task/stop_task without start(), then stop(): the kg of the tasks, emissions.csv
+    and emissions_base_<run_id>.csv with one row per task, as CodeCarbon 3.3 writes them."""
+    from carbonfast.compat.codecarbon import OfflineEmissionsTracker
+
+    monkeypatch.setenv("CARBONFAST_POWERCAP_ROOT", str(fake.root))
+    g = tables.countries()["countries"]["FRA"]["g_per_kwh"]
+    out = tmp_path / "logs"
+    out.mkdir()
+    tracker = OfflineEmissionsTracker(
+        project_name="tasks", output_dir=str(out), country_iso_code="FRA"
+    )
+    for name, joules in (("load", 3.6), ("train", 36.0)):
+        tracker.start_task(name)
+        fake.add("intel-rapl:0", int(joules * 1e6))
+        task = tracker.stop_task()
+        assert task.task_name == name
+        assert task.emissions == pytest.approx(joules / 3.6e6 * g / 1000)
+    fake.add("intel-rapl:0", 72_000_000)  # between tasks: outside every task, as in CodeCarbon
+    tracker.start_task("load")  # a name used before: a row of its own, as CodeCarbon keeps it
+    fake.add("intel-rapl:0", 1_800_000)
+    kg = tracker.stop()  # stops the running task first
+
+    assert isinstance(kg, float)
+    assert kg == pytest.approx(41.4 / 3.6e6 * g / 1000)
+    assert tracker.final_emissions == kg
+    header, runs = _csv_rows(out / "emissions.csv")
+    assert header == CODECARBON_HEADER and len(runs) == 1
+    assert float(runs[0]["energy_consumed"]) == pytest.approx(41.4 / 3.6e6)
+    run_id = runs[0]["run_id"]
+    task_file = out / f"emissions_base_{run_id}.csv"
+    assert sorted(os.listdir(out)) == ["emissions.csv", task_file.name]
+    header, tasks = _csv_rows(task_file)
+    assert header == CODECARBON_TASK_HEADER
+    names = [t["task_name"] for t in tasks]
+    assert names[:2] == ["load", "train"] and names[2].startswith("load_") and len(names) == 3
+    assert [float(t["energy_consumed"]) for t in tasks] == pytest.approx(
+        [3.6 / 3.6e6, 36 / 3.6e6, 1.8 / 3.6e6]
+    )
+    assert {(t["run_id"], t["project_name"]) for t in tasks} == {(run_id, "tasks")}
+
+
+def test_codecarbon_task_file_is_named_after_the_experiment(
+    fake: FakePowercap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carbonfast.compat.codecarbon import EmissionsTracker
+
+    monkeypatch.setenv("CARBONFAST_POWERCAP_ROOT", str(fake.root))
+    tracker = EmissionsTracker(output_dir=str(tmp_path), experiment_name="ablation")
+    tracker.start()
+    tracker.start_task("step")
+    fake.add("intel-rapl:0", 3_600_000)
+    tracker.stop_task()
+    tracker.stop()
+    run_id = _csv_rows(tmp_path / "emissions.csv")[1][0]["run_id"]
+    assert _csv_rows(tmp_path / f"emissions_ablation_{run_id}.csv")[1][0]["task_name"] == "step"
+
+
+def test_codecarbon_task_mode_files_match_the_real_codecarbons(
+    fake: FakePowercap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same task-mode script run by CodeCarbon itself and by the drop-in: the same files,
+    headers, row counts and return types (energy values are not compared)."""
+    pytest.importorskip("codecarbon")
+    import codecarbon
+
+    from carbonfast.compat import codecarbon as drop_in
+
+    monkeypatch.setenv("CARBONFAST_POWERCAP_ROOT", str(fake.root))
+
+    def run(module: Any, out: Path) -> dict[str, Any]:
+        out.mkdir()
+        tracker = module.OfflineEmissionsTracker(
+            project_name="p", output_dir=str(out), country_iso_code="FRA", log_level="error"
+        )
+        stopped = []
+        for name in ("a", "b", "a"):
+            tracker.start_task(name)
+            _busy(0.05)
+            fake.add("intel-rapl:0", 1_000_000)
+            stopped.append(tracker.stop_task())
+        kg = tracker.stop()
+        run_header, runs = _csv_rows(out / "emissions.csv")
+        run_id = runs[0]["run_id"]
+        task_header, tasks = _csv_rows(out / f"emissions_base_{run_id}.csv")
+        return {
+            "files": sorted(f.replace(run_id, "<run_id>") for f in os.listdir(out)),
+            "run_header": run_header,
+            "runs": len(runs),
+            "task_header": task_header,
+            "task_names": [re.sub(r"_[0-9a-f-]{36}$", "_<uuid>", t["task_name"]) for t in tasks],
+            "task_run_ids": {t["run_id"] for t in tasks} == {run_id},
+            "stop": type(kg),
+            "stop_task": [(type(s.emissions), type(s.duration)) for s in stopped],
+        }
+
+    theirs = run(codecarbon, tmp_path / "codecarbon")
+    ours = run(drop_in, tmp_path / "carbonfast")
+    assert theirs["files"] == ["emissions.csv", "emissions_base_<run_id>.csv"]
+    assert theirs["task_names"] == ["a", "b", "a_<uuid>"]
+    assert ours == theirs
+
+
+def test_codecarbon_save_to_file_false_writes_nothing_at_all(
+    fake: FakePowercap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No emissions.csv, no task file and no history, whichever way the tracker is used."""
+    from carbonfast.compat.codecarbon import (
+        EmissionsTracker,
+        OfflineEmissionsTracker,
+        track_emissions,
+    )
+
+    monkeypatch.setenv("CARBONFAST_POWERCAP_ROOT", str(fake.root))
+    monkeypatch.delenv("CARBONFAST_HISTORY")  # the history's default: .carbonfast/ right here
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+
+    tracker = EmissionsTracker(save_to_file=False)
+    tracker.start()
+    tracker.start_task("step")
+    fake.add("intel-rapl:0", 3_600_000)
+    tracker.stop_task()
+    assert isinstance(tracker.flush(), float)
+    assert isinstance(tracker.stop(), float)
+    assert os.listdir(work) == []
+
+    tasks_only = OfflineEmissionsTracker(country_iso_code="FRA", save_to_file=False)
+    tasks_only.start_task("step")
+    fake.add("intel-rapl:0", 3_600_000)
+    tasks_only.stop_task()
+    assert isinstance(tasks_only.stop(), float)
+    with EmissionsTracker(save_to_file=False):
+        fake.add("intel-rapl:0", 3_600_000)
+    track_emissions(save_to_file=False)(lambda: None)()
+    assert os.listdir(work) == []

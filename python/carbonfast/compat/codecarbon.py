@@ -9,14 +9,19 @@
 
 EmissionsTracker, OfflineEmissionsTracker and track_emissions take CodeCarbon 3.x's arguments
 and return its values (kg CO2e from stop(), task data from stop_task()), and write the same
-emissions.csv. The energy comes from carbonfast's counters. Arguments that only steer
+emissions.csv and, for a tracker with tasks, emissions_<experiment_name>_<run_id>.csv. A tracker
+used only through start_task()/stop_task() and then stop() measures its tasks alone, as
+CodeCarbon's does. With save_to_file=False nothing at all is written, carbonfast's history
+included. The energy comes from carbonfast's counters. Arguments that only steer
 CodeCarbon's own sampling or its online services (measure_power_secs, api_*, save_to_api,
 prometheus, logfire, ...) are accepted and have no effect.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -24,6 +29,15 @@ from pathlib import Path
 
 from carbonfast.measure import Meter
 from carbonfast.report import emissions_csv
+
+# CodeCarbon's TaskEmissionsData, the columns of emissions_<experiment_name>_<run_id>.csv: the
+# run's columns less those that describe only a run, after the task's name.
+_RUN_ONLY_COLUMNS = ("experiment_id", "pue", "wue")
+TASK_COLUMNS = ("task_name", *(c for c in emissions_csv.COLUMNS if c not in _RUN_ONLY_COLUMNS))
+# CodeCarbon leaves these None where it does not know them (offline it has no coordinates, and a
+# region only when given one), and pandas then drops the column from the task file; carbonfast
+# never knows the coordinates.
+_TASK_COLUMNS_DROPPED_WHEN_UNKNOWN = ("region", "longitude", "latitude")
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -100,7 +114,9 @@ class EmissionsTracker:
                 f"on_csv_write={on_csv_write!r} is not valid; expected 'append' or 'update'"
             )
         self._project_name = project_name
-        self._output_file = Path(output_dir) / output_file
+        self._output_dir = Path(output_dir)
+        self._output_file = self._output_dir / output_file
+        self._experiment_name = experiment_name or "base"
         self._save_to_file = save_to_file
         self._experiment_id = experiment_id or ""
         self._tracking_mode = tracking_mode
@@ -120,7 +136,10 @@ class EmissionsTracker:
         )
         self._window = None
         self._measurement: Measurement | None = None
-        self._tasks: dict[str, Any] = {}
+        # Every task stopped on this tracker, in order: the rows of its task file.
+        self._tasks: dict[str, EmissionsData] = {}
+        # The tasks stopped since this run began: a run without start() is made of them.
+        self._run_tasks: list[Measurement] = []
         self._task_windows: dict[str, Any] = {}
         self.final_emissions_data: EmissionsData | None = None
         self.final_emissions: float | None = None
@@ -135,20 +154,28 @@ class EmissionsTracker:
 
     def flush(self) -> float | None:
         """Writes the emissions so far without stopping; returns them in kg."""
-        if self._measurement is None:
+        report = self._run_report()
+        if report is None:
             return None
-        data = self._record(self._measurement, write=True)
-        return data.emissions
+        return self._save_run(report).emissions
 
     def stop(self) -> float | None:
-        """Stops tracking, writes emissions.csv, and returns the emissions in kg CO2e."""
-        if self._window is None or self._measurement is None:
-            return None
-        self._window.__exit__(None, None, None)
-        self._window = None
-        self.final_emissions_data = self._record(self._measurement, write=self._save_to_file)
+        """Stops tracking (and any task still running), writes emissions.csv and the task file,
+        and returns the emissions in kg CO2e: of the whole run after start(), of the tasks
+        alone for a tracker used only through tasks."""
+        self._stop_running_tasks()
+        if self._window is not None:
+            self._window.__exit__(None, None, None)
+            self._window = None
+        report = self._run_report()
+        if report is None:
+            return None  # neither started nor given a task
+        self._measurement = None
+        self._run_tasks = []
+        self.final_emissions_data = self._save_run(report)
         self.final_emissions = self.final_emissions_data.emissions
-        self._remember(self._measurement)
+        if self._save_to_file:
+            self._remember(report)
         return self.final_emissions
 
     # -- tasks ---------------------------------------------------------------------------------
@@ -157,6 +184,9 @@ class EmissionsTracker:
         name = task_name or str(uuid.uuid4())
         if name in self._task_windows:
             raise ValueError(f"task {name!r} is already running; stop it first")
+        if name in self._tasks:
+            # CodeCarbon keeps every task of a run as a row: a name used before gets a suffix.
+            name += "_" + str(uuid.uuid4())
         window = self._meter.measure(name)
         self._task_windows[name] = (window, window.__enter__())
 
@@ -167,36 +197,72 @@ class EmissionsTracker:
         name = task_name or list(self._task_windows)[-1]
         window, m = self._task_windows.pop(name)
         window.__exit__(None, None, None)
-        data = self._record(m, write=False)
-        data.values["task_name"] = name
+        data = EmissionsData(values={"task_name": name, **self._row(m.to_dict())})
         self._tasks[name] = data
+        self._run_tasks.append(m)
         return data
+
+    def _stop_running_tasks(self) -> None:
+        """Stops every task still running, as CodeCarbon's stop() does, so each gets its row."""
+        for name in list(self._task_windows):
+            self.stop_task(name)
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _record(self, m: Measurement, *, write: bool) -> EmissionsData:
-        row = emissions_csv.row(
-            m.record(),
+    def _run_report(self) -> dict[str, Any] | None:
+        """The run so far: the window opened by start() or, for a tracker used only through
+        tasks, those stopped since the run began (CodeCarbon measures nothing between them)."""
+        if self._measurement is not None:
+            return self._measurement.to_dict()
+        if self._run_tasks:
+            return _tasks_as_run([m.to_dict() for m in self._run_tasks], self._project_name)
+        return None
+
+    def _row(self, report: dict[str, Any]) -> dict[str, Any]:
+        from carbonfast.report.record import Record
+
+        return emissions_csv.row(
+            Record.from_dict(report),
             project_name=self._project_name,
             run_id=self._run_id,
             experiment_id=self._experiment_id,
             tracking_mode=self._tracking_mode,
         )
-        if write:
-            emissions_csv.append(self._output_file, row)
-        return EmissionsData(values=row)
 
-    def _remember(self, m: Measurement) -> None:
+    def _save_run(self, report: dict[str, Any]) -> EmissionsData:
+        """The run's emissions data, written to emissions.csv and, with tasks, to the task file
+        unless save_to_file is off."""
+        data = EmissionsData(values=self._row(report))
+        if self._save_to_file:
+            emissions_csv.append(self._output_file, data.values)
+            if self._tasks:
+                self._write_task_file()
+        return data
+
+    def _write_task_file(self) -> None:
+        """Rewrites emissions_<experiment_name>_<run_id>.csv with a row per task stopped so
+        far, as CodeCarbon does at each flush() and stop()."""
+        from carbonfast.report.files import write_atomically
+
+        rows = [data.values for data in self._tasks.values()]
+        columns = [c for c in TASK_COLUMNS if not _unknown_in_every_row(c, rows)]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        name = f"emissions_{self._experiment_name}_{self._run_id}.csv"
+        write_atomically(self._output_dir / name, text.getvalue())
+
+    def _remember(self, report: dict[str, Any]) -> None:
         """Records the run in carbonfast's history too, unless the history is off."""
         from carbonfast.config import resolve
 
         path = resolve(("history",), {})["history"]
         if path:
             from carbonfast.report.history import History
+            from carbonfast.report.record import Record
 
-            record = m.record()
-            record.label = self._project_name
-            History(path).add(record)
+            History(path).add(Record.from_dict({**report, "label": self._project_name}, "run"))
 
     def __enter__(self) -> EmissionsTracker:
         self.start()
@@ -204,6 +270,60 @@ class EmissionsTracker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _unknown_in_every_row(column: str, rows: list[dict[str, Any]]) -> bool:
+    return column in _TASK_COLUMNS_DROPPED_WHEN_UNKNOWN and all(r[column] == "" for r in rows)
+
+
+def _tasks_as_run(tasks: list[dict[str, Any]], label: str) -> dict[str, Any]:
+    """One report for a run measured only inside its tasks: their durations, energy and
+    emissions added up; where, how and since when from the first. (CodeCarbon runs one task at
+    a time; tasks started to overlap here count their common time twice.)"""
+    duration = sum(t["duration_s"] for t in tasks)
+    energy = _sum_or_none([t["energy_j"] for t in tasks])
+    return {
+        **tasks[0],
+        "label": label,
+        "duration_s": duration,
+        "energy_j": energy,
+        "energy_range_j": _sum_of_ranges(tasks, "energy_j", "energy_range_j"),
+        "total_domains": list(dict.fromkeys(d for t in tasks for d in t["total_domains"])),
+        "power_w": energy / duration if energy is not None and duration > 0 else None,
+        "estimated": any(t["estimated"] for t in tasks),
+        "partial": any(t["partial"] for t in tasks),
+        "emissions_kg": _sum_or_none([t["emissions_kg"] for t in tasks]),
+        "emissions_range_kg": _sum_of_ranges(tasks, "emissions_kg", "emissions_range_kg"),
+        "domains": {
+            name: _sum_of_domain([t["domains"][name] for t in tasks])
+            for name in tasks[0]["domains"]
+        },
+        "notes": list(dict.fromkeys(n for t in tasks for n in t["notes"])),
+    }
+
+
+def _sum_or_none(values: list[float | None]) -> float | None:
+    """The sum, or None (unknown, never 0) where any part is unknown."""
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
+def _sum_of_ranges(items: list[dict[str, Any]], value: str, bounds: str) -> list[float] | None:
+    """Low and high bounds of a sum: each part's own, or its value where it has none; None
+    where no part has bounds or a value is unknown."""
+    if all(i.get(bounds) is None for i in items) or any(i[value] is None for i in items):
+        return None
+    ranges = [i.get(bounds) or (i[value], i[value]) for i in items]
+    return [sum(lo for lo, _ in ranges), sum(hi for _, hi in ranges)]
+
+
+def _sum_of_domain(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    out = {**parts[0], "energy_j": sum(p["energy_j"] for p in parts)}
+    if any("energy_range_j" in p for p in parts):
+        out["energy_range_j"] = _sum_of_ranges(parts, "energy_j", "energy_range_j")
+    if any(p.get("interpolated") for p in parts):
+        out["interpolated"] = True
+    out["estimated"] = any(p["estimated"] for p in parts)
+    return out
 
 
 class OfflineEmissionsTracker(EmissionsTracker):
