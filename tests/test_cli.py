@@ -175,3 +175,19 @@ def test_the_summary_marks_what_the_total_sums(tmp_path: Path) -> None:
     assert json.loads(report.read_text())["total_domains"] == ["psys"]
     lines = {line.split()[0]: line for line in out.stderr.splitlines()[1:4]}
     assert "measured" in lines["psys"] and "(inside total)" in lines["core-1"]
+
+
+def test_settings_work_after_the_command_too(fake: FakePowercap, tmp_path: Path) -> None:
+    after = tmp_path / "after.json"
+    r = _carbonfast(
+        "run", "--country", "FR", "--no-estimate", "--json", str(after), "--", "true",
+        root=fake.root,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(after.read_text())["location"] == "FR"
+    before = tmp_path / "before.json"
+    r = _carbonfast("--country", "DE", "run", "--json", str(before), "--", "true", root=fake.root)
+    assert r.returncode == 0 and json.loads(before.read_text())["location"] == "DE"
+    helped = _carbonfast("run", "--help", root=fake.root).stdout
+    for option in ("--country", "--zone", "--cloud", "--intensity", "--pue", "--no-estimate"):
+        assert option in helped

@@ -59,14 +59,8 @@ def _broken_pipe() -> int:
     return 128 + signal.SIGPIPE
 
 
-def _parser() -> argparse.ArgumentParser:
-    from carbonfast import __version__
-
-    p = argparse.ArgumentParser(
-        prog="carbonfast",
-        description="Measure the energy of code from hardware counters.",
-    )
-    p.add_argument("--version", action="version", version=f"carbonfast {__version__}")
+def _add_settings(p: argparse.ArgumentParser, default: Any = None) -> None:
+    """The settings every command takes: hardware, estimates, and where the energy is drawn."""
     p.add_argument(
         "--powercap-root",
         metavar="DIR",
@@ -78,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         help="RAPL path to read (default: auto, the best available)",
     )
     p.add_argument(
-        "--no-gpu", dest="gpu", action="store_false", default=None, help="do not measure GPUs"
+        "--no-gpu", dest="gpu", action="store_false", default=default, help="do not measure GPUs"
     )
     est = p.add_argument_group(
         "estimates", "where no counter is readable, energy is estimated from a power model"
@@ -87,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-estimate",
         dest="estimate",
         action="store_false",
-        default=None,
+        default=default,
         help="never estimate: report unreadable domains as unknown",
     )
     est.add_argument(
@@ -108,14 +102,34 @@ def _parser() -> argparse.ArgumentParser:
     carbon.add_argument("--cloud", metavar="P:REGION", help="cloud region, e.g. gcp:europe-west1")
     carbon.add_argument("--intensity", metavar="G", help="grid intensity, g CO2e per kWh")
     carbon.add_argument("--pue", metavar="PUE", help="data-centre power usage effectiveness")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from carbonfast import __version__
+
+    p = argparse.ArgumentParser(
+        prog="carbonfast",
+        description="Measure the energy of code from hardware counters.",
+    )
+    p.add_argument("--version", action="version", version=f"carbonfast {__version__}")
+    _add_settings(p)
+    # The settings work after the command too (`carbonfast run --country FR -- cmd`): each
+    # subcommand takes them again, without defaults of its own, so as not to undo them.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    _add_settings(common, default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
-    pi = sub.add_parser("info", help="which energy counters exist, which are readable, and why not")
+    pi = sub.add_parser(
+        "info",
+        parents=[common],
+        help="which energy counters exist, which are readable, and why not",
+    )
     pi.add_argument("--json", action="store_true", help="print JSON instead of text")
     pi.set_defaults(handler=_cmd_info)
 
     pr = sub.add_parser(
         "run",
+        parents=[common],
         help="run a command and report the energy it used",
         usage="carbonfast run [--json FILE] [--csv FILE] [--html FILE] [--quiet] -- CMD [ARGS...]",
     )
@@ -139,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
 
     pb = sub.add_parser(
         "bench",
+        parents=[common],
         help="compare functions or statements by energy and time per call",
         usage="carbonfast bench [MOD:FUNC ...] [--stmt CODE ...] [--setup CODE] [--json FILE]",
     )
@@ -152,7 +167,9 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("--isolate", action="store_true", help="each variant in its own process")
     pb.set_defaults(handler=_cmd_bench)
 
-    ph = sub.add_parser("history", help="runs and windows recorded so far, newest first")
+    ph = sub.add_parser(
+        "history", parents=[common], help="runs and windows recorded so far, newest first"
+    )
     ph.add_argument("--label", help="only those whose label contains this")
     ph.add_argument("--limit", type=int, default=20)
     ph.add_argument(
@@ -163,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     ph.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ph.set_defaults(handler=_cmd_history)
 
-    prep = sub.add_parser("report", help="show a recorded run; write it as HTML")
+    prep = sub.add_parser("report", parents=[common], help="show a recorded run; write it as HTML")
     prep.add_argument("run_id", type=int, metavar="RUN_ID", help="from `carbonfast history`")
     prep.add_argument("--html", metavar="FILE", type=Path, help="write an HTML report")
     prep.add_argument("--json", action="store_true", help="print the stored report as JSON")
