@@ -191,3 +191,36 @@ def test_settings_work_after_the_command_too(fake: FakePowercap, tmp_path: Path)
     helped = _carbonfast("run", "--help", root=fake.root).stdout
     for option in ("--country", "--zone", "--cloud", "--intensity", "--pue", "--no-estimate"):
         assert option in helped
+
+
+def test_the_hardware_roots_are_settings_a_config_file_can_give(
+    fake: FakePowercap, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    (project / "carbonfast.toml").write_text(
+        f'powercap_root = "{fake.root}"\nnvml_library = "{tmp_path / "no-nvml.so"}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CARBONFAST_POWERCAP_ROOT"}
+    env["CARBONFAST_GPU"] = "on"
+    r = subprocess.run(
+        [sys.executable, "-m", "carbonfast.cli", "info", "--json"],
+        env=env,
+        cwd=project / "sub",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert str(fake.root) in r.stdout and "package-0" in r.stdout
+    assert "no-nvml.so" in r.stdout  # the library named there is the one tried
+    # An argument beats the file.
+    r = subprocess.run(
+        [sys.executable, "-m", "carbonfast.cli", "--powercap-root", str(tmp_path / "x"), "info"],
+        env=env,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert str(tmp_path / "x") in r.stdout and "package-0" not in r.stdout

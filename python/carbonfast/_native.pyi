@@ -1,5 +1,6 @@
 """Typed stubs of the native extension (rust/carbonfast-py)."""
 
+from collections.abc import Mapping
 from typing import Any
 
 class SensorUnavailable(OSError):
@@ -70,30 +71,9 @@ class SamplerStats:
     period_s: float
 
 class Meter:
-    def __init__(
-        self,
-        powercap_root: str | None = None,
-        *,
-        estimate: bool = True,
-        scope: str = "process",
-        cpu_tdp_w: float | None = None,
-        cpu_threads: int | None = None,
-        ram_gb: float | None = None,
-        cpu_power_w: float | None = None,
-        ram_power_w: float | None = None,
-        proc_root: str | None = None,
-        cgroup_root: str | None = None,
-        sample_hz: float | None = None,
-        capacity: int = 60_000,
-        max_power_w: float = 1500.0,
-        source: str = "auto",
-        msr_root: str | None = None,
-        cpu_topology_root: str | None = None,
-        perf_root: str | None = None,
-        gpu: bool = True,
-        nvml_library: str | None = None,
-        gpu_energy: str = "auto",
-    ) -> None: ...
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        """`config`: every key of carbonfast.config's hardware and estimate settings, resolved,
+        with sample_hz and capacity (and optionally max_power_w)."""
     def read(self) -> Snapshot: ...
     def open_window(self) -> Snapshot: ...
     def close_window(self) -> Snapshot: ...

@@ -19,9 +19,22 @@ from pathlib import Path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-    from typing import Any
+    from typing import Any, Literal, TypeAlias
 
-SCOPES = ("process", "container", "machine")
+    RaplSource: TypeAlias = Literal["auto", "powercap", "msr", "perf"]
+    Scope: TypeAlias = Literal["process", "container", "machine"]
+    GpuEnergy: TypeAlias = Literal["auto", "power"]
+
+# Option strings, each parsed once, here, into its Literal type.
+_RAPL_SOURCES: dict[str, RaplSource] = {
+    "auto": "auto",
+    "powercap": "powercap",
+    "msr": "msr",
+    "perf": "perf",
+}
+_SCOPES: dict[str, Scope] = {"process": "process", "container": "container", "machine": "machine"}
+_GPU_ENERGY: dict[str, GpuEnergy] = {"auto": "auto", "power": "power"}
+SCOPES = tuple(_SCOPES)
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -60,22 +73,25 @@ def _up_to(limit: float, parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return bounded
 
 
-def _scope(raw: str) -> str:
-    if raw not in SCOPES:
-        raise ValueError
-    return raw
+def _scope(raw: str) -> Scope:
+    try:
+        return _SCOPES[raw]
+    except KeyError:
+        raise ValueError from None
 
 
-def _rapl_path(raw: str) -> str:
-    if raw not in ("auto", "powercap", "msr", "perf"):
-        raise ValueError
-    return raw
+def _rapl_path(raw: str) -> RaplSource:
+    try:
+        return _RAPL_SOURCES[raw]
+    except KeyError:
+        raise ValueError from None
 
 
-def _gpu_energy(raw: str) -> str:
-    if raw not in ("auto", "power"):
-        raise ValueError
-    return raw
+def _gpu_energy(raw: str) -> GpuEnergy:
+    try:
+        return _GPU_ENERGY[raw]
+    except KeyError:
+        raise ValueError from None
 
 
 def _history(raw: str) -> str | None:
@@ -138,8 +154,22 @@ SETTINGS: dict[str, Setting] = {
     "ram_power_w": Setting(
         "CARBONFAST_RAM_POWER_W", _up_to(100_000, _positive_float), "watts, 0 to 100000"
     ),
-    "proc_root": Setting("CARBONFAST_PROC_ROOT", _text, "a directory"),
-    "cgroup_root": Setting("CARBONFAST_CGROUP_ROOT", _text, "a directory"),
+    "proc_root": Setting("CARBONFAST_PROC_ROOT", _text, "a directory", "/proc"),
+    "cgroup_root": Setting("CARBONFAST_CGROUP_ROOT", _text, "a directory", "/sys/fs/cgroup"),
+    # Where the hardware is: injectable, so that a fake tree can stand in for it.
+    "powercap_root": Setting(
+        "CARBONFAST_POWERCAP_ROOT", _text, "a directory", "/sys/class/powercap"
+    ),
+    "msr_root": Setting("CARBONFAST_MSR_ROOT", _text, "a directory", "/dev/cpu"),
+    "cpu_topology_root": Setting(
+        "CARBONFAST_CPU_TOPOLOGY_ROOT", _text, "a directory", "/sys/devices/system/cpu"
+    ),
+    "perf_root": Setting(
+        "CARBONFAST_PERF_PMU_ROOT", _text, "a directory", "/sys/bus/event_source/devices/power"
+    ),
+    "nvml_library": Setting(
+        "CARBONFAST_NVML_LIBRARY", _text, "the path of libnvidia-ml.so.1 (default: the driver's)"
+    ),
     # Where runs and windows are recorded.
     "history": Setting(
         "CARBONFAST_HISTORY",
@@ -166,6 +196,13 @@ SETTINGS: dict[str, Setting] = {
     ),
 }
 
+HARDWARE_KEYS = (
+    "powercap_root",
+    "msr_root",
+    "cpu_topology_root",
+    "perf_root",
+    "nvml_library",
+)
 ESTIMATE_KEYS = (
     "source",
     "gpu",

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar, overload
 
     from carbonfast.carbon.intensity import Intensity
+    from carbonfast.config import GpuEnergy, RaplSource, Scope
     from carbonfast.report.history import WindowRecorder
     from carbonfast.report.record import Record
     from carbonfast.trace import Trace
@@ -497,7 +498,7 @@ class Meter:
         powercap_root: str | os.PathLike[str] | None = None,
         *,
         estimate: bool | None = None,
-        scope: str | None = None,
+        scope: Scope | None = None,
         cpu_tdp_w: float | None = None,
         cpu_threads: int | None = None,
         ram_gb: float | None = None,
@@ -507,10 +508,10 @@ class Meter:
         cgroup_root: str | os.PathLike[str] | None = None,
         sample_hz: float | None = None,
         capacity: int = 60_000,
-        source: str | None = None,
+        source: RaplSource | None = None,
         gpu: bool | None = None,
         nvml_library: str | os.PathLike[str] | None = None,
-        gpu_energy: str | None = None,
+        gpu_energy: GpuEnergy | None = None,
         history: str | os.PathLike[str] | None = None,
         msr_root: str | os.PathLike[str] | None = None,
         cpu_topology_root: str | os.PathLike[str] | None = None,
@@ -525,7 +526,7 @@ class Meter:
         # still make its records.
         import carbonfast.report.record  # noqa: F401
         from carbonfast.carbon import Carbon
-        from carbonfast.config import CARBON_KEYS, ESTIMATE_KEYS, resolve
+        from carbonfast.config import CARBON_KEYS, ESTIMATE_KEYS, HARDWARE_KEYS, resolve
 
         self.carbon = Carbon(
             resolve(
@@ -540,8 +541,13 @@ class Meter:
             )
         )
         settings = resolve(
-            ESTIMATE_KEYS,
+            (*HARDWARE_KEYS, *ESTIMATE_KEYS),
             {
+                "powercap_root": powercap_root,
+                "msr_root": msr_root,
+                "cpu_topology_root": cpu_topology_root,
+                "perf_root": perf_root,
+                "nvml_library": nvml_library,
                 "source": source,
                 "gpu": gpu,
                 "gpu_energy": gpu_energy,
@@ -563,16 +569,7 @@ class Meter:
                 f"capacity={capacity!r} is not valid; expected 1 to {MAX_CAPACITY} samples "
                 "(the ring is allocated up front)"
             )
-        self._native = _native.Meter(
-            os.fspath(powercap_root) if powercap_root else None,
-            **settings,
-            sample_hz=sample_hz,
-            capacity=capacity,
-            msr_root=_path_or_none(msr_root),
-            cpu_topology_root=_path_or_none(cpu_topology_root),
-            perf_root=_path_or_none(perf_root),
-            nvml_library=_path_or_none(nvml_library),
-        )
+        self._native = _native.Meter({**settings, "sample_hz": sample_hz, "capacity": capacity})
         self.domains: list[_native.DomainInfo] = self._native.domains
         self.domain_names: list[str] = [d.name for d in self.domains]
         self.estimated = any(d.estimated and d.counts_in_total for d in self.domains)
@@ -704,10 +701,6 @@ def _recorder(path: str | None) -> WindowRecorder | None:
 
         _recorders[path] = WindowRecorder(path)
     return _recorders[path]
-
-
-def _path_or_none(p: str | os.PathLike[str] | None) -> str | None:
-    return os.fspath(p) if p is not None else None
 
 
 _default: Meter | None = None

@@ -91,7 +91,7 @@ pub struct DiscoverConfig {
     pub roots: RaplRoots,
     /// Measure NVIDIA GPUs through NVML.
     pub gpu: bool,
-    /// Else CARBONFAST_NVML_LIBRARY, else libnvidia-ml.so.1.
+    /// None: the driver's libnvidia-ml.so.1.
     pub nvml_library: Option<std::path::PathBuf>,
     /// Integrate GPU power even where an energy counter exists.
     pub gpu_power_only: bool,

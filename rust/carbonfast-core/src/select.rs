@@ -52,8 +52,6 @@ pub struct RaplRoots {
     pub proc: Option<PathBuf>,
 }
 
-pub const CPU_TOPOLOGY_ENV: &str = "CARBONFAST_CPU_TOPOLOGY_ROOT";
-
 /// A problem, detached from the source that found it, for reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProblemReport {
@@ -97,27 +95,25 @@ pub struct Choice {
 }
 
 pub fn choose(which: RaplPath, roots: &RaplRoots) -> Result<Choice> {
-    let env_or = |arg: &Option<PathBuf>, env: &str, default: &str| {
-        arg.clone()
-            .or_else(|| {
-                std::env::var_os(env)
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
-            .unwrap_or_else(|| PathBuf::from(default))
+    // None is the system's own path: the settings (and their environment variables) are
+    // resolved by the caller, in one table.
+    let or = |arg: &Option<PathBuf>, default: &str| {
+        arg.clone().unwrap_or_else(|| PathBuf::from(default))
     };
     let open = |path: RaplPath| -> Box<dyn Source> {
         match path {
             RaplPath::Msr => Box::new(MsrSource::discover(
-                &msr::resolve_root(roots.msr.as_deref()),
-                &env_or(&roots.cpu_topology, CPU_TOPOLOGY_ENV, msr::DEFAULT_CPU_ROOT),
+                &or(&roots.msr, msr::DEFAULT_ROOT),
+                &or(&roots.cpu_topology, msr::DEFAULT_CPU_ROOT),
                 roots.proc.as_deref().unwrap_or(Path::new("/proc")),
             )),
-            RaplPath::Perf => Box::new(PerfSource::discover(&perf::resolve_root(
-                roots.perf_pmu.as_deref(),
+            RaplPath::Perf => Box::new(PerfSource::discover(&or(
+                &roots.perf_pmu,
+                perf::DEFAULT_ROOT,
             ))),
-            _ => Box::new(PowercapSource::discover(&powercap::resolve_root(
-                roots.powercap.as_deref(),
+            _ => Box::new(PowercapSource::discover(&or(
+                &roots.powercap,
+                powercap::DEFAULT_ROOT,
             ))),
         }
     };

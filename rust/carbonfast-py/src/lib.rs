@@ -153,6 +153,34 @@ const MAX_CAPACITY: usize = 10_000_000;
 /// What bench_poll returns to Python: (t_ns, count, [(midpoint_ns, width_ns)], unlogged_j).
 type PollResult = (u64, u64, Vec<(u64, u64)>, f64);
 
+/// Every setting a Meter takes, as one mapping (keys as in carbonfast.config.SETTINGS). Paths
+/// that are None take the system's own.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct MeterConfig {
+    powercap_root: Option<PathBuf>,
+    msr_root: Option<PathBuf>,
+    cpu_topology_root: Option<PathBuf>,
+    perf_root: Option<PathBuf>,
+    proc_root: Option<PathBuf>,
+    cgroup_root: Option<PathBuf>,
+    nvml_library: Option<PathBuf>,
+    source: String,
+    gpu: bool,
+    gpu_energy: String,
+    estimate: bool,
+    scope: String,
+    cpu_tdp_w: Option<f64>,
+    cpu_threads: Option<u32>,
+    ram_gb: Option<f64>,
+    cpu_power_w: Option<f64>,
+    ram_power_w: Option<f64>,
+    sample_hz: Option<f64>,
+    capacity: usize,
+    #[pyo3(default)]
+    max_power_w: Option<f64>,
+}
+
 #[pyclass(frozen, module = "carbonfast._native")]
 struct Meter {
     inner: Arc<core::Meter>,
@@ -163,39 +191,34 @@ struct Meter {
 
 #[pymethods]
 impl Meter {
+    /// `config` holds every setting, resolved and validated by carbonfast.config (the one
+    /// settings table): see MeterConfig.
     #[new]
-    #[pyo3(signature = (
-        powercap_root=None, *, estimate=true, scope="process", cpu_tdp_w=None,
-        cpu_threads=None, ram_gb=None, cpu_power_w=None, ram_power_w=None,
-        proc_root=None, cgroup_root=None, sample_hz=None, capacity=60_000,
-        max_power_w=core::sampler::DEFAULT_MAX_POWER_W, source="auto", msr_root=None,
-        cpu_topology_root=None, perf_root=None, gpu=true, nvml_library=None,
-        gpu_energy="auto",
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        powercap_root: Option<PathBuf>,
-        estimate: bool,
-        scope: &str,
-        cpu_tdp_w: Option<f64>,
-        cpu_threads: Option<u32>,
-        ram_gb: Option<f64>,
-        cpu_power_w: Option<f64>,
-        ram_power_w: Option<f64>,
-        proc_root: Option<PathBuf>,
-        cgroup_root: Option<PathBuf>,
-        sample_hz: Option<f64>,
-        capacity: usize,
-        max_power_w: f64,
-        source: &str,
-        msr_root: Option<PathBuf>,
-        cpu_topology_root: Option<PathBuf>,
-        perf_root: Option<PathBuf>,
-        gpu: bool,
-        nvml_library: Option<PathBuf>,
-        gpu_energy: &str,
-    ) -> PyResult<Self> {
+    fn new(py: Python<'_>, config: MeterConfig) -> PyResult<Self> {
+        let MeterConfig {
+            powercap_root,
+            msr_root,
+            cpu_topology_root,
+            perf_root,
+            proc_root,
+            cgroup_root,
+            nvml_library,
+            source,
+            gpu,
+            gpu_energy,
+            estimate,
+            scope,
+            cpu_tdp_w,
+            cpu_threads,
+            ram_gb,
+            cpu_power_w,
+            ram_power_w,
+            sample_hz,
+            capacity,
+            max_power_w,
+        } = config;
+        let (source, scope, gpu_energy) = (source.as_str(), scope.as_str(), gpu_energy.as_str());
+        let max_power_w = max_power_w.unwrap_or(core::sampler::DEFAULT_MAX_POWER_W);
         let gpu_power_only = match gpu_energy {
             "auto" => false,
             "power" => true,

@@ -16,19 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_ROOT: &str = "/dev/cpu";
-pub const ROOT_ENV: &str = "CARBONFAST_MSR_ROOT";
 pub const DEFAULT_CPU_ROOT: &str = "/sys/devices/system/cpu";
-
-/// The MSR device root to use: the argument, else `CARBONFAST_MSR_ROOT`, else the default.
-pub fn resolve_root(arg: Option<&Path>) -> PathBuf {
-    if let Some(p) = arg {
-        return p.to_path_buf();
-    }
-    match std::env::var_os(ROOT_ENV) {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => PathBuf::from(DEFAULT_ROOT),
-    }
-}
 
 /// Intel register numbers (SDM vol. 4, "MSRs in processors based on Sandy Bridge").
 const INTEL_POWER_UNIT: u64 = 0x606;
@@ -547,11 +535,6 @@ mod tests {
             .unwrap_err()
             .contains("Intel and AMD only"));
         assert!(vendor_of(&hostinfo::CpuInfo::default()).is_err());
-    }
-
-    #[test]
-    fn root_resolution_prefers_the_argument() {
-        assert_eq!(resolve_root(Some(Path::new("/x"))), PathBuf::from("/x"));
     }
 
     #[test]

@@ -22,17 +22,12 @@ use std::sync::Mutex;
 const POWER_LIMIT_MARGIN: f64 = 2.0;
 
 pub const DEFAULT_LIBRARY: &str = "libnvidia-ml.so.1";
-pub const LIBRARY_ENV: &str = "CARBONFAST_NVML_LIBRARY";
-
-/// The library to load: the argument, else CARBONFAST_NVML_LIBRARY, else the driver's soname.
-/// The bool says whether the user named it (then its absence is a problem, not a fact).
+/// The library to load: the argument, else the driver's soname. The bool says whether the
+/// user named it (then its absence is a problem, not a fact).
 pub fn resolve_library(arg: Option<&Path>) -> (PathBuf, bool) {
-    if let Some(p) = arg {
-        return (p.to_path_buf(), true);
-    }
-    match std::env::var_os(LIBRARY_ENV) {
-        Some(v) if !v.is_empty() => (PathBuf::from(v), true),
-        _ => (PathBuf::from(DEFAULT_LIBRARY), false),
+    match arg {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_LIBRARY), false),
     }
 }
 
@@ -241,9 +236,9 @@ impl NvmlSource {
                 src.problems.push(Error::Missing {
                     path,
                     why: format!("cannot load NVML: {e}"),
-                    fix: format!(
-                        "point {LIBRARY_ENV} at the driver's libnvidia-ml.so.1, or unset it"
-                    ),
+                    fix: "point the nvml_library setting (CARBONFAST_NVML_LIBRARY) at the \
+                          driver's libnvidia-ml.so.1, or unset it"
+                        .into(),
                 });
                 return src;
             }

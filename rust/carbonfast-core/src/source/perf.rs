@@ -13,19 +13,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_ROOT: &str = "/sys/bus/event_source/devices/power";
-pub const ROOT_ENV: &str = "CARBONFAST_PERF_PMU_ROOT";
-
-/// The power PMU directory to use: the argument, else `CARBONFAST_PERF_PMU_ROOT`, else the
-/// default.
-pub fn resolve_root(arg: Option<&Path>) -> PathBuf {
-    if let Some(p) = arg {
-        return p.to_path_buf();
-    }
-    match std::env::var_os(ROOT_ENV) {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => PathBuf::from(DEFAULT_ROOT),
-    }
-}
 
 /// An open perf counter.
 pub trait PerfCounter: Send + Sync {
@@ -657,11 +644,6 @@ mod tests {
         let b = counter.read_count().unwrap();
         // cpu-clock counts nanoseconds on CPU 0 whether or not this thread runs there.
         assert!(b > a, "{a} then {b}");
-    }
-
-    #[test]
-    fn root_resolution_prefers_the_argument() {
-        assert_eq!(resolve_root(Some(Path::new("/x"))), PathBuf::from("/x"));
     }
 
     #[test]

@@ -14,18 +14,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_ROOT: &str = "/sys/class/powercap";
-pub const ROOT_ENV: &str = "CARBONFAST_POWERCAP_ROOT";
-
-/// The powercap root to use: the argument, else `CARBONFAST_POWERCAP_ROOT`, else the default.
-pub fn resolve_root(arg: Option<&Path>) -> PathBuf {
-    if let Some(p) = arg {
-        return p.to_path_buf();
-    }
-    match std::env::var_os(ROOT_ENV) {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => PathBuf::from(DEFAULT_ROOT),
-    }
-}
 
 /// The two powercap control types that expose RAPL. MMIO zones repeat the package counter on
 /// some Intel client parts, so they are used only for domains intel-rapl does not have.
@@ -374,11 +362,6 @@ mod tests {
         assert_eq!(ZoneId::parse("intel-rapl"), None);
         assert_eq!(ZoneId::parse("intel-rapl:x"), None);
         assert_eq!(ZoneId::parse("dtpm"), None);
-    }
-
-    #[test]
-    fn root_resolution_prefers_the_argument() {
-        assert_eq!(resolve_root(Some(Path::new("/x"))), PathBuf::from("/x"));
     }
 
     #[test]
