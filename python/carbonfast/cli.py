@@ -39,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd is None:
         parser.print_help()
         return 2
+    from carbonfast.config import arguments_named_as_options
+
     try:
-        return int(args.handler(args))
+        with arguments_named_as_options():  # reports name settings as the options given
+            return int(args.handler(args))
     except (ValueError, OSError) as e:  # bad input, or a sensor asked for and not there
         if isinstance(e, BrokenPipeError):
             return _broken_pipe()
@@ -99,11 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     est.add_argument("--cpu-power-w", type=float, metavar="W", help="fixed CPU power")
     est.add_argument("--ram-power-w", type=float, metavar="W", help="fixed RAM power")
     carbon = p.add_argument_group(
-        "carbon", "where the energy is drawn (most specific wins; default: the world average)"
+        "carbon",
+        "where the energy is drawn: an option beats the environment and config files, then the "
+        "most specific place wins (default: the world average)",
     )
     carbon.add_argument("--country", metavar="CODE", help="ISO 3166 alpha-2 or alpha-3 code")
     carbon.add_argument("--zone", metavar="ZONE", help="Electricity Maps zone, e.g. US-CAL-CISO")
-    carbon.add_argument("--cloud", metavar="P:REGION", help="cloud region, e.g. gcp:europe-west1")
+    carbon.add_argument("--cloud", metavar="P:REGION", help="gcp:, aws: or azure: cloud region")
     carbon.add_argument("--intensity", metavar="G", help="grid intensity, g CO2e per kWh")
     carbon.add_argument("--pue", metavar="PUE", help="data-centre power usage effectiveness")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
@@ -274,7 +279,7 @@ def _run_measured(
     if not args.quiet:
         from carbonfast.report.console import format_summary
 
-        _attempt("the summary", lambda: _say(format_summary(report)))
+        _attempt("the summary", lambda: _say(format_summary(_labelled(report))))
         if report.get("id") is not None:
             _say(f"  saved as run {report['id']} in {history}")
     return exit_code
@@ -302,6 +307,7 @@ def _safe_report(
     if failure is None and m is not None:
         try:
             report = _run_report(m.to_dict(), command, exit_code)
+            report["intensity_label"] = m.intensity.label
             from carbonfast.carbon.advice import advise
 
             report["advice"] = [
@@ -538,7 +544,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(format_summary({"command": None, "exit_code": None, **report}))
+        print(format_summary(_labelled({"command": None, "exit_code": None, **report})))
     if args.html:
         from carbonfast.report import html
 
@@ -613,6 +619,14 @@ def _run_report(measurement: dict[str, Any], command: list[str], exit_code: int)
         "carbonfast_version": __version__,
     }
     return report
+
+
+def _labelled(report: dict[str, Any]) -> dict[str, Any]:
+    """The report as the summary shows it. The summary names the intensity's place by
+    `location`, which is None for a figure set by the user and the same "FR" for Ember's
+    country and Electricity Maps' zone; the label says "set by user", or the dataset and year."""
+    label = report.get("intensity_label")
+    return {**report, "location": label} if label else report
 
 
 def _write_atomically(path: str | os.PathLike[str], text: str) -> None:
