@@ -42,8 +42,10 @@ ELECTRICITY_MAPS = {
 }
 CLOUD = {
     "source": "CodeCarbon, data/cloud/impact.csv (https://github.com/mlco2/codecarbon), MIT "
-    "licence; provider_g_per_kwh is the figure each provider publishes. The region -> grid zone "
-    "mapping is carbonfast's, from each region's city.",
+    "licence: Google Cloud regions from the current version, AWS and Azure regions from an "
+    "earlier one. provider_g_per_kwh is the figure the provider publishes (Google's); the "
+    "AWS and Azure rows' figures date from 2018-2019 and are not kept. The region -> grid zone "
+    "mapping is carbonfast's, from each region's location.",
     "licence": "MIT",
 }
 
@@ -71,6 +73,48 @@ CLOUD_ZONES = {
     ("gcp", "europe-west8"): "IT-NO",  # Milan
     ("gcp", "europe-west12"): "IT-NO",  # Turin
     ("gcp", "southamerica-west1"): "CL-SEN",  # Santiago
+    ("gcp", "southamerica-east1"): "BR-CS",  # Sao Paulo, in the south-east/centre-west grid
+    # AWS. In the US, a region maps to a balancing authority only where its location leaves
+    # no doubt; otherwise to the whole country (zone US).
+    ("aws", "us-east-1"): "US-MIDA-PJM",  # Ashburn, Virginia
+    ("aws", "us-east-2"): "US-MIDA-PJM",  # Columbus, Ohio
+    ("aws", "us-west-1"): "US-CAL-CISO",  # San Francisco bay, PG&E's area in CAISO
+    # The Oregon region's data centres are at Boardman and Umatilla on the Columbia river, in
+    # Bonneville's area (the CSV gives Portland, the region's nominal city), as GCP's us-west1.
+    ("aws", "us-west-2"): "US-NW-BPAT",
+    ("aws", "us-gov-east-1"): "US-MIDA-PJM",  # Dublin, Ohio
+    # us-gov-west-1: "Seattle" in the CSV; Washington state has several balancing areas, and
+    # the region's sites are not published: the country.
+    ("aws", "ca-central-1"): "CA-QC",  # Montreal
+    ("aws", "ap-east-1"): "HK",  # Hong Kong
+    ("aws", "ap-south-1"): "IN-WE",  # Mumbai
+    ("aws", "ap-northeast-1"): "JP-TK",  # Tokyo
+    ("aws", "ap-northeast-3"): "JP-KN",  # Osaka
+    ("aws", "ap-southeast-2"): "AU-NSW",  # Sydney
+    ("aws", "eu-north-1"): "SE-SE3",  # Stockholm
+    ("aws", "sa-east-1"): "BR-CS",  # Sao Paulo
+    # Azure.
+    ("azure", "centralus"): "US-MIDW-MISO",  # Des Moines, Iowa
+    ("azure", "eastus"): "US-MIDA-PJM",  # Virginia
+    ("azure", "eastus2"): "US-MIDA-PJM",  # Boydton, Virginia
+    ("azure", "westus"): "US-CAL-CISO",  # San Francisco bay
+    ("azure", "northcentralus"): "US-MIDA-PJM",  # Chicago, ComEd's area in PJM
+    ("azure", "southcentralus"): "US-TEX-ERCO",  # San Antonio, Texas
+    ("azure", "westus2"): "US-NW-GCPD",  # Quincy, Washington: Grant County PUD
+    # westcentralus: Wyoming, with a city the CSV itself doubts: the country.
+    ("azure", "japaneast"): "JP-TK",  # Tokyo
+    ("azure", "japanwest"): "JP-KN",  # Osaka
+    ("azure", "brazilsouth"): "BR-CS",  # Sao Paulo state
+    ("azure", "australiaeast"): "AU-NSW",  # Sydney
+    ("azure", "australiasoutheast"): "AU-VIC",  # Melbourne
+    # Canberra: the Australian Capital Territory is part of the NSW region of the grid.
+    ("azure", "australiacentral"): "AU-NSW",
+    ("azure", "australiacentral2"): "AU-NSW",
+    ("azure", "southindia"): "IN-SO",  # Tamil Nadu
+    ("azure", "centralindia"): "IN-WE",  # Maharashtra
+    ("azure", "westindia"): "IN-WE",  # Mumbai
+    ("azure", "canadacentral"): "CA-ON",  # Toronto
+    ("azure", "canadaeast"): "CA-QC",  # Quebec
 }
 # ISO 3166 user-assigned codes pycountry does not carry.
 EXTRA_ALPHA2 = {"XKX": "XK"}
@@ -148,24 +192,55 @@ def build_zones(data: Path, out: Path) -> int:
     return len(zones)
 
 
-def build_cloud(src: Path, zones_file: Path, out: Path) -> int:
+def build_cloud(sources: list[tuple[Path, bool]], zones_file: Path, out: Path) -> int:
+    """Regions of every provider in `sources` (a CSV, and whether its impact column is the
+    provider's own current figure, worth keeping), each with its grid zone and country."""
     zones = json.loads(zones_file.read_text(encoding="utf-8"))["zones"]
     providers: dict[str, dict] = {}
-    with src.open(newline="", encoding="utf-8-sig") as f:
-        for row in csv.DictReader(f):
-            provider, region = row["provider"].strip(), row["region"].strip()
-            alpha3 = row["countryIsoCode"].strip()
-            zone = CLOUD_ZONES.get((provider, region)) or _alpha2(alpha3)
-            if zone not in zones:
-                zone = None
-            providers.setdefault(provider, {})[region] = {
-                "country": alpha3,
-                "city": row["city"].strip(),
-                "zone": zone,
-                "provider_g_per_kwh": float(row["impact"]) if row["impact"] else None,
-            }
+    for src, provider_figures in sources:
+        with src.open(newline="", encoding="utf-8-sig") as f:
+            for row in csv.DictReader(f):
+                provider, region = row["provider"].strip(), row["region"].strip()
+                if region in providers.get(provider, {}):
+                    raise SystemExit(f"{src}: {provider}:{region} is listed twice")
+                zone = CLOUD_ZONES.get((provider, region))
+                alpha3 = _zone_country(zone) if zone else _region_country(row)
+                zone = zone or _alpha2(alpha3)
+                if zone not in zones:
+                    zone = None
+                entry = {"country": alpha3, "city": row["city"].strip(), "zone": zone}
+                if row.get("regionName", "").strip():
+                    entry["name"] = row["regionName"].strip()
+                impact = row["impact"].strip() if provider_figures else ""
+                entry["provider_g_per_kwh"] = float(impact) if impact else None
+                providers.setdefault(provider, {})[region] = entry
+    listed = {(p, r) for p, regions in providers.items() for r in regions}
+    unused = sorted(set(CLOUD_ZONES) - listed)
+    if unused:
+        raise SystemExit(f"CLOUD_ZONES names regions no CSV lists: {unused}")
     _write_json(out, {**CLOUD, "providers": providers})
     return sum(len(r) for r in providers.values())
+
+
+def _zone_country(zone: str) -> str:
+    """The ISO alpha-3 code of a grid zone's country ("JP-TK" -> "JPN", "HK" -> "HKG")."""
+    import pycountry
+
+    return pycountry.countries.get(alpha_2=zone.split("-")[0]).alpha_3
+
+
+def _region_country(row: dict[str, str]) -> str:
+    """A region's ISO alpha-3 country. The earlier CodeCarbon file gives USA as the code of
+    every AWS region; where the code and the country's name disagree, the name is right."""
+    import pycountry
+
+    code = row["countryIsoCode"].strip()
+    name = row["country_name"].strip()
+    try:
+        named = pycountry.countries.lookup(name).alpha_3
+    except LookupError:
+        return code
+    return code if code == named or name == code else named
 
 
 def _write_json(out: Path, doc: dict) -> None:
@@ -183,9 +258,11 @@ def main() -> None:
     print(f"countries.json: {n} countries")
     n = build_zones(args.data, CARBON_OUT / "zones.json")
     print(f"zones.json: {n} zones")
-    n = build_cloud(
-        args.data / "cloud_regions.csv", CARBON_OUT / "zones.json", CARBON_OUT / "cloud.json"
-    )
+    cloud_sources = [
+        (args.data / "cloud_regions.csv", True),
+        (args.data / "cloud_regions_aws_azure.csv", False),
+    ]
+    n = build_cloud(cloud_sources, CARBON_OUT / "zones.json", CARBON_OUT / "cloud.json")
     print(f"cloud.json: {n} cloud regions")
 
 

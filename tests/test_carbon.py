@@ -77,13 +77,64 @@ def test_the_most_specific_place_wins_and_the_world_average_says_so() -> None:
         (lambda: by_country("Germany"), "DEU (Germany)"),
         (lambda: by_zone("US-CAL"), "US-CAL-CISO"),
         (lambda: by_cloud("gcp:europe-west99"), "gcp:europe-west9 (Paris)"),
-        (lambda: by_cloud("azure:westeurope"), "provider:region with a provider from gcp"),
+        (lambda: by_cloud("oracle:eu-frankfurt-1"), "provider from gcp, aws, azure"),
     ],
 )
 def test_unknown_names_list_the_nearest_matches(call, nearest: str) -> None:
     with pytest.raises(ValueError, match="unknown") as e:
         call()
     assert nearest in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "zone"),
+    [
+        ("aws:us-east-1", "US-MIDA-PJM"),  # Ashburn, Virginia
+        ("aws:eu-west-3", "FR"),
+        ("aws:ap-south-1", "IN-WE"),  # Mumbai
+        ("azure:westeurope", "NL"),
+        ("azure:westus2", "US-NW-GCPD"),  # Quincy, Washington
+        ("azure:westcentralus", "US"),  # no balancing area can be told: the country
+    ],
+)
+def test_aws_and_azure_regions_take_the_grid_zone_of_their_location(spec: str, zone: str) -> None:
+    it = by_cloud(spec)
+    assert (it.kind, it.location, it.zone) == ("cloud", spec, zone)
+    assert it.g_per_kwh == tables.zones()["zones"][zone]["g_per_kwh"]
+    assert "Electricity Maps" in it.source
+
+
+def test_aws_and_azure_regions_carry_their_own_country_and_no_dated_figure() -> None:
+    providers = tables.cloud()["providers"]
+    assert len(providers["aws"]) == 22 and len(providers["azure"]) == 32
+    # The source file gives USA as the code of every AWS region, Mumbai's and Tokyo's too.
+    assert providers["aws"]["ap-south-1"]["country"] == "IND"
+    assert providers["aws"]["ap-northeast-1"]["country"] == "JPN"
+    assert providers["aws"]["ap-east-1"]["country"] == "HKG"
+    countries = tables.countries()["countries"]
+    for provider in ("aws", "azure"):
+        for region, row in providers[provider].items():
+            assert row["country"] in countries, (provider, region)
+            assert row["zone"] in tables.zones()["zones"], (provider, region)
+            # Their impact figures date from 2018-2019: the grid of the location is used.
+            assert row["provider_g_per_kwh"] is None, (provider, region)
+    assert "licence" in tables.cloud() and "CodeCarbon" in tables.cloud()["source"]
+
+
+def test_an_unknown_region_lists_the_nearest_of_its_own_provider() -> None:
+    with pytest.raises(ValueError, match="unknown cloud region 'aws:us-east-9'") as e:
+        by_cloud("aws:us-east-9")
+    nearest = str(e.value).split("nearest: ")[1].split(". Accepted")[0]
+    assert "aws:us-east-1" in nearest and "aws:us-east-2" in nearest
+    assert "gcp:" not in nearest and "azure:" not in nearest
+    with pytest.raises(ValueError, match="azure:westeurope"):
+        by_cloud("azure:west-europe")
+
+
+def test_a_region_without_its_provider_is_told_which_provider_has_it() -> None:
+    with pytest.raises(ValueError, match="needs its provider") as e:
+        by_cloud("westeurope")
+    assert "did you mean azure:westeurope?" in str(e.value)
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -136,6 +187,69 @@ def test_bad_environment_values_name_the_variable(tmp_path: Path, monkeypatch) -
     monkeypatch.setenv("CARBONFAST_PUE", "high")
     with pytest.raises(ValueError, match="CARBONFAST_PUE='high' is not valid"):
         cf.Meter(tmp_path / "x")
+
+
+def test_an_argument_or_variable_beats_any_place_in_a_config_file(
+    tmp_path: Path, monkeypatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.carbonfast]\ncloud = "gcp:europe-west1"\n')
+    none = tmp_path / "no-rapl"
+    assert cf.Meter(none).carbon.table.location == "gcp:europe-west1"
+    by_argument = cf.Meter(none, country="DE").carbon.table
+    assert (by_argument.kind, by_argument.location) == ("country", "DE")
+    assert by_argument.note == (
+        'cloud = "gcp:europe-west1" in pyproject.toml is not used: '
+        "country='DE' overrides it (an argument beats a config file)"
+    )
+    monkeypatch.setenv("CARBONFAST_COUNTRY", "SE")
+    by_variable = cf.Meter(none).carbon.table
+    assert (by_variable.kind, by_variable.location) == ("country", "SE")
+    assert "CARBONFAST_COUNTRY=SE overrides it (the environment beats a config file)" in (
+        by_variable.note or ""
+    )
+    # An argument beats a variable too, even one naming a more specific kind of place.
+    monkeypatch.setenv("CARBONFAST_ZONE", "FR")
+    assert cf.Meter(none, country="DE").carbon.table.location == "DE"
+
+
+def test_a_token_is_never_written_into_a_settings_label(tmp_path: Path, monkeypatch) -> None:
+    from carbonfast.config import resolve
+
+    monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_TOKEN", "secret-token")
+    settings = resolve(CARBON_KEYS, {})
+    assert settings["electricitymaps_token"] == "secret-token"
+    assert settings.origins["electricitymaps_token"].label == "CARBONFAST_ELECTRICITYMAPS_TOKEN"
+    assert "secret-token" not in repr(settings.origins)
+
+
+def test_within_one_layer_the_most_specific_place_wins_and_says_what_it_beat(
+    tmp_path: Path,
+) -> None:
+    table = cf.Meter(tmp_path / "x", country="FR", zone="DE").carbon.table
+    assert (table.kind, table.location) == ("zone", "DE")
+    assert table.note == "country='FR' is not used: zone='DE' is more specific"
+
+
+def test_the_source_names_the_setting_that_chose_it(tmp_path: Path, monkeypatch) -> None:
+    none = tmp_path / "x"
+    ember_year = tables.countries()["countries"]["FRA"]["year"]
+    zone_year = tables.zones()["zones"]["FR"]["year"]
+    assert cf.Meter(none, country="FR").carbon.table.source.startswith(
+        f"country='FR': Ember {ember_year}, France (FRA)"
+    )
+    monkeypatch.setenv("CARBONFAST_ZONE", "FR")
+    zone = cf.Meter(none).carbon.table
+    assert zone.source.startswith(f"CARBONFAST_ZONE=FR: Electricity Maps {zone_year} yearly")
+    assert zone.label == f"zone FR, Electricity Maps {zone_year}"
+    monkeypatch.delenv("CARBONFAST_ZONE")
+    project = tmp_path / "project"  # a directory of its own: the file found is cached by it
+    project.mkdir()
+    (project / "carbonfast.toml").write_text('cloud = "aws:eu-west-3"\n')
+    monkeypatch.chdir(project)
+    cloud = cf.Meter(none).carbon.table
+    assert cloud.source.startswith('cloud = "aws:eu-west-3" in carbonfast.toml: aws:eu-west-3')
+    explicit = cf.Meter(none, intensity=250).carbon.table
+    assert (explicit.source, explicit.label) == ("intensity=250: set by user", "set by user")
 
 
 # -- emissions ---------------------------------------------------------------------------------
@@ -291,8 +405,46 @@ def test_a_country_is_compared_with_its_own_zones_and_cloud_regions(fake: FakePo
     with cf.Meter(fake.root, zone="US-TEX-ERCO").measure() as m:
         fake.add("intel-rapl:0", 1_000_000)
     places = [a.figures["place"] for a in cf.advise(m, top=50) if a.kind == "location"]
-    assert places and all(p.startswith(("US-", "gcp:")) for p in places)
+    assert places and all(p.startswith(("US-", "gcp:", "aws:", "azure:")) for p in places)
     assert any(p.startswith("US-") for p in places)
+
+
+def _location_advice(**place: str) -> list:
+    meter = cf.Meter(Path("no-rapl"), cpu_power_w=100, ram_power_w=10, **place)
+    with meter.measure() as m:
+        time.sleep(0.01)
+    return [a for a in cf.advise(m, top=100) if a.kind == "location"]
+
+
+def test_advice_on_an_ember_country_compares_ember_figures() -> None:
+    places = _location_advice(country="FR")
+    here = tables.countries()["countries"]["FRA"]["g_per_kwh"]
+    regions = {
+        f"{p}:{r}": row for p, rs in tables.cloud()["providers"].items() for r, row in rs.items()
+    }
+    assert places
+    # Paris is 31 g/kWh in Electricity Maps' table against France's 44 in Ember's: not a
+    # saving of moving the work, only of changing the dataset.
+    assert not {"gcp:europe-west9", "aws:eu-west-3"} & {a.figures["place"] for a in places}
+    for a in places:
+        f = a.figures
+        ember = tables.countries()["countries"][regions[f["place"]]["country"]]["g_per_kwh"]
+        assert f["g_per_kwh"] == ember < here
+        assert f["dataset"] == "Ember" and "Ember" in a.message
+
+
+def test_advice_on_an_electricity_maps_zone_compares_zone_figures() -> None:
+    places = _location_advice(zone="DE")
+    zones = tables.zones()["zones"]
+    regions = {
+        f"{p}:{r}": row for p, rs in tables.cloud()["providers"].items() for r, row in rs.items()
+    }
+    assert places
+    for a in places:
+        f = a.figures
+        assert f["dataset"] == "Electricity Maps"
+        zone = regions[f["place"]]["zone"] if ":" in f["place"] else f["place"]
+        assert f["g_per_kwh"] == zones[zone]["g_per_kwh"] < zones["DE"]["g_per_kwh"]
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -343,6 +495,64 @@ def test_run_with_an_unknown_country_fails_clearly(fake: FakePowercap, tmp_path:
     assert out.returncode == 2
     assert "unknown country 'XY'" in out.stderr and "Accepted" in out.stderr
     assert data == {}  # the command never ran
+
+
+def test_run_labels_an_explicit_intensity_as_set_by_user(
+    fake: FakePowercap, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("CARBONFAST_HISTORY", str(tmp_path / "history.sqlite"))
+    out, data = _run(fake, tmp_path, "--intensity", "250", "--pue", "1.2")
+    assert out.returncode == 0, out.stderr
+    assert "(set by user: 250 g/kWh x PUE 1.2)" in out.stderr
+    assert "world average" not in out.stderr
+    assert data["intensity_source"] == "--intensity 250: set by user"
+    stored = subprocess.run(
+        [sys.executable, "-m", "carbonfast.cli", "report", str(data["id"])],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "(set by user: 250 g/kWh x PUE 1.2)" in stored.stdout, stored.stderr
+
+
+def test_run_tells_a_countrys_ember_figure_from_its_electricity_maps_zone(
+    fake: FakePowercap, tmp_path: Path
+) -> None:
+    ember_year = tables.countries()["countries"]["FRA"]["year"]
+    zone_year = tables.zones()["zones"]["FR"]["year"]
+    out, data = _run(fake, tmp_path, "--country", "FR")
+    assert f"(FR, Ember {ember_year}: " in out.stderr
+    assert data["intensity_source"].startswith(f"--country FR: Ember {ember_year}, France")
+    out, data = _run(fake, tmp_path, "--zone", "FR")
+    assert f"(zone FR, Electricity Maps {zone_year}: " in out.stderr
+    assert data["intensity_source"].startswith(f"--zone FR: Electricity Maps {zone_year}")
+
+
+def test_run_with_an_argument_over_a_config_file_cloud_notes_the_override(
+    fake: FakePowercap, tmp_path: Path
+) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.carbonfast]\ncloud = "gcp:europe-west1"\n')
+    out, data = _run(fake, tmp_path, "--country", "DE")
+    assert out.returncode == 0, out.stderr
+    assert data["location"] == "DE"
+    assert data["intensity_g_per_kwh"] == tables.countries()["countries"]["DEU"]["g_per_kwh"]
+    override = 'cloud = "gcp:europe-west1" in pyproject.toml is not used: --country DE overrides it'
+    assert any(n.startswith(override) for n in data["notes"])
+    assert override in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "zone"), [("aws:us-east-1", "US-MIDA-PJM"), ("azure:westeurope", "NL")]
+)
+def test_run_in_an_aws_or_azure_region(fake: FakePowercap, tmp_path: Path, spec, zone) -> None:
+    out, data = _run(fake, tmp_path, "--cloud", spec)
+    assert out.returncode == 0, out.stderr
+    assert data["location"] == spec
+    assert data["intensity_g_per_kwh"] == tables.zones()["zones"][zone]["g_per_kwh"]
+    assert data["intensity_source"].startswith(f"--cloud {spec}: {spec} ")
+    provider = spec.split(":")[0]
+    places = [a["figures"]["place"] for a in data["advice"] if a["kind"] == "location"]
+    assert places and all(p.startswith(f"{provider}:") for p in places)
 
 
 @pytest.mark.parametrize("value", [float("nan"), -5.0, 1e308, "lots"])

@@ -41,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd is None:
         parser.print_help()
         return 2
+    from carbonfast.config import arguments_named_as_options
+
     try:
-        return int(args.handler(args))
+        with arguments_named_as_options():  # reports name settings as the options given
+            return int(args.handler(args))
     except (ValueError, OSError) as e:  # bad input, or a sensor asked for and not there
         if isinstance(e, BrokenPipeError):
             return _broken_pipe()
@@ -95,11 +98,13 @@ def _add_settings(p: argparse.ArgumentParser, default: Any = None) -> None:
     est.add_argument("--cpu-power-w", type=float, metavar="W", help="fixed CPU power")
     est.add_argument("--ram-power-w", type=float, metavar="W", help="fixed RAM power")
     carbon = p.add_argument_group(
-        "carbon", "where the energy is drawn (most specific wins; default: the world average)"
+        "carbon",
+        "where the energy is drawn: an option beats the environment and config files, then the "
+        "most specific place wins (default: the world average)",
     )
     carbon.add_argument("--country", metavar="CODE", help="ISO 3166 alpha-2 or alpha-3 code")
     carbon.add_argument("--zone", metavar="ZONE", help="Electricity Maps zone, e.g. US-CAL-CISO")
-    carbon.add_argument("--cloud", metavar="P:REGION", help="cloud region, e.g. gcp:europe-west1")
+    carbon.add_argument("--cloud", metavar="P:REGION", help="gcp:, aws: or azure: cloud region")
     carbon.add_argument("--intensity", metavar="G", help="grid intensity, g CO2e per kWh")
     carbon.add_argument("--pue", metavar="PUE", help="data-centre power usage effectiveness")
 

@@ -7,18 +7,23 @@ The config file is the nearest carbonfast.toml (top-level keys) or pyproject.tom
 one explicitly. Keys are the argument names: `country = "FR"`, `pue = 1.2`.
 
 Every bad value raises ValueError naming the setting (argument, variable, or file and key) and
-what it accepts.
+what it accepts. The resolved settings remember where each value came from (`origins`), so
+that a report can name the setting that chose, say, the grid intensity.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
     from typing import Any, Literal, TypeAlias
 
     RaplSource: TypeAlias = Literal["auto", "powercap", "msr", "perf"]
@@ -177,7 +182,8 @@ SETTINGS: dict[str, Setting] = {
         "a file path, or off",
         str(Path(".carbonfast") / "history.sqlite"),
     ),
-    # Carbon intensity: the most specific of intensity > zone > cloud > country wins.
+    # Carbon intensity: the place from the strongest layer wins; within one layer, the most
+    # specific of intensity > zone > cloud > country (carbonfast.carbon.Carbon decides).
     "country": Setting("CARBONFAST_COUNTRY", _text, "an ISO 3166 alpha-2 or alpha-3 code"),
     "zone": Setting("CARBONFAST_ZONE", _text, "an Electricity Maps zone such as US-CAL-CISO"),
     "cloud": Setting("CARBONFAST_CLOUD", _text, "provider:region, such as gcp:europe-west1"),
@@ -228,28 +234,99 @@ CARBON_KEYS = (
 )
 
 
-def resolve(names: Iterable[str], arguments: dict[str, Any]) -> dict[str, Any]:
+# The layers, strongest first: a value from a stronger layer always wins.
+ARGUMENT, ENVIRONMENT, CONFIG_FILE = 0, 1, 2
+LAYER_NAMES = {
+    ARGUMENT: "an argument",
+    ENVIRONMENT: "the environment",
+    CONFIG_FILE: "a config file",
+}
+# Settings whose value must never appear in a label (labels end up in reports and notes).
+_SECRET = frozenset({"electricitymaps_token"})
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a setting's value came from: its layer, and how to name it to the user
+    ("--country FR", "CARBONFAST_ZONE=FR", 'cloud = "gcp:europe-west1" in pyproject.toml')."""
+
+    layer: int
+    label: str
+
+
+class Settings(dict):  # type: ignore[type-arg]
+    """Resolved settings by name, with the origin of each value that was set (a default has
+    none)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.origins: dict[str, Origin] = {}
+
+
+# Arguments are named as command-line options while the command runs, as keywords otherwise.
+_arguments_are_options: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "carbonfast_arguments_are_options", default=False
+)
+
+
+@contextlib.contextmanager
+def arguments_named_as_options() -> Iterator[None]:
+    """Within this block, settings given as arguments are named as the command's options
+    (`--country FR`) rather than as keywords (`country='FR'`)."""
+    token = _arguments_are_options.set(True)
+    try:
+        yield
+    finally:
+        _arguments_are_options.reset(token)
+
+
+def resolve(names: Iterable[str], arguments: dict[str, Any]) -> Settings:
     """Each named setting from its argument (if not None), else the environment, else the
     config file, else the default; validated whichever layer it comes from."""
     file_values, file_name = config_file()
-    out: dict[str, Any] = {}
+    out = Settings()
     for name in names:
         setting = SETTINGS[name]
         arg = arguments.get(name)
         if arg is not None:
             raw = os.fspath(arg) if isinstance(arg, os.PathLike) else str(arg)
             out[name] = _parse(setting, raw, name)
+            out.origins[name] = Origin(ARGUMENT, _argument_label(name, arg, raw))
             continue
         raw = os.environ.get(setting.env, "")
         if raw != "":
             out[name] = _parse(setting, raw, setting.env)
+            shown = setting.env if name in _SECRET else f"{setting.env}={raw}"
+            out.origins[name] = Origin(ENVIRONMENT, shown)
         elif name in file_values:
             value = file_values[name]
             raw = str(value).lower() if isinstance(value, bool) else str(value)
             out[name] = _parse(setting, raw, f"{file_name}: {name}")
+            out.origins[name] = Origin(CONFIG_FILE, _file_label(name, value, file_name))
         else:
             out[name] = setting.default
     return out
+
+
+def _argument_label(name: str, value: Any, raw: str) -> str:
+    option = _arguments_are_options.get()
+    if name in _SECRET:
+        return f"--{name.replace('_', '-')}" if option else name
+    if option:
+        return f"--{name.replace('_', '-')} {raw}"
+    return f"{name}={value!r}"
+
+
+def _file_label(name: str, value: Any, file_name: str) -> str:
+    """`key = value in file`, the file by its bare name when it is in the working directory
+    (where users look first), else by its path."""
+    path = Path(file_name.removesuffix(" [tool.carbonfast]"))
+    cwd = working_directory()
+    shown = path.name if cwd and path.parent == Path(cwd) else str(path)
+    if name in _SECRET:
+        return f"{name} in {shown}"
+    written = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else value
+    return f"{name} = {written} in {shown}"
 
 
 def _parse(setting: Setting, raw: str, name: str) -> Any:

@@ -34,6 +34,7 @@ def info(powercap_root: str | os.PathLike[str] | None = None, **estimate: Any) -
             "intensity_g_per_kwh": intensity.g_per_kwh,
             "source": intensity.source,
             "location": intensity.location,
+            "label": intensity.label,
             "pue": meter.carbon.pue,
             "note": intensity.note,
         },
@@ -123,7 +124,7 @@ def format_info(data: dict[str, Any]) -> str:
     c = data["carbon"]
     lines.append(
         f"\ncarbon: {c['intensity_g_per_kwh']:g} g CO2e/kWh x PUE {c['pue']:g} "
-        f"({c['location'] or 'world average'}), from {c['source']}"
+        f"({c.get('label') or c['location'] or 'world average'}), from {c['source']}"
     )
     if c["note"]:
         lines.append(f"  note: {c['note']}")

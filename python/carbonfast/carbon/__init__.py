@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from carbonfast.carbon.intensity import Intensity, lookup
+from carbonfast.carbon.intensity import PLACE_SETTINGS, Intensity, for_setting, world
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from carbonfast.config import Origin
 
 J_PER_KWH = 3.6e6
 
@@ -24,16 +26,16 @@ class Carbon:
 
     The place is looked up when the Carbon is made, so that a bad name fails at once; live
     data (with a token) is fetched when an intensity is first asked for.
+
+    Which place: the one from the strongest layer of settings (argument, then environment,
+    then config file: see carbonfast.config), whatever kind of place the others name; within
+    one layer, the most specific (intensity, zone, cloud, country). The places left out are
+    named in a note.
     """
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.pue: float = settings.get("pue") or 1.0
-        self.table: Intensity = lookup(
-            country=settings.get("country"),
-            zone=settings.get("zone"),
-            cloud=settings.get("cloud"),
-            g_per_kwh=settings.get("intensity"),
-        )
+        self.table: Intensity = _chosen_place(settings)
         self._token: str | None = settings.get("electricitymaps_token")
         self._url: str = settings.get("electricitymaps_url") or ""
 
@@ -43,16 +45,52 @@ class Carbon:
         if not self._token or table.kind == "explicit":
             return table
         if table.zone is None:
-            return replace(table, note="live intensity needs a grid zone; this place has none")
+            return _noted(table, "live intensity needs a grid zone; this place has none")
+        from carbonfast.carbon.intensity import ELECTRICITY_MAPS
         from carbonfast.carbon.live import LiveUnavailable, latest
 
         try:
             g, stamp = latest(table.zone, self._token, self._url)
         except LiveUnavailable as e:
-            return replace(table, note=f"live intensity unavailable: {e}; used the yearly table")
+            return _noted(table, f"live intensity unavailable: {e}; used the yearly table")
+        live = f"{ELECTRICITY_MAPS} live API, zone {table.zone}, {stamp}"
         return replace(
             table,
             g_per_kwh=g,
             kind="live",
-            source=f"Electricity Maps live API, zone {table.zone}, {stamp}",
+            source=f"{table.setting}: {live}" if table.setting else live,
+            dataset=ELECTRICITY_MAPS,
+            year=None,
         )
+
+
+def _chosen_place(settings: dict[str, Any]) -> Intensity:
+    """The intensity of the place settings' winner, with a note naming the places it beat."""
+    origins: dict[str, Origin] = getattr(settings, "origins", {})
+    given = [k for k in PLACE_SETTINGS if settings.get(k) is not None]
+    if not given:
+        return world()
+    layer = {k: origins[k].layer if k in origins else 0 for k in given}
+    label = {k: origins[k].label if k in origins else f"{k}={settings[k]!r}" for k in given}
+    # `given` is in order of specificity, and min() keeps the first of equals.
+    winner = min(given, key=lambda k: layer[k])
+    chosen = for_setting(winner, settings[winner], label[winner])
+    notes = [_overridden(label[winner], layer[winner], label[k], layer[k]) for k in given]
+    return _noted(chosen, *(n for k, n in zip(given, notes, strict=True) if k != winner))
+
+
+def _overridden(winner: str, winner_layer: int, loser: str, loser_layer: int) -> str:
+    from carbonfast.config import LAYER_NAMES
+
+    if winner_layer == loser_layer:
+        return f"{loser} is not used: {winner} is more specific"
+    return (
+        f"{loser} is not used: {winner} overrides it "
+        f"({LAYER_NAMES[winner_layer]} beats {LAYER_NAMES[loser_layer]})"
+    )
+
+
+def _noted(it: Intensity, *notes: str) -> Intensity:
+    """`it` with `notes` added to its own."""
+    joined = "; ".join(n for n in (it.note, *notes) if n)
+    return replace(it, note=joined or None)

@@ -6,7 +6,13 @@ import os
 from dataclasses import dataclass, field
 
 from carbonfast.carbon import emissions_kg, tables
-from carbonfast.carbon.intensity import Intensity, by_cloud, by_zone
+from carbonfast.carbon.intensity import (
+    ELECTRICITY_MAPS,
+    Intensity,
+    by_cloud,
+    by_zone,
+    cloud_regions,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -87,25 +93,37 @@ def advise(
 
 def _candidates(here: Intensity) -> list[tuple[str, Intensity]]:
     """Places the same work could plausibly run: the other regions of the same cloud provider;
-    else the other grid zones of the same country and the cloud regions on offer."""
-    providers = tables.cloud()["providers"]
+    else the other grid zones of the same country and the cloud regions on offer.
+
+    Like is compared with like: every figure comes from the dataset of `here` (Ember countries
+    or Electricity Maps zones, whose yearly figures for one country differ), so that a saving
+    is a difference of place, not of dataset.
+    """
+    dataset = here.dataset
     if here.kind == "cloud" or (here.location and ":" in here.location):
         provider = here.location.split(":")[0]
-        return [(f"{provider}:{r}", by_cloud(f"{provider}:{r}")) for r in providers[provider]]
+        return _regions_in(dataset, cloud_regions(provider))
     out: list[tuple[str, Intensity]] = []
-    if here.zone or here.country:
-        prefix = (here.zone or "").split("-")[0] or _alpha2(here.country)
+    if dataset == ELECTRICITY_MAPS and here.zone:
+        prefix = here.zone.split("-")[0]
         for zone in tables.zones()["zones"]:
-            if prefix and zone.split("-")[0] == prefix and zone != here.zone:
+            if zone.split("-")[0] == prefix and zone != here.zone:
                 out.append((zone, by_zone(zone)))
-    for provider, regions in providers.items():
-        out.extend((f"{provider}:{r}", by_cloud(f"{provider}:{r}")) for r in regions)
+    for provider in tables.cloud()["providers"]:
+        out.extend(_regions_in(dataset, cloud_regions(provider)))
     return out
 
 
-def _alpha2(alpha3: str | None) -> str | None:
-    row = tables.countries()["countries"].get(alpha3 or "")
-    return row.get("alpha2") if row else None
+def _regions_in(dataset: str | None, regions: list[str]) -> list[tuple[str, Intensity]]:
+    """The regions that have a figure in `dataset`, with it (in Electricity Maps, those
+    with a grid zone; in Ember, all of them, through their countries)."""
+    out = []
+    for name in regions:
+        try:
+            out.append((name, by_cloud(name, dataset=dataset)))
+        except ValueError:
+            continue  # no figure in this dataset: not comparable
+    return out
 
 
 def _places(energy_j: float, here: Intensity, pue: float, top: int) -> list[Advice]:
@@ -130,12 +148,14 @@ def _places(energy_j: float, here: Intensity, pue: float, top: int) -> list[Advi
             Advice(
                 kind="location",
                 message=(
-                    f"the same work in {name} ({it.g_per_kwh:g} g/kWh) would emit {fmt_mass(kg)} "
-                    f"instead of {fmt_mass(kg_here)} CO2e (-{share:.0%})"
+                    f"the same work in {name} ({it.g_per_kwh:g} g/kWh, {it.dataset} {it.year}) "
+                    f"would emit {fmt_mass(kg)} instead of {fmt_mass(kg_here)} CO2e (-{share:.0%})"
                 ),
                 figures={
                     "place": name,
                     "g_per_kwh": it.g_per_kwh,
+                    "dataset": it.dataset,
+                    "year": it.year,
                     "emissions_kg": kg,
                     "saved_kg": saved,
                     "saved_share": share,

@@ -49,7 +49,7 @@ def format_summary(record: Record) -> str:
     if record.emissions_kg is not None:
         from carbonfast.carbon.advice import fmt_mass
 
-        where = record.location or "world average"
+        where = record.intensity_label or record.location or "world average"
         rng_text = ""
         if record.estimated and record.emissions_range_kg:
             lo, hi = record.emissions_range_kg

@@ -62,6 +62,9 @@ class Record:
     emissions_range_kg: tuple[float, float] | None = None
     intensity_g_per_kwh: float | None = None
     intensity_source: str = ""
+    # How the summary names the intensity's place: the setting, dataset and year, or "set by
+    # user" (location alone is "FR" for Ember's country and Electricity Maps' zone alike).
+    intensity_label: str | None = None
     location: str | None = None
     country: str | None = None
     pue: float | None = None
@@ -150,6 +153,7 @@ class Record:
             emissions_range_kg=m.emissions_range_kg,
             intensity_g_per_kwh=it.g_per_kwh,
             intensity_source=it.source,
+            intensity_label=it.label,
             location=it.location,
             country=it.country,
             pue=m.pue,
@@ -238,6 +242,7 @@ class Record:
             ),
             "intensity_g_per_kwh": self.intensity_g_per_kwh,
             "intensity_source": self.intensity_source,
+            "intensity_label": self.intensity_label,
             "location": self.location,
             "country": self.country,
             "pue": self.pue,
