@@ -250,6 +250,7 @@ def test_labels_past_the_cap_are_added_up_together(fake: FakePowercap, tmp_path:
     path = tmp_path / "h.sqlite"
     meter = cf.Meter(fake.root, history=path)
     meter._tally = cf._native.Tally(max_labels=3)
+    meter._native.record_into(meter._tally, meter._recorder)
     for i in range(10):
         with meter.measure(f"step {i}"):
             fake.add("intel-rapl:0", 1_000_000)

@@ -51,10 +51,6 @@ class Measurement(_native.MeasurementBase):
 
     __slots__ = ()
 
-    def _finish(self, end: _native.Snapshot) -> Measurement:
-        self._end = end
-        return self
-
     @property
     def closed(self) -> bool:
         return self._end is not None
@@ -369,8 +365,8 @@ class Window(_native.WindowBase):
                     if sync is not None:
                         sync()
                 finally:  # a sync that fails still closes the window
-                    stats.record(m._finish(native.close_window()))
-                    meter._record(m, keep)
+                    native.finish(m, keep)
+                    stats.record(m)
 
         wrapper.energy = stats  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
@@ -590,8 +586,9 @@ class Meter:
         self._recorder = _recorder(resolve(("history",), {"history": history})["history"])
         # Windows not kept one by one are added up per label, natively (see WindowRecorder).
         self._tally = _native.Tally() if self._recorder is not None else None
-        if self._recorder is not None:
+        if self._recorder is not None and self._tally is not None:
             self._recorder.watch(self)
+            self._native.record_into(self._tally, self._recorder)
         self._open: dict[str, Measurement] = {}
         # Windows are stamped on CLOCK_MONOTONIC; this turns a stamp into wall-clock time for
         # report metadata, without a clock call per window.
@@ -634,18 +631,8 @@ class Meter:
         if m is None:
             open_names = ", ".join(repr(n) for n in list(self._open)) or "none"
             raise ValueError(f"no open window named {name!r} (open: {open_names})")
-        m._finish(self._native.close_window())
-        self._record(m, keep)
+        self._native.finish(m, keep)
         return m
-
-    def _record(self, m: Measurement, keep: bool) -> None:
-        """Hands a closed window to the history: as a record, or into its label's sums."""
-        if self._recorder is None:
-            return
-        if keep:
-            self._recorder.record(m)
-        else:
-            self._tally.add(m.label or "", m._start, m._end)
 
     def trace(self) -> Trace:
         """The samples recorded so far (up to `capacity`, the newest kept), as numpy arrays.

@@ -187,6 +187,9 @@ struct Meter {
     sampler: Option<core::Sampler>,
     /// Reads slow sources off the caller's thread, where there are any.
     deferred: Option<core::Deferred>,
+    /// Where closed windows go (see `finish`): the label sums, and the recorder of windows kept
+    /// one by one (carbonfast.report.history.WindowRecorder). None: the history is off.
+    recording: std::sync::Mutex<Option<(Py<tally::Tally>, Py<PyAny>)>>,
 }
 
 #[pymethods]
@@ -284,6 +287,7 @@ impl Meter {
             inner,
             sampler,
             deferred,
+            recording: std::sync::Mutex::new(None),
         })
     }
 
@@ -314,6 +318,42 @@ impl Meter {
             s.window_closed();
         }
         snap
+    }
+
+    /// Closed windows go to `tally` (added up per label) or, kept, to `recorder.record(m)`.
+    fn record_into(&self, tally: Py<tally::Tally>, recorder: Py<PyAny>) {
+        *self.recording_lock() = Some((tally, recorder));
+    }
+
+    /// Closes the window of `m` and records it: the one path every window takes (`with`, the
+    /// decorator, begin/end).
+    fn finish(&self, py: Python<'_>, m: &Bound<'_, MeasurementBase>, keep: bool) -> PyResult<()> {
+        let end = Py::new(py, self.close_window(py)?)?;
+        m.borrow_mut().end = Some(end.clone_ref(py));
+        let recording = self
+            .recording_lock()
+            .as_ref()
+            .map(|(t, r)| (t.clone_ref(py), r.clone_ref(py)));
+        let Some((tally, recorder)) = recording else {
+            return Ok(());
+        };
+        if keep {
+            recorder.call_method1(py, pyo3::intern!(py, "record"), (m,))?;
+            return Ok(());
+        }
+        let label = m.borrow().label.clone_ref(py).into_bound(py);
+        let text: String;
+        let label = if label.is_none() {
+            ""
+        } else if let Ok(s) = label.cast::<pyo3::types::PyString>() {
+            s.to_str()?
+        } else {
+            text = label.str()?.to_string();
+            &text
+        };
+        let start = m.borrow().start.clone_ref(py).into_bound(py);
+        tally.get().add(label, start, end.into_bound(py));
+        Ok(())
     }
 
     /// The sampled trace: (bytes of row-major f64 [t_s, energy_j per domain...], rows, width).
@@ -662,30 +702,17 @@ impl WindowBase {
         let m = m.into_bound(py);
         let base = m.cast::<MeasurementBase>()?;
         let meter = base.borrow().meter.clone_ref(py).into_bound(py);
-        let end = Py::new(py, native_meter(&meter)?.get().close_window(py)?)?;
-        base.borrow_mut().end = Some(end.clone_ref(py));
+        native_meter(&meter)?.get().finish(py, base, self.keep)?;
         synced?;
-        let recorder = meter.getattr(pyo3::intern!(py, "_recorder"))?;
-        if recorder.is_none() {
-            return Ok(false);
-        }
-        if self.keep {
-            recorder.call_method1(pyo3::intern!(py, "record"), (m,))?;
-        } else {
-            let tally = meter.getattr(pyo3::intern!(py, "_tally"))?;
-            let label = self.label.bind(py);
-            let label = if label.is_none() {
-                ""
-            } else {
-                label.cast::<pyo3::types::PyString>()?.to_str()?
-            };
-            let start = base.borrow().start.clone_ref(py).into_bound(py);
-            tally
-                .cast::<tally::Tally>()?
-                .get()
-                .add(label, start, end.into_bound(py));
-        }
         Ok(false)
+    }
+}
+
+impl Meter {
+    fn recording_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<(Py<tally::Tally>, Py<PyAny>)>> {
+        self.recording.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
