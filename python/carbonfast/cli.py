@@ -430,10 +430,10 @@ def _trace_dict(meter: Any, m: Any) -> dict[str, Any] | None:
     """The samples inside the window, downsampled, as plain lists (no numpy needed)."""
     from array import array
 
-    data, rows, width = meter._native.trace()
+    data, rows, width = meter.native.trace()
     table = array("d")
     table.frombytes(data[: rows * width * 8])
-    t0, t1 = m._start.t_ns * 1e-9, m._end.t_ns * 1e-9
+    t0, t1 = m.start_ns * 1e-9, (m.end_ns or m.start_ns) * 1e-9
     keep = [r for r in range(rows) if t0 <= table[r * width] <= t1]
     if len(keep) < 2:
         return None

@@ -20,7 +20,7 @@ def info(powercap_root: str | os.PathLike[str] | None = None, **estimate: Any) -
     from carbonfast import __version__
 
     meter = Meter(powercap_root, **estimate)
-    native = meter._native
+    native = meter.native
     domains = {d.name: d for d in meter.domains}
     total = [d.name for d in meter.domains if d.counts_in_total]
     intensity = meter.carbon.intensity()

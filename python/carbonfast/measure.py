@@ -55,6 +55,26 @@ class Measurement(_native.MeasurementBase):
     def closed(self) -> bool:
         return self._end is not None
 
+    @property
+    def meter(self) -> Meter:
+        """The meter the window was measured on."""
+        return self._meter
+
+    @property
+    def start_ns(self) -> int:
+        """CLOCK_MONOTONIC nanoseconds at the window's start."""
+        return self._start.t_ns
+
+    @property
+    def end_ns(self) -> int | None:
+        """CLOCK_MONOTONIC nanoseconds at its end; None while it is open."""
+        return None if self._end is None else self._end.t_ns
+
+    def window(self) -> _native.Window:
+        """The figures per domain (joules, bounds, interpolated, stalled) and the total; while
+        the window is open, up to now."""
+        return self._w()
+
     def _w(self) -> _native.Window:
         if self._window is not None:
             return self._window
@@ -594,6 +614,11 @@ class Meter:
         # report metadata, without a clock call per window.
         self._wall_minus_monotonic = time.time() - time.monotonic()
         _all_meters.add(self)
+
+    @property
+    def native(self) -> _native.Meter:
+        """The native meter: raw snapshots, windows and the trace, for tools built on it."""
+        return self._native
 
     @property
     def problems(self) -> list[_native.Problem]:

@@ -65,7 +65,7 @@ class MeterReader:
 
     def __init__(self, meter: Meter) -> None:
         self.meter = meter
-        self._native = meter._native
+        self._native = meter.native
         self._base = self._native.read()
         if not any(d.counts_in_total for d in meter.domains):
             raise ValueError(

@@ -90,7 +90,7 @@ class LiveLine(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(self.period_s):
             # One look at the open window (on a slow GPU counter it waits for a refresh).
-            w = self.m._w()
+            w = self.m.window()
             energy = w.total_j
             text = f"carbonfast: {w.duration_s:7.1f} s"
             if energy is not None:

@@ -308,7 +308,7 @@ def window_record(m: Measurement, intensities: dict[int, Any]) -> Record:
     once per meter and batch."""
     from carbonfast.report.record import Record
 
-    meter = m._meter
+    meter = m.meter
     it = intensities.get(id(meter))
     if it is None:
         it = intensities[id(meter)] = meter.carbon.intensity()

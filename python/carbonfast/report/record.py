@@ -122,8 +122,8 @@ class Record:
     @classmethod
     def from_measurement(cls, m: Any, kind: Kind = "window", *, notes: bool = True) -> Record:
         """The record of a Measurement (open windows run up to now)."""
-        w = m._w()
-        meter = m._meter
+        w = m.window()
+        meter = m.meter
         in_total = set(m.total_domains)
         domains = {
             d.name: DomainRecord(
