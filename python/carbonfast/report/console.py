@@ -80,7 +80,10 @@ def _fmt_j(joules: float) -> str:
 
 
 class LiveLine(threading.Thread):
-    """Rewrites one terminal line with elapsed time, power and energy while a window is open."""
+    """Rewrites one terminal line with elapsed time, power and energy while a window is open.
+
+    The power is that of the last period, not the average since the start, so that a command
+    that turns busy shows it at once."""
 
     def __init__(self, m: Measurement, stream: TextIO = sys.stderr, period_s: float = 0.5) -> None:
         super().__init__(name="carbonfast-live", daemon=True)
@@ -88,14 +91,15 @@ class LiveLine(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
+        last: tuple[float, float] = (0.0, 0.0)  # (duration_s, energy_j) at the last update
         while not self.done.wait(self.period_s):
             # One look at the open window (on a slow GPU counter it waits for a refresh).
             w = self.m.window()
             energy = w.total_j
             text = f"carbonfast: {w.duration_s:7.1f} s"
             if energy is not None:
-                power = energy / w.duration_s if w.duration_s > 0 else 0.0
-                text += f"  {power:8.1f} W  {_fmt_j(energy):>12}"
+                text += f"  {_power_since(last, w.duration_s, energy):8.1f} W  {_fmt_j(energy):>12}"
+                last = (w.duration_s, energy)
             self.stream.write("\r" + text + "\x1b[K")
             self.stream.flush()
 
@@ -104,3 +108,9 @@ class LiveLine(threading.Thread):
         self.join()
         self.stream.write("\r\x1b[K")
         self.stream.flush()
+
+
+def _power_since(last: tuple[float, float], duration_s: float, energy_j: float) -> float:
+    """Watts between the last update (duration, energy) and now."""
+    elapsed = duration_s - last[0]
+    return (energy_j - last[1]) / elapsed if elapsed > 0 else 0.0

@@ -1,5 +1,7 @@
-//! CPU time used by the code being measured: this process and its finished children, the
-//! container (cgroup), or the whole machine.
+//! CPU time used by the code being measured: this process and its descendants, the container
+//! (cgroup), or the whole machine.
+
+mod tree;
 
 use crate::error::{Error, Result};
 use crate::source::parse_u64;
@@ -7,10 +9,15 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use tree::ProcessTree;
+
+const PROCESS_SOURCES: &str = "getrusage for this process and the children it has waited for, \
+     /proc/PID/stat for the descendants still running";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// This process and the children it has waited for (a command run by `carbonfast run`).
+    /// This process and its descendants, running or reaped (the command `carbonfast run`
+    /// measures, and whatever it starts).
     Process,
     /// Every process in this process's cgroup (cgroup v2 cpu.stat, or v1 cpuacct).
     Container,
@@ -45,9 +52,8 @@ impl FromStr for Scope {
     }
 }
 
-#[derive(Debug)]
 enum Reader {
-    Process,
+    Process(Box<ProcessTree>),
     /// cpu.stat, `usage_usec` line.
     CgroupV2(File),
     /// cpuacct.usage, nanoseconds.
@@ -56,7 +62,6 @@ enum Reader {
     ProcStat(File, f64),
 }
 
-#[derive(Debug)]
 pub struct CpuTime {
     scope: Scope,
     reader: Reader,
@@ -68,7 +73,7 @@ impl CpuTime {
     /// /sys/fs/cgroup.
     pub fn open(scope: Scope, proc_root: &Path, cgroup_root: &Path) -> Result<Self> {
         let (reader, path) = match scope {
-            Scope::Process => (Reader::Process, None),
+            Scope::Process => (Reader::Process(Box::new(ProcessTree::new(proc_root))), None),
             Scope::Machine => {
                 let path = proc_root.join("stat");
                 // SAFETY: sysconf has no preconditions.
@@ -102,9 +107,7 @@ impl CpuTime {
     /// Where the CPU time comes from, for the estimate's inputs.
     pub fn describe(&self) -> String {
         match (&self.reader, &self.path) {
-            (Reader::Process, _) => {
-                "getrusage: this process and the children it has waited for".into()
-            }
+            (Reader::Process(_), _) => PROCESS_SOURCES.into(),
             (_, Some(p)) => p.display().to_string(),
             (_, None) => String::new(),
         }
@@ -118,9 +121,7 @@ impl CpuTime {
             detail: format!("expected {what}"),
         };
         match &self.reader {
-            Reader::Process => {
-                Ok(rusage_seconds(libc::RUSAGE_SELF) + rusage_seconds(libc::RUSAGE_CHILDREN))
-            }
+            Reader::Process(tree) => Ok(tree.seconds()),
             Reader::CgroupV1(f) => {
                 let n = self.pread(f, &mut buf)?;
                 let ns = parse_u64(&buf[..n]).ok_or_else(|| malformed("nanoseconds"))?;
@@ -161,15 +162,6 @@ fn open(path: &Path) -> Result<File> {
             source: e,
         },
     })
-}
-
-fn rusage_seconds(who: libc::c_int) -> f64 {
-    // SAFETY: an all-zero rusage is valid, and getrusage only writes into it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid, writable rusage; RUSAGE_SELF/CHILDREN are valid selectors.
-    unsafe { libc::getrusage(who, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// The value of `key value` in a cgroup stat file.

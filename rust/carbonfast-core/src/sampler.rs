@@ -1,18 +1,20 @@
 //! The meter's heartbeat: one background thread that reads every source
 //!
 //! - at a fixed rate when sampling (`sample_hz`), storing each sample in a bounded ring buffer
-//!   for power traces; sleeps run to absolute deadlines (clock_nanosleep, TIMER_ABSTIME), so the
-//!   rate does not drift, and deadlines that passed while a read ran late are counted, not
-//!   caught up in a burst;
+//!   for power traces; sleeps run to absolute deadlines (a futex wait with an absolute
+//!   CLOCK_MONOTONIC timeout), so the rate does not drift, and deadlines that passed while a
+//!   read ran late are counted, not caught up in a burst;
 //! - otherwise, while any window is open, slowly enough to cost nothing and fast enough that no
 //!   counter wraps twice between two reads (a 32-bit MSR counter wraps within minutes at high
 //!   power), so that windows of hours stay exact.
 //!
-//! The thread never touches Python, and once started it allocates nothing per sample.
+//! A stop or pause wakes the sleep at once: dropping a meter sampling at 1 Hz does not wait for
+//! its next deadline. The thread never touches Python, and once started it allocates nothing
+//! per sample.
 
 use crate::clock::monotonic_ns;
 use crate::meter::{Meter, Snapshot};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -117,6 +119,9 @@ struct Shared {
     open_windows: AtomicUsize,
     control: Mutex<Control>,
     wake: Condvar,
+    /// Changed after every change to `control`: the thread sleeps to its next deadline on this
+    /// word, so that a stop or pause ends the sleep instead of waiting for the deadline.
+    requests: AtomicU32,
     samples: AtomicU64,
     missed: AtomicU64,
     dropped: AtomicU64,
@@ -133,6 +138,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Sampler {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Shared {
+    /// Ends the thread's sleep so that it looks at `control` now. Called after changing it.
+    fn interrupt_sleep(&self) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: the word is a live, aligned u32; FUTEX_WAKE only reads its address.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.requests.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                i32::MAX,
+            )
+        };
+    }
 }
 
 impl Sampler {
@@ -158,6 +179,7 @@ impl Sampler {
             open_windows: AtomicUsize::new(0),
             control: Mutex::new(Control::default()),
             wake: Condvar::new(),
+            requests: AtomicU32::new(0),
             samples: AtomicU64::new(0),
             missed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -247,6 +269,7 @@ impl Sampler {
         let mut c = lock(&self.shared.control);
         c.pause = true;
         self.shared.wake.notify_all();
+        self.shared.interrupt_sleep();
         let limit = Duration::from_nanos(self.shared.period_ns.saturating_mul(2))
             .max(Duration::from_millis(100));
         let (g, _) = self
@@ -261,6 +284,7 @@ impl Sampler {
         let mut c = lock(&self.shared.control);
         c.pause = false;
         self.shared.wake.notify_all();
+        self.shared.interrupt_sleep();
     }
 
     /// In a child after fork: the thread did not survive it; start a new one.
@@ -285,6 +309,7 @@ impl Drop for Sampler {
             let mut c = lock(&self.shared.control);
             c.stop = true;
             self.shared.wake.notify_all();
+            self.shared.interrupt_sleep();
         }
         if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
@@ -304,29 +329,18 @@ fn run(shared: &Shared) {
     let period = shared.period_ns;
     let mut deadline = monotonic_ns();
     loop {
+        // Read before the control flags are looked at, so that a request made after that
+        // look changes the word and ends the sleep below.
+        let requests = shared.requests.load(Ordering::SeqCst);
         match wait_until_needed(shared) {
             Wake::Stop => return,
             Wake::Resumed => deadline = monotonic_ns(),
             Wake::Go => {}
         }
-        deadline += period;
-        if shared.sampling {
-            sleep_until(deadline);
-        } else {
-            // The wrap guard's period is long: wait on the condvar so that stop and pause
-            // are immediate.
-            let c = lock(&shared.control);
-            let left = deadline.saturating_sub(monotonic_ns());
-            let (c, _) = shared
-                .wake
-                .wait_timeout_while(c, Duration::from_nanos(left), |c| {
-                    !c.stop && !c.pause && monotonic_ns() < deadline
-                })
-                .unwrap_or_else(|p| p.into_inner());
-            if c.stop || c.pause {
-                continue;
-            }
+        if !sleep_until_or_requested(&shared.requests, requests, deadline + period) {
+            continue; // a stop or pause: see to it first
         }
+        deadline += period;
         let now = monotonic_ns();
         if now >= deadline + period {
             let late = (now - deadline) / period;
@@ -376,11 +390,53 @@ fn wait_until_needed(shared: &Shared) -> Wake {
     }
 }
 
+/// Sleeps until `deadline_ns` (CLOCK_MONOTONIC) unless `word` changes from `seen` first.
+/// Returns true when the deadline came. FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC
+/// timeout, so this keeps the rate of clock_nanosleep with TIMER_ABSTIME at the same cost: one
+/// system call per sleep.
+fn sleep_until_or_requested(word: &AtomicU32, seen: u32, deadline_ns: u64) -> bool {
+    let ts = timespec_of(deadline_ns);
+    loop {
+        if word.load(Ordering::SeqCst) != seen {
+            return false;
+        }
+        // SAFETY: the word is a live, aligned u32, `ts` a valid timespec; the kernel only
+        // reads both.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT_BITSET | libc::FUTEX_PRIVATE_FLAG,
+                seen,
+                &ts as *const libc::timespec,
+                std::ptr::null::<u32>(),
+                libc::FUTEX_BITSET_MATCH_ANY,
+            )
+        };
+        if rc == 0 {
+            continue; // woken: by a request, or spuriously; the word says which
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ETIMEDOUT) => return true,
+            Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
+            // No futex (a sandbox that filters it): sleep the plain way.
+            _ => {
+                sleep_until(deadline_ns);
+                return true;
+            }
+        }
+    }
+}
+
+fn timespec_of(t_ns: u64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: (t_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (t_ns % 1_000_000_000) as libc::c_long,
+    }
+}
+
 pub(crate) fn sleep_until(deadline_ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
-    };
+    let ts = timespec_of(deadline_ns);
     // SAFETY: `ts` is a valid timespec; a null remainder is allowed with TIMER_ABSTIME.
     while unsafe {
         libc::clock_nanosleep(

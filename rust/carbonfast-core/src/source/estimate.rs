@@ -427,8 +427,8 @@ impl Source for EstimateSource {
         let now = monotonic_ns();
         let mut st = self.lock();
         let elapsed_s = now.saturating_sub(st.last_t_ns) as f64 * 1e-9;
-        // CPU time can drop in the process scope when a child is reaped by someone else; a
-        // model must never give back energy, so such a step counts as zero.
+        // CPU time drops in the process scope in a child after fork, whose count starts
+        // again; a model must never give back energy, so such a step counts as zero.
         let used_s = cpu_s.map_or(0.0, |c| (c - st.last_cpu_s).max(0.0));
         st.last_t_ns = now;
         if let Some(c) = cpu_s {
