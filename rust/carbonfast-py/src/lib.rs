@@ -153,6 +153,10 @@ const MAX_CAPACITY: usize = 10_000_000;
 /// What bench_poll returns to Python: (t_ns, count, [(midpoint_ns, width_ns)], unlogged_j).
 type PollResult = (u64, u64, Vec<(u64, u64)>, f64);
 
+// Meter's max_power_w default is written as a literal, so that Python sees its value (in the
+// signature and the stub); it must stay the core's default.
+const _: () = assert!(core::sampler::DEFAULT_MAX_POWER_W == 1500.0);
+
 #[pyclass(frozen, module = "carbonfast._native")]
 struct Meter {
     inner: Arc<core::Meter>,
@@ -168,7 +172,7 @@ impl Meter {
         powercap_root=None, *, estimate=true, scope="process", cpu_tdp_w=None,
         cpu_threads=None, ram_gb=None, cpu_power_w=None, ram_power_w=None,
         proc_root=None, cgroup_root=None, sample_hz=None, capacity=60_000,
-        max_power_w=core::sampler::DEFAULT_MAX_POWER_W, source="auto", msr_root=None,
+        max_power_w=1500.0, source="auto", msr_root=None,
         cpu_topology_root=None, perf_root=None, gpu=true, nvml_library=None,
         gpu_energy="auto",
     ))]
