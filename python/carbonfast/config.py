@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 TYPE_CHECKING = False
@@ -265,10 +266,10 @@ def _load_config_file(explicit: str) -> tuple[dict[str, Any], str]:
 
 
 def _read_table(path: Path, *, tool_table: bool) -> tuple[dict[str, Any], str]:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    else:
+        import tomli as tomllib
 
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -648,6 +648,8 @@ class Meter:
         if keep:
             self._recorder.record(m)
         else:
+            # The tally is made with the recorder, and m is closed.
+            assert self._tally is not None and m._end is not None
             self._tally.add(m.label or "", m._start, m._end)
 
     def trace(self) -> Trace:

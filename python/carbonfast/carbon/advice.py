@@ -89,7 +89,7 @@ def _candidates(here: Intensity) -> list[tuple[str, Intensity]]:
     """Places the same work could plausibly run: the other regions of the same cloud provider;
     else the other grid zones of the same country and the cloud regions on offer."""
     providers = tables.cloud()["providers"]
-    if here.kind == "cloud" or (here.location and ":" in here.location):
+    if here.location and (here.kind == "cloud" or ":" in here.location):
         provider = here.location.split(":")[0]
         return [(f"{provider}:{r}", by_cloud(f"{provider}:{r}")) for r in providers[provider]]
     out: list[tuple[str, Intensity]] = []
