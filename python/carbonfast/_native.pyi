@@ -1,12 +1,41 @@
-"""Typed stubs of the native extension (rust/carbonfast-py)."""
+"""Typed stubs of the native extension (rust/carbonfast-py).
 
-from collections.abc import Mapping
-from typing import Any
+Checked against the built module by `python -m mypy.stubtest carbonfast._native` (scripts/test).
+Classes that Python code cannot subclass are `@final`; the two bases that carbonfast.measure
+subclasses are `@disjoint_base` (their instances have a native layout of their own). Fields that
+the bindings expose through getters are read-only properties.
+"""
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, final
+
+from typing_extensions import Self, disjoint_base
+
+__all__ = [
+    "DomainInfo",
+    "MeasurementBase",
+    "Meter",
+    "PathInfo",
+    "Problem",
+    "SamplerStats",
+    "SensorUnavailable",
+    "Snapshot",
+    "SourceInfo",
+    "Tally",
+    "Window",
+    "WindowBase",
+    "time_raw_preads",
+    "time_sleep_loop",
+]
 
 class SensorUnavailable(OSError):
     """An energy sensor is missing or cannot be read."""
 
+@final
 class Snapshot:
+    """Cumulative energy of every domain at one instant (made by Meter, not by Python code)."""
+
     @property
     def t_ns(self) -> int:
         """CLOCK_MONOTONIC nanoseconds."""
@@ -14,86 +43,155 @@ class Snapshot:
     def totals(self) -> list[int]:
         """Per domain, raw counter units since the meter started, wraps unfolded."""
 
+@final
 class Window:
-    duration_s: float
-    joules: list[float]
-    joules_low: list[float]
-    joules_high: list[float]
-    total_j: float | None
-    total_range_j: tuple[float, float] | None
-    interpolated: list[bool]
-    stalled: list[bool]
+    """Energy between two snapshots (made by Meter.window)."""
 
+    @property
+    def duration_s(self) -> float: ...
+    @property
+    def joules(self) -> list[float]: ...
+    @property
+    def joules_low(self) -> list[float]: ...
+    @property
+    def joules_high(self) -> list[float]: ...
+    @property
+    def total_j(self) -> float | None: ...
+    @property
+    def total_range_j(self) -> tuple[float, float] | None: ...
+    @property
+    def interpolated(self) -> list[bool]:
+        """Per domain: edges interpolated between the counter's refreshes."""
+    @property
+    def stalled(self) -> list[bool]:
+        """Per domain: a counter in the total that never moved, left out of it."""
+
+@final
 class DomainInfo:
-    name: str
-    kind: str
-    source: str
-    path: str
-    units_per_joule: float
-    max_raw: int
-    range_j: float
-    counts_in_total: bool
-    reading: str
-    label: str
-    update_period_s: float | None
-    estimated: bool
-    method: str | None
-    inputs: list[tuple[str, str]]
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def units_per_joule(self) -> float: ...
+    @property
+    def max_raw(self) -> int: ...
+    @property
+    def range_j(self) -> float: ...
+    @property
+    def counts_in_total(self) -> bool: ...
+    @property
+    def reading(self) -> str:
+        """ "energy" (a counter) or "power" (integrated by the meter)."""
+    @property
+    def label(self) -> str: ...
+    @property
+    def update_period_s(self) -> float | None: ...
+    @property
+    def estimated(self) -> bool: ...
+    @property
+    def method(self) -> str | None: ...
+    @property
+    def inputs(self) -> list[tuple[str, str]]: ...
 
+@final
 class Problem:
-    source: str
-    kind: str
-    path: str
-    reason: str
-    fix: str | None
+    @property
+    def source(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def fix(self) -> str | None: ...
 
+@final
 class PathInfo:
-    name: str
-    root: str
-    domains: list[str]
-    read_ns: int | None
-    chosen: bool
-    problems: list[Problem]
+    @property
+    def name(self) -> str: ...
+    @property
+    def root(self) -> str: ...
+    @property
+    def domains(self) -> list[str]: ...
+    @property
+    def read_ns(self) -> int | None: ...
+    @property
+    def chosen(self) -> bool: ...
+    @property
+    def problems(self) -> list[Problem]: ...
 
+@final
 class SourceInfo:
-    name: str
-    root: str
-    domains: list[str]
-    notes: list[str]
+    @property
+    def name(self) -> str: ...
+    @property
+    def root(self) -> str: ...
+    @property
+    def domains(self) -> list[str]: ...
+    @property
+    def notes(self) -> list[str]: ...
 
+@final
 class SamplerStats:
-    sampling: bool
-    samples: int
-    missed: int
-    dropped: int
-    read_errors: int
-    cpu_s: float
-    period_s: float
+    @property
+    def sampling(self) -> bool: ...
+    @property
+    def samples(self) -> int: ...
+    @property
+    def missed(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def read_errors(self) -> int: ...
+    @property
+    def cpu_s(self) -> float: ...
+    @property
+    def period_s(self) -> float: ...
 
+@final
 class Meter:
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __new__(cls, config: Mapping[str, Any]) -> Meter:
         """`config`: every key of carbonfast.config's hardware and estimate settings, resolved,
         with sample_hz and capacity (and optionally max_power_w)."""
     def read(self) -> Snapshot: ...
-    def open_window(self) -> Snapshot: ...
+    def open_window(self) -> Snapshot:
+        """Reads the start of a window; the wrap guard runs until the matching close_window."""
     def close_window(self) -> Snapshot: ...
-    def record_into(self, tally: Tally, recorder: Any) -> None: ...
+    def record_into(self, tally: Tally, recorder: Any) -> None:
+        """Closed windows go to `tally` (added up per label) or, kept, to
+        `recorder.record(m)`."""
     def finish(self, m: MeasurementBase, keep: bool) -> None:
-        """Closes the window of `m` and records it (label sums, or `recorder.record(m)`)."""
-    def trace(self) -> tuple[bytes, int, int]: ...
+        """Closes the window of `m` and records it: the one path every window takes (`with`,
+        the decorator, begin/end)."""
+    def trace(self) -> tuple[bytes, int, int]:
+        """The sampled trace: (bytes of row-major f64 [t_s, energy_j per domain...], rows,
+        width)."""
+    @property
+    def open_windows(self) -> int | None:
+        """Windows open on this meter now, where it keeps count (it has a sampler or wrap
+        guard)."""
     @property
     def sampler_stats(self) -> SamplerStats | None: ...
-    @property
-    def open_windows(self) -> int | None: ...
     def pause_for_fork(self) -> None: ...
     def resume_after_fork(self) -> None: ...
     def restart_after_fork(self) -> None: ...
-    def window(self, start: Snapshot, end: Snapshot) -> Window: ...
-    def pacing(self) -> tuple[int, float] | None: ...
+    def window(self, start: Snapshot, end: Snapshot) -> Window:
+        """Energy between two snapshots."""
+    def pacing(self) -> tuple[int, float] | None:
+        """The domain that paces a benchmark and its refresh period in seconds."""
     def bench_poll(
         self, pacing: int, since: int | None = None
-    ) -> tuple[int, int, list[tuple[int, int]], float]: ...
-    def logged_energy(self, t1_ns: int, t2_ns: int) -> float: ...
+    ) -> tuple[int, int, list[tuple[int, int]], float]:
+        """(t_ns, count, new refreshes of `pacing` since `since` as (midpoint, width) in ns,
+        energy of the unlogged domains in the total)."""
+    def logged_energy(self, t1_ns: int, t2_ns: int) -> float:
+        """Energy between two instants of the domains in the total that have a refresh log."""
     @property
     def domains(self) -> list[DomainInfo]: ...
     @property
@@ -101,45 +199,78 @@ class Meter:
     @property
     def problems(self) -> list[Problem]: ...
     @property
-    def paths(self) -> list[PathInfo]: ...
-    def wraps(self) -> list[int]: ...
-    def anomalies(self) -> list[tuple[int, float]]: ...
+    def paths(self) -> list[PathInfo]:
+        """Each RAPL path considered at start-up: its domains, read cost, problems, and which
+        won."""
+    def anomalies(self) -> list[tuple[int, float]]:
+        """Per domain: (readings that could not be explained, joules that may be missing)."""
+    def wraps(self) -> list[int]:
+        """How many times each domain's counter has wrapped."""
 
-def time_raw_preads(paths: list[str], rounds: int) -> list[int]: ...
-def time_sleep_loop(hz: float, seconds: float) -> tuple[int, int]: ...
+def time_raw_preads(paths: Sequence[str | os.PathLike[str]], rounds: int) -> list[int]:
+    """Nanoseconds of each of `rounds` rounds of one bare pread per path."""
 
+def time_sleep_loop(hz: float, seconds: float) -> tuple[int, int]:
+    """(CPU ns, wall ns) of a thread that only sleeps to absolute deadlines at `hz`."""
+
+@disjoint_base
 class MeasurementBase:
-    label: str | None
-    _meter: Any
-    _start: Snapshot
+    """The fields of a measurement window, kept natively; carbonfast.measure.Measurement
+    subclasses it. `_meter` is a carbonfast.measure.Meter."""
+
+    def __new__(cls, label: str | None, meter: Any, start: Snapshot) -> Self: ...
+    @property
+    def label(self) -> str | None: ...
+    @property
+    def _meter(self) -> Any: ...
+    @property
+    def _start(self) -> Snapshot: ...
     _end: Snapshot | None
     _window: Window | None
+    # A carbonfast.carbon.intensity.Intensity once looked up, else None.
     _intensity: Any
-    def __init__(self, label: str | None, meter: Any, start: Snapshot) -> None: ...
 
+@disjoint_base
 class WindowBase:
-    label: str | None
-    _meter: Any
-    _sync: Any
-    _keep: bool
-    def __init__(
-        self,
+    """A window as a context manager, entered and exited natively; carbonfast.measure.Window
+    subclasses it. `__enter__` calls `measurement_class(label, meter, start)` and returns
+    what it made."""
+
+    def __new__(
+        cls,
         label: str | None,
         meter: Any,
-        sync: Any,
-        measurement_class: Any,
-        default_meter: Any,
+        sync: Callable[[], object] | None,
+        measurement_class: Callable[[str | None, Any, Snapshot], MeasurementBase],
+        default_meter: Callable[[], Any],
         keep: bool = False,
-    ) -> None: ...
+    ) -> Self: ...
+    @property
+    def label(self) -> str | None: ...
+    @property
+    def _meter(self) -> Any:
+        """The carbonfast.measure.Meter, or None for the default one."""
+    @property
+    def _sync(self) -> Callable[[], object] | None:
+        """Waits for a device's queued work at each edge, or None."""
+    @property
+    def _keep(self) -> bool: ...
     def __enter__(self) -> Any: ...
-    def __exit__(self, kind: object, value: object, traceback: object) -> bool: ...
+    def __exit__(self, _kind: object, _value: object, _traceback: object) -> Literal[False]: ...
 
+@final
 class Tally:
     """Closed windows added up per label (count, energy, time, min, max, first and last)."""
 
-    max_labels: int
-    overflow_label: str
-    def __init__(self, max_labels: int = 1000, overflow_label: str = "(other labels)") -> None: ...
-    def add(self, label: str, start: Snapshot, end: Snapshot) -> None: ...
-    def drain(self) -> list[tuple[str, int, int, float, float, float, float, int, int]]: ...
-    def __len__(self) -> int: ...
+    def __new__(cls, max_labels: int = 1000, overflow_label: str = "(other labels)") -> Tally: ...
+    @property
+    def max_labels(self) -> int: ...
+    @property
+    def overflow_label(self) -> str: ...
+    def add(self, label: str, start: Snapshot, end: Snapshot) -> None:
+        """Adds the window between `start` and `end` under `label`."""
+    def drain(self) -> list[tuple[str, int, int, float, float, float, float, int, int]]:
+        """Every label's sums since the last drain (label, count, windows with known energy,
+        energy J, min J, max J, duration s, first start ns, last end ns); empties the tally."""
+    def __len__(self) -> int:
+        """Windows added since the last drain."""

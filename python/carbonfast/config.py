@@ -18,6 +18,7 @@ import contextvars
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,7 +255,7 @@ class Origin:
     label: str
 
 
-class Settings(dict):  # type: ignore[type-arg]
+class Settings(dict):
     """Resolved settings by name, with the origin of each value that was set (a default has
     none)."""
 
@@ -379,10 +380,10 @@ def _load_config_file(explicit: str) -> tuple[dict[str, Any], str]:
 
 
 def _read_table(path: Path, *, tool_table: bool) -> tuple[dict[str, Any], str]:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    else:
+        import tomli as tomllib
 
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -84,7 +84,7 @@ def bench(
     from datetime import datetime, timezone
 
     started_at = datetime.now(timezone.utc).isoformat()
-    options = {
+    options: dict[str, Any] = {
         "reader": reader,
         "args": args,
         "kwargs": kwargs,

@@ -100,7 +100,7 @@ def _candidates(here: Intensity) -> list[tuple[str, Intensity]]:
     is a difference of place, not of dataset.
     """
     dataset = here.dataset
-    if here.kind == "cloud" or (here.location and ":" in here.location):
+    if here.location and (here.kind == "cloud" or ":" in here.location):
         provider = here.location.split(":")[0]
         return _regions_in(dataset, cloud_regions(provider))
     out: list[tuple[str, Intensity]] = []

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from carbonfast.measure import Measurement
+    from carbonfast.measure import Measurement, Window
 
 
 @dataclass
@@ -126,7 +126,7 @@ class EmissionsTracker:
             os.environ["CUDA_VISIBLE_DEVICES"] = ids
         cloud = f"{cloud_provider}:{cloud_region}" if cloud_provider and cloud_region else None
         self._meter = Meter(
-            scope=tracking_mode,
+            scope="machine" if tracking_mode == "machine" else "process",
             cpu_tdp_w=force_cpu_power,
             ram_power_w=force_ram_power,
             country=None if cloud else (country_iso_code or country_2letter_iso_code),
@@ -134,7 +134,7 @@ class EmissionsTracker:
             pue=pue,
             history="off",
         )
-        self._window = None
+        self._window: Window | None = None
         self._measurement: Measurement | None = None
         # Every task stopped on this tracker, in order: the rows of its task file.
         self._tasks: dict[str, EmissionsData] = {}
@@ -335,7 +335,8 @@ class OfflineEmissionsTracker(EmissionsTracker):
                 "OfflineEmissionsTracker needs country_iso_code (ISO 3166 alpha-3, e.g. 'FRA'), "
                 "as CodeCarbon's does"
             )
-        super().__init__(*args, country_iso_code=country_iso_code, **kwargs)
+        kwargs["country_iso_code"] = country_iso_code
+        super().__init__(*args, **kwargs)
 
 
 def track_emissions(

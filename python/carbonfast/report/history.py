@@ -159,6 +159,7 @@ class History:
                         json.dumps(report),
                     ),
                 )
+                assert cur.lastrowid is not None  # set by the INSERT
                 run_id = int(cur.lastrowid)
                 self._db.executemany(
                     "INSERT INTO domains VALUES (?, ?, ?, ?, ?)",
@@ -504,7 +505,7 @@ class WindowRecorder:
     def flush(self) -> None:
         """Writes every queued window and the label sums now."""
         with self._flush_lock:
-            batch = []
+            batch: list[tuple[Record, dict | None]] = []
             intensities: dict[int, Any] = {}
             while self._queue:
                 m = self._queue.popleft()

@@ -709,9 +709,7 @@ impl WindowBase {
 }
 
 impl Meter {
-    fn recording_lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, Option<(Py<tally::Tally>, Py<PyAny>)>> {
+    fn recording_lock(&self) -> std::sync::MutexGuard<'_, Option<(Py<tally::Tally>, Py<PyAny>)>> {
         self.recording.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -90,15 +90,15 @@ impl Tally {
 #[pymethods]
 impl Tally {
     #[new]
-    #[pyo3(signature = (max_labels = 1000, overflow_label = "(other labels)".to_string()))]
-    fn new(max_labels: usize, overflow_label: String) -> Self {
+    #[pyo3(signature = (max_labels = 1000, overflow_label = "(other labels)"))]
+    fn new(max_labels: usize, overflow_label: &str) -> Self {
         Tally {
             inner: Mutex::new(Inner {
                 sums: HashMap::new(),
                 pending: Vec::new(),
             }),
             max_labels: max_labels.max(1),
-            overflow_label,
+            overflow_label: overflow_label.to_string(),
         }
     }
 
