@@ -30,7 +30,7 @@ class DomainInfo:
     path: str
     units_per_joule: float
     max_raw: int
-    range_j: float
+    range_j: float | None
     counts_in_total: bool
     reading: str
     label: str
