@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -226,7 +227,14 @@ def test_the_pytest_plugin_saves_compares_and_fails_regressions(
     pytester._monkeypatch.setenv("WORK_S", "0.0002")
     saved = pytester.runpytest("-p", "no:cacheprovider", "--energy-save=base")
     saved.assert_outcomes(passed=1)
-    assert "J/call" in saved.stdout.str()
+    # Every figure with its unit, and the energy said to be estimated (no RAPL here).
+    summary = saved.stdout.str().split("energy benchmarks (carbonfast)")[1]
+    line = next(x for x in summary.splitlines() if x.startswith("test_work.py::test_work: "))
+    assert re.search(r": [\d.]+ [mµn]?J/call \(95% CI [\d.]+ [mµn]?J to [\d.]+ [mµn]?J\)", line)
+    assert re.search(r", [\d.]+ [mµn]?s/call, [\d.e+-]+ g CO2e per 1M calls, \d+ samples", line)
+    assert line.endswith("; energy ESTIMATED from a model")
+    assert re.search(r"^g CO2e at [\d.]+ g CO2e/kWh x PUE 1$", summary, re.M)
+    assert "warning: energy is ESTIMATED from a model of CPU time" in summary
     assert (pytester.path / ".carbonfast" / "bench" / "base.json").exists()
     same = pytester.runpytest("--energy-compare=base", "--energy-compare-fail=energy:50%")
     same.assert_outcomes(passed=1)
@@ -236,3 +244,44 @@ def test_the_pytest_plugin_saves_compares_and_fails_regressions(
     assert "energy per call regressed" in slower.stdout.str()
     usage = pytester.runpytest("--energy-compare-fail=energy")
     assert usage.ret != 0
+    # A test the saved results do not hold is run and said not to be compared.
+    pytester.makepyfile(
+        test_new="""
+        def test_new(energy_benchmark):
+            energy_benchmark(sum, range(100))
+        """
+    )
+    new = pytester.runpytest("test_new.py", "--energy-compare=base", "--energy-min-time=0.1")
+    new.assert_outcomes(passed=1)
+    assert "not in 'base', not compared" in new.stdout.str()
+
+
+def test_the_pytest_plugin_takes_missing_saved_results_as_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_work="""
+        def test_work(energy_benchmark):
+            energy_benchmark(sum, range(100))
+        """
+    )
+    pytester._monkeypatch.setenv("CARBONFAST_HISTORY", "off")
+    missing = pytester.runpytest("--energy-compare=missing")
+    # Nothing runs: the run stops at once, as for any bad option, instead of failing tests.
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    assert "collected" not in missing.stdout.str()
+    err = missing.stderr.str()
+    path = Path(".carbonfast") / "bench" / "missing.json"
+    assert f"--energy-compare=missing: no saved results {path}" in err
+    assert "nothing is saved there" in err and "pytest --energy-save=missing" in err
+    storage = pytester.path / ".carbonfast" / "bench"
+    storage.mkdir(parents=True)
+    (storage / "main.json").write_text("{not json")
+    broken = pytester.runpytest("--energy-compare=main")
+    assert broken.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--energy-compare=main: cannot read {path.with_name('main.json')}" in (
+        broken.stderr.str()
+    )
+    other = pytester.runpytest("--energy-compare=nope")
+    assert other.ret == pytest.ExitCode.USAGE_ERROR
+    assert "(saved there: main)" in other.stderr.str()

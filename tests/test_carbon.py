@@ -399,6 +399,57 @@ def test_idle_advice_follows_the_cpu_time_given(fake: FakePowercap) -> None:
     assert busy.figures["idle_energy_j"] == pytest.approx(10 * r + 2)
     assert idle.figures["idle_energy_j"] == pytest.approx(12.0)  # nothing but idle draw
     assert idle.figures["idle_share"] == pytest.approx(1.0)
+    # Measured packages have no curve of their own: the share is a typical CPU's, said so.
+    method = busy.figures["method"]
+    assert "package-0: measured" in method and "typical" in method
+    assert "estimate" not in method
+
+
+def _vm_proc(tmp_path: Path) -> Path:
+    """A /proc of a VM whose CPU model is not in the TDP table: the per-thread fallback."""
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    (proc / "cpuinfo").write_text("processor : 0\nmodel name : Mystery CPU\nflags : hypervisor\n")
+    (proc / "meminfo").write_text("MemTotal: 4000000 kB\n")
+    return proc
+
+
+def test_idle_advice_takes_the_curve_the_estimate_used(tmp_path: Path) -> None:
+    meter = cf.Meter(tmp_path / "no-rapl", proc_root=_vm_proc(tmp_path), cpu_threads=4)
+    with meter.measure() as m:
+        time.sleep(0.05)
+    [idle] = [a for a in cf.advise(m, cpu_seconds=m.duration_s * 4, threads=4) if a.kind == "idle"]
+    # Fully busy, the idle share of the CPU's energy is the curve's idle over full-load power:
+    # Cloud Carbon Footprint's 0.74 W against 3.5 W per thread, not the TDP curve's 12/102.
+    cpu_j, ram_j = m.domains["cpu"], m.domains["ram"]
+    assert idle.figures["idle_energy_j"] == pytest.approx(cpu_j * 0.74 / 3.5 + ram_j, rel=1e-3)
+    method = idle.figures["method"]
+    assert "cpu: the estimate's per-thread watts curve, 2.96 W idle to 14 W at full load" in method
+    assert "CPU model not in the TDP table" in method and "TDP curve" not in method
+    assert method in idle.message
+
+
+def test_idle_advice_on_a_tdp_curve_quotes_its_tdp(tmp_path: Path) -> None:
+    meter = cf.Meter(tmp_path / "no-rapl", proc_root=_vm_proc(tmp_path), cpu_tdp_w=100)
+    with meter.measure() as m:
+        time.sleep(0.05)
+    [idle] = [a for a in cf.advise(m, cpu_seconds=m.duration_s, threads=1) if a.kind == "idle"]
+    cpu_j, ram_j = m.domains["cpu"], m.domains["ram"]
+    assert idle.figures["idle_energy_j"] == pytest.approx(cpu_j * 0.12 / 1.02 + ram_j, rel=1e-3)
+    assert "TDP curve, 12 W idle to 102 W at full load" in idle.figures["method"]
+    assert "TDP 100 per socket (set by user)" in idle.figures["method"]
+
+
+def test_idle_advice_does_not_split_a_fixed_cpu_power(tmp_path: Path) -> None:
+    meter = cf.Meter(tmp_path / "no-rapl", cpu_power_w=10, ram_power_w=1)
+    with meter.measure() as m:
+        time.sleep(0.05)
+    [idle] = [a for a in cf.advise(m, cpu_seconds=0.0, threads=4) if a.kind == "idle"]
+    # A fixed power is the same idle or busy: it says nothing of idle draw, so only the
+    # memory is counted, and no curve is quoted.
+    assert idle.figures["idle_energy_j"] == pytest.approx(m.domains["ram"])
+    method = idle.figures["method"]
+    assert "fixed power set by the user" in method and "curve" not in method
 
 
 def test_a_country_is_compared_with_its_own_zones_and_cloud_regions(fake: FakePowercap) -> None:

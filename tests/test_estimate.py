@@ -104,6 +104,14 @@ def test_user_inputs_are_used_and_said_to_be(tmp_path: Path, monkeypatch) -> Non
     assert domains["ram"]["inputs"]["ram_gb"] == "32.00 (set by user)"
 
 
+def test_info_gives_no_wrap_range_for_a_model(tmp_path: Path) -> None:
+    """A model has no counter to wrap: its range is null, not the 18 GJ its nanojoules fit."""
+    data = cf.info(tmp_path / "no-rapl")
+    domains = [d for s in data["sources"] for d in s["domains"]]
+    assert {d["name"] for d in domains} == {"cpu", "ram"}
+    assert all(d["range_j"] is None for d in domains)
+
+
 def test_an_argument_wins_over_the_environment(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("CARBONFAST_CPU_POWER_W", "50")
     meter = cf.Meter(tmp_path / "no-rapl", cpu_power_w=10, ram_power_w=1)

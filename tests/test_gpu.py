@@ -69,6 +69,21 @@ def test_run_reports_each_gpu_in_the_json(fake: FakePowercap, nvml: FakeNvml, tm
     assert "gpu-0" in out.stderr
 
 
+def test_info_says_a_gpu_counter_never_wraps(fake: FakePowercap, nvml: FakeNvml) -> None:
+    """NVML's 64-bit millijoule counter would take millennia to wrap: info says "never", not
+    a 19-digit number of joules; the RAPL counter beside it keeps its range."""
+    from carbonfast.info import format_info
+
+    data = cf.info(fake.root, gpu=True, nvml_library=nvml.library)
+    domains = {d["name"]: d for s in data["sources"] for d in s["domains"]}
+    assert domains["gpu-0"]["range_j"] is None
+    assert domains["package-0"]["range_j"] == pytest.approx(262_143.328851)
+    json.dumps(data, allow_nan=False)
+    lines = {line.split()[0]: line for line in format_info(data).splitlines() if line[:2] == "  "}
+    assert "(never wraps; in total)" in lines["gpu-0"]
+    assert "(wraps every 262143 J; in total)" in lines["package-0"]
+
+
 def test_a_missing_library_leaves_the_cpu_measured_and_says_why(
     fake: FakePowercap, tmp_path: Path
 ) -> None:

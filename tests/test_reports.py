@@ -126,6 +126,39 @@ def test_a_csv_with_other_columns_is_kept_aside(tmp_path: Path) -> None:
     assert old.read_text().splitlines()[0].split(",") == CODECARBON_HEADER
 
 
+def test_csv_lines_and_ram_size_are_as_codecarbon_writes_them(
+    fake: FakePowercap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LF line endings, as CodeCarbon's pandas to_csv writes them (csv's default is CRLF), and
+    ram_total_size in GiB, as CodeCarbon's RAM gives it: in emissions.csv and the task file."""
+    pytest.importorskip("codecarbon")
+    from codecarbon.external.ram import RAM
+
+    from carbonfast.compat.codecarbon import OfflineEmissionsTracker
+    from carbonfast.report import emissions_csv
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    gib = RAM(tracking_mode="machine").machine_memory_GB
+    path = tmp_path / "emissions.csv"
+    report = {"started_at": "2026-01-01T00:00:00+00:00", "duration_s": 1.0, "energy_j": 3.6e6}
+    for _ in range(2):
+        emissions_csv.append(path, emissions_csv.row(Record.from_dict(report)))
+    monkeypatch.setenv("CARBONFAST_POWERCAP_ROOT", str(fake.root))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    tracker = OfflineEmissionsTracker(output_dir=str(logs), country_iso_code="FRA")
+    tracker.start_task("step")
+    fake.add("intel-rapl:0", 1_000_000)
+    tracker.stop_task()
+    tracker.stop()
+    [task_file] = logs.glob("emissions_base_*.csv")
+    for f, rows in ((path, 2), (logs / "emissions.csv", 1), (task_file, 1)):
+        raw = f.read_bytes()
+        assert b"\r" not in raw and raw.count(b"\n") == rows + 1, f
+        for row in _csv_rows(f)[1]:
+            assert float(row["ram_total_size"]) == pytest.approx(gib, rel=1e-9), f
+
+
 def test_runs_land_in_the_history_and_can_be_reported(fake: FakePowercap, tmp_path: Path) -> None:
     env = {"CARBONFAST_HISTORY": str(tmp_path / "h.sqlite")}
     r = _cli(

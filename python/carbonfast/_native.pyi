@@ -81,7 +81,8 @@ class DomainInfo:
     @property
     def max_raw(self) -> int: ...
     @property
-    def range_j(self) -> float: ...
+    def range_j(self) -> float | None:
+        """Energy the counter covers before it wraps; None where it never wraps in practice."""
     @property
     def counts_in_total(self) -> bool: ...
     @property

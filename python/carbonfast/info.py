@@ -47,6 +47,7 @@ def info(powercap_root: str | os.PathLike[str] | None = None, **estimate: Any) -
                         "name": n,
                         "kind": domains[n].kind,
                         "path": domains[n].path,
+                        # None where the counter never wraps (a model, a 64-bit counter).
                         "range_j": domains[n].range_j,
                         "counts_in_total": n in total,
                         "estimated": domains[n].estimated,
@@ -92,9 +93,9 @@ def format_info(data: dict[str, Any]) -> str:
                 lines.append(f"    method: {d['method']}")
                 lines.extend(f"    {k}: {v}" for k, v in d["inputs"].items())
                 continue
+            wraps = "never wraps" if d["range_j"] is None else f"wraps every {d['range_j']:.0f} J"
             lines.append(
-                f"  {d['name']:<12} {d['kind']:<8} readable  {d['path']}  "
-                f"(wraps every {d['range_j']:.0f} J; {role})"
+                f"  {d['name']:<12} {d['kind']:<8} readable  {d['path']}  ({wraps}; {role})"
             )
         lines.extend(f"  note: {n}" for n in s["notes"])
     if data["paths"]:

@@ -23,8 +23,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-# Results of this session, per test node id.
+# Results of this run, per test node id: what --energy-save stores.
 _RESULTS_KEY = pytest.StashKey[dict]()
+# What the summary says beside each result: estimated or not, the carbon factors, warnings.
+_CONTEXT_KEY = pytest.StashKey[dict]()
+# The results --energy-compare names, read once when the run starts.
+_BASELINE_KEY = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -50,7 +54,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    _thresholds(config)  # bad options fail the session at once, not test by test
+    # Bad options and a baseline that is not there fail the run at once, not test by test.
+    _thresholds(config)
+    name = config.getoption("--energy-compare")
+    if name:
+        config.stash[_BASELINE_KEY] = _saved(config, name)
 
 
 def _thresholds(config: pytest.Config) -> list[tuple[str, float]]:
@@ -69,10 +77,29 @@ def _thresholds(config: pytest.Config) -> list[tuple[str, float]]:
 
 
 def _saved(config: pytest.Config, name: str) -> dict[str, Any]:
-    path = Path(config.getoption("--energy-storage")) / f"{name}.json"
-    if not path.exists():
-        raise pytest.UsageError(f"--energy-compare={name}: no saved results at {path}")
-    return json.loads(path.read_text())
+    folder = Path(config.getoption("--energy-storage"))
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        names = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+        known = f"saved there: {', '.join(names)}" if names else "nothing is saved there"
+        raise pytest.UsageError(
+            f"--energy-compare={name}: no saved results {path} ({known}); save them first "
+            f"with `pytest --energy-save={name}`, or point --energy-storage at the folder "
+            "that holds them"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise pytest.UsageError(
+            f"--energy-compare={name}: cannot read {path} ({e}); save it again with "
+            f"`pytest --energy-save={name}`"
+        ) from e
+    if not isinstance(data, dict):
+        raise pytest.UsageError(
+            f"--energy-compare={name}: {path} does not hold saved results; save it again "
+            f"with `pytest --energy-save={name}`"
+        )
+    return data
 
 
 class EnergyBenchmark:
@@ -98,9 +125,18 @@ class EnergyBenchmark:
         self.result = res
         variant = res.to_dict()["variants"][0]
         config.stash.setdefault(_RESULTS_KEY, {})[node] = variant
+        context = {
+            "estimated": res.estimated,
+            "intensity_g_per_kwh": res.intensity_g_per_kwh,
+            "pue": res.pue,
+            "warnings": res.warnings,
+            "compared": None,
+        }
+        config.stash.setdefault(_CONTEXT_KEY, {})[node] = context
         baseline_name = config.getoption("--energy-compare")
         if baseline_name:
-            old = _saved(config, baseline_name).get(node)
+            old = config.stash[_BASELINE_KEY].get(node)
+            context["compared"] = old is not None
             if old is not None:
                 for metric, limit in _thresholds(config):
                     if metric == "energy":
@@ -136,12 +172,33 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    results = terminalreporter.config.stash.get(_RESULTS_KEY, {})
+    from carbonfast.bench.result import _si
+
+    config = terminalreporter.config
+    results = config.stash.get(_RESULTS_KEY, {})
     if not results:
         return
+    contexts = config.stash.get(_CONTEXT_KEY, {})
+    baseline_name = config.getoption("--energy-compare")
     terminalreporter.section("energy benchmarks (carbonfast)")
+    warnings: list[str] = []
     for node, v in results.items():
-        terminalreporter.write_line(
-            f"{node}: {v['joules_per_call']:.4g} J/call, {v['seconds_per_call']:.4g} s/call "
-            f"({v['samples']} samples)"
+        c = contexts[node]
+        lo, hi = v["joules_per_call_ci"]
+        line = (
+            f"{node}: {_si(v['joules_per_call'], 'J')}/call (95% CI {_si(lo, 'J')} to "
+            f"{_si(hi, 'J')}), {_si(v['seconds_per_call'], 's')}/call, "
+            f"{v['g_co2e_per_million_calls']:.4g} g CO2e per 1M calls, {v['samples']} samples"
         )
+        if c["estimated"]:
+            line += "; energy ESTIMATED from a model"
+        if c["compared"] is False:
+            line += f"; not in {baseline_name!r}, not compared"
+        terminalreporter.write_line(line)
+        warnings.extend(w for w in c["warnings"] if w not in warnings)
+    factors = {(c["intensity_g_per_kwh"], c["pue"]) for c in contexts.values()}
+    terminalreporter.write_line(
+        "g CO2e at " + ", ".join(f"{g:g} g CO2e/kWh x PUE {pue:g}" for g, pue in sorted(factors))
+    )
+    for w in warnings:
+        terminalreporter.write_line(f"warning: {w}")

@@ -28,8 +28,8 @@ EPA = (
 CAR_G_PER_KM = 3.93e-4 * 1e6 / 1.609344
 PHONE_G_PER_CHARGE = 8.22e-6 * 1e6
 
-# Idle draw as a share of full-load draw, from the TDP curve the estimates use (12% of TDP at
-# idle, 102% at full load): how much of a CPU's power does not scale with the work.
+# Idle draw as a share of full-load draw for a measured CPU, whose curve no counter gives: a
+# typical one, the Teads/Boavizta curve's end points (12% of TDP at idle, 102% at full load).
 IDLE_SHARE_OF_FULL = 0.12 / 1.02
 
 
@@ -173,28 +173,66 @@ def _idle(m: Measurement, energy_j: float, cpu_seconds: float, threads: int) -> 
     utilisation = min(cpu_seconds / (duration * threads), 1.0)
     kinds = m.domain_kinds
     in_total = m.total_domains
-    cpu_j = sum(j for n, j in m.domains.items() if n in in_total and kinds[n] == "package")
-    memory_j = sum(j for n, j in m.domains.items() if n in in_total and kinds[n] == "dram")
-    r = IDLE_SHARE_OF_FULL
-    idle_j = cpu_j * r / (r + (1 - r) * utilisation) + memory_j
+    info = {d.name: d for d in m._meter.domains}
+    idle_j = sum(j for n, j in m.domains.items() if n in in_total and kinds[n] == "dram")
+    # The CPU domains under each idle model, in order: one line per model, not per socket.
+    models: dict[str, list[str]] = {}
+    for n, j in m.domains.items():
+        if n not in in_total or kinds[n] != "package":
+            continue
+        r, model = _idle_model(info[n])
+        if r is not None:
+            idle_j += j * r / (r + (1 - r) * utilisation)
+        models.setdefault(model, []).append(n)
     share = idle_j / energy_j if energy_j else 0.0
     kg = emissions_kg(idle_j, m.intensity.g_per_kwh, m.pue)
+    method = "; ".join(
+        [*(f"{', '.join(names)}: {model}" for model, names in models.items()), "memory always on"]
+    )
     return Advice(
         kind="idle",
         message=(
             f"the CPUs were busy {utilisation:.0%} of the time ({cpu_seconds:.3g} CPU-s in "
             f"{duration:.3g} s on {threads} threads): about {share:.0%} of the energy "
-            f"({idle_j:.3g} J, {fmt_mass(kg)} CO2e) kept idle capacity and memory powered; "
-            "fewer or smaller machines, or more work per run, would cut it"
+            f"({idle_j:.3g} J, {fmt_mass(kg)} CO2e) kept idle capacity and memory powered "
+            f"({method}); fewer or smaller machines, or more work per run, would cut it"
         ),
         figures={
             "utilisation": utilisation,
             "idle_energy_j": idle_j,
             "idle_share": share,
             "idle_emissions_kg": kg,
-            "method": "CPU idle draw at 12% of TDP against 102% at full load (the TDP curve "
-            "of the estimates), memory always on",
+            "method": method,
         },
+    )
+
+
+def _idle_model(domain: Any) -> tuple[float | None, str]:
+    """A CPU domain's idle draw as a share of its full-load draw, and where the share comes
+    from: the estimate's own curve where the domain is estimated, else a typical CPU's. None
+    where the estimate is a fixed power, which says nothing of idle draw."""
+    if not domain.estimated:
+        return (
+            IDLE_SHARE_OF_FULL,
+            "measured, idle taken as a typical CPU's 12% of TDP against 102% at full load "
+            "(Teads/Boavizta)",
+        )
+    inputs = dict(domain.inputs)
+    if "idle_w" not in inputs or "full_load_w" not in inputs:
+        return (
+            None,
+            "a fixed power set by the user, the same idle or busy, not counted",
+        )
+    # The inputs read "12.000 (range 5.000-30.000)": the central value comes first.
+    idle_w = float(inputs["idle_w"].split()[0])
+    full_w = float(inputs["full_load_w"].split()[0])
+    curve = domain.method.split(" power curve")[0]
+    # Where the curve's watts come from: a TDP (the user's or the table's), or why not.
+    basis = f"TDP {inputs['tdp_w']}" if "tdp_w" in inputs else inputs.get("fallback")
+    return (
+        idle_w / full_w if full_w > 0 else None,
+        f"the estimate's {curve} curve, {idle_w:g} W idle to {full_w:g} W at full load"
+        + (f", {basis}" if basis else ""),
     )
 
 

@@ -247,7 +247,9 @@ class EmissionsTracker:
         rows = [data.values for data in self._tasks.values()]
         columns = [c for c in TASK_COLUMNS if not _unknown_in_every_row(c, rows)]
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+        writer = csv.DictWriter(
+            text, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(rows)
         name = f"emissions_{self._experiment_name}_{self._run_id}.csv"

@@ -1,5 +1,6 @@
-"""emissions.csv in CodeCarbon's format: its 38 columns, in its order and units (kWh, kg, W),
-appended with the header written once, so that tools built for CodeCarbon read it."""
+"""emissions.csv in CodeCarbon's format: its 38 columns, in its order and units (kWh, kg, W,
+GiB), LF line endings as pandas writes them, appended with the header written once, so that
+tools built for CodeCarbon read it."""
 
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ def row(
         "gpu_model": ", ".join(gpus),
         "longitude": "",
         "latitude": "",
-        "ram_total_size": _ram_gb(),
+        "ram_total_size": _ram_gib(),
         "tracking_mode": tracking_mode,
         "cpu_utilization_percent": (
             100.0 * cpu_seconds / (duration * threads) if cpu_seconds and duration > 0 else 0.0
@@ -167,7 +168,8 @@ def append(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
                         file=sys.stderr,
                     )
                     continue
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            # pandas' to_csv, which CodeCarbon writes with, ends lines with LF, not csv's CRLF.
+            writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
             if os.fstat(f.fileno()).st_size == 0:
                 writer.writeheader()
             writer.writerow(record)
@@ -203,12 +205,13 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def _ram_gb() -> float:
+def _ram_gib() -> float:
+    """Installed memory in GiB, as CodeCarbon gives ram_total_size (psutil's total / 2^30)."""
     try:
         with open("/proc/meminfo", encoding="utf-8") as f:
             for line in f:
                 if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024 / 1e9
+                    return int(line.split()[1]) * 1024 / 2**30
     except (OSError, ValueError):
         pass
     return 0.0

@@ -123,7 +123,24 @@ impl Domain {
     pub fn range_j(&self) -> f64 {
         (self.max_raw as f64 + 1.0) / self.units_per_joule
     }
+
+    /// The energy after which the counter wraps, in joules, or None where it never does in
+    /// practice: a model or integrated power (no counter), or a counter so wide that it would
+    /// take over a century at the most power its hardware can draw (NVML's 64-bit millijoules:
+    /// half a million years at 3 kW). A 64-bit count in fine units still wraps: perf's, in
+    /// 2^-32 J, after 2^32 J, months at full power.
+    pub fn wraps_after_j(&self) -> Option<f64> {
+        if self.estimated() || self.reading != Reading::Energy {
+            return None;
+        }
+        let range = self.range_j();
+        let max_power_w = self.max_power_w.unwrap_or(crate::meter::MAX_POWER_W);
+        (range / max_power_w < NEVER_WRAPS_S).then_some(range)
+    }
 }
+
+/// A counter that takes longer than this to wrap at full power never wraps in any run.
+const NEVER_WRAPS_S: f64 = 100.0 * 365.25 * 86_400.0;
 
 #[cfg(test)]
 mod tests {
@@ -138,6 +155,47 @@ mod tests {
         assert_eq!(DomainKind::from_rapl_name("dram"), Some(DomainKind::Dram));
         assert_eq!(DomainKind::from_rapl_name("psys"), Some(DomainKind::Psys));
         assert_eq!(DomainKind::from_rapl_name("mystery"), None);
+    }
+
+    fn counter(units_per_joule: f64, max_raw: u64) -> Domain {
+        Domain {
+            name: "package-0".into(),
+            kind: DomainKind::Package,
+            source: "test",
+            path: PathBuf::new(),
+            units_per_joule,
+            max_raw,
+            reading: Reading::Energy,
+            label: String::new(),
+            update_period_ns: None,
+            max_power_w: None,
+            estimate: None,
+        }
+    }
+
+    #[test]
+    fn only_counters_that_can_wrap_in_a_run_have_a_wrap_range() {
+        // powercap's microjoules up to max_energy_range_uj: a few minutes at full power.
+        let rapl = counter(1e6, 262_143_328_850);
+        assert_eq!(rapl.wraps_after_j(), Some(262_143.328_851));
+        // perf's 64-bit count in 2^-32 J wraps after 2^32 J.
+        assert_eq!(
+            counter(2f64.powi(32), u64::MAX).wraps_after_j(),
+            Some(2f64.powi(32))
+        );
+        // NVML's 64-bit millijoules, integrated power and models never wrap.
+        let mut gpu = counter(1e3, u64::MAX);
+        gpu.max_power_w = Some(770.0);
+        assert_eq!(gpu.wraps_after_j(), None);
+        let mut power = counter(1e3, u64::MAX);
+        power.reading = Reading::PowerMilliwatts;
+        assert_eq!(power.wraps_after_j(), None);
+        let mut model = counter(1e9, u64::MAX);
+        model.estimate = Some(Estimate {
+            method: "a model".into(),
+            inputs: Vec::new(),
+        });
+        assert_eq!(model.wraps_after_j(), None);
     }
 
     #[test]

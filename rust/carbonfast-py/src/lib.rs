@@ -85,7 +85,9 @@ struct DomainInfo {
     path: String,
     units_per_joule: f64,
     max_raw: u64,
-    range_j: f64,
+    /// Joules after which the counter wraps; None where it never does (models, integrated
+    /// power, counters too wide to wrap in a century).
+    range_j: Option<f64>,
     counts_in_total: bool,
     /// "energy" (a counter) or "power" (integrated by the meter).
     reading: &'static str,
@@ -507,7 +509,7 @@ impl Meter {
                 path: d.path.display().to_string(),
                 units_per_joule: d.units_per_joule,
                 max_raw: d.max_raw,
-                range_j: d.range_j(),
+                range_j: d.wraps_after_j(),
                 counts_in_total: in_total,
                 reading: match d.reading {
                     core::Reading::Energy => "energy",

@@ -324,8 +324,9 @@ impl PerfSource {
                             source: "perf",
                             path: spec.file.clone(),
                             units_per_joule: 1.0 / spec.scale,
-                            // The kernel accumulates the 32-bit register into a 64-bit count,
-                            // which would take centuries to wrap.
+                            // The kernel accumulates the 32-bit register into a 64-bit count;
+                            // in 2^-32 J units it wraps only after 2^32 J, months at full
+                            // power, and the Counter takes that wrap like any other.
                             max_raw: u64::MAX,
                             reading: Reading::Energy,
                             label: String::new(),
