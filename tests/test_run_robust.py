@@ -417,8 +417,8 @@ def test_a_working_directory_that_cannot_be_written_still_runs_and_reports(
     where = tmp_path / "cwd"
     where.mkdir()
     report = tmp_path / "r.json"
-    env = env_for(tmp_path)
-    del env["CARBONFAST_HISTORY"]  # the default: .carbonfast/ in the working directory
+    env = env_for(tmp_path, XDG_DATA_HOME=str(tmp_path / "data"))
+    del env["CARBONFAST_HISTORY"]  # the default: outside a project, the user's data directory
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     prepare = f"rmdir {shlex.quote(str(where))}" if how == "removed" else "chmod 555 ."
     cli = shlex.join([*CLI, "run", "--json", str(report), "--", "sh", "-c", "exit 3"])
@@ -434,9 +434,35 @@ def test_a_working_directory_that_cannot_be_written_still_runs_and_reports(
         if where.exists():
             where.chmod(0o755)
     assert r.returncode == 3, r.stderr
-    assert "warning: the history" in r.stderr and "not recorded" in r.stderr
     assert "exit code 3" in r.stderr
     assert json.loads(report.read_text())["exit_code"] == 3
+    history = tmp_path / "data" / "carbonfast" / "history.sqlite"
+    assert f"saved as run 1 in {history}" in r.stderr
+
+
+def test_the_history_belongs_to_the_project_and_is_found_from_below(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "src" / "deep").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    env = env_for(tmp_path, XDG_DATA_HOME=str(tmp_path / "data"))
+    del env["CARBONFAST_HISTORY"]
+
+    def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, check=False
+        )
+
+    r = cli("run", "--label", "from-src", "--", "true", cwd=project / "src")
+    assert r.returncode == 0, r.stderr
+    assert (project / ".carbonfast" / "history.sqlite").is_file()
+    listed = json.loads(cli("history", "--json", cwd=project / "src" / "deep").stdout)
+    assert [x["label"] for x in listed] == ["from-src"]
+    # Outside any project: the user's data directory.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = cli("run", "--label", "loose", "--", "true", cwd=elsewhere)
+    assert (tmp_path / "data" / "carbonfast" / "history.sqlite").is_file(), r.stderr
+    assert not (elsewhere / ".carbonfast").exists()
 
 
 def test_an_unreadable_package_beside_a_readable_one_is_labelled_partial(tmp_path: Path) -> None:

@@ -177,12 +177,8 @@ SETTINGS: dict[str, Setting] = {
         "CARBONFAST_NVML_LIBRARY", _text, "the path of libnvidia-ml.so.1 (default: the driver's)"
     ),
     # Where runs and windows are recorded.
-    "history": Setting(
-        "CARBONFAST_HISTORY",
-        _history,
-        "a file path, or off",
-        str(Path(".carbonfast") / "history.sqlite"),
-    ),
+    # Default: the project's (see default_history).
+    "history": Setting("CARBONFAST_HISTORY", _history, "a file path, or off"),
     # Carbon intensity: the place from the strongest layer wins; within one layer, the most
     # specific of intensity > zone > cloud > country (carbonfast.carbon.Carbon decides).
     "country": Setting("CARBONFAST_COUNTRY", _text, "an ISO 3166 alpha-2 or alpha-3 code"),
@@ -304,9 +300,46 @@ def resolve(names: Iterable[str], arguments: dict[str, Any]) -> Settings:
             raw = str(value).lower() if isinstance(value, bool) else str(value)
             out[name] = _parse(setting, raw, f"{file_name}: {name}")
             out.origins[name] = Origin(CONFIG_FILE, _file_label(name, value, file_name))
+            if name == "history" and out[name] is not None:
+                # Relative to the file, so that it is the same from every sub-directory.
+                out[name] = str(_file_directory(file_name) / out[name])
+        elif name == "history":
+            out[name] = default_history()
         else:
             out[name] = setting.default
     return out
+
+
+def _file_directory(file_name: str) -> Path:
+    return Path(file_name.removesuffix(" [tool.carbonfast]")).resolve().parent
+
+
+def project_directory() -> Path | None:
+    """The project the working directory is in: where the config file named by
+    CARBONFAST_CONFIG is, else the nearest directory upwards with a carbonfast.toml or a
+    pyproject.toml; None outside any project."""
+    explicit = os.environ.get("CARBONFAST_CONFIG", "")
+    if explicit:
+        return Path(explicit).resolve().parent
+    cwd = working_directory()
+    if cwd is None:
+        return None
+    for directory in [Path(cwd), *Path(cwd).parents]:
+        if (directory / "carbonfast.toml").is_file() or (directory / "pyproject.toml").is_file():
+            return directory
+    return None
+
+
+def default_history() -> str:
+    """The history belongs to the project: .carbonfast/history.sqlite beside its config file,
+    so that `carbonfast history` finds it from any sub-directory; outside a project, the
+    user's data directory ($XDG_DATA_HOME/carbonfast, else ~/.local/share/carbonfast)."""
+    project = project_directory()
+    if project is not None:
+        return str(project / ".carbonfast" / "history.sqlite")
+    data = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(data) if os.path.isabs(data) else Path.home() / ".local" / "share"
+    return str(base / "carbonfast" / "history.sqlite")
 
 
 def _argument_label(name: str, value: Any, raw: str) -> str:

@@ -493,8 +493,9 @@ class Meter:
     `nvml_library` (CARBONFAST_NVML_LIBRARY) names the library to load; `gpu_energy="power"`
     (CARBONFAST_GPU_ENERGY) integrates power readings even where an energy counter exists.
 
-    Every closed window is recorded in the history (`history`, CARBONFAST_HISTORY: a file,
-    default .carbonfast/history.sqlite, or "off"), by a background thread in batches.
+    Closed windows go to the history (`history`, CARBONFAST_HISTORY: a file, or "off"; by
+    default the project's .carbonfast/history.sqlite, see carbonfast.config.default_history),
+    added up per label, or one by one where `keep=True`.
 
     `sample_hz` starts a background sampler (a native thread, never holding the GIL) that
     records a power trace of the last `capacity` samples: see `trace()`.

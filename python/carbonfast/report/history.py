@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from carbonfast.measure import Measurement
     from carbonfast.report.record import Record
 
-DEFAULT_PATH = Path(".carbonfast") / "history.sqlite"
 SCHEMA_VERSION = 1
 # Records past this many are pruned, oldest first, so that the file stays bounded.
 MAX_ROWS = 100_000
@@ -80,7 +79,7 @@ CREATE TABLE IF NOT EXISTS traces (
 class History:
     """One history database. Safe to use from several threads and processes."""
 
-    def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Records hold command lines, which can hold secrets: the file is the owner's alone

@@ -631,9 +631,10 @@ struct WindowBase {
     current: std::sync::Mutex<Vec<(std::thread::ThreadId, Py<PyAny>)>>,
 }
 
+/// The native meter of a carbonfast.Meter, through its public `native` property.
 fn native_meter<'py>(meter: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Meter>> {
     Ok(meter
-        .getattr(pyo3::intern!(meter.py(), "_native"))?
+        .getattr(pyo3::intern!(meter.py(), "native"))?
         .cast_into::<Meter>()?)
 }
 
