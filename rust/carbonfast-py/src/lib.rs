@@ -628,7 +628,7 @@ struct WindowBase {
     keep: bool,
     /// The measurements open through this object, with the thread that opened each: one
     /// Window may be entered from several threads at once, and each exit closes its own.
-    current: std::sync::Mutex<Vec<(std::thread::ThreadId, Py<PyAny>)>>,
+    current: std::sync::Mutex<Vec<Open>>,
 }
 
 /// The native meter of a carbonfast.Meter, through its public `native` property.
@@ -675,8 +675,11 @@ impl WindowBase {
         let m = self
             .measurement_class
             .call1(py, (self.label.clone_ref(py), meter, start))?;
-        self.open_list()
-            .push((std::thread::current().id(), m.clone_ref(py)));
+        self.open_list().push((
+            std::thread::current().id(),
+            m.clone_ref(py),
+            native.unbind(),
+        ));
         Ok(m)
     }
 
@@ -688,10 +691,13 @@ impl WindowBase {
         _traceback: Py<PyAny>,
     ) -> PyResult<bool> {
         let me = std::thread::current().id();
-        let m = {
+        let (m, native) = {
             let mut open = self.open_list();
-            match open.iter().rposition(|(t, _)| *t == me) {
-                Some(i) => open.remove(i).1,
+            match open.iter().rposition(|(t, _, _)| *t == me) {
+                Some(i) => {
+                    let (_, m, native) = open.remove(i);
+                    (m, native)
+                }
                 None => return Ok(false),
             }
         };
@@ -704,8 +710,7 @@ impl WindowBase {
         };
         let m = m.into_bound(py);
         let base = m.cast::<MeasurementBase>()?;
-        let meter = base.borrow().meter.clone_ref(py).into_bound(py);
-        native_meter(&meter)?.get().finish(py, base, self.keep)?;
+        native.get().finish(py, base, self.keep)?;
         synced?;
         Ok(false)
     }
@@ -717,8 +722,12 @@ impl Meter {
     }
 }
 
+/// A window open through a WindowBase: the thread that opened it, its Measurement, and the
+/// native meter it is read from (looked up once, at the start).
+type Open = (std::thread::ThreadId, Py<PyAny>, Py<Meter>);
+
 impl WindowBase {
-    fn open_list(&self) -> std::sync::MutexGuard<'_, Vec<(std::thread::ThreadId, Py<PyAny>)>> {
+    fn open_list(&self) -> std::sync::MutexGuard<'_, Vec<Open>> {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -110,6 +110,11 @@ impl Tally {
         match known {
             Some((a, b)) => {
                 let energy = s.meter.total_between(a, b);
+                // A label seen before costs no allocation: the common case in a loop.
+                if let Some(sums) = inner.sums.get_mut(label) {
+                    sums.add(energy, a.t_ns, b.t_ns);
+                    return;
+                }
                 let key = self.key(&inner, label);
                 let sums = inner.sums.entry(key).or_insert_with(|| Sums::new(a.t_ns));
                 sums.add(energy, a.t_ns, b.t_ns);
