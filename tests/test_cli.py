@@ -188,9 +188,16 @@ def test_settings_work_after_the_command_too(fake: FakePowercap, tmp_path: Path)
     before = tmp_path / "before.json"
     r = _carbonfast("--country", "DE", "run", "--json", str(before), "--", "true", root=fake.root)
     assert r.returncode == 0 and json.loads(before.read_text())["location"] == "DE"
+    from carbonfast.config import SETTINGS
+
     helped = _carbonfast("run", "--help", root=fake.root).stdout
-    for option in ("--country", "--zone", "--cloud", "--intensity", "--pue", "--no-estimate"):
-        assert option in helped
+    options = [s for s in SETTINGS.values() if s.group]
+    assert len(options) >= 20
+    for name, setting in SETTINGS.items():
+        if setting.group:  # every setting of the table with an option is listed, env beside it
+            assert "--" + name.replace("_", "-") in helped and setting.env in helped
+    assert "--no-estimate" in helped and "--no-gpu" in helped
+    assert "--electricitymaps-token" not in helped  # a secret in argv shows in ps
 
 
 def test_the_hardware_roots_are_settings_a_config_file_can_give(

@@ -62,51 +62,51 @@ def _broken_pipe() -> int:
     return 128 + signal.SIGPIPE
 
 
-def _add_settings(p: argparse.ArgumentParser, default: Any = None) -> None:
-    """The settings every command takes: hardware, estimates, and where the energy is drawn."""
-    p.add_argument(
-        "--powercap-root",
-        metavar="DIR",
-        help="powercap directory (default: $CARBONFAST_POWERCAP_ROOT or /sys/class/powercap)",
-    )
-    p.add_argument(
-        "--source",
-        choices=("auto", "powercap", "msr", "perf"),
-        help="RAPL path to read (default: auto, the best available)",
-    )
-    p.add_argument(
-        "--no-gpu", dest="gpu", action="store_false", default=default, help="do not measure GPUs"
-    )
-    est = p.add_argument_group(
-        "estimates", "where no counter is readable, energy is estimated from a power model"
-    )
-    est.add_argument(
-        "--no-estimate",
-        dest="estimate",
-        action="store_false",
-        default=default,
-        help="never estimate: report unreadable domains as unknown",
-    )
-    est.add_argument(
-        "--scope",
-        choices=("process", "container", "machine"),
-        help="CPU time the estimate follows (default: process, with its children)",
-    )
-    est.add_argument("--cpu-tdp-w", type=float, metavar="W", help="CPU TDP per socket")
-    est.add_argument("--cpu-threads", type=int, metavar="N", help="logical CPUs")
-    est.add_argument("--ram-gb", type=float, metavar="GB", help="installed memory")
-    est.add_argument("--cpu-power-w", type=float, metavar="W", help="fixed CPU power")
-    est.add_argument("--ram-power-w", type=float, metavar="W", help="fixed RAM power")
-    carbon = p.add_argument_group(
+# The --help sections of the settings' options.
+_GROUPS = {
+    "hardware": ("hardware", "where the counters are, and which to read"),
+    "estimates": (
+        "estimates",
+        "where no counter is readable, energy is estimated from a power model",
+    ),
+    "carbon": (
         "carbon",
         "where the energy is drawn: an option beats the environment and config files, then the "
         "most specific place wins (default: the world average)",
-    )
-    carbon.add_argument("--country", metavar="CODE", help="ISO 3166 alpha-2 or alpha-3 code")
-    carbon.add_argument("--zone", metavar="ZONE", help="Electricity Maps zone, e.g. US-CAL-CISO")
-    carbon.add_argument("--cloud", metavar="P:REGION", help="gcp:, aws: or azure: cloud region")
-    carbon.add_argument("--intensity", metavar="G", help="grid intensity, g CO2e per kWh")
-    carbon.add_argument("--pue", metavar="PUE", help="data-centre power usage effectiveness")
+    ),
+}
+
+
+def _add_settings(p: argparse.ArgumentParser, default: Any = None) -> None:
+    """An option for every setting of the table (carbonfast.config.SETTINGS) that has one,
+    named after it (`cpu_tdp_w`: --cpu-tdp-w), its environment variable in its help. Values are
+    validated where every layer's are, in config.resolve."""
+    from carbonfast.config import SETTINGS
+
+    groups = {name: p.add_argument_group(title, about) for name, (title, about) in _GROUPS.items()}
+    for name, setting in SETTINGS.items():
+        if setting.group is None:
+            continue
+        option = "--" + name.replace("_", "-")
+        helped = f"{setting.help} [{setting.env}]"
+        group = groups[setting.group]
+        if setting.is_flag:
+            group.add_argument(
+                option,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=helped,
+            )
+        else:
+            group.add_argument(
+                option,
+                dest=name,
+                metavar=setting.metavar,
+                choices=setting.choices,
+                default=default,
+                help=helped,
+            )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -197,15 +197,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _meter_args(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line, for Meter (the rest come from the layers)."""
-    from carbonfast.config import CARBON_KEYS, ESTIMATE_KEYS
+    from carbonfast.config import SETTINGS
 
-    return {k: getattr(args, k) for k in (*ESTIMATE_KEYS, *CARBON_KEYS) if hasattr(args, k)}
+    return {k: getattr(args, k) for k, s in SETTINGS.items() if s.group and hasattr(args, k)}
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from carbonfast.info import format_info, info
 
-    data = info(args.powercap_root, **_meter_args(args))
+    data = info(**_meter_args(args))
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -235,9 +235,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     waited = (*_FORWARDED, signal.SIGCHLD)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     try:
-        meter = Meter(
-            args.powercap_root, **_meter_args(args), sample_hz=args.sample_hz or None, history="off"
-        )
+        meter = Meter(**_meter_args(args), sample_hz=args.sample_hz or None, history="off")
         return _run_measured(args, command, meter, history, old_mask)
     except BaseException as e:
         if not getattr(e, "started", False):
@@ -462,7 +460,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         variants[stmt if len(stmt) <= 40 else f"stmt {i}"] = namespace.pop("_bench_stmt")
     if not variants:
         raise ValueError("bench needs MOD:FUNC targets or --stmt statements")
-    meter = Meter(args.powercap_root, **_meter_args(args), history="off")
+    meter = Meter(**_meter_args(args), history="off")
     result = bench(
         variants,
         min_time=args.min_time,

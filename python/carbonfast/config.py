@@ -124,70 +124,232 @@ def _text(raw: str) -> str:
 
 
 class Setting:
-    """One setting: its environment variable, parser, what it accepts (for errors), default."""
+    """One setting: its environment variable, parser, what it accepts (for errors), default,
+    and its command-line option: `group` names the --help section it is listed in (None: no
+    option, as for a secret, which would show in the process list)."""
 
-    __slots__ = ("accepts", "default", "env", "parse")
+    __slots__ = ("accepts", "choices", "default", "env", "group", "help", "metavar", "parse")
 
     def __init__(
-        self, env: str, parse: Callable[[str], Any], accepts: str, default: Any = None
+        self,
+        env: str,
+        parse: Callable[[str], Any],
+        accepts: str,
+        default: Any = None,
+        *,
+        group: str | None = None,
+        help: str = "",
+        metavar: str | None = None,
+        choices: Iterable[str] | None = None,
     ) -> None:
         self.env = env
         self.parse = parse
         self.accepts = accepts
         self.default = default
+        self.group = group
+        self.help = help
+        self.metavar = metavar
+        self.choices = tuple(choices) if choices is not None else None
+
+    @property
+    def is_flag(self) -> bool:
+        return self.parse is _flag
 
 
 SETTINGS: dict[str, Setting] = {
     # Which RAPL path to read.
-    "source": Setting("CARBONFAST_SOURCE", _rapl_path, "one of auto, powercap, msr, perf", "auto"),
-    "gpu": Setting("CARBONFAST_GPU", _flag, "one of " + ", ".join(_TRUE + _FALSE), True),
+    "source": Setting(
+        "CARBONFAST_SOURCE",
+        _rapl_path,
+        "one of auto, powercap, msr, perf",
+        "auto",
+        group="hardware",
+        choices=_RAPL_SOURCES,
+        help="RAPL path to read (default: auto, the best available)",
+    ),
+    "gpu": Setting(
+        "CARBONFAST_GPU",
+        _flag,
+        "one of " + ", ".join(_TRUE + _FALSE),
+        True,
+        group="hardware",
+        help="measure NVIDIA GPUs (default: yes)",
+    ),
     "gpu_energy": Setting(
-        "CARBONFAST_GPU_ENERGY", _gpu_energy, "auto (the energy counter) or power", "auto"
+        "CARBONFAST_GPU_ENERGY",
+        _gpu_energy,
+        "auto (the energy counter) or power",
+        "auto",
+        group="hardware",
+        choices=_GPU_ENERGY,
+        help="a GPU's energy counter (auto), or its power integrated (power)",
     ),
     # Estimates where no counter is readable.
-    "estimate": Setting("CARBONFAST_ESTIMATE", _flag, "one of " + ", ".join(_TRUE + _FALSE), True),
-    "scope": Setting("CARBONFAST_ESTIMATE_SCOPE", _scope, "one of " + ", ".join(SCOPES), "process"),
+    "estimate": Setting(
+        "CARBONFAST_ESTIMATE",
+        _flag,
+        "one of " + ", ".join(_TRUE + _FALSE),
+        True,
+        group="estimates",
+        help="estimate what no counter measures (default: yes; no: unknown, never 0)",
+    ),
+    "scope": Setting(
+        "CARBONFAST_ESTIMATE_SCOPE",
+        _scope,
+        "one of " + ", ".join(SCOPES),
+        "process",
+        group="estimates",
+        choices=_SCOPES,
+        help="CPU time the estimate follows (default: process, with its children)",
+    ),
     "cpu_tdp_w": Setting(
-        "CARBONFAST_CPU_TDP_W", _up_to(2000, _positive_float), "watts per socket, 0 to 2000"
+        "CARBONFAST_CPU_TDP_W",
+        _up_to(2000, _positive_float),
+        "watts per socket, 0 to 2000",
+        group="estimates",
+        metavar="W",
+        help="CPU TDP per socket",
     ),
     "cpu_threads": Setting(
-        "CARBONFAST_CPU_THREADS", _up_to(1 << 20, _positive_int), "a whole number, 1 to 1048576"
+        "CARBONFAST_CPU_THREADS",
+        _up_to(1 << 20, _positive_int),
+        "a whole number, 1 to 1048576",
+        group="estimates",
+        metavar="N",
+        help="logical CPUs",
     ),
-    "ram_gb": Setting("CARBONFAST_RAM_GB", _up_to(1 << 20, _positive_float), "GB, 0 to 1048576"),
+    "ram_gb": Setting(
+        "CARBONFAST_RAM_GB",
+        _up_to(1 << 20, _positive_float),
+        "GB, 0 to 1048576",
+        group="estimates",
+        metavar="GB",
+        help="installed memory",
+    ),
     "cpu_power_w": Setting(
-        "CARBONFAST_CPU_POWER_W", _up_to(100_000, _positive_float), "watts, 0 to 100000"
+        "CARBONFAST_CPU_POWER_W",
+        _up_to(100_000, _positive_float),
+        "watts, 0 to 100000",
+        group="estimates",
+        metavar="W",
+        help="fixed CPU power",
     ),
     "ram_power_w": Setting(
-        "CARBONFAST_RAM_POWER_W", _up_to(100_000, _positive_float), "watts, 0 to 100000"
+        "CARBONFAST_RAM_POWER_W",
+        _up_to(100_000, _positive_float),
+        "watts, 0 to 100000",
+        group="estimates",
+        metavar="W",
+        help="fixed RAM power",
     ),
-    "proc_root": Setting("CARBONFAST_PROC_ROOT", _text, "a directory", "/proc"),
-    "cgroup_root": Setting("CARBONFAST_CGROUP_ROOT", _text, "a directory", "/sys/fs/cgroup"),
+    "proc_root": Setting(
+        "CARBONFAST_PROC_ROOT",
+        _text,
+        "a directory",
+        "/proc",
+        group="hardware",
+        metavar="DIR",
+        help="procfs (default: /proc)",
+    ),
+    "cgroup_root": Setting(
+        "CARBONFAST_CGROUP_ROOT",
+        _text,
+        "a directory",
+        "/sys/fs/cgroup",
+        group="hardware",
+        metavar="DIR",
+        help="cgroup v2 hierarchy (default: /sys/fs/cgroup)",
+    ),
     # Where the hardware is: injectable, so that a fake tree can stand in for it.
     "powercap_root": Setting(
-        "CARBONFAST_POWERCAP_ROOT", _text, "a directory", "/sys/class/powercap"
+        "CARBONFAST_POWERCAP_ROOT",
+        _text,
+        "a directory",
+        "/sys/class/powercap",
+        group="hardware",
+        metavar="DIR",
+        help="powercap directory (default: /sys/class/powercap)",
     ),
-    "msr_root": Setting("CARBONFAST_MSR_ROOT", _text, "a directory", "/dev/cpu"),
+    "msr_root": Setting(
+        "CARBONFAST_MSR_ROOT",
+        _text,
+        "a directory",
+        "/dev/cpu",
+        group="hardware",
+        metavar="DIR",
+        help="MSR devices (default: /dev/cpu)",
+    ),
     "cpu_topology_root": Setting(
-        "CARBONFAST_CPU_TOPOLOGY_ROOT", _text, "a directory", "/sys/devices/system/cpu"
+        "CARBONFAST_CPU_TOPOLOGY_ROOT",
+        _text,
+        "a directory",
+        "/sys/devices/system/cpu",
+        group="hardware",
+        metavar="DIR",
+        help="CPU topology (default: /sys/devices/system/cpu)",
     ),
     "perf_root": Setting(
-        "CARBONFAST_PERF_PMU_ROOT", _text, "a directory", "/sys/bus/event_source/devices/power"
+        "CARBONFAST_PERF_PMU_ROOT",
+        _text,
+        "a directory",
+        "/sys/bus/event_source/devices/power",
+        group="hardware",
+        metavar="DIR",
+        help="perf power PMU (default: /sys/bus/event_source/devices/power)",
     ),
     "nvml_library": Setting(
-        "CARBONFAST_NVML_LIBRARY", _text, "the path of libnvidia-ml.so.1 (default: the driver's)"
+        "CARBONFAST_NVML_LIBRARY",
+        _text,
+        "the path of libnvidia-ml.so.1 (default: the driver's)",
+        group="hardware",
+        metavar="FILE",
+        help="NVML library (default: the driver's libnvidia-ml.so.1)",
     ),
-    # Where runs and windows are recorded.
-    # Default: the project's (see default_history).
+    # Where runs and windows are recorded. Default: the project's (see default_history).
     "history": Setting("CARBONFAST_HISTORY", _history, "a file path, or off"),
     # Carbon intensity: the place from the strongest layer wins; within one layer, the most
     # specific of intensity > zone > cloud > country (carbonfast.carbon.Carbon decides).
-    "country": Setting("CARBONFAST_COUNTRY", _text, "an ISO 3166 alpha-2 or alpha-3 code"),
-    "zone": Setting("CARBONFAST_ZONE", _text, "an Electricity Maps zone such as US-CAL-CISO"),
-    "cloud": Setting("CARBONFAST_CLOUD", _text, "provider:region, such as gcp:europe-west1"),
-    "intensity": Setting(
-        "CARBONFAST_INTENSITY", _up_to(3000, _positive_float), "g CO2e per kWh, 0 to 3000"
+    "country": Setting(
+        "CARBONFAST_COUNTRY",
+        _text,
+        "an ISO 3166 alpha-2 or alpha-3 code",
+        group="carbon",
+        metavar="CODE",
+        help="ISO 3166 alpha-2 or alpha-3 code (Ember's yearly figure)",
     ),
-    "pue": Setting("CARBONFAST_PUE", _pue, "a power usage effectiveness from 1.0 to 3.0", 1.0),
+    "zone": Setting(
+        "CARBONFAST_ZONE",
+        _text,
+        "an Electricity Maps zone such as US-CAL-CISO",
+        group="carbon",
+        metavar="ZONE",
+        help="Electricity Maps zone, e.g. US-CAL-CISO",
+    ),
+    "cloud": Setting(
+        "CARBONFAST_CLOUD",
+        _text,
+        "provider:region, such as gcp:europe-west1",
+        group="carbon",
+        metavar="P:REGION",
+        help="gcp:, aws: or azure: cloud region",
+    ),
+    "intensity": Setting(
+        "CARBONFAST_INTENSITY",
+        _up_to(3000, _positive_float),
+        "g CO2e per kWh, 0 to 3000",
+        group="carbon",
+        metavar="G",
+        help="grid intensity, g CO2e per kWh",
+    ),
+    "pue": Setting(
+        "CARBONFAST_PUE",
+        _pue,
+        "a power usage effectiveness from 1.0 to 3.0",
+        1.0,
+        group="carbon",
+        metavar="PUE",
+        help="data-centre power usage effectiveness",
+    ),
     "electricitymaps_token": Setting(
         "CARBONFAST_ELECTRICITYMAPS_TOKEN", _text, "an Electricity Maps API token"
     ),
