@@ -294,6 +294,17 @@ def test_labels_past_the_cap_are_added_up_together(fake: FakePowercap, tmp_path:
     assert other["count"] == 7 and other["energy_j"] == 7.0
 
 
+def test_a_long_label_is_kept_to_256_bytes(fake: FakePowercap, tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    meter = cf.Meter(fake.root, history=path)
+    for _ in range(3):
+        with meter.measure("é" * 5000):  # 10 kB: memory per label stays bounded
+            fake.add("intel-rapl:0", 1_000_000)
+    meter._recorder.flush()
+    [row] = History(path).list()
+    assert row["label"] == "é" * 128 and row["count"] == 3
+
+
 def test_the_history_survives_the_writer_being_killed(tmp_path: Path) -> None:
     path = tmp_path / "h.sqlite"
     writer = (

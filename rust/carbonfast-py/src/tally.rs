@@ -87,6 +87,21 @@ impl Tally {
     }
 }
 
+/// Labels are kept to this many bytes (cut at a character boundary), so that the tally's
+/// memory is bounded by max_labels whatever the labels are.
+const MAX_LABEL_BYTES: usize = 256;
+
+fn bounded(label: &str) -> &str {
+    if label.len() <= MAX_LABEL_BYTES {
+        return label;
+    }
+    let mut end = MAX_LABEL_BYTES;
+    while !label.is_char_boundary(end) {
+        end -= 1;
+    }
+    &label[..end]
+}
+
 #[pymethods]
 impl Tally {
     #[new]
@@ -104,6 +119,7 @@ impl Tally {
 
     /// Adds the window between `start` and `end` under `label`.
     pub(crate) fn add(&self, label: &str, start: Bound<'_, Snapshot>, end: Bound<'_, Snapshot>) {
+        let label = bounded(label);
         let (s, e) = (start.get(), end.get());
         let known = s.inner.known().zip(e.inner.known());
         let mut inner = self.lock();
@@ -131,6 +147,7 @@ impl Tally {
         let pending = std::mem::take(&mut self.lock().pending);
         let mut resolved = Vec::with_capacity(pending.len());
         for (label, start, end) in pending {
+            let label = bounded(&label).to_string();
             let (s, e) = (start.get(), end.get());
             let (Ok(a), Ok(b)) = (s.resolved(py), e.resolved(py)) else {
                 // The slow source failed: the window still counts, its energy unknown.
