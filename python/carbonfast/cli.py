@@ -1,4 +1,4 @@
-"""The `carbonfast` command: `info` and `run`."""
+"""The `carbonfast` command: `info`, `run`, `bench`, `history`, `report` and `serve`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,25 @@ def _parser() -> argparse.ArgumentParser:
     prep.set_defaults(handler=_cmd_report)
     for q in (ph, prep):
         q.add_argument("--history", metavar="FILE", help="history file (CARBONFAST_HISTORY)")
+
+    ps = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="export this host's energy to Prometheus (pip install 'carbonfast[serve]')",
+        description="Serve this host's energy, power and emissions at http://ADDRESS:PORT/metrics "
+        "for Prometheus to scrape; the counters are read at each scrape. Estimates follow the "
+        "whole machine's CPU time unless --scope says otherwise.",
+    )
+    ps.add_argument(
+        "--address",
+        default=None,
+        help="address to listen on (default 127.0.0.1: this host only; 0.0.0.0 or :: for every "
+        "interface)",
+    )
+    ps.add_argument(
+        "--port", type=int, default=None, help="port to listen on (default 9464; 0: any free port)"
+    )
+    ps.set_defaults(handler=_cmd_serve)
     return p
 
 
@@ -551,6 +571,39 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
         html.write(args.html, record, trace)
         print(f"carbonfast: wrote {args.html}", file=sys.stderr)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from carbonfast import serve
+    except ImportError as e:
+        raise ValueError(str(e)) from None
+    address = serve.DEFAULT_ADDRESS if args.address is None else args.address
+    port = serve.DEFAULT_PORT if args.port is None else args.port
+    meter = serve.host_meter(**_meter_args(args))
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        exporter = serve.start(meter, address, port)
+        try:
+            g_per_kwh, source, pue = exporter.collector.intensity
+            names = ", ".join(meter.domain_names) or "none"
+            _say(f"carbonfast: serving {len(meter.domains)} domains ({names}) at {exporter.url}")
+            labels = " ".join(f"{k}={v}" for k, v in exporter.collector.constant_labels.items())
+            _say(f"  labels {labels}; emissions at {g_per_kwh:g} g/kWh x PUE {pue:g} ({source})")
+            if not serve.is_loopback(address):
+                _say(
+                    f"  listening beyond this host: whoever reaches port {exporter.port} reads "
+                    "its power; limit that with a firewall"
+                )
+            stop.wait()
+        finally:
+            exporter.close()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    _say("carbonfast: stopped serving")
     return 0
 
 
