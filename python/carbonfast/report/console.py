@@ -18,6 +18,20 @@ def format_summary(record: Record) -> str:
     emissions, advice; a benchmark's variants."""
     ended = "" if record.exit_code is None else f", exit code {record.exit_code}"
     lines = [f"carbonfast: `{record.title}` ran {record.duration_s:.3f} s{ended}"]
+    if record.world_size is not None:
+        whole = "the whole job" if record.hosts is not None else "its own part"
+        lines.append(
+            f"  job {record.job_id or '(no id)'}: rank {record.rank} of {record.world_size} on "
+            f"host {record.host}; this report holds {whole}"
+        )
+    for host, h in (record.hosts or {}).items():
+        energy = "unknown" if h.get("energy_j") is None else _fmt_j(h["energy_j"])
+        missing = h.get("missing_ranks") or []
+        lost = f", MISSING rank(s) {', '.join(map(str, missing))}" if missing else ""
+        lines.append(
+            f"  host {host:<9} {energy:>14}  ranks {', '.join(map(str, h.get('ranks', [])))}, "
+            f"CPU and memory by rank {h.get('measured_by')}{lost}"
+        )
     for name, d in record.domains.items():
         rng = d.energy_range_j
         if d.estimated and rng:
