@@ -148,8 +148,9 @@ def main_child() -> None:
     comm.Barrier()
 
 
-def torch_rank(rank: int, world: int, init_file: str, trees: str, out_dir: str) -> None:
-    """One rank of the torch.distributed test (gloo), started by torch.multiprocessing."""
+def torch_rank(rank: int, world: int, init_method: str, trees: str, out_dir: str) -> None:
+    """One rank of the torch.distributed test (gloo, a TCP store as torchrun's), started by
+    torch.multiprocessing."""
     host = "a" if rank < world // 2 else "b"
     os.environ["CARBONFAST_HOST_ID"] = host
     os.environ["CARBONFAST_POWERCAP_ROOT"] = str(Path(trees, host, "class", "powercap"))
@@ -158,9 +159,11 @@ def torch_rank(rank: int, world: int, init_file: str, trees: str, out_dir: str) 
 
     import carbonfast as cf
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     meter = cf.Meter(history="off")
-    result = scenario(meter, rank, rank % (world // 2) == 0, dist.barrier, 3.0)
+    first = rank % (world // 2) == 0
+    result = scenario(meter, rank, first, dist.barrier, 3.0)
+    result["other"] = other_windows(meter, first, dist.barrier)
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
     dist.barrier()
     dist.destroy_process_group()

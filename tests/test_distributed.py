@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +241,73 @@ def test_a_merge_counts_each_domain_once_and_names_what_is_missing() -> None:
     assert [r["missing"] for r in w.ranks_list()] == [False, False, True, False]
 
 
+class _FakeStore:
+    """torch.distributed's store, as the torch engine uses it (set, get, add, check,
+    delete_key), shared by threads standing in for ranks."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self.data: dict[str, bytes] = {}
+
+    def set(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self.data[key] = value
+
+    def get(self, key: str) -> bytes:
+        with self._lock:
+            return self.data[key]
+
+    def add(self, key: str, amount: int) -> int:
+        with self._lock:
+            value = int(self.data.get(key, b"0")) + amount
+            self.data[key] = str(value).encode()
+            return value
+
+    def check(self, keys: list[str]) -> bool:
+        with self._lock:
+            return all(k in self.data for k in keys)
+
+    def delete_key(self, key: str) -> bool:
+        with self._lock:
+            return self.data.pop(key, None) is not None
+
+
+def test_the_torch_store_exchange_names_a_late_rank_and_leaves_no_key_behind() -> None:
+    import threading
+
+    store = _FakeStore()
+    ranks = [distributed._TorchTransport(store, r, 4, instance=1) for r in range(4)]
+    tables: dict[int, Any] = {}
+
+    def join(r: int) -> None:
+        entry = distributed._Entry(r, "a" if r < 2 else "b", None, "j")
+        tables[r] = distributed._exchange(ranks[r], entry, 5.0)
+
+    threads = [threading.Thread(target=join, args=(r,)) for r in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(tables[r][0] == tables[0][0] for r in range(4))
+    assert [e.host for e in tables[0][0]] == ["a", "a", "b", "b"]
+
+    # Window 1: rank 2 does not send in time.
+    for r in (1, 3):
+        ranks[r].post(0, 1, (1, f"part {r}"))
+    got = ranks[0].collect(1, [1, 2, 3], time.monotonic() + 0.2)
+    assert got == {1: (1, "part 1"), 3: (1, "part 3")}
+    ranks[2].post(0, 1, (1, "part 2, late"))
+    # Window 2: complete; the late part is not taken for it, and its key goes.
+    for r in (1, 2, 3):
+        ranks[r].post(0, 2, (2, f"part {r}"))
+    got = ranks[0].collect(2, [1, 2, 3], time.monotonic() + 5.0)
+    assert got == {r: (2, f"part {r}") for r in (1, 2, 3)}
+    # The late window's counter was made again by the late sender; nothing else is left.
+    assert sorted(store.data) == ["carbonfast/1/1/to-0"]
+
+
 # MPI ----------------------------------------------------------------------------------
 
 needs_mpi = pytest.mark.skipif(
@@ -432,10 +500,15 @@ def test_torch_gloo_job_total_is_the_sum_of_the_two_hosts_truths(tmp_path: Path)
         _tree(trees / host)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
+    import socket
+
+    with socket.socket() as s:  # a free port for the job's TCP store
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     world = 4
     mp.spawn(
         torch_rank,
-        args=(world, str(tmp_path / "init"), str(trees), str(out_dir)),
+        args=(world, f"tcp://127.0.0.1:{port}", str(trees), str(out_dir)),
         nprocs=world,
         join=True,
     )
@@ -452,3 +525,118 @@ def test_torch_gloo_job_total_is_the_sum_of_the_two_hosts_truths(tmp_path: Path)
     after = ranks[0]["windows"]["after"]
     assert after["missing"] == []
     assert after["energy_j"] == pytest.approx(TRUTH["a"] + TRUTH["b"], rel=0.02)
+    for how, energy in ranks[0]["other"].items():
+        assert energy == pytest.approx(TRUTH["a"] + TRUTH["b"], rel=0.02), how
+    assert ranks[2]["windows"]["complete"]["energy_j"] == pytest.approx(TRUTH["b"], rel=0.02)
+
+
+# carbonfast run under srun, and the history ---------------------------------------------
+
+
+def _srun_env(rank: int, local: int, **more: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCHER_VARS}
+    return {
+        **env,
+        "SLURM_JOB_ID": "77",
+        "SLURM_PROCID": str(rank),
+        "SLURM_STEP_NUM_TASKS": "2",
+        "SLURM_LOCALID": str(local),
+        "CARBONFAST_HOST_ID": "n1",
+        **more,
+    }
+
+
+def test_run_under_srun_tags_each_ranks_report_and_names_it_per_rank(tmp_path: Path) -> None:
+    fake = _tree(tmp_path / "sys")
+    bump = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+        "from tests.distributed_worker import add_joules; "
+        f"add_joules({str(fake.root)!r}, 'intel-rapl:0', 4.0)"
+    )
+    job_dir = tmp_path / "jobs"
+    job_dir.mkdir()
+    cli = [sys.executable, "-m", "carbonfast.cli", "run", "--no-history", "--json"]
+    for rank in (0, 1):
+        env = _srun_env(
+            rank,
+            rank,
+            CARBONFAST_POWERCAP_ROOT=str(fake.root),
+            CARBONFAST_JOB_DIR=str(job_dir),
+        )
+        out = subprocess.run(
+            [*cli, str(tmp_path / "run-{host}.json"), "--", sys.executable, "-c", bump],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+        assert f"job 77: rank {rank} of 2 on host n1; this report holds its own part" in out.stderr
+    first = json.loads((tmp_path / "run-n1.rank0.json").read_text())
+    second = json.loads((tmp_path / "run-n1.rank1.json").read_text())
+    assert (first["job_id"], first["rank"], first["world_size"], first["host"]) == (
+        "77",
+        0,
+        2,
+        "n1",
+    )
+    assert first["energy_j"] == pytest.approx(4.0)
+    # Rank 1 shares the host with rank 0, which measures it: its part is empty, and says why.
+    assert second["rank"] == 1 and second["energy_j"] is None and second["domains"] == {}
+    assert any("measures no domain" in n for n in second["notes"])
+    assert sorted(p.name for p in (job_dir / "77").iterdir()) == ["n1.rank0.json", "n1.rank1.json"]
+
+
+def test_run_with_a_job_dir_that_is_not_there_fails_before_the_command(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    env = _srun_env(0, 0, CARBONFAST_JOB_DIR=str(tmp_path / "absent"))
+    out = subprocess.run(
+        [sys.executable, "-m", "carbonfast.cli", "run", "--", "touch", str(marker)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "no such directory" in out.stderr
+    assert not marker.exists()
+
+
+def test_an_older_history_gains_the_job_columns_and_lists_a_job(tmp_path: Path) -> None:
+    import sqlite3
+
+    from carbonfast.report.history import History
+    from carbonfast.report.record import Record
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    # The runs table as histories made before distributed jobs have it.
+    old.executescript(
+        "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, label TEXT, "
+        "command TEXT, exit_code INTEGER, started_at TEXT NOT NULL, duration_s REAL NOT NULL, "
+        "energy_j REAL, energy_low_j REAL, energy_high_j REAL, estimated INTEGER NOT NULL, "
+        "emissions_kg REAL, intensity_g_per_kwh REAL, intensity_source TEXT, location TEXT, "
+        "pue REAL, host TEXT, pid INTEGER, carbonfast_version TEXT, trace_summary TEXT, "
+        "report TEXT NOT NULL);"
+    )
+    old.close()
+    history = History(path)
+    for rank, energy in ((0, 10.0), (1, None), (2, 7.0)):
+        history.add(
+            Record(
+                kind="run",
+                label="train",
+                started_at="2025-01-01T00:00:00+00:00",
+                duration_s=1.0,
+                energy_j=energy,
+                job_id="j9",
+                host="a" if rank < 2 else "b",
+                rank=rank,
+                world_size=4,
+            )
+        )
+    history.add(Record(kind="run", label="other", started_at="", duration_s=1.0, energy_j=1.0))
+    assert [r["rank"] for r in history.list(job="j9")] == [2, 1, 0]
+    from carbonfast.report.job import summarize
+
+    (group,) = summarize(history.job_records("j9"))
+    assert group.energy_j == pytest.approx(17.0)
+    assert group.missing_ranks == [3]
+    assert group.hosts["b"]["energy_j"] == pytest.approx(7.0)

@@ -16,9 +16,9 @@ engine (torch or MPI) the ranks tell each other their host, and the lowest rank 
 is elected; with the environment alone, the rank whose local rank is 0 is.
 
 A window closed on every rank of a job with an engine is gathered to rank 0 over the job's own
-engine (a gloo group of torch.distributed, or a duplicate of MPI's world communicator), with
-non-blocking messages polled until a deadline: a rank that is late or gone is named as
-missing, and no window waits longer than the timeout.
+engine (the key-value store torch.distributed rendezvoused on, or a duplicate of MPI's world
+communicator), with non-blocking messages polled until a deadline: a rank that is late or
+gone is named as missing, and no window waits longer than the timeout.
 """
 
 from __future__ import annotations
@@ -202,25 +202,37 @@ class Job:
             self._seq += 1
             seq = self._seq
         deadline = time.monotonic() + self.timeout_s
+        failed: str | None = None
         if self.rank != 0:
-            transport.post(0, _tag(seq), (seq, part.to_wire()))
+            try:
+                transport.post(0, seq, (seq, part.to_wire()))
+            except Exception as e:  # the engine failed: this rank's window is still its own
+                self._fail(f"rank 0 could not be sent this rank's part ({e})")
             return None
         arrived: dict[int, RankPart] = {self.rank: part}
         stray = 0
-        for source, payload in transport.collect(
-            _tag(seq), range(1, self.world_size), deadline
-        ).items():
-            got_seq, got = payload
+        try:
+            got = transport.collect(seq, range(1, self.world_size), deadline)
+        except Exception as e:
+            got, failed = {}, f"the gather failed ({type(e).__name__}: {e})"
+        for source, payload in got.items():
+            got_seq, wire = payload
             if got_seq == seq:
-                arrived[source] = RankPart.from_wire(got)
+                arrived[source] = RankPart.from_wire(wire)
             else:
                 stray += 1
         window = merge(self, arrived, m.label)
+        if failed:
+            window.notes.insert(0, failed)
         if stray:
             window.notes.append(
                 f"{stray} part(s) of an earlier window arrived late and were left out of it"
             )
         return window
+
+    def _fail(self, why: str) -> None:
+        if why not in self.notes:
+            self.notes.append(why)
 
     def __repr__(self) -> str:
         return (
@@ -229,14 +241,9 @@ class Job:
         )
 
 
-def _tag(seq: int) -> int:
-    # The tags of windows cycle (MPI guarantees tags up to 32767); a part that comes back
-    # round to the same tag is told apart by the sequence number it carries.
-    return 1 + seq % 30_000
-
-
-# The tags of the exchange that joins a job.
-_JOIN, _JOIN_REPLY = 30_001, 30_002
+# Messages are numbered: a window's by its sequence number on the meter (every rank closes
+# the same windows in the same order), the exchange that joins a job by these.
+_JOIN, _JOIN_REPLY = -1, -2
 
 
 def join(
@@ -376,6 +383,10 @@ def gpu_choice(
     )
 
 
+# Meters of torch.distributed jobs made in this process so far.
+_torch_meters = 0
+
+
 def _engine(launch: Launch | None, timeout_s: float) -> tuple[_Transport | None, list[str]]:
     """The job's own engine, where there is one: torch.distributed if the program initialised
     it, else MPI under an MPI launcher (where mpi4py is installed)."""
@@ -385,7 +396,10 @@ def _engine(launch: Launch | None, timeout_s: float) -> tuple[_Transport | None,
         if dist is not None and dist.is_available() and dist.is_initialized():
             if dist.get_world_size() <= 1:
                 return None, []
-            return _TorchTransport(dist, timeout_s), []
+            global _torch_meters
+            _torch_meters += 1
+            store = dist.distributed_c10d._get_default_store()
+            return _TorchTransport(store, dist.get_rank(), dist.get_world_size(), _torch_meters), []
     if "mpi4py.MPI" not in sys.modules and not any(v in os.environ for v in _MPI_MARKERS):
         return None, []
     import importlib.util
@@ -397,7 +411,10 @@ def _engine(launch: Launch | None, timeout_s: float) -> tuple[_Transport | None,
                 "rank's report holds its own part, tagged for merging by job"
             ]
         return None, []
-    from mpi4py import MPI
+    try:
+        from mpi4py import MPI
+    except (ImportError, RuntimeError) as e:  # no MPI library that mpi4py can load
+        return None, [f"MPI could not be used to gather windows (mpi4py: {e})"]
 
     world = MPI.COMM_WORLD
     if launch is not None and world.Get_size() != launch.world_size:
@@ -442,25 +459,30 @@ def _exchange(
 
 
 class _Transport:
-    """Non-blocking messages over the job's engine: `post` sends and returns at once;
-    `collect` receives from some ranks until a deadline, and returns what arrived."""
+    """Non-blocking messages over the job's engine: `post` sends message number `number` and
+    returns at once; `collect` receives message `number` from some ranks until a deadline,
+    and returns what arrived."""
 
     engine: EngineName
     rank: int
     size: int
 
-    def post(self, dest: int, tag: int, obj: object) -> None:
+    def post(self, dest: int, number: int, obj: object) -> None:
         raise NotImplementedError
 
-    def collect(self, tag: int, sources: Iterable[int], deadline: float) -> dict[int, Any]:
+    def collect(self, number: int, sources: Iterable[int], deadline: float) -> dict[int, Any]:
         raise NotImplementedError
 
 
 def _pause(started: float) -> None:
-    """Between polls: spin (yielding) for the first 2 ms, when the others are usually about to
-    arrive; then sleep a little longer each time, up to a millisecond."""
+    """Between polls: spin for the first 2 ms, when the others are usually about to arrive,
+    yielding the CPU (sched_yield: even a sleep of 0 costs the timer slack, some 50 µs, which
+    was most of rank 0's closing cost); then sleep a little longer each time, up to 1 ms."""
     waited = time.monotonic() - started
-    time.sleep(0 if waited < 0.002 else min(0.001, waited / 10))
+    if waited < 0.002:
+        os.sched_yield()
+    else:
+        time.sleep(min(0.001, waited / 10))
 
 
 class _MpiTransport(_Transport):
@@ -491,13 +513,20 @@ class _MpiTransport(_Transport):
             _pause(started)
         return cls(comm), ""
 
-    def post(self, dest: int, tag: int, obj: object) -> None:
+    @staticmethod
+    def _tag(number: int) -> int:
+        # Tags cycle (MPI guarantees tags up to 32767); a part that comes back round to the
+        # same tag is told apart by the sequence number it carries.
+        return 30_000 - number if number < 0 else 1 + number % 30_000
+
+    def post(self, dest: int, number: int, obj: object) -> None:
         self._pending = [r for r in self._pending if not r.Test()]
         if len(self._pending) >= _MAX_PENDING:
             self._pending = self._pending[1:]
-        self._pending.append(self._comm.isend(obj, dest=dest, tag=tag))
+        self._pending.append(self._comm.isend(obj, dest=dest, tag=self._tag(number)))
 
-    def collect(self, tag: int, sources: Iterable[int], deadline: float) -> dict[int, Any]:
+    def collect(self, number: int, sources: Iterable[int], deadline: float) -> dict[int, Any]:
+        tag = self._tag(number)
         wanted = set(sources)
         # What arrived earlier for this tag (a rank that ran ahead to its next window).
         early = self._early.pop(tag, {})
@@ -523,81 +552,59 @@ class _MpiTransport(_Transport):
 
 
 class _TorchTransport(_Transport):
-    """torch.distributed: a gloo group of its own (CPU tensors, whatever backend the program
-    uses), each message a size then its pickled bytes, sent with isend and received with
-    irecv, polled with is_completed."""
+    """torch.distributed: the key-value store the job rendezvoused on (TCPStore under
+    torchrun and env://), whatever backend the program uses. A message is one key, set by its
+    sender, with a counter per message that the receiver polls (one round trip per poll, not
+    one per rank); keys are deleted once read. A late part's key is left behind, and never
+    read: its message number is past."""
 
     engine: EngineName = "torch"
 
-    def __init__(self, dist: Any, timeout_s: float) -> None:
-        from datetime import timedelta
+    def __init__(self, store: Any, rank: int, size: int, instance: int) -> None:
+        self._store = store
+        # Each meter's keys have a prefix of their own: every rank makes its meters in the
+        # same order, so the n-th meter of each rank has the same one.
+        self._prefix = f"carbonfast/{instance}"
+        self.rank = rank
+        self.size = size
+        # Keys of parts that did not come in time: deleted when they do.
+        self._stale: list[str] = []
 
-        import torch
+    def _key(self, number: int, source: int, dest: int) -> str:
+        return f"{self._prefix}/{number}/{source}-{dest}"
 
-        self._torch = torch
-        self._dist = dist
-        # Made on every rank, in the same order, as torch requires of new groups.
-        self._group = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
-        self.rank = dist.get_rank()
-        self.size = dist.get_world_size()
-        self._pending: list[tuple[Any, ...]] = []
-        # Receives that timed out cannot be cancelled: they are kept, with their buffers,
-        # until the late part lands there and is dropped (its size first, then its bytes, so
-        # that the sender's sends complete too).
-        self._stale: list[tuple[Any, Any, int, int]] = []
+    def post(self, dest: int, number: int, obj: object) -> None:
+        self._store.set(self._key(number, self.rank, dest), pickle.dumps(obj))
+        self._store.add(f"{self._prefix}/{number}/to-{dest}", 1)
 
-    def post(self, dest: int, tag: int, obj: object) -> None:
-        torch, dist = self._torch, self._dist
-        data = pickle.dumps(obj)
-        size = torch.tensor([len(data)], dtype=torch.int64)
-        payload = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        works = (
-            dist.isend(size, dst=dest, group=self._group, tag=2 * tag),
-            dist.isend(payload, dst=dest, group=self._group, tag=2 * tag + 1),
-        )
-        self._pending = [p for p in self._pending if not all(w.is_completed() for w in p[0])]
-        if len(self._pending) >= _MAX_PENDING:
-            self._pending = self._pending[1:]
-        self._pending.append((works, size, payload))
-
-    def collect(self, tag: int, sources: Iterable[int], deadline: float) -> dict[int, Any]:
-        torch, dist = self._torch, self._dist
-        self._drain()
-        sizes = {}
-        for r in sources:
-            buf = torch.zeros(1, dtype=torch.int64)
-            sizes[r] = (dist.irecv(buf, src=r, group=self._group, tag=2 * tag), buf)
-        payloads: dict[int, tuple[Any, Any]] = {}
-        out: dict[int, Any] = {}
+    def collect(self, number: int, sources: Iterable[int], deadline: float) -> dict[int, Any]:
+        store = self._store
+        wanted = list(sources)
+        counter = f"{self._prefix}/{number}/to-{self.rank}"
         started = time.monotonic()
-        while True:
-            for r, (work, buf) in list(sizes.items()):
-                if work.is_completed():
-                    del sizes[r]
-                    data = torch.empty(int(buf[0]), dtype=torch.uint8)
-                    recv = dist.irecv(data, src=r, group=self._group, tag=2 * tag + 1)
-                    payloads[r] = (recv, data)
-            for r, (work, data) in list(payloads.items()):
-                if work.is_completed():
-                    del payloads[r]
-                    out[r] = pickle.loads(data.numpy().tobytes())
-            if not (sizes or payloads) or time.monotonic() > deadline:
-                self._stale += [(w, b, r, 2 * tag) for r, (w, b) in sizes.items()]
-                self._stale += [(w, b, r, 2 * tag + 1) for r, (w, b) in payloads.items()]
-                return out
+        while store.add(counter, 0) < len(wanted) and time.monotonic() <= deadline:
             _pause(started)
+        out: dict[int, Any] = {}
+        for source in wanted:
+            key = self._key(number, source, self.rank)
+            if store.check([key]):
+                out[source] = pickle.loads(store.get(key))
+                self._forget(key)
+            else:
+                self._stale.append(key)
+        self._forget(counter)
+        self._stale = [k for k in self._stale[-_MAX_PENDING:] if not self._forget_if_there(k)]
+        return out
 
-    def _drain(self) -> None:
-        """Takes the late parts that have arrived since, and drops them."""
-        keep = []
-        for work, buf, source, tag in self._stale:
-            if not work.is_completed():
-                keep.append((work, buf, source, tag))
-            elif tag % 2 == 0:  # a size: its bytes follow
-                data = self._torch.empty(int(buf[0]), dtype=self._torch.uint8)
-                recv = self._dist.irecv(data, src=source, group=self._group, tag=tag + 1)
-                keep.append((recv, data, source, tag + 1))
-        self._stale = keep
+    def _forget(self, key: str) -> bool:
+        # Not every store deletes keys (a FileStore may not): they are then left behind.
+        try:
+            return bool(self._store.delete_key(key))
+        except Exception:
+            return True
+
+    def _forget_if_there(self, key: str) -> bool:
+        return bool(self._store.check([key])) and self._forget(key)
 
 
 # Parts and the job's window -------------------------------------------------------------

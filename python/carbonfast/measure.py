@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -666,10 +667,10 @@ def _maybe_in_job() -> bool:
         _in_job = launch is not None and launch.world_size > 1
     if _in_job:
         return True
-    import sys
-
     torch = sys.modules.get("torch")
-    dist = getattr(torch, "distributed", None) if torch is not None else None
+    if torch is None:
+        return False
+    dist = getattr(torch, "distributed", None)
     return bool(dist is not None and dist.is_available() and dist.is_initialized())
 
 
@@ -1018,7 +1019,7 @@ class Meter:
             open_names = ", ".join(repr(n) for n in list(self._open)) or "none"
             raise ValueError(f"no open window named {name!r} (open: {open_names})")
         self._native.finish(m, keep)
-        if distributed is not False:
+        if self.job is not None and distributed is not False:
             _gather(m)
         return m
 

@@ -55,7 +55,10 @@ def format_summary(record: Record) -> str:
             tag = "  ESTIMATED"
         elif rng and rng[0] != rng[1]:
             tag = f"  range {_fmt_j(rng[0])} to {_fmt_j(rng[1])}"
-        if record.partial:
+        if record.missing_ranks:
+            missing = ", ".join(map(str, record.missing_ranks))
+            tag += f"  PARTIAL: rank(s) {missing} missing (see notes)"
+        elif record.partial:
             tag += "  PARTIAL: some counters unreadable (see notes)"
         lines.append(
             f"  total          {_fmt_j(record.energy_j):>14}   avg {record.power_w or 0:.2f} W{tag}"
