@@ -159,7 +159,9 @@ class SamplerStats:
 class Meter:
     def __new__(cls, config: Mapping[str, Any]) -> Meter:
         """`config`: every key of carbonfast.config's hardware and estimate settings, resolved,
-        with sample_hz and capacity (and optionally max_power_w)."""
+        with sample_hz and capacity (and optionally max_power_w; skip_host, which leaves out
+        the host's CPU and DRAM, measured or estimated; gpu_indices, the CUDA indices of the
+        GPUs to measure, None for all)."""
     def read(self) -> Snapshot: ...
     def open_window(self) -> Snapshot:
         """Reads the start of a window; the wrap guard runs until the matching close_window."""

@@ -70,6 +70,11 @@ _GROUPS = {
         "estimates",
         "where no counter is readable, energy is estimated from a power model",
     ),
+    "distributed": (
+        "distributed jobs",
+        "under torchrun, mpirun or srun: one rank per host measures the host, each rank its "
+        "own GPUs",
+    ),
     "carbon": (
         "carbon",
         "where the energy is drawn: an option beats the environment and config files, then the "
@@ -113,9 +118,12 @@ def _add_settings(p: argparse.ArgumentParser, default: Any = None) -> None:
 def _parser() -> argparse.ArgumentParser:
     from carbonfast import __version__
 
+    # No abbreviations at the top: it sees every option of the command line, and would take
+    # `history --job` for an ambiguous --job-id or --job-dir.
     p = argparse.ArgumentParser(
         prog="carbonfast",
         description="Measure the energy of code from hardware counters.",
+        allow_abbrev=False,
     )
     p.add_argument("--version", action="version", version=f"carbonfast {__version__}")
     _add_settings(p)
@@ -184,6 +192,20 @@ def _parser() -> argparse.ArgumentParser:
         help="only records of this kind (window: the label sums too)",
     )
     ph.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ph.add_argument(
+        "--job",
+        metavar="ID",
+        help="one distributed job across its hosts and ranks, added up (with job_dir set, "
+        "its parts there are merged first)",
+    )
+    ph.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="PATH",
+        default=[],
+        help="first import the job records of these job directories, JSON reports or other "
+        "histories (a record already here is not added twice)",
+    )
     ph.set_defaults(handler=_cmd_history)
 
     prep = sub.add_parser("report", parents=[common], help="show a recorded run; write it as HTML")
@@ -219,7 +241,15 @@ def _meter_args(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line, for Meter (the rest come from the layers)."""
     from carbonfast.config import SETTINGS
 
-    return {k: getattr(args, k) for k, s in SETTINGS.items() if s.group and hasattr(args, k)}
+    return {
+        k: getattr(args, k)
+        for k, s in SETTINGS.items()
+        if s.group and hasattr(args, k) and k not in _NOT_METER_SETTINGS
+    }
+
+
+# Settings with an option that are not the meter's: where `run` writes its report.
+_NOT_METER_SETTINGS = frozenset({"job_dir"})
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -245,6 +275,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise ValueError("run needs a command: carbonfast run [--json FILE] -- CMD [ARGS...]")
+    meter_args = _meter_args(args)
+    job = _run_job(meter_args)
+    args.job_part = _job_part_path(args, job)
+    _name_outputs_per_rank(args, job)
     _check_outputs(args)
     history = None if args.no_history else _usable_history(_history_path())
     # Signals meant for the command are blocked before any thread exists, so that every
@@ -255,7 +289,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     waited = (*_FORWARDED, signal.SIGCHLD)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     try:
-        meter = Meter(**_meter_args(args), sample_hz=args.sample_hz or None, history="off")
+        meter = Meter(
+            **meter_args,
+            distributed=job or False,
+            sample_hz=args.sample_hz or None,
+            history="off",
+        )
         return _run_measured(args, command, meter, history, old_mask)
     except BaseException as e:
         if not getattr(e, "started", False):
@@ -313,6 +352,9 @@ def _run_measured(
     if args.json:
         text = json.dumps(record.to_dict(), indent=2)
         _attempt(args.json, lambda: _write_atomically(args.json, text))
+    if args.job_part:
+        part = json.dumps(record.to_dict(), indent=2)
+        _attempt(args.job_part, lambda: _write_atomically(args.job_part, part))
     if args.csv:
         _attempt(args.csv, lambda: _append_csv(args, record, cpu_seconds))
     if args.html:
@@ -368,7 +410,83 @@ def _safe_report(
     record.exit_code = exit_code
     record.label = label
     record.cpu_seconds = cpu_seconds
+    job = getattr(getattr(m, "meter", None), "job", None)
+    if job is not None:
+        for key, value in job.tags().items():
+            setattr(record, key, value)
+        if not job.gathers:
+            from carbonfast.measure import _part_note
+
+            note = _part_note(job, closed=True)
+            if note not in record.notes:
+                record.notes = [*record.notes, *job.notes, note]
     return record
+
+
+def _run_job(meter_args: dict[str, Any]) -> Any:
+    """This run's place in a distributed job (None outside one), from the launcher's
+    environment alone: MPI and torch.distributed belong to the command, and carbonfast never
+    initialises them in its own process. The distributed settings are taken out of
+    `meter_args`."""
+    from carbonfast.config import DISTRIBUTED_KEYS, resolve
+    from carbonfast.distributed import join
+
+    given = {k: meter_args.pop(k, None) for k in DISTRIBUTED_KEYS}
+    if isinstance(given["gpus"], (tuple, list)):
+        given["gpus"] = ",".join(map(str, given["gpus"]))
+    s = resolve(DISTRIBUTED_KEYS, given)
+    return join(
+        s["distributed"],
+        host=s["host_id"],
+        job_id=s["job_id"],
+        gpus=s["gpus"],
+        timeout_s=s["distributed_timeout_s"],
+        engines=False,
+    )
+
+
+def _job_part_path(args: argparse.Namespace, job: Any) -> Path | None:
+    """Where this rank writes its report in the shared job directory (job_dir), if one is
+    set; the job's directory in it is made before the command starts."""
+    from carbonfast.config import resolve
+
+    job_dir = resolve(("job_dir",), {"job_dir": getattr(args, "job_dir", None)})["job_dir"]
+    if job_dir is None:
+        return None
+    if job is None:
+        _warn(f"job_dir {job_dir} is set, but this is not a rank of a job: nothing goes there")
+        return None
+    from carbonfast.report.job import part_path
+
+    path = part_path(job_dir, job.job_id, job.host, job.rank)
+    if not Path(job_dir).is_dir():
+        raise ValueError(f"job_dir {job_dir}: no such directory (it is shared by every rank)")
+    try:
+        path.parent.mkdir(exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"job_dir {job_dir}: cannot make {path.parent}: {e.strerror}") from None
+    return path
+
+
+def _name_outputs_per_rank(args: argparse.Namespace, job: Any) -> None:
+    """In a job, every rank runs this same command line: {rank}, {host} and {job_id} in the
+    --json and --html paths are replaced, and a path without {rank} gets `.rankN` before its
+    suffix, so that no rank's report replaces another's. The CSV is shared: its rows are
+    appended under a lock."""
+    if job is None:
+        return
+    for flag in ("json", "html"):
+        path = getattr(args, flag)
+        if path is None:
+            continue
+        text = str(path)
+        named = "{rank}" in text
+        for key, value in (("{rank}", job.rank), ("{host}", job.host), ("{job_id}", job.job_id)):
+            text = text.replace(key, str(value))
+        new = Path(text)
+        if not named and job.world_size > 1:
+            new = new.with_name(f"{new.stem}.rank{job.rank}{new.suffix}")
+        setattr(args, flag, new)
 
 
 def _attempt(what: str | os.PathLike[str], step: Callable[[], Any]) -> Any:
@@ -527,11 +645,15 @@ def _cmd_history(args: argparse.Namespace) -> int:
     from carbonfast.report.history import History
 
     path = _history_path(args.history)
+    if args.merge or args.job:
+        _merge_job_records(args, path)
     if not path or not Path(path).exists():
         print(f"carbonfast: no history yet at {path}", file=sys.stderr)
         if args.json:
             print("[]")
         return 0
+    if args.job:
+        return _show_job(args, History(path))
     rows = History(path).list(label=args.label, limit=args.limit, kind=args.kind)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -545,9 +667,66 @@ def _cmd_history(args: argparse.Namespace) -> int:
         label = r["label"] or ""
         if r.get("count") is not None:
             label = f"{label or '(no label)'} x{r['count']}"
+        if r.get("world_size") is not None:
+            part = "whole job" if r.get("whole_job") else f"rank {r['rank']} on {r['host']}"
+            label = f"{label}  [job {r['job_id']}: {part}]"
         print(
             f"{r['id']:>5}  {r['started_at'][:19]:<19}  {r['kind']:<7} {r['duration_s']:>9.3f} "
             f"{energy:>11} {grams:>10}  {label}"
+        )
+    return 0
+
+
+def _merge_job_records(args: argparse.Namespace, path: str | None) -> None:
+    """Imports the records of --merge PATH... and, for --job ID, of the job's directory in
+    job_dir, into the history."""
+    from carbonfast.config import resolve
+    from carbonfast.report.job import part_path, read_sources
+
+    sources = list(args.merge)
+    job_dir = resolve(("job_dir",), {"job_dir": getattr(args, "job_dir", None)})["job_dir"]
+    if args.job and job_dir:
+        directory = part_path(job_dir, args.job, "_", 0).parent
+        if directory.is_dir():
+            sources.append(str(directory))
+    if not sources:
+        return
+    if not path:
+        raise ValueError("--merge needs a history to merge into: set --history FILE")
+    from carbonfast.report.history import History
+
+    added = History(path).import_records(read_sources(sources, args.job))
+    print(f"carbonfast: {added} record(s) merged into {path}", file=sys.stderr)
+
+
+def _show_job(args: argparse.Namespace, history: Any) -> int:
+    from carbonfast.report.job import format_job, summarize
+
+    records = history.job_records(args.job)
+    groups = summarize(records)
+    if args.json:
+        out = {
+            "job_id": args.job,
+            "groups": [g.to_dict() for g in groups],
+            "records": [r.to_dict() for r in records],
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    if not records:
+        print(f"carbonfast: no record of job {args.job} in {history.path}", file=sys.stderr)
+        return 0
+    print(format_job(args.job, records, groups))
+    print(
+        f"{'id':>5}  {'started (UTC)':<19}  {'kind':<7} {'host':<12} {'rank':>4} {'J':>11}  label"
+    )
+    for r in records:
+        energy = "unknown" if r.energy_j is None else f"{r.energy_j:.4g}"
+        if r.estimated:
+            energy += "~"
+        whole = " (whole job)" if r.hosts is not None else ""
+        print(
+            f"{r.id:>5}  {r.started_at[:19]:<19}  {r.kind:<7} {r.host or '?':<12} "
+            f"{'' if r.rank is None else r.rank:>4} {energy:>11}  {r.label or ''}{whole}"
         )
     return 0
 

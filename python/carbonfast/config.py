@@ -123,6 +123,22 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _distributed(raw: str) -> bool | str:
+    low = raw.strip().lower()
+    return "auto" if low == "auto" else _flag(low)
+
+
+def _gpus(raw: str) -> tuple[int, ...] | str | None:
+    """ "auto" (decided from the job), "all" (None: every visible GPU) or CUDA indices."""
+    low = raw.strip().lower()
+    if low in ("auto", "all"):
+        return None if low == "all" else "auto"
+    indices = tuple(int(x) for x in low.split(","))
+    if not indices or min(indices) < 0:
+        raise ValueError
+    return indices
+
+
 class Setting:
     """One setting: its environment variable, parser, what it accepts (for errors), default,
     and its command-line option: `group` names the --help section it is listed in (None: no
@@ -305,6 +321,60 @@ SETTINGS: dict[str, Setting] = {
         metavar="FILE",
         help="NVML library (default: the driver's libnvidia-ml.so.1)",
     ),
+    # Distributed jobs (carbonfast.distributed): which rank measures what, and how long a
+    # window waits for the other ranks.
+    "distributed": Setting(
+        "CARBONFAST_DISTRIBUTED",
+        _distributed,
+        "auto, or one of " + ", ".join(_TRUE + _FALSE),
+        "auto",
+        group="distributed",
+        metavar="auto|on|off",
+        help="one rank per host measures the host, each rank its GPUs, windows gathered to "
+        "rank 0 (default: auto, in a job of several ranks)",
+    ),
+    "host_id": Setting(
+        "CARBONFAST_HOST_ID",
+        _text,
+        "a name for this host",
+        group="distributed",
+        metavar="NAME",
+        help="this host's identity in a job (default: the hostname)",
+    ),
+    "job_id": Setting(
+        "CARBONFAST_JOB_ID",
+        _text,
+        "a job id",
+        group="distributed",
+        metavar="ID",
+        help="the job's id (default: SLURM_JOB_ID, torchrun's or the MPI launcher's)",
+    ),
+    "gpus": Setting(
+        "CARBONFAST_GPUS",
+        _gpus,
+        "auto, all, or CUDA indices such as 0,1",
+        "auto",
+        group="distributed",
+        metavar="auto|all|I,J",
+        help="the GPUs this process measures (default: auto, in a job the ones its rank uses)",
+    ),
+    "distributed_timeout_s": Setting(
+        "CARBONFAST_DISTRIBUTED_TIMEOUT_S",
+        _up_to(86_400, _positive_float),
+        "seconds, 0 to 86400",
+        30.0,
+        group="distributed",
+        metavar="S",
+        help="how long closing a window waits for the other ranks (default: 30)",
+    ),
+    "job_dir": Setting(
+        "CARBONFAST_JOB_DIR",
+        _text,
+        "a directory",
+        group="distributed",
+        metavar="DIR",
+        help="a shared directory where each rank of a job writes its report",
+    ),
     # Where runs and windows are recorded. Default: the project's (see default_history).
     "history": Setting("CARBONFAST_HISTORY", _history, "a file path, or off"),
     # Carbon intensity: the place from the strongest layer wins; within one layer, the most
@@ -381,6 +451,13 @@ ESTIMATE_KEYS = (
     "ram_power_w",
     "proc_root",
     "cgroup_root",
+)
+DISTRIBUTED_KEYS = (
+    "distributed",
+    "host_id",
+    "job_id",
+    "gpus",
+    "distributed_timeout_s",
 )
 CARBON_KEYS = (
     "country",

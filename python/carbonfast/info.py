@@ -19,6 +19,8 @@ def info(powercap_root: str | os.PathLike[str] | None = None, **estimate: Any) -
     """
     from carbonfast import __version__
 
+    # Everything the machine has, whichever rank of a job asks: no election, nothing gathered.
+    estimate["distributed"] = False
     meter = Meter(powercap_root, **estimate)
     native = meter.native
     domains = {d.name: d for d in meter.domains}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -20,16 +21,18 @@ from carbonfast import _native
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, TypeVar, overload
+    from typing import Any, Literal, TypeVar, overload
 
     from carbonfast.carbon.intensity import Intensity
     from carbonfast.config import GpuEnergy, RaplSource, Scope
+    from carbonfast.distributed import HostPart, Job, JobWindow, RankPart
     from carbonfast.report.history import WindowRecorder
     from carbonfast.report.record import Record
     from carbonfast.trace import Trace
 
     F = TypeVar("F", bound=Callable[..., Any])
     Sync = str | Callable[[], object] | None
+    Distributed = bool | Literal["auto"] | None
 
 # Windows shorter than this span few RAPL counter updates (about one per millisecond), so their
 # energy is coarse; the measurement says so instead of presenting it as precise.
@@ -195,7 +198,13 @@ class Measurement(_native.MeasurementBase):
     def notes(self) -> list[str]:
         w = self._w()
         notes: list[str] = []
-        if w.total_j is None:
+        job = self._meter.job
+        if w.total_j is None and job is not None and not job.measures_host:
+            notes.append(
+                "this rank measures no domain: another rank of its host measures the host's "
+                "CPU and memory, and it uses no GPU it could measure"
+            )
+        elif w.total_j is None:
             notes.append(
                 "energy unknown (not zero): no energy counter is readable on this machine; "
                 "run `carbonfast info` for each missing counter and its fix"
@@ -263,6 +272,11 @@ class Measurement(_native.MeasurementBase):
         notes.extend(self._meter._problem_notes)
         return notes
 
+    def local(self) -> Measurement:
+        """What this process measured: the window itself (in a distributed job, this rank's
+        own part)."""
+        return self
+
     def record(self) -> Record:
         """This window as a Record: what every report and the history read."""
         from carbonfast.report.record import Record
@@ -281,6 +295,166 @@ class Measurement(_native.MeasurementBase):
             f"Measurement(label={self.label!r}, duration_s={self.duration_s:.6g}, "
             f"energy={energy}{state})"
         )
+
+
+class DistributedMeasurement(Measurement):
+    """A window of a distributed job (see carbonfast.distributed).
+
+    On rank 0, once the window is closed and the other ranks' parts gathered, its figures are
+    the job's: `energy_j` is the total over every host, `domains` are named "host/domain",
+    `hosts` and `ranks` break it down, and `missing` names the ranks whose part did not arrive
+    in time. On the other ranks (and where nothing can be gathered) they are the rank's own
+    part, and `hosts` and `ranks` are None. `local()` is always the rank's own part.
+    """
+
+    __slots__ = ("_job_window",)
+    _job_window: JobWindow | None
+
+    def _jw(self) -> JobWindow | None:
+        return getattr(self, "_job_window", None)
+
+    @property
+    def job(self) -> Job | None:
+        return self._meter.job
+
+    @property
+    def job_window(self) -> JobWindow | None:
+        """The job's window, on rank 0 once closed; else None."""
+        return self._jw()
+
+    @property
+    def hosts(self) -> dict[str, HostPart] | None:
+        jw = self._jw()
+        return None if jw is None else jw.hosts
+
+    @property
+    def ranks(self) -> dict[int, RankPart] | None:
+        jw = self._jw()
+        return None if jw is None else jw.ranks
+
+    @property
+    def missing(self) -> list[int]:
+        """The ranks whose part did not arrive before the timeout (rank 0 only)."""
+        jw = self._jw()
+        return [] if jw is None else jw.missing
+
+    def local(self) -> Measurement:
+        own = Measurement(self.label, self._meter, self._start)
+        own._end = self._end
+        own._window = self._window
+        own._intensity = self._intensity
+        return own
+
+    @property
+    def duration_s(self) -> float:
+        jw = self._jw()
+        return super().duration_s if jw is None else jw.duration_s
+
+    @property
+    def energy_j(self) -> float | None:
+        jw = self._jw()
+        return super().energy_j if jw is None else jw.energy_j
+
+    @property
+    def domains(self) -> dict[str, float]:
+        jw = self._jw()
+        if jw is None:
+            return super().domains
+        return {name: d.energy_j for name, d in jw.domains.items()}
+
+    @property
+    def interpolated(self) -> list[str]:
+        jw = self._jw()
+        if jw is None:
+            return super().interpolated
+        return [name for name, d in jw.domains.items() if d.interpolated]
+
+    @property
+    def domain_kinds(self) -> dict[str, str]:
+        jw = self._jw()
+        if jw is None:
+            return super().domain_kinds
+        return {name: d.kind for name, d in jw.domains.items()}
+
+    @property
+    def energy_range_j(self) -> tuple[float, float] | None:
+        jw = self._jw()
+        if jw is None:
+            return super().energy_range_j
+        if jw.energy_range_j is None and jw.energy_j is not None:
+            return (jw.energy_j, jw.energy_j)
+        return jw.energy_range_j
+
+    @property
+    def power_w(self) -> float | None:
+        jw = self._jw()
+        if jw is None:
+            return super().power_w
+        if jw.energy_j is None or jw.duration_s <= 0:
+            return None
+        return jw.energy_j / jw.duration_s
+
+    @property
+    def total_domains(self) -> list[str]:
+        jw = self._jw()
+        if jw is None:
+            return super().total_domains
+        return [name for name, d in jw.domains.items() if d.in_total]
+
+    @property
+    def estimated(self) -> bool:
+        jw = self._jw()
+        return super().estimated if jw is None else jw.estimated
+
+    @property
+    def notes(self) -> list[str]:
+        jw = self._jw()
+        job = self._meter.job
+        if jw is not None:
+            return [*jw.notes, *(job.notes if job is not None else ())]
+        notes = super().notes
+        if job is not None:
+            notes.extend(job.notes)
+            notes.append(_part_note(job, self.closed))
+        return notes
+
+    def record(self) -> Record:
+        """On rank 0, the job's window with its hosts and ranks; elsewhere this rank's own
+        part; both tagged with the job, host, rank and world size."""
+        from carbonfast.report.record import Record
+
+        jw = self._jw()
+        if jw is None:
+            record = Record.from_measurement(self.local())
+            record.notes = self.notes
+            return record
+        return Record.from_job(self, jw)
+
+    def __repr__(self) -> str:
+        jw = self._jw()
+        if jw is None:
+            return super().__repr__()
+        energy = "unknown" if jw.energy_j is None else f"{jw.energy_j:.6g} J"
+        missing = f", missing ranks {jw.missing}" if jw.missing else ""
+        return (
+            f"DistributedMeasurement(label={self.label!r}, job={jw.job_id!r}, "
+            f"hosts={len(jw.hosts)}, ranks={jw.world_size}, energy={energy}{missing})"
+        )
+
+
+def _part_note(job: Job, closed: bool) -> str:
+    what = "its host's CPU and memory and its GPUs" if job.measures_host else "its GPUs"
+    where = f"rank {job.rank} of {job.world_size} in job {job.job_id or '(no id)'}"
+    if job.gathers and job.rank != 0:
+        rest = "the job's total is on rank 0"
+    elif job.gathers and not closed:
+        rest = "the job's total comes when the window closes"
+    else:
+        rest = (
+            "nothing is gathered (no torch.distributed or MPI): merge the ranks' reports by "
+            f"job (carbonfast history --job {job.job_id or 'ID'})"
+        )
+    return f"{where}, on host {job.host}: this is its own part ({what}); {rest}"
 
 
 class CallStats:
@@ -314,7 +488,10 @@ class CallStats:
         self._fold(fold)
 
     def _fold(self, ms: list[Measurement]) -> None:
-        energies = [m._w().total_j for m in ms]
+        # On rank 0 of a job, a gathered call counts the whole job's energy.
+        energies = [
+            m.energy_j if isinstance(m, DistributedMeasurement) else m._w().total_j for m in ms
+        ]
         with self._lock:
             for e in energies:
                 if e is not None:
@@ -370,14 +547,17 @@ class Window(_native.WindowBase):
         sync = self._sync
         keep = self._keep
         stats = CallStats()
+        gathered = isinstance(self, _JobWindow)
+        meter_of = _default_distributed_meter if self._is_forced() else default_meter
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            meter = fixed_meter or default_meter()
+            meter = fixed_meter or meter_of()
             native = meter._native
             if sync is not None:
                 sync()
-            m = Measurement(label, meter, native.open_window())
+            cls = DistributedMeasurement if gathered else Measurement
+            m = cls(label, meter, native.open_window())
             try:
                 return func(*args, **kwargs)
             finally:
@@ -386,21 +566,124 @@ class Window(_native.WindowBase):
                         sync()
                 finally:  # a sync that fails still closes the window
                     native.finish(m, keep)
+                    if gathered:
+                        _gather(m)
                     stats.record(m)
 
         wrapper.energy = stats  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
+    def _is_forced(self) -> bool:
+        return False
 
-def _window(label: str | None, meter: Meter | None, sync: Sync, keep: bool = False) -> Window:
-    return Window(label, meter, _resolve_sync(sync), Measurement, default_meter, keep)
+
+class _JobWindow(Window):
+    """A window whose close is gathered to rank 0 when its meter belongs to a job with an
+    engine. Entered and exited natively, as any window; the gather follows the exit."""
+
+    __slots__ = ("_open_here",)
+    _open_here: dict[int, list[Measurement]]
+
+    def __enter__(self) -> Any:
+        m = super().__enter__()
+        opened = getattr(self, "_open_here", None)
+        if opened is None:
+            opened = self._open_here = {}
+        opened.setdefault(threading.get_ident(), []).append(m)
+        return m
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> Literal[False]:
+        stack = getattr(self, "_open_here", {}).get(threading.get_ident())
+        super().__exit__(kind, value, traceback)
+        if stack:
+            _gather(stack.pop())
+        return False
+
+
+def _gather(m: Measurement) -> None:
+    """After the window `m` closed: gathers it to rank 0, where its meter has a job that can."""
+    job = m.meter.job
+    if job is not None and job.gathers and isinstance(m, DistributedMeasurement):
+        m._job_window = job.close(m)
+
+
+class _ForcedJobWindow(_JobWindow):
+    """distributed=True without a meter: the default distributed meter's window."""
+
+    __slots__ = ()
+
+    def _is_forced(self) -> bool:
+        return True
+
+
+def _window(
+    label: str | None,
+    meter: Meter | None,
+    sync: Sync,
+    keep: bool = False,
+    distributed: bool | str | None = None,
+) -> Window:
+    """A window; one gathered to rank 0 where it may belong to a distributed job."""
+    resolved = _resolve_sync(sync)
+    if distributed is None or distributed == "auto":
+        if meter is not None and meter.job is None:
+            return Window(label, meter, resolved, Measurement, default_meter, keep)
+        if meter is None and not _maybe_in_job():
+            return Window(label, meter, resolved, Measurement, default_meter, keep)
+        return _JobWindow(label, meter, resolved, DistributedMeasurement, default_meter, keep)
+    if distributed is False:
+        return Window(label, meter, resolved, Measurement, default_meter, keep)
+    if distributed is not True:
+        raise ValueError(
+            f"distributed={distributed!r} is not valid; expected 'auto', True or False"
+        )
+    if meter is None:
+        return _ForcedJobWindow(
+            label, None, resolved, DistributedMeasurement, _default_distributed_meter, keep
+        )
+    if meter.job is None:
+        raise ValueError(
+            "distributed=True, but this meter is not distributed: create it with "
+            "cf.Meter(distributed=True), or leave meter out"
+        )
+    return _JobWindow(label, meter, resolved, DistributedMeasurement, default_meter, keep)
+
+
+_in_job: bool | None = None
+
+
+def _maybe_in_job() -> bool:
+    """Whether this process may be a rank of a job: a launcher's environment (looked at once),
+    or torch.distributed initialised. Outside jobs, windows on the default meter stay the
+    plain native ones."""
+    global _in_job
+    if _in_job is None:
+        from carbonfast.distributed import launch_from_environment
+
+        try:
+            launch = launch_from_environment()
+        except ValueError:
+            launch = None
+        _in_job = launch is not None and launch.world_size > 1
+    if _in_job:
+        return True
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    dist = getattr(torch, "distributed", None)
+    return bool(dist is not None and dist.is_available() and dist.is_initialized())
 
 
 if TYPE_CHECKING:
 
     @overload
     def measure(
-        label: F, *, meter: Meter | None = None, sync: Sync = None, keep: bool = False
+        label: F,
+        *,
+        meter: Meter | None = None,
+        sync: Sync = None,
+        keep: bool = False,
+        distributed: Distributed = None,
     ) -> F: ...
     @overload
     def measure(
@@ -409,11 +692,17 @@ if TYPE_CHECKING:
         meter: Meter | None = None,
         sync: Sync = None,
         keep: bool = False,
+        distributed: Distributed = None,
     ) -> Window: ...
 
 
 def measure(
-    label: Any = None, *, meter: Meter | None = None, sync: Sync = None, keep: bool = False
+    label: Any = None,
+    *,
+    meter: Meter | None = None,
+    sync: Sync = None,
+    keep: bool = False,
+    distributed: Distributed = None,
 ) -> Any:
     """Measure a block (`with cf.measure("step") as m:`) or every call of a function.
 
@@ -425,10 +714,16 @@ def measure(
 
     The history adds windows up per label (count, energy, time, min, max); `keep=True` stores
     each of them as a record of its own instead.
+
+    In a distributed job (see `Meter`), the window is gathered to rank 0 when it closes, on a
+    meter that belongs to the job (by default, where one is found): every rank must close the
+    same windows in the same order. `distributed=False` keeps a window to this rank alone (its
+    own part); `distributed=True` makes it a job's window even where no launcher is found (a
+    job of one rank).
     """
     if callable(label):
-        return _window(None, meter, sync, keep)(label)
-    return _window(label, meter, sync, keep)
+        return _window(None, meter, sync, keep, distributed)(label)
+    return _window(label, meter, sync, keep, distributed)
 
 
 if TYPE_CHECKING:
@@ -441,6 +736,7 @@ if TYPE_CHECKING:
         meter: Meter | None = None,
         sync: Sync = None,
         keep: bool = False,
+        distributed: Distributed = None,
     ) -> F: ...
     @overload
     def track(
@@ -450,6 +746,7 @@ if TYPE_CHECKING:
         meter: Meter | None = None,
         sync: Sync = None,
         keep: bool = False,
+        distributed: Distributed = None,
     ) -> Callable[[F], F]: ...
 
 
@@ -460,9 +757,11 @@ def track(
     meter: Meter | None = None,
     sync: Sync = None,
     keep: bool = False,
+    distributed: Distributed = None,
 ) -> Any:
-    """Decorator: measure every call of `func`; totals in `func.energy` (a CallStats)."""
-    window = _window(label, meter, sync, keep)
+    """Decorator: measure every call of `func`; totals in `func.energy` (a CallStats).
+    `distributed` as for `measure`."""
+    window = _window(label, meter, sync, keep, distributed)
     return window(func) if func is not None else window
 
 
@@ -508,6 +807,17 @@ class Meter:
     CARBONFAST_CPU_TDP_W), `cpu_threads` (CARBONFAST_CPU_THREADS), `ram_gb`
     (CARBONFAST_RAM_GB), or fixed powers `cpu_power_w` / `ram_power_w`
     (CARBONFAST_CPU_POWER_W, CARBONFAST_RAM_POWER_W).
+
+    In a distributed job (`distributed`, CARBONFAST_DISTRIBUTED: "auto" by default, a job of
+    more than one rank under torch.distributed, MPI, torchrun or srun; True; False), this
+    meter measures this rank's share and nothing twice: the host's CPU packages and DRAM (or
+    their estimates) only on the rank elected for its host, and only the GPUs this rank uses
+    (`gpus`, CARBONFAST_GPUS). `host_id` (CARBONFAST_HOST_ID) names the host (default: the
+    hostname), `job_id` (CARBONFAST_JOB_ID) the job. Creating it is a collective step where
+    the job has an engine (torch.distributed or MPI): every rank creates its meter, after the
+    engine is initialised. Its windows are then gathered to rank 0 when they close, waiting
+    no longer than `distributed_timeout_s` (CARBONFAST_DISTRIBUTED_TIMEOUT_S). See
+    carbonfast.distributed; `meter.job` is this rank's place in the job (None outside one).
     """
 
     def __init__(
@@ -538,12 +848,24 @@ class Meter:
         cloud: str | None = None,
         intensity: float | None = None,
         pue: float | None = None,
+        distributed: bool | str | Job | None = None,
+        host_id: str | None = None,
+        job_id: str | None = None,
+        gpus: str | tuple[int, ...] | list[int] | None = None,
+        distributed_timeout_s: float | None = None,
     ) -> None:
         # Loaded before the counters' files are opened: a process short of descriptors can
         # still make its records.
         import carbonfast.report.record  # noqa: F401
         from carbonfast.carbon import Carbon
-        from carbonfast.config import CARBON_KEYS, ESTIMATE_KEYS, HARDWARE_KEYS, resolve
+        from carbonfast.config import (
+            CARBON_KEYS,
+            DISTRIBUTED_KEYS,
+            ESTIMATE_KEYS,
+            HARDWARE_KEYS,
+            resolve,
+        )
+        from carbonfast.distributed import Job, join
 
         self.carbon = Carbon(
             resolve(
@@ -586,7 +908,37 @@ class Meter:
                 f"capacity={capacity!r} is not valid; expected 1 to {MAX_CAPACITY} samples "
                 "(the ring is allocated up front)"
             )
-        self._native = _native.Meter({**settings, "sample_hz": sample_hz, "capacity": capacity})
+        given_job = distributed if isinstance(distributed, Job) else None
+        job_settings = resolve(
+            DISTRIBUTED_KEYS,
+            {
+                "distributed": None if given_job is not None else distributed,
+                "host_id": host_id,
+                "job_id": job_id,
+                "gpus": ",".join(map(str, gpus)) if isinstance(gpus, (tuple, list)) else gpus,
+                "distributed_timeout_s": distributed_timeout_s,
+            },
+        )
+        job = given_job or join(
+            job_settings["distributed"],
+            host=job_settings["host_id"],
+            job_id=job_settings["job_id"],
+            gpus=job_settings["gpus"],
+            timeout_s=job_settings["distributed_timeout_s"],
+        )
+        self.job: Job | None = job
+        """This rank's place in a distributed job (carbonfast.distributed.Job); None outside
+        one."""
+        gpu_indices = job.gpu_indices if job is not None else job_settings["gpus"]
+        self._native = _native.Meter(
+            {
+                **settings,
+                "sample_hz": sample_hz,
+                "capacity": capacity,
+                "skip_host": job is not None and not job.measures_host,
+                "gpu_indices": None if gpu_indices == "auto" else gpu_indices,
+            }
+        )
         self.domains: list[_native.DomainInfo] = self._native.domains
         self.domain_names: list[str] = [d.name for d in self.domains]
         self.estimated = any(d.estimated and d.counts_in_total for d in self.domains)
@@ -633,10 +985,16 @@ class Meter:
     def read(self) -> _native.Snapshot:
         return self._native.read()
 
-    def measure(self, label: str | None = None, sync: Sync = None, keep: bool = False) -> Window:
-        if sync is None:  # the common case, without a call to resolve it
+    def measure(
+        self,
+        label: str | None = None,
+        sync: Sync = None,
+        keep: bool = False,
+        distributed: Distributed = None,
+    ) -> Window:
+        if sync is None and distributed is None and self.job is None:  # the common case
             return Window(label, self, None, Measurement, default_meter, keep)
-        return _window(label, self, sync, keep)
+        return _window(label, self, sync, keep, distributed)
 
     def begin(self, name: str) -> None:
         """Opens the window `name`. Raises ValueError if a window of that name is open."""
@@ -644,20 +1002,25 @@ class Meter:
             raise ValueError(
                 f"window {name!r} is already open on this meter; end it first or use another name"
             )
-        m = Measurement(name, self, self._native.open_window())
+        cls = Measurement if self.job is None else DistributedMeasurement
+        m = cls(name, self, self._native.open_window())
         # setdefault is atomic: of two threads opening the same name, one wins.
         if self._open.setdefault(name, m) is not m:
             self._native.close_window()
             raise ValueError(f"window {name!r} was opened by another thread meanwhile")
 
-    def end(self, name: str, keep: bool = False) -> Measurement:
+    def end(self, name: str, keep: bool = False, distributed: bool | None = None) -> Measurement:
         """Closes the window `name` and returns its Measurement. The history adds it to its
-        label's sums, or, with `keep=True`, stores it as a record of its own."""
+        label's sums, or, with `keep=True`, stores it as a record of its own. On a meter of a
+        distributed job the window is gathered to rank 0 (every rank must end it), unless
+        `distributed=False`."""
         m = self._open.pop(name, None)  # atomic: a window is ended once
         if m is None:
             open_names = ", ".join(repr(n) for n in list(self._open)) or "none"
             raise ValueError(f"no open window named {name!r} (open: {open_names})")
         self._native.finish(m, keep)
+        if self.job is not None and distributed is not False:
+            _gather(m)
         return m
 
     def trace(self) -> Trace:
@@ -679,7 +1042,8 @@ class Meter:
         return list(self._open)
 
     def __repr__(self) -> str:
-        return f"Meter(domains={self.domain_names})"
+        job = "" if self.job is None else f", job={self.job!r}"
+        return f"Meter(domains={self.domain_names}{job})"
 
 
 def _problem_notes(native: _native.Meter) -> list[str]:
@@ -730,10 +1094,29 @@ def default_meter() -> Meter:
     return _default
 
 
+_default_distributed: Meter | None = None
+
+
+def _default_distributed_meter() -> Meter:
+    """The meter of `measure(..., distributed=True)` without a meter: the default meter where
+    it belongs to a job, else one made with distributed=True (a job of one rank at least)."""
+    global _default_distributed
+    meter = default_meter()
+    if meter.job is not None:
+        return meter
+    if _default_distributed is None:
+        with _default_lock:
+            if _default_distributed is None:
+                _default_distributed = Meter(distributed=True)
+    return _default_distributed
+
+
 def _reset_default_meter() -> None:
-    global _default
+    global _default, _default_distributed, _in_job
     with _default_lock:
         _default = None
+        _default_distributed = None
+        _in_job = None
 
 
 def _before_fork() -> None:

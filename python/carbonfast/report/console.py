@@ -18,6 +18,20 @@ def format_summary(record: Record) -> str:
     emissions, advice; a benchmark's variants."""
     ended = "" if record.exit_code is None else f", exit code {record.exit_code}"
     lines = [f"carbonfast: `{record.title}` ran {record.duration_s:.3f} s{ended}"]
+    if record.world_size is not None:
+        whole = "the whole job" if record.hosts is not None else "its own part"
+        lines.append(
+            f"  job {record.job_id or '(no id)'}: rank {record.rank} of {record.world_size} on "
+            f"host {record.host}; this report holds {whole}"
+        )
+    for host, h in (record.hosts or {}).items():
+        energy = "unknown" if h.get("energy_j") is None else _fmt_j(h["energy_j"])
+        missing = h.get("missing_ranks") or []
+        lost = f", MISSING rank(s) {', '.join(map(str, missing))}" if missing else ""
+        lines.append(
+            f"  host {host:<9} {energy:>14}  ranks {', '.join(map(str, h.get('ranks', [])))}, "
+            f"CPU and memory by rank {h.get('measured_by')}{lost}"
+        )
     for name, d in record.domains.items():
         rng = d.energy_range_j
         if d.estimated and rng:
@@ -41,7 +55,10 @@ def format_summary(record: Record) -> str:
             tag = "  ESTIMATED"
         elif rng and rng[0] != rng[1]:
             tag = f"  range {_fmt_j(rng[0])} to {_fmt_j(rng[1])}"
-        if record.partial:
+        if record.missing_ranks:
+            missing = ", ".join(map(str, record.missing_ranks))
+            tag += f"  PARTIAL: rank(s) {missing} missing (see notes)"
+        elif record.partial:
             tag += "  PARTIAL: some counters unreadable (see notes)"
         lines.append(
             f"  total          {_fmt_j(record.energy_j):>14}   avg {record.power_w or 0:.2f} W{tag}"

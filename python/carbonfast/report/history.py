@@ -58,7 +58,11 @@ CREATE TABLE IF NOT EXISTS runs (
     pid INTEGER,
     carbonfast_version TEXT,
     trace_summary TEXT,
-    report TEXT NOT NULL
+    report TEXT NOT NULL,
+    job_id TEXT,
+    rank INTEGER,
+    world_size INTEGER,
+    whole_job INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_label ON runs (label);
 CREATE TABLE IF NOT EXISTS domains (
@@ -74,6 +78,15 @@ CREATE TABLE IF NOT EXISTS traces (
     data TEXT NOT NULL
 );
 """
+
+
+# A distributed job's tags, as columns (see Record).
+_JOB_COLUMNS = (
+    ("job_id", "TEXT"),
+    ("rank", "INTEGER"),
+    ("world_size", "INTEGER"),
+    ("whole_job", "INTEGER"),
+)
 
 
 class History:
@@ -98,6 +111,13 @@ class History:
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._db:
             self._db.executescript(_SCHEMA)
+            # Histories made before distributed jobs gain their columns: added, nullable, so
+            # that an older carbonfast still reads and writes the file.
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(runs)")}
+            for column, kind in _JOB_COLUMNS:
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+            self._db.execute("CREATE INDEX IF NOT EXISTS runs_job ON runs (job_id)")
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self._db.execute(
@@ -133,8 +153,8 @@ class History:
                     "INSERT INTO runs (kind, label, command, exit_code, started_at, duration_s, "
                     "energy_j, energy_low_j, energy_high_j, estimated, emissions_kg, "
                     "intensity_g_per_kwh, intensity_source, location, pue, host, pid, "
-                    "carbonfast_version, trace_summary, report) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "carbonfast_version, trace_summary, report, job_id, rank, world_size, "
+                    f"whole_job) VALUES ({', '.join('?' * 24)})",
                     (
                         kind,
                         report.get("label") or (" ".join(command) if command else None),
@@ -151,11 +171,15 @@ class History:
                         report.get("intensity_source"),
                         report.get("location"),
                         report.get("pue"),
-                        socket.gethostname(),
+                        record.host or socket.gethostname(),
                         os.getpid(),
                         report.get("carbonfast_version") or _version(),
                         json.dumps(trace_summary(trace)) if trace else None,
                         json.dumps(report),
+                        record.job_id,
+                        record.rank,
+                        record.world_size,
+                        None if record.world_size is None else int(record.hosts is not None),
                     ),
                 )
                 assert cur.lastrowid is not None  # set by the INSERT
@@ -222,16 +246,53 @@ class History:
             )
             return cur.rowcount
 
+    def import_records(self, records: list[Record]) -> int:
+        """Adds the records not already here (the same job, host, rank, kind, label and start
+        time); returns how many were added. Merging the same source twice adds nothing."""
+        new: list[tuple[Record, dict | None]] = []
+        with self._lock:
+            for record in records:
+                seen = self._db.execute(
+                    "SELECT 1 FROM runs WHERE kind = ? AND label IS ? AND started_at = ? "
+                    "AND job_id IS ? AND rank IS ? AND host IS ?",
+                    (
+                        record.kind,
+                        record.label,
+                        record.started_at,
+                        record.job_id,
+                        record.rank,
+                        record.host,
+                    ),
+                ).fetchone()
+                if seen is None:
+                    new.append((record, None))
+        if new:
+            self.add_many(new)
+        return len(new)
+
+    def job_records(self, job: str | None = None) -> list[Record]:
+        """Every record of the job `job` (None: of any job), oldest first."""
+        with self._lock:
+            return job_records(self._db, job)
+
     def list(
-        self, label: str | None = None, limit: int = 50, kind: str | None = None
+        self,
+        label: str | None = None,
+        limit: int = 50,
+        kind: str | None = None,
+        job: str | None = None,
     ) -> list[dict[str, Any]]:
         """The newest records first; `label` filters by substring, `kind` by kind ("window"
-        takes the label sums too)."""
+        takes the label sums too), `job` by job id. Records of a job carry its id, host, rank
+        and world size."""
         sql = (
             "SELECT id, kind, label, started_at, duration_s, energy_j, estimated, emissions_kg, "
-            "location, exit_code FROM runs"
+            "location, exit_code, job_id, host, rank, world_size, whole_job FROM runs"
         )
         where, args = [], []
+        if job is not None:
+            where.append("job_id = ?")
+            args.append(job)
         if label:
             where.append("label LIKE ?")
             args.append(f"%{label}%")
@@ -261,11 +322,22 @@ class History:
             "emissions_kg",
             "location",
             "exit_code",
+            "job_id",
+            "host",
+            "rank",
+            "world_size",
+            "whole_job",
         ]
         out = [dict(zip(keys, r, strict=True)) for r in rows]
         for r in out:
             if r["kind"] == SUMS:
                 r["count"] = counts.get(r["id"])
+            whole = r.pop("whole_job")
+            if r["world_size"] is None:
+                for k in ("job_id", "rank", "world_size"):
+                    del r[k]
+            else:
+                r["whole_job"] = bool(whole)
         return out
 
     def get(self, run_id: int) -> tuple[Record, dict | None]:
@@ -291,6 +363,24 @@ class History:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def job_records(db: sqlite3.Connection, job: str | None) -> list[Record]:
+    """The records of one job (None: of every job) in the history `db`, oldest first."""
+    from carbonfast.report.record import KINDS, Record
+
+    if job is None:
+        sql = "SELECT id, report, kind FROM runs WHERE job_id IS NOT NULL"
+        args: tuple[str, ...] = ()
+    else:
+        sql = "SELECT id, report, kind FROM runs WHERE job_id = ?"
+        args = (job,)
+    out = []
+    for run_id, report, kind in db.execute(sql + " ORDER BY id", args).fetchall():
+        record = Record.from_dict(json.loads(report), kind=kind if kind in KINDS else None)
+        record.id = run_id
+        out.append(record)
+    return out
 
 
 def trace_summary(trace: dict) -> dict[str, Any]:

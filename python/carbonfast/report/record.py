@@ -77,6 +77,16 @@ class Record:
     bench: dict[str, Any] | None = None
     # For "windows": count, min/mean/max energy, first and last time.
     sums: dict[str, Any] | None = None
+    # In a distributed job: its id, and the host, rank and world size of the rank that made
+    # the record. A rank's record holds its own part; rank 0's record of a gathered window
+    # holds the whole job, broken down by host and by rank, and names the missing ranks.
+    job_id: str | None = None
+    host: str | None = None
+    rank: int | None = None
+    world_size: int | None = None
+    hosts: dict[str, dict[str, Any]] | None = None
+    ranks: list[dict[str, Any]] | None = None
+    missing_ranks: list[int] | None = None
     carbonfast_version: str = ""
     id: int | None = None
 
@@ -121,7 +131,9 @@ class Record:
 
     @classmethod
     def from_measurement(cls, m: Any, kind: Kind = "window", *, notes: bool = True) -> Record:
-        """The record of a Measurement (open windows run up to now)."""
+        """The record of a Measurement (open windows run up to now); in a distributed job, of
+        this rank's own part, tagged with the job."""
+        m = m.local()
         w = m.window()
         meter = m.meter
         in_total = set(m.total_domains)
@@ -140,7 +152,9 @@ class Record:
             )
         }
         it = m.intensity
+        job = meter.job
         return cls(
+            **(job.tags() if job is not None else {}),
             kind=kind,
             label=m.label,
             started_at=m.started_at,
@@ -159,6 +173,38 @@ class Record:
             pue=m.pue,
             domains=domains,
             notes=m.notes if notes else [],
+        )
+
+    @classmethod
+    def from_job(cls, m: Any, jw: Any, kind: Kind = "window") -> Record:
+        """Rank 0's record of a gathered window (`jw`, a carbonfast.distributed.JobWindow):
+        the job's total, its domains named "host/domain", the breakdowns by host and by rank,
+        and the ranks that are missing."""
+        it = m.intensity
+        job = m.meter.job
+        return cls(
+            **job.tags(),
+            kind=kind,
+            label=m.label,
+            started_at=m.started_at,
+            duration_s=jw.duration_s,
+            energy_j=jw.energy_j,
+            energy_range_j=jw.energy_range_j,
+            estimated=jw.estimated,
+            partial=jw.partial,
+            emissions_kg=m.emissions_kg,
+            emissions_range_kg=m.emissions_range_kg,
+            intensity_g_per_kwh=it.g_per_kwh,
+            intensity_source=it.source,
+            intensity_label=it.label,
+            location=it.location,
+            country=it.country,
+            pue=m.pue,
+            domains=dict(jw.domains),
+            notes=m.notes,
+            hosts={h: hp.to_dict() for h, hp in jw.hosts.items()},
+            ranks=jw.ranks_list(),
+            missing_ranks=list(jw.missing),
         )
 
     @classmethod
@@ -262,6 +308,15 @@ class Record:
             out["bench"] = self.bench
         if self.sums is not None:
             out["sums"] = self.sums
+        if self.world_size is not None:
+            out["job_id"] = self.job_id
+            out["host"] = self.host
+            out["rank"] = self.rank
+            out["world_size"] = self.world_size
+        if self.hosts is not None:
+            out["hosts"] = self.hosts
+            out["ranks"] = self.ranks
+            out["missing_ranks"] = self.missing_ranks or []
         if self.id is not None:
             out["id"] = self.id
         return out

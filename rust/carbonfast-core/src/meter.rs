@@ -97,6 +97,12 @@ pub struct DiscoverConfig {
     pub gpu_power_only: bool,
     /// None: never estimate; a domain that cannot be measured is missing.
     pub estimate: Option<EstimateConfig>,
+    /// Leave out the host's CPU packages and DRAM, measured or estimated: in a job of several
+    /// processes per host, another process measures them, and they must be counted once.
+    pub skip_host: bool,
+    /// Only the GPUs of these CUDA indices (None: every visible one): the ones this process
+    /// uses, in a job where each process measures its own.
+    pub gpu_indices: Option<Vec<usize>>,
 }
 
 /// One source's counting state. Each source has its own lock, held from its read to its
@@ -234,7 +240,15 @@ impl Meter {
     /// A meter over every source found on this machine. Where a package or DRAM cannot be
     /// measured and `config.estimate` is set, that domain alone is estimated.
     pub fn discover(config: &DiscoverConfig) -> Result<Self> {
-        let choice = select::choose(config.rapl, &config.roots)?;
+        let choice = if config.skip_host {
+            select::Choice {
+                source: None,
+                paths: Vec::new(),
+                problems: Vec::new(),
+            }
+        } else {
+            select::choose(config.rapl, &config.roots)?
+        };
         let has = |kind| {
             choice
                 .source
@@ -252,7 +266,11 @@ impl Meter {
         let mut sources: Vec<Box<dyn Source>> = choice.source.into_iter().collect();
         let mut problems = choice.problems;
         if config.gpu {
-            let nvml = NvmlSource::discover(config.nvml_library.as_deref(), config.gpu_power_only);
+            let nvml = NvmlSource::discover_only(
+                config.nvml_library.as_deref(),
+                config.gpu_power_only,
+                config.gpu_indices.as_deref(),
+            );
             problems.extend(
                 nvml.problems()
                     .iter()
@@ -260,7 +278,7 @@ impl Meter {
             );
             sources.push(Box::new(nvml));
         }
-        if let Some(est) = &config.estimate {
+        if let Some(est) = config.estimate.as_ref().filter(|_| !config.skip_host) {
             if need_cpu || need_ram {
                 sources.push(Box::new(EstimateSource::new(est, need_cpu, need_ram)?));
             }

@@ -298,3 +298,16 @@ fn a_fast_meter_needs_no_background_reader() {
     let meter = Arc::new(Meter::new(vec![Box::new(fake.discover(None))]).unwrap());
     assert!(carbonfast_core::Deferred::new(meter).is_none());
 }
+
+#[test]
+fn only_the_chosen_cuda_indices_are_measured_under_their_own_names() {
+    let fake = FakeNvml::new(TWO_GPUS);
+    let src = NvmlSource::discover_selected(Some(&fake.lib()), None, false, Some(&[1]));
+    assert_eq!(names(&src), vec!["gpu-1"]);
+    assert_eq!(src.domains()[0].label, "H100, GPU-bbbb-2222, cuda:1");
+    // Indices count among the visible devices, as CUDA's do.
+    let src = NvmlSource::discover_selected(Some(&fake.lib()), Some("1,0"), false, Some(&[0]));
+    assert_eq!(names(&src), vec!["gpu-1"]);
+    let none = NvmlSource::discover_selected(Some(&fake.lib()), None, false, Some(&[5]));
+    assert!(names(&none).is_empty());
+}

@@ -226,3 +226,18 @@ fn endless_or_blocking_files_are_refused_not_read() {
     );
     assert!(reasons.iter().any(|r| r.contains("a FIFO")), "{reasons:?}");
 }
+
+#[test]
+fn skip_host_leaves_out_rapl_and_its_estimates() {
+    let f = two_socket_server();
+    let meter = Meter::discover(&DiscoverConfig {
+        skip_host: true,
+        estimate: Some(carbonfast_core::EstimateConfig::default()),
+        ..measured_only(&f.root)
+    })
+    .unwrap();
+    assert!(meter.domains().is_empty());
+    assert!(meter.paths().is_empty() && meter.problems().is_empty());
+    let full = Meter::discover(&measured_only(&f.root)).unwrap();
+    assert_eq!(full.domains().len(), 5);
+}

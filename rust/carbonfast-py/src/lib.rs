@@ -181,6 +181,12 @@ struct MeterConfig {
     capacity: usize,
     #[pyo3(default)]
     max_power_w: Option<f64>,
+    /// In a job of several processes per host: another one measures the host's CPU and DRAM.
+    #[pyo3(default)]
+    skip_host: bool,
+    /// The CUDA indices of the GPUs this process measures (None: every visible one).
+    #[pyo3(default)]
+    gpu_indices: Option<Vec<usize>>,
 }
 
 #[pyclass(frozen, module = "carbonfast._native")]
@@ -221,6 +227,8 @@ impl Meter {
             sample_hz,
             capacity,
             max_power_w,
+            skip_host,
+            gpu_indices,
         } = config;
         let (source, scope, gpu_energy) = (source.as_str(), scope.as_str(), gpu_energy.as_str());
         let max_power_w = max_power_w.unwrap_or(core::sampler::DEFAULT_MAX_POWER_W);
@@ -267,6 +275,8 @@ impl Meter {
             nvml_library,
             gpu_power_only,
             estimate,
+            skip_host,
+            gpu_indices,
         };
         let inner = Arc::new(
             py.detach(|| core::Meter::discover(&config))

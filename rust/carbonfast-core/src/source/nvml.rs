@@ -207,13 +207,29 @@ impl NvmlSource {
     /// Loads NVML and finds the visible GPUs. Never fails: a missing library is a note when
     /// nobody asked for one (no NVIDIA driver: nothing to measure), a problem otherwise.
     pub fn discover(library: Option<&Path>, power_only: bool) -> Self {
+        NvmlSource::discover_only(library, power_only, None)
+    }
+
+    /// As `discover`, keeping only the visible GPUs whose CUDA index is in `only` (None: all
+    /// of them): in a job of several processes, each measures the GPUs it uses.
+    pub fn discover_only(library: Option<&Path>, power_only: bool, only: Option<&[usize]>) -> Self {
         let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
-        NvmlSource::discover_with(library, visible.as_deref(), power_only)
+        NvmlSource::discover_selected(library, visible.as_deref(), power_only, only)
     }
 
     /// As `discover`, with CUDA_VISIBLE_DEVICES given rather than read from the environment.
     /// `power_only` integrates power even where an energy counter exists (to cross-check it).
     pub fn discover_with(library: Option<&Path>, visible: Option<&str>, power_only: bool) -> Self {
+        NvmlSource::discover_selected(library, visible, power_only, None)
+    }
+
+    /// As `discover_with`, keeping only the CUDA indices in `only` (None: all).
+    pub fn discover_selected(
+        library: Option<&Path>,
+        visible: Option<&str>,
+        power_only: bool,
+        only: Option<&[usize]>,
+    ) -> Self {
         let (path, named) = resolve_library(library);
         let mut src = NvmlSource {
             api: None,
@@ -261,7 +277,7 @@ impl NvmlSource {
             });
             return src;
         }
-        src.find_gpus(&api, visible);
+        src.find_gpus(&api, visible, only);
         src.measure_update_periods(&api);
         let n = src.gpus.len();
         src.estimates.get_mut().unwrap().nanojoules = vec![[0.0; 3]; n];
@@ -269,7 +285,7 @@ impl NvmlSource {
         src
     }
 
-    fn find_gpus(&mut self, api: &Api, visible: Option<&str>) {
+    fn find_gpus(&mut self, api: &Api, visible: Option<&str>, only: Option<&[usize]>) {
         let mut count: c_uint = 0;
         // SAFETY: `count` is writable.
         let rc = unsafe { (api.count)(&mut count) };
@@ -290,6 +306,9 @@ impl NvmlSource {
             Some(list) => self.visible_devices(api, &all, list),
         };
         for (cuda_index, (handle, mig)) in chosen.into_iter().enumerate() {
+            if only.is_some_and(|o| !o.contains(&cuda_index)) {
+                continue;
+            }
             self.add_gpu(api, handle, cuda_index, mig);
         }
     }
