@@ -451,8 +451,8 @@ def _part_note(job: Job, closed: bool) -> str:
         rest = "the job's total comes when the window closes"
     else:
         rest = (
-            "nothing is gathered (no torch.distributed or MPI): merge the ranks' reports by "
-            f"job (carbonfast history --job {job.job_id or 'ID'})"
+            "nothing is gathered here: the ranks' reports add up to the job "
+            f"(carbonfast history --job {job.job_id or 'ID'}, --merge for other hosts)"
         )
     return f"{where}, on host {job.host}: this is its own part ({what}); {rest}"
 

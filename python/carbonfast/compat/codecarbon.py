@@ -133,6 +133,9 @@ class EmissionsTracker:
             cloud=cloud,
             pue=pue,
             history="off",
+            # As CodeCarbon's, a tracker measures what its machine has: it is often made on
+            # one rank alone, where a job's meter would wait for the others to join.
+            distributed=False,
         )
         self._window: Window | None = None
         self._measurement: Measurement | None = None
