@@ -151,7 +151,6 @@ class Record:
                 meter.domains, w.joules, w.joules_low, w.joules_high, w.interpolated, strict=True
             )
         }
-        it = m.intensity
         job = meter.job
         return cls(
             **(job.tags() if job is not None else {}),
@@ -163,14 +162,7 @@ class Record:
             energy_range_j=tuple(w.total_range_j) if w.total_range_j else None,
             estimated=m.estimated,
             partial=bool(meter.partial or any(w.stalled)),
-            emissions_kg=m.emissions_kg,
-            emissions_range_kg=m.emissions_range_kg,
-            intensity_g_per_kwh=it.g_per_kwh,
-            intensity_source=it.source,
-            intensity_label=it.label,
-            location=it.location,
-            country=it.country,
-            pue=m.pue,
+            **_carbon_of(m),
             domains=domains,
             notes=m.notes if notes else [],
         )
@@ -180,7 +172,6 @@ class Record:
         """Rank 0's record of a gathered window (`jw`, a carbonfast.distributed.JobWindow):
         the job's total, its domains named "host/domain", the breakdowns by host and by rank,
         and the ranks that are missing."""
-        it = m.intensity
         job = m.meter.job
         return cls(
             **job.tags(),
@@ -192,14 +183,7 @@ class Record:
             energy_range_j=jw.energy_range_j,
             estimated=jw.estimated,
             partial=jw.partial,
-            emissions_kg=m.emissions_kg,
-            emissions_range_kg=m.emissions_range_kg,
-            intensity_g_per_kwh=it.g_per_kwh,
-            intensity_source=it.source,
-            intensity_label=it.label,
-            location=it.location,
-            country=it.country,
-            pue=m.pue,
+            **_carbon_of(m),
             domains=dict(jw.domains),
             notes=m.notes,
             hosts={h: hp.to_dict() for h, hp in jw.hosts.items()},
@@ -324,3 +308,18 @@ class Record:
 
 def _counts(kind: object) -> bool:
     return kind in ("package", "dram", "gpu")
+
+
+def _carbon_of(m: Any) -> dict[str, Any]:
+    """A measurement's emissions and the intensity they were counted at, as Record fields."""
+    it = m.intensity
+    return {
+        "emissions_kg": m.emissions_kg,
+        "emissions_range_kg": m.emissions_range_kg,
+        "intensity_g_per_kwh": it.g_per_kwh,
+        "intensity_source": it.source,
+        "intensity_label": it.label,
+        "location": it.location,
+        "country": it.country,
+        "pue": m.pue,
+    }
