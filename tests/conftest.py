@@ -15,7 +15,10 @@ measure_module = importlib.import_module("carbonfast.measure")
 @pytest.fixture(autouse=True)
 def _only_fake_rapl_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Whatever the machine has, tests see only the fakes they build: the MSR and perf paths
-    point nowhere, GPUs are off and nothing is recorded unless a test says otherwise."""
+    point nowhere, hwmon at an empty tree, GPUs are off and nothing is recorded unless a test
+    says otherwise."""
+    (tmp_path / "no-hwmon").mkdir(exist_ok=True)
+    monkeypatch.setenv("CARBONFAST_HWMON_ROOT", str(tmp_path / "no-hwmon"))
     monkeypatch.setenv("CARBONFAST_MSR_ROOT", str(tmp_path / "no-msr"))
     monkeypatch.setenv("CARBONFAST_PERF_PMU_ROOT", str(tmp_path / "no-power-pmu"))
     monkeypatch.setenv("CARBONFAST_GPU", "off")

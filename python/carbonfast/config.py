@@ -321,6 +321,24 @@ SETTINGS: dict[str, Setting] = {
         metavar="FILE",
         help="NVML library (default: the driver's libnvidia-ml.so.1)",
     ),
+    "amdsmi_library": Setting(
+        "CARBONFAST_AMDSMI_LIBRARY",
+        _text,
+        "the path of libamd_smi.so (default: ROCm's)",
+        group="hardware",
+        metavar="FILE",
+        help="AMD SMI library, for AMD GPUs (default: ROCm's libamd_smi.so)",
+    ),
+    "hwmon_root": Setting(
+        "CARBONFAST_HWMON_ROOT",
+        _text,
+        "a directory",
+        "/sys/class/hwmon",
+        group="hardware",
+        metavar="DIR",
+        help="hwmon sensors: AMD and Intel GPUs, power meters, Grace, Jetson "
+        "(default: /sys/class/hwmon)",
+    ),
     # Distributed jobs (carbonfast.distributed): which rank measures what, and how long a
     # window waits for the other ranks.
     "distributed": Setting(
@@ -437,6 +455,8 @@ HARDWARE_KEYS = (
     "cpu_topology_root",
     "perf_root",
     "nvml_library",
+    "amdsmi_library",
+    "hwmon_root",
 )
 ESTIMATE_KEYS = (
     "source",

@@ -791,6 +791,9 @@ class Meter:
     NVIDIA GPUs are measured through NVML unless `gpu=False` (CARBONFAST_GPU=off);
     `nvml_library` (CARBONFAST_NVML_LIBRARY) names the library to load; `gpu_energy="power"`
     (CARBONFAST_GPU_ENERGY) integrates power readings even where an energy counter exists.
+    AMD GPUs are measured through AMD SMI (`amdsmi_library`, CARBONFAST_AMDSMI_LIBRARY), and
+    the sensors of Linux hwmon (AMD and Intel GPUs, ACPI power meters, Grace, Jetson rails)
+    under `hwmon_root` (CARBONFAST_HWMON_ROOT, default /sys/class/hwmon).
 
     Closed windows go to the history (`history`, CARBONFAST_HISTORY: a file, or "off"; by
     default the project's .carbonfast/history.sqlite, see carbonfast.config.default_history),
@@ -838,6 +841,8 @@ class Meter:
         source: RaplSource | None = None,
         gpu: bool | None = None,
         nvml_library: str | os.PathLike[str] | None = None,
+        amdsmi_library: str | os.PathLike[str] | None = None,
+        hwmon_root: str | os.PathLike[str] | None = None,
         gpu_energy: GpuEnergy | None = None,
         history: str | os.PathLike[str] | None = None,
         msr_root: str | os.PathLike[str] | None = None,
@@ -887,6 +892,8 @@ class Meter:
                 "cpu_topology_root": cpu_topology_root,
                 "perf_root": perf_root,
                 "nvml_library": nvml_library,
+                "amdsmi_library": amdsmi_library,
+                "hwmon_root": hwmon_root,
                 "source": source,
                 "gpu": gpu,
                 "gpu_energy": gpu_energy,

@@ -18,6 +18,15 @@ pub enum DomainKind {
     Psys,
     /// A discrete GPU.
     Gpu,
+    /// A meter of the whole machine (an ACPI power meter, a Jetson's VDD_IN rail): it covers
+    /// every other domain, so where present it alone is the total.
+    Platform,
+    /// One superchip module (NVIDIA Grace: CPU, memory and, on Grace Hopper, the GPU): where
+    /// present, the modules are the total.
+    Module,
+    /// A part of another measured domain (an Intel GPU's package inside its card, a Jetson rail
+    /// inside VDD_IN, a Grace SysIO rail): reported, never added.
+    Part,
 }
 
 impl DomainKind {
@@ -29,6 +38,9 @@ impl DomainKind {
             DomainKind::Dram => "dram",
             DomainKind::Psys => "psys",
             DomainKind::Gpu => "gpu",
+            DomainKind::Platform => "platform",
+            DomainKind::Module => "module",
+            DomainKind::Part => "part",
         }
     }
 
@@ -45,8 +57,9 @@ impl DomainKind {
         }
     }
 
-    /// Whether this kind adds to the total energy. Core and uncore sit inside their package,
-    /// and psys covers the whole platform, so adding them would count energy twice.
+    /// Whether this kind adds to the total energy beside packages. Core, uncore and parts sit
+    /// inside another domain, and psys, platform meters and modules cover the others, so adding
+    /// them would count energy twice (see `meter::in_total` for when those are the total).
     pub fn counts_in_total(self) -> bool {
         matches!(
             self,
@@ -206,5 +219,8 @@ mod tests {
         assert!(!DomainKind::Core.counts_in_total());
         assert!(!DomainKind::Uncore.counts_in_total());
         assert!(!DomainKind::Psys.counts_in_total());
+        assert!(!DomainKind::Platform.counts_in_total());
+        assert!(!DomainKind::Module.counts_in_total());
+        assert!(!DomainKind::Part.counts_in_total());
     }
 }

@@ -7,7 +7,9 @@ use crate::domain::{Domain, DomainKind, Reading};
 use crate::error::Result;
 use crate::refresh::{self, Period, StepLog};
 use crate::select::{self, PathReport, ProblemReport, RaplPath, RaplRoots};
+use crate::source::amdsmi::AmdSmiSource;
 use crate::source::estimate::{EstimateConfig, EstimateSource};
+use crate::source::hwmon::{HwmonOptions, HwmonSource};
 use crate::source::nvml::NvmlSource;
 use crate::source::{Source, Unreadable};
 use std::sync::{Mutex, MutexGuard};
@@ -93,6 +95,10 @@ pub struct DiscoverConfig {
     pub gpu: bool,
     /// None: the driver's libnvidia-ml.so.1.
     pub nvml_library: Option<std::path::PathBuf>,
+    /// None: ROCm's libamd_smi.so.
+    pub amdsmi_library: Option<std::path::PathBuf>,
+    /// None: /sys/class/hwmon.
+    pub hwmon_root: Option<std::path::PathBuf>,
     /// Integrate GPU power even where an energy counter exists.
     pub gpu_power_only: bool,
     /// None: never estimate; a domain that cannot be measured is missing.
@@ -249,35 +255,70 @@ impl Meter {
         } else {
             select::choose(config.rapl, &config.roots)?
         };
-        let has = |kind| {
-            choice
-                .source
-                .as_ref()
-                .is_some_and(|s| s.domains().iter().any(|d| d.kind == kind))
-        };
-        // psys covers the whole platform, packages and memory included.
-        let need_cpu = !has(DomainKind::Package) && !has(DomainKind::Psys);
-        let need_ram = !has(DomainKind::Dram) && !has(DomainKind::Psys);
         let unread: Vec<Unreadable> = choice
             .source
             .as_ref()
             .map(|s| s.unreadable().to_vec())
             .unwrap_or_default();
+        let rapl_packages = choice
+            .source
+            .as_ref()
+            .is_some_and(|s| s.domains().iter().any(|d| d.kind == DomainKind::Package));
         let mut sources: Vec<Box<dyn Source>> = choice.source.into_iter().collect();
         let mut problems = choice.problems;
+        let mut measured_pci = Vec::new();
         if config.gpu {
             let nvml = NvmlSource::discover_only(
                 config.nvml_library.as_deref(),
                 config.gpu_power_only,
                 config.gpu_indices.as_deref(),
             );
-            problems.extend(
-                nvml.problems()
-                    .iter()
-                    .map(|e| ProblemReport::new("nvml", e)),
+            let amd = AmdSmiSource::discover_only(
+                config.amdsmi_library.as_deref(),
+                config.gpu_power_only,
+                config.gpu_indices.as_deref(),
             );
-            sources.push(Box::new(nvml));
+            measured_pci = amd.pci_addresses();
+            for source in [Box::new(nvml) as Box<dyn Source>, Box::new(amd)] {
+                let name = source.name();
+                problems.extend(
+                    source
+                        .problems()
+                        .iter()
+                        .map(|e| ProblemReport::new(name, e)),
+                );
+                sources.push(source);
+            }
         }
+        // hwmon's sensors belong to the host (its GPUs are told apart by PCI address, not by
+        // the indices a rank is given): in a job, the rank that measures the host reads them.
+        if !config.skip_host {
+            let hwmon = HwmonSource::discover(
+                config.hwmon_root.as_deref(),
+                &HwmonOptions {
+                    gpu: config.gpu,
+                    rapl_packages,
+                    skip_pci: measured_pci,
+                },
+            );
+            problems.extend(
+                hwmon
+                    .problems()
+                    .iter()
+                    .map(|e| ProblemReport::new("hwmon", e)),
+            );
+            sources.push(Box::new(hwmon));
+        }
+        let has = |kind| {
+            sources
+                .iter()
+                .any(|s| s.domains().iter().any(|d| d.kind == kind))
+        };
+        // psys, a platform meter or superchip modules cover packages and memory: nothing to
+        // estimate under them.
+        let whole = has(DomainKind::Psys) || has(DomainKind::Platform) || has(DomainKind::Module);
+        let need_cpu = !has(DomainKind::Package) && !whole;
+        let need_ram = !has(DomainKind::Dram) && !whole;
         if let Some(est) = config.estimate.as_ref().filter(|_| !config.skip_host) {
             if need_cpu || need_ram {
                 sources.push(Box::new(EstimateSource::new(est, need_cpu, need_ram)?));
@@ -464,6 +505,10 @@ impl Meter {
         // The snapshot's time is the midpoint of the reads themselves, lock waits excluded.
         let mut span: Option<(u64, u64)> = None;
         for (s, source) in self.sources.iter().enumerate() {
+            if source.domains().is_empty() {
+                // Listed for its notes and problems only (no sensor found): nothing to read.
+                continue;
+            }
             match which {
                 Which::Speed { slow } if source.slow() != slow => continue,
                 Which::One(one) if one != s => continue,
@@ -898,19 +943,28 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Which domains make up the total: packages, DRAM and GPUs; psys alone where there is no
-/// package (it covers the platform, so it never adds to packages).
+/// Which domains make up the total: the most complete reading the machine has, never a part
+/// added to what covers it.
+/// - A platform meter (ACPI power meter, Jetson VDD_IN) covers everything: alone the total.
+/// - Else superchip modules (Grace) cover their CPU, memory and GPU: they alone are the total.
+/// - Else packages, DRAM and GPUs; psys alone where there is no package (it covers the
+///   platform, so it never adds to packages).
 pub fn in_total(domains: &[Domain]) -> Vec<bool> {
-    let has_package = domains.iter().any(|d| d.kind == DomainKind::Package);
-    let has_psys = domains.iter().any(|d| d.kind == DomainKind::Psys);
+    let has = |kind| domains.iter().any(|d| d.kind == kind);
+    let whole = if has(DomainKind::Platform) {
+        Some(DomainKind::Platform)
+    } else if has(DomainKind::Module) {
+        Some(DomainKind::Module)
+    } else if !has(DomainKind::Package) && has(DomainKind::Psys) {
+        Some(DomainKind::Psys)
+    } else {
+        None
+    };
     domains
         .iter()
-        .map(|d| {
-            if !has_package && has_psys {
-                d.kind == DomainKind::Psys
-            } else {
-                d.counts_in_total()
-            }
+        .map(|d| match whole {
+            Some(kind) => d.kind == kind,
+            None => d.counts_in_total(),
         })
         .collect()
 }
@@ -971,6 +1025,38 @@ mod tests {
             domain("dram-0", DomainKind::Dram),
         ];
         assert_eq!(sum_in_total(&in_total(&ds), &[40.0, 3.0]), Some(40.0));
+    }
+
+    #[test]
+    fn a_platform_meter_alone_is_the_total_and_its_parts_are_beside_it() {
+        let ds = [
+            domain("package-0", DomainKind::Package),
+            domain("dram-0", DomainKind::Dram),
+            domain("gpu-0", DomainKind::Gpu),
+            domain("module-0", DomainKind::Module),
+            domain("platform-0", DomainKind::Platform),
+            domain("platform-1", DomainKind::Platform),
+            domain("rail-0", DomainKind::Part),
+        ];
+        assert_eq!(
+            sum_in_total(&in_total(&ds), &[10.0, 3.0, 150.0, 300.0, 400.0, 20.0, 5.0]),
+            Some(420.0)
+        );
+    }
+
+    #[test]
+    fn superchip_modules_are_the_total_where_no_platform_meter_is() {
+        let ds = [
+            domain("package-0", DomainKind::Package),
+            domain("core-0", DomainKind::Core),
+            domain("gpu-0", DomainKind::Gpu),
+            domain("module-0", DomainKind::Module),
+            domain("module-1", DomainKind::Module),
+        ];
+        assert_eq!(
+            sum_in_total(&in_total(&ds), &[10.0, 6.0, 150.0, 300.0, 250.0]),
+            Some(550.0)
+        );
     }
 
     #[test]

@@ -167,6 +167,10 @@ struct MeterConfig {
     proc_root: Option<PathBuf>,
     cgroup_root: Option<PathBuf>,
     nvml_library: Option<PathBuf>,
+    #[pyo3(default)]
+    amdsmi_library: Option<PathBuf>,
+    #[pyo3(default)]
+    hwmon_root: Option<PathBuf>,
     source: String,
     gpu: bool,
     gpu_energy: String,
@@ -214,6 +218,8 @@ impl Meter {
             proc_root,
             cgroup_root,
             nvml_library,
+            amdsmi_library,
+            hwmon_root,
             source,
             gpu,
             gpu_energy,
@@ -273,6 +279,8 @@ impl Meter {
             },
             gpu,
             nvml_library,
+            amdsmi_library,
+            hwmon_root,
             gpu_power_only,
             estimate,
             skip_host,

@@ -1,7 +1,9 @@
 //! Sources of energy readings. Each source discovers its domains once and then reads their raw
 //! counters on demand, without allocating.
 
+pub mod amdsmi;
 pub mod estimate;
+pub mod hwmon;
 pub mod msr;
 pub mod nvml;
 pub mod perf;
