@@ -255,7 +255,7 @@ impl Meter {
         } else {
             select::choose(config.rapl, &config.roots)?
         };
-        let unread: Vec<Unreadable> = choice
+        let mut unread: Vec<Unreadable> = choice
             .source
             .as_ref()
             .map(|s| s.unreadable().to_vec())
@@ -290,6 +290,8 @@ impl Meter {
                 sources.push(source);
             }
         }
+        // Grace's per-socket meters include the socket's memory: no RAM to estimate beside.
+        let mut covers_memory = false;
         // hwmon's sensors belong to the host (its GPUs are told apart by PCI address, not by
         // the indices a rank is given): in a job, the rank that measures the host reads them.
         if !config.skip_host {
@@ -307,6 +309,8 @@ impl Meter {
                     .iter()
                     .map(|e| ProblemReport::new("hwmon", e)),
             );
+            unread.extend(hwmon.unreadable().iter().cloned());
+            covers_memory = hwmon.covers_memory();
             sources.push(Box::new(hwmon));
         }
         let has = |kind| {
@@ -318,7 +322,7 @@ impl Meter {
         // estimate under them.
         let whole = has(DomainKind::Psys) || has(DomainKind::Platform) || has(DomainKind::Module);
         let need_cpu = !has(DomainKind::Package) && !whole;
-        let need_ram = !has(DomainKind::Dram) && !whole;
+        let need_ram = !has(DomainKind::Dram) && !whole && !covers_memory;
         if let Some(est) = config.estimate.as_ref().filter(|_| !config.skip_host) {
             if need_cpu || need_ram {
                 sources.push(Box::new(EstimateSource::new(est, need_cpu, need_ram)?));
@@ -334,8 +338,16 @@ impl Meter {
                     .count()
             };
             let (packages, drams) = (readable(DomainKind::Package), readable(DomainKind::Dram));
+            // A package another source measures under the same name (amd_energy's sockets,
+            // where powercap's cannot be read) is measured, not missing.
+            let measured = |name: &str| {
+                sources
+                    .iter()
+                    .any(|s| s.domains().iter().any(|d| d.name == name))
+            };
             let missing: Vec<Unreadable> = unread
                 .into_iter()
+                .filter(|u| !measured(&u.name))
                 .filter(|u| match u.kind {
                     DomainKind::Package => !need_cpu,
                     DomainKind::Dram => !need_ram,
