@@ -84,6 +84,8 @@ def _problem(p: Any) -> dict[str, Any]:
 def format_info(data: dict[str, Any]) -> str:
     """Human-readable form of `info()`."""
     lines = [f"carbonfast {data['version']}"]
+    # One column for every name: hwmon's GPUs are named by PCI address ("gpu-0000:03:00.0").
+    width = max([12, *(len(d["name"]) for s in data["sources"] for d in s["domains"])])
     for s in data["sources"]:
         lines.append(f"\nsource {s['name']}: {s['root']}")
         if not s["domains"]:
@@ -91,13 +93,13 @@ def format_info(data: dict[str, Any]) -> str:
         for d in s["domains"]:
             role = "in total" if d["counts_in_total"] else "reported, inside the total"
             if d["estimated"]:
-                lines.append(f"  {d['name']:<12} {d['kind']:<8} ESTIMATED  ({role})")
+                lines.append(f"  {d['name']:<{width}} {d['kind']:<8} ESTIMATED  ({role})")
                 lines.append(f"    method: {d['method']}")
                 lines.extend(f"    {k}: {v}" for k, v in d["inputs"].items())
                 continue
             wraps = "never wraps" if d["range_j"] is None else f"wraps every {d['range_j']:.0f} J"
             lines.append(
-                f"  {d['name']:<12} {d['kind']:<8} readable  {d['path']}  ({wraps}; {role})"
+                f"  {d['name']:<{width}} {d['kind']:<8} readable  {d['path']}  ({wraps}; {role})"
             )
         lines.extend(f"  note: {n}" for n in s["notes"])
     if data["paths"]:
@@ -117,10 +119,15 @@ def format_info(data: dict[str, Any]) -> str:
                     lines.append(f"    - {q['reason']}")
                     if q["fix"]:
                         lines.append(f"      fix: {q['fix']}")
-    # With no usable path, the paths above already list every problem.
-    if data["problems"] and any(p["chosen"] for p in data["paths"]):
+    # With no usable path, the paths above already list their own problems; the other
+    # sources' (hwmon, GPUs) are listed here either way.
+    problems = data["problems"]
+    if not any(p["chosen"] for p in data["paths"]):
+        listed = {p["name"] for p in data["paths"]}
+        problems = [p for p in problems if p["source"] not in listed]
+    if problems:
         lines.append("\nnot readable:")
-        for p in data["problems"]:
+        for p in problems:
             lines.append(f"  - {p['reason']}")
             if p["fix"]:
                 lines.append(f"    fix: {p['fix']}")

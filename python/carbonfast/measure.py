@@ -955,8 +955,13 @@ class Meter:
             if d.estimated
         ]
         has_gpu = any(d.kind == "gpu" for d in self.domains)
+        # NVML's notes where a GPU is measured (else only "no driver"); hwmon's always: what it
+        # integrates from power, and what it leaves out so that nothing counts twice.
         self._source_notes = [
-            note for s in self._native.sources if s.name == "nvml" and has_gpu for note in s.notes
+            note
+            for s in self._native.sources
+            if (s.name == "nvml" and has_gpu) or s.name == "hwmon"
+            for note in s.notes
         ]
         self._problem_notes = _problem_notes(self._native)
         # Some counters of the RAPL path in use could not be read while others could: the
