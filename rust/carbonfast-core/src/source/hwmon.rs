@@ -48,6 +48,8 @@ pub struct HwmonSource {
     problems: Vec<Error>,
     notes: Vec<String>,
     unreadable: Vec<Unreadable>,
+    /// Per domain, how often its reading can change, where known.
+    refresh_ns: Vec<Option<u64>>,
     min_interval_ns: u64,
     slow: bool,
 }
@@ -63,6 +65,7 @@ impl HwmonSource {
             problems: Vec::new(),
             notes: Vec::new(),
             unreadable: Vec::new(),
+            refresh_ns: Vec::new(),
             min_interval_ns: 0,
             slow: false,
         };
@@ -70,10 +73,7 @@ impl HwmonSource {
         for (index, dir) in src.hwmon_dirs() {
             match Hwmon::open(index, dir) {
                 Ok(hw) => {
-                    let first = placement.plans.len();
-                    placement.add(&hw, options);
-                    let plans: Vec<Plan> = placement.plans.drain(first..).collect();
-                    for plan in plans {
+                    for plan in placement.place(&hw, options) {
                         src.open(&hw, plan);
                     }
                 }
@@ -155,11 +155,14 @@ impl HwmonSource {
             max_raw: u64::MAX,
             reading,
             label: plan.label,
-            update_period_ns: plan.update_period_ns,
+            // A counter's refresh period is for the meter to learn; a power meter's interval
+            // is no counter's refresh (it only spaces the sampler's reads).
+            update_period_ns: None,
             max_power_w: None,
             estimate: None,
         });
         self.sensors.push(sensor);
+        self.refresh_ns.push(plan.refresh_ns);
     }
 
     fn note_integrated(&mut self) {
@@ -208,12 +211,8 @@ impl HwmonSource {
     /// Reading faster than every sensor refreshes gains nothing: where each sensor says how
     /// often it does (power meters averaging over an interval), the sampler reads no faster.
     fn min_interval(&self) -> u64 {
-        self.domains
-            .iter()
-            .map(|d| d.update_period_ns)
-            .min()
-            .flatten()
-            .unwrap_or(0)
+        // None sorts first: one sensor of unknown refresh means no spacing at all.
+        self.refresh_ns.iter().copied().min().flatten().unwrap_or(0)
     }
 }
 

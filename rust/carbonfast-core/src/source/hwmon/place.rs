@@ -13,21 +13,29 @@ pub(crate) struct Plan {
     pub kind: DomainKind,
     pub spec: Spec,
     pub label: String,
-    pub update_period_ns: Option<u64>,
+    /// How often the reading can change, where the driver says (a power meter's averaging
+    /// interval).
+    pub refresh_ns: Option<u64>,
 }
 
-/// What placing every hwmon device found.
+/// Places the hwmon devices one by one, keeping what spans them: the notes, and the numbering
+/// of platform meters.
 #[derive(Debug, Default)]
 pub(crate) struct Placement {
-    pub plans: Vec<Plan>,
+    plans: Vec<Plan>,
     pub notes: Vec<String>,
     /// Platform meters numbered so far (platform-0, platform-1, ...).
     platforms: u32,
 }
 
 impl Placement {
-    /// Places the sensors of one hwmon device.
-    pub fn add(&mut self, hw: &Hwmon, options: &HwmonOptions) {
+    /// The sensors of one hwmon device to open, with their domains.
+    pub fn place(&mut self, hw: &Hwmon, options: &HwmonOptions) -> Vec<Plan> {
+        self.add(hw, options);
+        std::mem::take(&mut self.plans)
+    }
+
+    fn add(&mut self, hw: &Hwmon, options: &HwmonOptions) {
         match hw.name.as_str() {
             "amdgpu" => self.amdgpu(hw, options),
             "xe" | "i915" => self.intel_gpu(hw, options),
@@ -103,7 +111,7 @@ impl Placement {
             kind,
             spec: Spec::Power(path),
             label: hw.text_or_none("product_name").unwrap_or_default(),
-            update_period_ns: None,
+            refresh_ns: None,
         });
     }
 
@@ -151,7 +159,7 @@ impl Placement {
                 kind,
                 spec: Spec::Energy(path),
                 label: label.clone().unwrap_or_default(),
-                update_period_ns: None,
+                refresh_ns: None,
             });
         }
     }
@@ -195,7 +203,7 @@ impl Placement {
                 kind,
                 spec: Spec::Power(path),
                 label: oem.unwrap_or_default(),
-                update_period_ns: interval_ns,
+                refresh_ns: interval_ns,
             });
         }
     }
@@ -230,7 +238,7 @@ impl Placement {
                 kind,
                 spec: Spec::Rail { volts, amps },
                 label: label.unwrap_or_default(),
-                update_period_ns: None,
+                refresh_ns: None,
             });
         }
     }
@@ -264,7 +272,7 @@ impl Placement {
                     kind: DomainKind::Package,
                     spec: Spec::Energy(path),
                     label,
-                    update_period_ns: None,
+                    refresh_ns: None,
                 });
             } else if label.starts_with("Ecore") {
                 cores += 1;
