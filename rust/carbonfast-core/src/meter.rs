@@ -309,7 +309,12 @@ impl Meter {
                     .iter()
                     .map(|e| ProblemReport::new("hwmon", e)),
             );
-            unread.extend(hwmon.unreadable().iter().cloned());
+            // Once each: RAPL and amd_energy name an unreadable socket alike.
+            let more: Vec<Unreadable> = (hwmon.unreadable().iter())
+                .filter(|u| !unread.contains(u))
+                .cloned()
+                .collect();
+            unread.extend(more);
             covers_memory = hwmon.covers_memory();
             sources.push(Box::new(hwmon));
         }

@@ -634,3 +634,26 @@ fn grace_sockets_include_their_memory_so_none_is_estimated_beside_them() {
         .collect();
     assert_eq!(names, [("package-0", true), ("core-0", false)]);
 }
+
+#[test]
+fn an_amd_energy_socket_that_cannot_be_read_is_estimated_beside_the_one_that_can() {
+    let rapl = FakePowercap::new();
+    let mut f = FakeHwmon::new();
+    let hw = f.amd_energy(0, &[10_000, 20_000]);
+    fs::remove_file(hw.join("energy1_input")).unwrap();
+    mkfifo(&hw.join("energy1_input"));
+    let meter = discover(&rapl, &f.root, true);
+    let packages: Vec<(&str, &str, bool)> = meter
+        .domains()
+        .iter()
+        .filter(|d| d.kind == DomainKind::Package)
+        .map(|d| (d.name.as_str(), d.source, d.estimated()))
+        .collect();
+    assert_eq!(
+        packages,
+        [
+            ("package-1", "hwmon", false),
+            ("package-0", "estimate", true)
+        ]
+    );
+}
