@@ -117,10 +117,17 @@ def format_info(data: dict[str, Any]) -> str:
                     lines.append(f"    - {q['reason']}")
                     if q["fix"]:
                         lines.append(f"      fix: {q['fix']}")
-    # With no usable path, the paths above already list every problem.
-    if data["problems"] and any(p["chosen"] for p in data["paths"]):
+    # With no usable path, the paths above already list the RAPL problems; the others (a GPU
+    # refused, a library that does not load) are listed whatever RAPL can do.
+    rapl = {p["name"] for p in data["paths"]}
+    problems = (
+        data["problems"]
+        if any(p["chosen"] for p in data["paths"])
+        else [p for p in data["problems"] if p["source"] not in rapl]
+    )
+    if problems:
         lines.append("\nnot readable:")
-        for p in data["problems"]:
+        for p in problems:
             lines.append(f"  - {p['reason']}")
             if p["fix"]:
                 lines.append(f"    fix: {p['fix']}")

@@ -954,9 +954,14 @@ class Meter:
             for d in self.domains
             if d.estimated
         ]
-        has_gpu = any(d.kind == "gpu" for d in self.domains)
+        # What a GPU source tells (a GPU integrated from power, slow reads, a visible-devices
+        # entry ignored) reaches the measurements where that source measures a GPU: otherwise
+        # "no NVIDIA driver" or "no ROCm" is no news (an AMD machine has no NVIDIA driver).
         self._source_notes = [
-            note for s in self._native.sources if s.name == "nvml" and has_gpu for note in s.notes
+            note
+            for s in self._native.sources
+            if s.name in _GPU_SOURCES and s.domains
+            for note in s.notes
         ]
         self._problem_notes = _problem_notes(self._native)
         # Some counters of the RAPL path in use could not be read while others could: the
@@ -1051,6 +1056,10 @@ class Meter:
     def __repr__(self) -> str:
         job = "" if self.job is None else f", job={self.job!r}"
         return f"Meter(domains={self.domain_names}{job})"
+
+
+# The native sources whose notes concern the GPUs they measure.
+_GPU_SOURCES = ("nvml", "amdsmi")
 
 
 def _problem_notes(native: _native.Meter) -> list[str]:

@@ -197,7 +197,8 @@ impl AmdSmiSource {
     fn init_error(&self, rc: Status, why: String) -> Error {
         if rc == NO_PERM {
             return Error::PermissionDenied {
-                path: self.root.clone(),
+                // What was refused is the GPUs' device nodes, not the library.
+                path: PathBuf::from("/dev/kfd"),
                 fix: format!("AMD SMI was refused access to the GPUs ({why}); {PERMISSION_FIX}"),
             };
         }
