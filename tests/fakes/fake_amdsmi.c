@@ -19,6 +19,9 @@
  *                 start=N           the accumulator's value at t0
  *                 refresh_us=N      the counter holds its value between refreshes (1000)
  *                 delay_us=N        each energy read takes this long
+ *                 hip_id=N hip_uuid=GPU-...   amdsmi_get_gpu_enumeration_info (library 25 and
+ *                                   later): ROCm's index and UUID, by default the GPU's place
+ *                                   among the GPUs and GPU-<16 hex digits>
  *                 lost_after=N      after N more energy or power reads (counted from when
  *                                   this value first appears), every query of it answers
  *                                   AMDSMI_STATUS_NOT_FOUND, as a GPU that fell off the bus
@@ -65,7 +68,8 @@ typedef void *amdsmi_socket_handle;
 
 typedef struct {
     int present;
-    char name[256], uuid[96];
+    char name[256], uuid[96], hip_uuid[96];
+    long long hip_id; /* -1: its place among the GPUs */
     uint64_t bdf;
     uint32_t type;
     double power_w, cap_w;
@@ -135,6 +139,8 @@ static void defaults(gpu_t *g, int i) {
     g->resolution_uj = 15.259f;
     g->refresh_us = 1000;
     g->lost_after = -1;
+    g->hip_id = -1;
+    snprintf(g->hip_uuid, sizeof g->hip_uuid, "GPU-%016llx", 0xc0ffee00000000ULL + (unsigned)i);
 }
 
 static void set_key(gpu_t *g, const char *k, const char *v) {
@@ -151,6 +157,8 @@ static void set_key(gpu_t *g, const char *k, const char *v) {
     else if (!strcmp(k, "refresh_us")) g->refresh_us = n;
     else if (!strcmp(k, "delay_us")) g->delay_us = n;
     else if (!strcmp(k, "lost_after")) g->lost_after = (long long)n;
+    else if (!strcmp(k, "hip_id")) g->hip_id = (long long)n;
+    else if (!strcmp(k, "hip_uuid")) snprintf(g->hip_uuid, sizeof g->hip_uuid, "%s", v);
     else if (!strcmp(k, "energy")) g->energy_rc = status(v);
     else if (!strcmp(k, "power")) g->power_rc = status(v);
     else if (!strcmp(k, "cap")) g->cap_rc = status(v);
@@ -331,6 +339,20 @@ amdsmi_status_t amdsmi_get_gpu_asic_info(amdsmi_processor_handle h, void *info) 
     size_t len = st.version[0] >= 24 ? 256 : 64;
     memset(info, 0, len);
     snprintf(info, len, "%s", g->name);
+    return SUCCESS;
+}
+
+/* amdsmi_enumeration_info_t: {drm_render, drm_card, hsa_id, hip_id; char hip_uuid[256]}. */
+amdsmi_status_t amdsmi_get_gpu_enumeration_info(amdsmi_processor_handle h, void *info) {
+    GPU_OR_RETURN(h, st, g);
+    if (st.version[0] < 25) return NOT_SUPPORTED; /* the call came with ROCm 6.4 */
+    if (!info) return INVAL;
+    unsigned i = (unsigned)((uintptr_t)h - 1), place = 0;
+    for (unsigned k = 0; k < i; k++) place += st.gpu[k].present && st.gpu[k].type == 1;
+    uint32_t ids[4] = {128 + i, i, 2 + i, g->hip_id >= 0 ? (uint32_t)g->hip_id : place};
+    memset(info, 0, 16 + 256);
+    memcpy(info, ids, sizeof ids);
+    snprintf((char *)info + 16, 256, "%s", g->hip_uuid);
     return SUCCESS;
 }
 

@@ -141,6 +141,29 @@ fn visible_devices_select_by_index_and_uuid_and_only_picks_among_them() {
     assert_eq!(names(&src), vec!["gpu-amd-1"]);
 }
 
+#[test]
+fn gpus_follow_rocms_numbering_and_its_uuids_where_amd_smi_tells_them() {
+    let state = "\
+gpu 0 uuid=aaaa1111-0000-1000-8000-000000000001 hip_id=1 hip_uuid=GPU-00000000000000aa
+gpu 1 uuid=bbbb2222-0000-1000-8000-000000000002 hip_id=0 hip_uuid=GPU-00000000000000bb
+";
+    let fake = FakeAmdSmi::new(state);
+    let src = fake.discover(None);
+    // Named by AMD SMI's index, ordered and labelled by HIP's.
+    assert_eq!(names(&src), vec!["gpu-amd-1", "gpu-amd-0"]);
+    assert!(src.domains()[0].label.ends_with("hip:0"));
+    assert_eq!(names(&fake.discover(Some("0"))), vec!["gpu-amd-1"]);
+    assert_eq!(
+        names(&fake.discover(Some("GPU-00000000000000aa"))),
+        vec!["gpu-amd-0"]
+    );
+    let src = AmdSmiSource::discover_with(Some(&fake.lib()), None, false, Some(&[0]));
+    assert_eq!(names(&src), vec!["gpu-amd-1"]);
+    // Before ROCm 6.4 AMD SMI does not tell: its own order is taken.
+    let fake = FakeAmdSmi::new(&format!("version=24.6.1\n{state}"));
+    assert_eq!(names(&fake.discover(None)), vec!["gpu-amd-0", "gpu-amd-1"]);
+}
+
 /// Energy between two reads against the fake's exact truth, power x time.
 fn measure(fake: &FakeAmdSmi, secs: f64) -> (f64, f64, f64) {
     let src = fake.discover(None);

@@ -221,13 +221,21 @@ impl AmdSmiSource {
                 return;
             }
         };
+        // ROCm numbers the GPUs in its own order, which AMD SMI tells from ROCm 6.4 (hip_id);
+        // older libraries are taken to enumerate in that order, as they do on usual systems
+        // (both follow the PCI addresses).
+        let hip = hip_order(api, &all);
         let chosen: Vec<usize> = match visible {
-            None => (0..all.len()).collect(),
+            None => hip.iter().map(|&(i, _)| i).collect(),
             Some((var, list)) => {
-                let uuids: Vec<String> = all.iter().map(|&h| api.uuid(h)).collect();
+                // Either UUID names a GPU: AMD SMI's, or the "GPU-..." one that ROCm shows.
+                let uuids: Vec<[String; 2]> = hip
+                    .iter()
+                    .map(|(i, hip_uuid)| [api.uuid(all[*i]), hip_uuid.clone()])
+                    .collect();
                 let (chosen, notes) = visible::select(list, &uuids, var);
                 self.notes.extend(notes);
-                chosen
+                chosen.into_iter().map(|k| hip[k].0).collect()
             }
         };
         for (hip_index, index) in chosen.into_iter().enumerate() {
@@ -244,17 +252,14 @@ impl AmdSmiSource {
         let model = api.market_name(handle);
         let uuid = api.uuid(handle);
         let pci = api.pci_address(handle);
-        let label = [
-            model.as_str(),
-            uuid.as_str(),
-            pci.as_deref().unwrap_or(""),
-            &format!("hip:{hip_index}"),
-        ]
-        .iter()
-        .filter(|p| !p.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
+        // What amd-smi calls the GPU, and the index a HIP program in this process uses.
+        let hip = format!("hip:{hip_index}");
+        let parts = [&*model, &*uuid, pci.as_deref().unwrap_or(""), &*hip];
+        let label = parts
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ");
         let (mode, units_per_joule) = match self.choose_mode(s, handle, &name) {
             Ok(m) => m,
             Err(e) => {
@@ -414,6 +419,35 @@ impl AmdSmiSource {
             }
         }
     }
+}
+
+/// The GPUs (places in `all`) in ROCm's order, each with its HIP UUID where known.
+fn hip_order(api: &api::Api, all: &[Handle]) -> Vec<(usize, String)> {
+    let known: Option<Vec<(u32, String)>> = all.iter().map(|&h| api.hip_enumeration(h)).collect();
+    match known {
+        Some(ids) if is_permutation(ids.iter().map(|(id, _)| *id)) => {
+            let mut order: Vec<(usize, String)> = Vec::with_capacity(all.len());
+            for want in 0..all.len() as u32 {
+                let i = ids.iter().position(|(id, _)| *id == want).unwrap();
+                order.push((i, ids[i].1.clone()));
+            }
+            order
+        }
+        _ => (0..all.len()).map(|i| (i, String::new())).collect(),
+    }
+}
+
+/// Whether the ids are 0..n, each once.
+fn is_permutation(ids: impl ExactSizeIterator<Item = u32>) -> bool {
+    let n = ids.len();
+    let mut seen = vec![false; n];
+    for id in ids {
+        match seen.get_mut(id as usize) {
+            Some(s) if !*s => *s = true,
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Whether an energy reading is a counter at all: the driver fills energy_accumulator with all

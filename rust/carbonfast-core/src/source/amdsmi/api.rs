@@ -141,6 +141,7 @@ pub struct Api {
     power_info: Option<unsafe extern "C" fn(Handle, *mut c_void) -> Status>,
     power_cap_info: Option<unsafe extern "C" fn(Handle, u32, *mut c_void) -> Status>,
     lib_version: Option<unsafe extern "C" fn(*mut c_void) -> Status>,
+    enumeration: Option<unsafe extern "C" fn(Handle, *mut c_void) -> Status>,
     status_string: Option<unsafe extern "C" fn(Status, *mut *const c_char) -> Status>,
     // Last: the function pointers above must not outlive the library.
     _lib: Library,
@@ -176,6 +177,7 @@ impl Api {
                 power_info: opt!("amdsmi_get_power_info"),
                 power_cap_info: opt!("amdsmi_get_power_cap_info"),
                 lib_version: opt!("amdsmi_get_lib_version"),
+                enumeration: opt!("amdsmi_get_gpu_enumeration_info"),
                 status_string: opt!("amdsmi_status_code_to_string"),
                 _lib: lib,
             })
@@ -249,6 +251,22 @@ impl Api {
         let mut bdf: u64 = 0;
         // SAFETY: `bdf` is writable and 64 bits, as the union is.
         (unsafe { f(h, &mut bdf) } == SUCCESS).then(|| format_bdf(bdf))
+    }
+
+    /// How HIP numbers and names this GPU (amdsmi_get_gpu_enumeration_info, ROCm 6.4 and
+    /// later): `{uint32_t drm_render, drm_card, hsa_id, hip_id; char hip_uuid[]}`, the index
+    /// and the "GPU-..." UUID that ROCR_VISIBLE_DEVICES and HIP_VISIBLE_DEVICES take.
+    pub fn hip_enumeration(&self, h: Handle) -> Option<(u32, String)> {
+        let f = self.enumeration?;
+        let mut buf: Buffer = [0; STRUCT_BUFFER / 8];
+        // SAFETY: `buf` is larger than amdsmi_enumeration_info_t in any release.
+        if unsafe { f(h, buf.as_mut_ptr().cast()) } != SUCCESS {
+            return None;
+        }
+        let bytes = &as_bytes(&buf)[16..16 + 256];
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        let uuid = String::from_utf8_lossy(&bytes[..end]).trim().to_string();
+        Some((u32_at(&buf, 12), uuid))
     }
 
     pub fn uuid(&self, h: Handle) -> String {

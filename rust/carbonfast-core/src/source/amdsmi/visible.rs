@@ -1,12 +1,13 @@
 //! ROCR_VISIBLE_DEVICES / HIP_VISIBLE_DEVICES: which GPUs a ROCm program sees, in its order.
 
-/// The GPUs (positions in `uuids`, AMD SMI's enumeration order) that `list` makes visible, in
-/// the list's order, and what is worth telling about the list.
+/// The GPUs (positions in `uuids`, ROCm's order) that `list` makes visible, in the list's
+/// order, and what is worth telling about the list. Each GPU has two UUIDs (AMD SMI's and the
+/// "GPU-..." one HIP shows), either possibly unknown (empty).
 ///
-/// Entries are indices into the GPUs, or UUIDs (a unique prefix will do; the "GPU-" that ROCm
-/// puts in front and the dashes are ignored). As ROCm and CUDA do, the list ends at the first
-/// entry that names no GPU (or one already listed).
-pub fn select(list: &str, uuids: &[String], var: &str) -> (Vec<usize>, Vec<String>) {
+/// Entries are indices into the GPUs, or UUIDs (a unique prefix will do; the "GPU-" in front
+/// and the dashes are ignored). As ROCm and CUDA do, the list ends at the first entry that
+/// names no GPU (or one already listed).
+pub fn select(list: &str, uuids: &[[String; 2]], var: &str) -> (Vec<usize>, Vec<String>) {
     let mut out: Vec<usize> = Vec::new();
     let mut notes = Vec::new();
     for entry in list.split(',').map(str::trim) {
@@ -46,13 +47,17 @@ fn normalise(uuid: &str) -> String {
         .collect()
 }
 
-fn by_uuid(entry: &str, uuids: &[String]) -> Option<usize> {
+fn by_uuid(entry: &str, uuids: &[[String; 2]]) -> Option<usize> {
     let want = normalise(entry);
     if want.is_empty() {
         return None;
     }
     let matches: Vec<usize> = (0..uuids.len())
-        .filter(|&i| !uuids[i].is_empty() && normalise(&uuids[i]).starts_with(&want))
+        .filter(|&i| {
+            uuids[i]
+                .iter()
+                .any(|u| !u.is_empty() && normalise(u).starts_with(&want))
+        })
         .collect();
     (matches.len() == 1).then(|| matches[0])
 }
@@ -61,11 +66,14 @@ fn by_uuid(entry: &str, uuids: &[String]) -> Option<usize> {
 mod tests {
     use super::select;
 
-    fn uuids() -> Vec<String> {
+    fn uuids() -> Vec<[String; 2]> {
         vec![
-            "aaaa1111-0000-1000-8000-000000000001".into(),
-            "bbbb2222-0000-1000-8000-000000000002".into(),
-            "bbbb3333-0000-1000-8000-000000000003".into(),
+            ["aaaa1111-0000-1000-8000-000000000001".into(), String::new()],
+            [
+                "bbbb2222-0000-1000-8000-000000000002".into(),
+                "GPU-1234abcd".into(),
+            ],
+            ["bbbb3333-0000-1000-8000-000000000003".into(), String::new()],
         ]
     }
 
@@ -75,6 +83,8 @@ mod tests {
         assert_eq!((sel, notes.len()), (vec![2, 0], 0));
         let (sel, _) = select("GPU-bbbb3333, aaaa", &uuids(), "ROCR_VISIBLE_DEVICES");
         assert_eq!(sel, vec![2, 0]);
+        // HIP's own UUID names the GPU too.
+        assert_eq!(select("GPU-1234ABCD", &uuids(), "V").0, vec![1]);
     }
 
     #[test]
