@@ -40,9 +40,9 @@ def test_info_json_lists_domains_and_total(fake: FakePowercap) -> None:
     out = _carbonfast("info", "--json", root=fake.root)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    # hwmon is listed beside powercap (conftest points it at an empty tree).
-    assert [s["name"] for s in data["sources"]] == ["powercap", "hwmon"]
-    source = data["sources"][0]
+    # hwmon is listed too (empty here: the tests point it at an empty tree).
+    [source] = [s for s in data["sources"] if s["domains"]]
+    assert source["name"] == "powercap"
     assert source["root"] == str(fake.root)
     assert [(d["name"], d["kind"], d["counts_in_total"]) for d in source["domains"]] == [
         ("package-0", "package", True),

@@ -119,12 +119,14 @@ def format_info(data: dict[str, Any]) -> str:
                     lines.append(f"    - {q['reason']}")
                     if q["fix"]:
                         lines.append(f"      fix: {q['fix']}")
-    # With no usable path, the paths above already list their own problems; the other
-    # sources' (hwmon, GPUs) are listed here either way.
-    problems = data["problems"]
-    if not any(p["chosen"] for p in data["paths"]):
-        listed = {p["name"] for p in data["paths"]}
-        problems = [p for p in problems if p["source"] not in listed]
+    # With no usable path, the paths above already list the RAPL problems; the others (a GPU
+    # refused, a library that does not load) are listed whatever RAPL can do.
+    rapl = {p["name"] for p in data["paths"]}
+    problems = (
+        data["problems"]
+        if any(p["chosen"] for p in data["paths"])
+        else [p for p in data["problems"] if p["source"] not in rapl]
+    )
     if problems:
         lines.append("\nnot readable:")
         for p in problems:

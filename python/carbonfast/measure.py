@@ -954,13 +954,13 @@ class Meter:
             for d in self.domains
             if d.estimated
         ]
-        has_gpu = any(d.kind == "gpu" for d in self.domains)
-        # NVML's notes where a GPU is measured (else only "no driver"); hwmon's always: what it
-        # integrates from power, and what it leaves out so that nothing counts twice.
+        # hwmon's notes always: a sensor it reads from power, or leaves out so that nothing
+        # counts twice. A GPU library's where it measures a GPU: otherwise "no NVIDIA driver" or
+        # "no ROCm" is no news (an AMD machine has no NVIDIA driver).
         self._source_notes = [
             note
             for s in self._native.sources
-            if (s.name == "nvml" and has_gpu) or s.name == "hwmon"
+            if (s.name in _GPU_SOURCES and s.domains) or s.name == "hwmon"
             for note in s.notes
         ]
         self._problem_notes = _problem_notes(self._native)
@@ -1056,6 +1056,10 @@ class Meter:
     def __repr__(self) -> str:
         job = "" if self.job is None else f", job={self.job!r}"
         return f"Meter(domains={self.domain_names}{job})"
+
+
+# The native sources of GPU libraries.
+_GPU_SOURCES = ("nvml", "amdsmi")
 
 
 def _problem_notes(native: _native.Meter) -> list[str]:
