@@ -174,3 +174,41 @@ def test_a_named_library_that_does_not_load_leaves_the_cpu_measured(
     [problem] = [p for p in meter.problems if p.source == "amdsmi"]
     assert "cannot load AMD SMI" in problem.reason and "CARBONFAST_AMDSMI_LIBRARY" in problem.fix
     assert any("cannot load AMD SMI" in n for n in m.notes)
+
+
+def test_a_card_both_amd_smi_and_hwmon_see_is_counted_once(tmp_path: Path) -> None:
+    """amdgpu's hwmon power and AMD SMI's counter are two views of one card (told apart by PCI
+    address): the card is measured through AMD SMI's counter and hwmon's view is left out, so
+    40 W is 40 W, not 80. A second card that only hwmon sees is still counted."""
+    from tests.fakes.hwmon import FakeHwmon
+
+    gpu = FakeAmdSmi(tmp_path / "amdsmi", WRAPPING)
+    hwmon = FakeHwmon(tmp_path / "sys")
+    hwmon.amdgpu("0000:03:00.0", 40.0)
+    hwmon.amdgpu("0000:04:00.0", 25.0)
+    report = tmp_path / "r.json"
+    out = subprocess.run(
+        [
+            *CLI,
+            "run",
+            "--json",
+            str(report),
+            "--",
+            sys.executable,
+            "-c",
+            "import time; time.sleep(1)",
+        ],
+        env=env_for(tmp_path, gpu, CARBONFAST_HWMON_ROOT=str(hwmon.root)),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(report.read_text())
+    gpus = sorted(d for d in data["total_domains"] if data["domains"][d]["kind"] == "gpu")
+    assert gpus == ["gpu-0000:04:00.0", "gpu-amd-0"]
+    t = data["duration_s"]
+    joules = sum(data["domains"][d]["energy_j"] for d in gpus)
+    assert joules == pytest.approx((40.0 + 25.0) * t, rel=0.02)
+    assert any("0000:03:00.0" in n and "amdsmi" in n for n in data["notes"]), data["notes"]
