@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import carbonfast as cf
+from carbonfast.info import format_info
 from tests.fakes.hwmon import CounterWriter, FakeHwmon
 from tests.fakes.powercap import FakePowercap
 
@@ -196,6 +197,12 @@ def test_info_lists_hwmon_sensors_with_kind_path_and_role(hwmon: FakeHwmon, tmp_
     assert source["domains"][1]["path"] == str(hwmon.root / "hwmon1/energy1_input")
     assert any("hwmon2 (corsairpsu)" in n and "not counted" in n for n in source["notes"])
     assert data["total_sums"] == ["platform-0"]
+    assert [d["reading"] for d in source["domains"]] == ["power", "energy", "energy"]
+    assert [d["label"] for d in source["domains"][1:]] == ["card", "pkg"]
+    text = format_info(data)
+    assert "platform-0" in text and "integrated from power; in total" in text
+    assert "covered by platform-0, not added" in text
+    assert "inside another domain, not added" in text
 
 
 def _info_text_without_read_permission(root: Path, hwmon_root: Path) -> str:

@@ -48,7 +48,10 @@ def info(powercap_root: str | os.PathLike[str] | None = None, **estimate: Any) -
                     {
                         "name": n,
                         "kind": domains[n].kind,
+                        "label": domains[n].label,
                         "path": domains[n].path,
+                        # "energy" (a counter) or "power" (integrated by the meter).
+                        "reading": domains[n].reading,
                         # None where the counter never wraps (a model, a 64-bit counter).
                         "range_j": domains[n].range_j,
                         "counts_in_total": n in total,
@@ -81,6 +84,17 @@ def _problem(p: Any) -> dict[str, Any]:
     return {"source": p.source, "kind": p.kind, "path": p.path, "reason": p.reason, "fix": p.fix}
 
 
+def _role(domain: dict[str, Any], total: list[str]) -> str:
+    """How a domain stands to the total, in words."""
+    if domain["counts_in_total"]:
+        return "in total"
+    if domain["kind"] in ("core", "uncore", "part"):
+        return "inside another domain, not added"
+    if domain["kind"] in ("psys", "platform", "module") or not total:
+        return "reported, not added"
+    return f"covered by {', '.join(total)}, not added"
+
+
 def format_info(data: dict[str, Any]) -> str:
     """Human-readable form of `info()`."""
     lines = [f"carbonfast {data['version']}"]
@@ -91,16 +105,23 @@ def format_info(data: dict[str, Any]) -> str:
         if not s["domains"]:
             lines.append("  no readable domains")
         for d in s["domains"]:
-            role = "in total" if d["counts_in_total"] else "reported, inside the total"
+            role = _role(d, data["total_sums"])
             if d["estimated"]:
                 lines.append(f"  {d['name']:<{width}} {d['kind']:<8} ESTIMATED  ({role})")
                 lines.append(f"    method: {d['method']}")
                 lines.extend(f"    {k}: {v}" for k, v in d["inputs"].items())
                 continue
-            wraps = "never wraps" if d["range_j"] is None else f"wraps every {d['range_j']:.0f} J"
+            if d["reading"] == "power":
+                wraps = "integrated from power"
+            elif d["range_j"] is None:
+                wraps = "never wraps"
+            else:
+                wraps = f"wraps every {d['range_j']:.0f} J"
             lines.append(
                 f"  {d['name']:<{width}} {d['kind']:<8} readable  {d['path']}  ({wraps}; {role})"
             )
+            if d["label"]:
+                lines.append(f"    {d['label']}")
         lines.extend(f"  note: {n}" for n in s["notes"])
     if data["paths"]:
         lines.append(
