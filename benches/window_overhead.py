@@ -5,6 +5,9 @@ On a fake powercap tree on tmpfs with 3 domains (package, core, dram) this print
   - one `cf.measure()` window (enter + exit) and one `Meter.begin`/`end` pair;
   - the same preads done from Python with os.pread, for scale;
   - a window on a machine without counters, where cpu and ram are estimated (for scale);
+  - a window on RAPL plus hwmon sensors (an AMD GPU's power, an Intel GPU's card and package
+    counters, an ACPI power meter) against the bare preads of those 7 files, and the same with
+    an AMD GPU through AMD SMI beside them (the fake libamd_smi: a library call per edge);
   - what `import carbonfast` adds to a bare interpreter start.
 Budgets (DESIGN.md): a window at most 2x its preads and under 10 us; import under 30 ms.
 
@@ -27,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import carbonfast as cf
 from carbonfast import _native
+from tests.fakes.amdsmi import FakeAmdSmi
+from tests.fakes.hwmon import FakeHwmon
 from tests.fakes.powercap import three_domain_tree
 
 
@@ -85,6 +90,44 @@ def main() -> None:
     nowhere = base / "nowhere"
     estimating = cf.Meter(nowhere, msr_root=nowhere, perf_root=nowhere, gpu=False, history="off")
 
+    # RAPL plus the hwmon sensors of issue 15's machines, then an AMD GPU through AMD SMI too.
+    hwmon = FakeHwmon(base / "hw")
+    hwmon.amdgpu("0000:04:00.0", 150.0)
+    hwmon.intel_gpu("0000:05:00.0", {"card": 1_000_000, "pkg": 500_000})
+    hwmon.power_meter("ACPI000D:00", 400.0)
+    amd = FakeAmdSmi(base / "amd", "gpu 0 name=MI300X uuid=a-1 bdf=0000:03:00.0 power_w=300\n")
+    gpu_off = {"nvml_library": nowhere / "libnvidia-ml.so.1", "amdsmi_library": nowhere / "x.so"}
+    sensors = cf.Meter(
+        fake.root, source="powercap", gpu=True, hwmon_root=hwmon.root, history="off", **gpu_off
+    )
+    assert len(sensors.domains) == 7, sensors.domain_names
+    sensor_paths = [d.path for d in sensors.domains]
+    with_amd = cf.Meter(
+        fake.root,
+        source="powercap",
+        gpu=True,
+        hwmon_root=hwmon.root,
+        nvml_library=gpu_off["nvml_library"],
+        amdsmi_library=amd.library,
+        history="off",
+    )
+    assert "gpu-amd-0" in with_amd.domain_names, with_amd.domain_names
+
+    def sensor_preads(n: int) -> None:
+        sensor_preads.total_ns = sum(_native.time_raw_preads(sensor_paths, 2 * n))
+
+    def sensor_windows(n: int) -> None:
+        m = sensors.measure
+        for _ in range(n):
+            with m():
+                pass
+
+    def amd_windows(n: int) -> None:
+        m = with_amd.measure
+        for _ in range(n):
+            with m():
+                pass
+
     def recorded_windows(n: int) -> None:
         m = recording.measure
         for _ in range(n):
@@ -109,7 +152,18 @@ def main() -> None:
         native_preads_only.total_ns = sum(rounds)
 
     # Interleave the variants batch by batch so drift affects them all alike.
-    names = ["raw", "py", "nread", "window", "begin_end", "estimated", "recorded"]
+    names = [
+        "raw",
+        "py",
+        "nread",
+        "window",
+        "begin_end",
+        "estimated",
+        "recorded",
+        "sensor_raw",
+        "sensors",
+        "amd",
+    ]
     fns = [
         native_preads_only,
         py_preads,
@@ -118,6 +172,9 @@ def main() -> None:
         begin_end,
         estimated_windows,
         recorded_windows,
+        sensor_preads,
+        sensor_windows,
+        amd_windows,
     ]
     samples: dict[str, list[float]] = {n: [] for n in names}
     for fn in fns:
@@ -129,6 +186,8 @@ def main() -> None:
             elapsed = time.perf_counter_ns() - t0
             if name == "raw":
                 elapsed = native_preads_only.total_ns
+            elif name == "sensor_raw":
+                elapsed = sensor_preads.total_ns
             samples[name].append(elapsed / ops)
     med = {n: statistics.median(v) for n, v in samples.items()}
 
@@ -155,6 +214,14 @@ def main() -> None:
     ]
     for label, ns in rows:
         print(f"{label:<48}{ns:>10.0f}{ns / raw:>9.2f}")
+    sensor_raw = med["sensor_raw"]
+    print(f"\n{'RAPL (3) + hwmon (4: GPU power, xe card + pkg, meter)':<48}{'ns':>10}{'x raw':>9}")
+    for label, ns in [
+        ("raw preads + parse of the 7 files, native", sensor_raw),
+        ("cf.measure() window, enter + exit", med["sensors"]),
+        ("the same + an AMD GPU through AMD SMI (fake)", med["amd"]),
+    ]:
+        print(f"{label:<48}{ns:>10.0f}{ns / sensor_raw:>9.2f}")
     print(
         f"\n{'budget: window <= 2x raw and < 10 us':<48}"
         f"{'PASS' if med['window'] <= 2 * raw and med['window'] < 10_000 else 'FAIL':>10}"

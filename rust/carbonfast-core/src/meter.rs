@@ -316,7 +316,11 @@ impl Meter {
                 .collect();
             unread.extend(more);
             covers_memory = hwmon.covers_memory();
-            sources.push(Box::new(hwmon));
+            // Most machines have no power sensor in hwmon: nothing then to list or read.
+            let found = !hwmon.domains().is_empty() || !hwmon.notes().is_empty();
+            if found || !hwmon.problems().is_empty() {
+                sources.push(Box::new(hwmon));
+            }
         }
         let has = |kind| {
             sources
