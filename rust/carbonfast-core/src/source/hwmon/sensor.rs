@@ -42,7 +42,10 @@ impl Spec {
     pub(crate) fn open(&self, driver: &str) -> Result<Sensor> {
         let sensor = match self {
             Spec::Energy(p) => Sensor::Energy(Attr::open(p, driver, false)?),
-            Spec::Power(p) => Sensor::Power(Attr::open(p, driver, false)?),
+            Spec::Power(p) => Sensor::Power {
+                attr: Attr::open(p, driver, false)?,
+                eperm_is_asleep: driver == "amdgpu",
+            },
             Spec::Rail { volts, amps } => Sensor::Rail {
                 volts: Attr::open(volts, driver, true)?,
                 amps: Attr::open(amps, driver, true)?,
@@ -57,8 +60,17 @@ impl Spec {
 #[derive(Debug)]
 pub(crate) enum Sensor {
     Energy(Attr),
-    Power(Attr),
-    Rail { volts: Attr, amps: Attr },
+    Power {
+        attr: Attr,
+        /// amdgpu answers EPERM while its GPU is runtime-suspended (or resetting), rather than
+        /// waking it: the GPU then draws next to nothing, so the reading is 0 mW, not a failed
+        /// read that would stop every other domain being measured.
+        eperm_is_asleep: bool,
+    },
+    Rail {
+        volts: Attr,
+        amps: Attr,
+    },
 }
 
 impl Sensor {
@@ -68,7 +80,10 @@ impl Sensor {
         match self {
             Sensor::Energy(a) => a.read(),
             // µW to mW, rounded to nearest.
-            Sensor::Power(a) => a.read().map(|uw| uw / 1000 + u64::from(uw % 1000 >= 500)),
+            Sensor::Power {
+                attr,
+                eperm_is_asleep,
+            } => power_mw(attr.read(), *eperm_is_asleep),
             // mV x mA = µW.
             Sensor::Rail { volts, amps } => {
                 let uw = volts.read()?.saturating_mul(amps.read()?);
@@ -128,6 +143,22 @@ impl Attr {
             detail,
         }
     }
+}
+
+/// A power reading in mW from a read of µW, rounded to nearest; 0 where the driver says the
+/// device sleeps.
+#[inline]
+fn power_mw(read: Result<u64>, eperm_is_asleep: bool) -> Result<u64> {
+    match read {
+        Ok(uw) => Ok(uw / 1000 + u64::from(uw % 1000 >= 500)),
+        Err(e) if eperm_is_asleep && is_eperm(&e) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a read failed with EPERM (not EACCES, which is the file's permission bits).
+fn is_eperm(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.raw_os_error() == Some(libc::EPERM))
 }
 
 /// Maps an I/O error on a hwmon file to an error that says what to do.
@@ -212,6 +243,25 @@ mod tests {
         assert!(fix.contains("RUN+=\"/bin/chmod 0440 /sys%p/energy3_input\""));
         assert!(!fix.contains("setcap") && !fix.contains("a+r") && !fix.contains("o+r"));
         assert!(!fix.contains("0444") && !fix.contains("0644"));
+    }
+
+    fn failing(errno: i32) -> Result<u64> {
+        Err(Error::Io {
+            path: PathBuf::from("/sys/class/hwmon/hwmon1/power1_average"),
+            source: io::Error::from_raw_os_error(errno),
+        })
+    }
+
+    #[test]
+    fn a_sleeping_amd_gpu_reads_zero_and_other_failures_still_fail() {
+        assert_eq!(power_mw(Ok(150_000_499), true).unwrap(), 150_000);
+        assert_eq!(power_mw(Ok(150_000_500), false).unwrap(), 150_001);
+        // amdgpu's EPERM: runtime-suspended or resetting.
+        assert_eq!(power_mw(failing(libc::EPERM), true).unwrap(), 0);
+        // Any other driver's EPERM, and every other failure, is a failed read.
+        assert!(power_mw(failing(libc::EPERM), false).is_err());
+        assert!(power_mw(failing(libc::EACCES), true).is_err());
+        assert!(power_mw(failing(libc::EIO), true).is_err());
     }
 
     #[test]
