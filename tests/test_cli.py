@@ -233,3 +233,35 @@ def test_the_hardware_roots_are_settings_a_config_file_can_give(
         check=False,
     )
     assert str(tmp_path / "x") in r.stdout and "package-0" not in r.stdout
+
+
+def test_python_m_carbonfast_is_the_command(fake: FakePowercap, tmp_path: Path) -> None:
+    """Where the `carbonfast` script is not on PATH (a venv not activated), `python -m
+    carbonfast` runs the same command and passes the exit code through."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "carbonfast",
+            "run",
+            "--quiet",
+            "--",
+            sys.executable,
+            "-c",
+            "raise SystemExit(7)",
+        ],
+        env=_env(fake.root),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 7, out.stderr
+    info = subprocess.run(
+        [sys.executable, "-m", "carbonfast", "info", "--json"],
+        env=_env(fake.root),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert info.returncode == 0, info.stderr
+    assert "package-0" in json.loads(info.stdout)["total_sums"]
