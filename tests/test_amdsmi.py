@@ -113,10 +113,14 @@ def test_info_gives_the_group_fix_when_amd_smi_is_refused(tmp_path: Path) -> Non
 def test_an_amd_gpu_lost_during_the_run_is_reported_not_counted(tmp_path: Path) -> None:
     gpu = FakeAmdSmi(tmp_path / "amdsmi", WRAPPING)
     lost = WRAPPING.replace("\n", " energy=lost power=lost\n")
-    lose = f"open({str(gpu.state_file)!r}, 'w').write({lost!r}); exit(3)"
+    lose = (
+        f"import time; time.sleep(0.3); open({str(gpu.state_file)!r}, 'w').write({lost!r}); exit(3)"
+    )
     out, data = run(tmp_path, gpu, sys.executable, "-c", lose)
     assert out.returncode == 3, out.stderr
     assert data["exit_code"] == 3
+    # The command's time is known even where its energy is not.
+    assert data["duration_s"] >= 0.3
     # Unknown, not a number made of a missing reading.
     assert data["energy_j"] is None
     assert "gpu-amd-0" not in data["domains"]

@@ -11,6 +11,8 @@ import shlex
 import signal
 import sys
 import threading
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -313,6 +315,9 @@ def _run_measured(
 
     label = args.label or shlex.join(command)
     before = os.times()
+    # The command's time and start, which a run keeps even where its measurement fails.
+    started_at = datetime.now(timezone.utc).isoformat()
+    t0 = time.monotonic()
     returncode: int | None = None
     failure: Exception | None = None
     m = None
@@ -339,9 +344,10 @@ def _run_measured(
             e.started = True  # type: ignore[attr-defined]
         raise
     after = os.times()
+    ran = (started_at, time.monotonic() - t0)
     exit_code = returncode if returncode >= 0 else 128 - returncode
     cpu_seconds = sum(after[i] - before[i] for i in range(4))  # self and children
-    record = _safe_report(m, command, exit_code, label, cpu_seconds, failure)
+    record = _safe_report(m, command, exit_code, label, cpu_seconds, failure, ran)
     trace = None
     if args.sample_hz and failure is None:
         trace = _attempt("the power trace", lambda: _trace_dict(meter, m))
@@ -385,9 +391,10 @@ def _safe_report(
     label: str,
     cpu_seconds: float,
     failure: Exception | None,
+    ran: tuple[str, float],
 ) -> Record:
     """The run's record; where the measurement itself failed, one that says so, with the
-    energy unknown (never 0)."""
+    energy unknown (never 0) and the command's start and duration, `ran`."""
     from carbonfast.report.record import Record
 
     record: Record | None = None
@@ -405,7 +412,7 @@ def _safe_report(
     if record is None:
         why = f"{type(failure).__name__}: {failure}"
         _warn(f"the measurement failed during the run ({why}); its energy is unknown")
-        record = Record.failed_run(command, exit_code, why)
+        record = Record.failed_run(command, exit_code, why, *ran)
     record.command = command
     record.exit_code = exit_code
     record.label = label

@@ -192,14 +192,22 @@ class Record:
         )
 
     @classmethod
-    def failed_run(cls, command: list[str], exit_code: int, why: str) -> Record:
-        """A run whose measurement failed: its energy is unknown, and the note says why."""
+    def failed_run(
+        cls,
+        command: list[str],
+        exit_code: int,
+        why: str,
+        started_at: str | None = None,
+        duration_s: float = 0.0,
+    ) -> Record:
+        """A run whose measurement failed: its energy is unknown, and the note says why; its
+        start and duration are the command's."""
         return cls(
             kind="run",
             command=command,
             exit_code=exit_code,
-            started_at=datetime.now(timezone.utc).isoformat(),
-            duration_s=0.0,
+            started_at=started_at or datetime.now(timezone.utc).isoformat(),
+            duration_s=duration_s,
             energy_j=None,
             notes=[f"the measurement failed during the run: {why}"],
         )
