@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 import carbonfast as cf
 from carbonfast.info import format_info
-from tests.fakes.hwmon import CounterWriter, FakeHwmon
+from tests.fakes.hwmon import CounterWriter, FakeHwmon, write
 from tests.fakes.powercap import FakePowercap
 
 # The command measured: long enough that a writer held up for a few ms under load moves its
@@ -80,6 +81,25 @@ def test_run_measures_an_amd_gpu_at_150_w(tmp_path: Path, hwmon: FakeHwmon) -> N
     assert _close(gpu["energy_j"], 150.0, t), (gpu, t)
     assert _close(data["energy_j"], 150.0, t), (data["energy_j"], t)
     assert any("integrated from power readings" in n for n in data["notes"])
+
+
+def test_a_power_reading_past_what_the_gpu_can_draw_is_not_integrated(
+    tmp_path: Path, hwmon: FakeHwmon
+) -> None:
+    """A driver's garbage (here 4.3 GW, an all-ones 32-bit value in mW read as µW x 1000) for
+    a tenth of a second would add 430 MJ; it is held at the reading before and noted."""
+    hw = hwmon.amdgpu("0000:03:00.0", 150.0)
+    meter = cf.Meter(tmp_path / "no-rapl", hwmon_root=hwmon.root, gpu=True, estimate=False)
+    with meter.measure() as m:
+        time.sleep(0.2)
+        write(hw / "power1_average", f"{(2**32 - 1) * 1000 * 1000}\n")
+        time.sleep(0.1)
+        write(hw / "power1_average", "150000000\n")
+        time.sleep(0.2)
+    gpu = m.domains["gpu-0000:03:00.0"]
+    assert gpu == pytest.approx(150.0 * m.duration_s, rel=0.02)
+    [note] = [n for n in m.notes if "above what the hardware can draw" in n]
+    assert note.startswith("gpu-0000:03:00.0:")
 
 
 def test_run_measures_an_intel_gpu_counter_moving_at_40_w(tmp_path: Path, hwmon: FakeHwmon) -> None:

@@ -243,7 +243,13 @@ class Measurement(_native.MeasurementBase):
         for d, (n, missing) in zip(
             self._meter.domains, self._meter._native.anomalies(), strict=True
         ):
-            if n:
+            if n and d.reading == "power":
+                notes.append(
+                    f"{d.name}: {n} power reading(s) above what the hardware can draw were not "
+                    f"integrated (the reading before stood for them): up to {missing:.4g} J may "
+                    "be missing"
+                )
+            elif n:
                 notes.append(
                     f"{d.name}: {n} reading(s) could not be explained (the counter went back, "
                     "jumped further than its maximum power could take it, or read past its "

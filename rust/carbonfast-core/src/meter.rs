@@ -153,6 +153,10 @@ enum Which {
 struct PowerIntegral {
     last: Option<(u64, u64)>,
     nanojoules: f64,
+    /// Readings above what the hardware can draw, not integrated.
+    anomalies: u64,
+    /// The energy the rejected readings' intervals may hold, in nanojoules.
+    uncertain_nj: f64,
 }
 
 impl PowerIntegral {
@@ -165,6 +169,25 @@ impl PowerIntegral {
         }
         self.last = Some((milliwatts, t_ns));
         self.nanojoules as u64
+    }
+
+    /// As `update`, but a reading above `max_mw` (more than the hardware can draw: a garbage
+    /// value, a driver's error code read as a number) is not integrated: the previous reading
+    /// stands for the interval, which is noted as holding up to `max_mw` of unknown energy.
+    fn update_checked(&mut self, milliwatts: u64, t_ns: u64, max_mw: u64) -> u64 {
+        match self.last {
+            Some((mw, t)) if milliwatts > max_mw => {
+                self.anomalies += 1;
+                let dt_ns = t_ns.saturating_sub(t) as f64;
+                self.uncertain_nj += max_mw.saturating_sub(mw) as f64 * dt_ns * 1e-3;
+                self.update(mw, t_ns)
+            }
+            None if milliwatts > max_mw => {
+                self.anomalies += 1;
+                self.update(0, t_ns)
+            }
+            _ => self.update(milliwatts, t_ns),
+        }
     }
 }
 
@@ -567,7 +590,10 @@ impl Meter {
                         state.counters[i].update_checked(raw, units(since + refresh), units(since))
                     }
                     Reading::Energy => state.counters[i].update(raw),
-                    Reading::PowerMilliwatts => state.power[i].update(raw, t),
+                    Reading::PowerMilliwatts => {
+                        let w = source.domains()[i].max_power_w.unwrap_or(MAX_POWER_W);
+                        state.power[i].update_checked(raw, t, (w * 1e3) as u64)
+                    }
                 };
             }
             if self.logged[s] && !(which == Which::AllButFresh && fresh) {
@@ -922,16 +948,21 @@ impl Meter {
     }
 
     /// Per domain: readings that could not be explained (a counter that went back, jumped
-    /// further than MAX_POWER_W could take it, or read past its range), and the energy in
+    /// further than MAX_POWER_W could take it, or read past its range; a power reading above
+    /// what the hardware can draw), and the energy in
     /// joules that may be missing because of them or because the reader was starved past a
     /// wrap.
     pub fn anomalies(&self) -> Vec<(u64, f64)> {
         let mut out = Vec::with_capacity(self.domains.len());
         for (s, st) in self.states.iter().enumerate() {
             let st = lock(st);
-            for (i, c) in st.counters.iter().enumerate() {
-                let upj = self.domains[self.offsets[s] + i].units_per_joule;
-                out.push((c.anomalies(), c.uncertain() as f64 / upj));
+            for (i, (c, p)) in st.counters.iter().zip(&st.power).enumerate() {
+                let d = &self.domains[self.offsets[s] + i];
+                if d.reading == Reading::PowerMilliwatts {
+                    out.push((p.anomalies, p.uncertain_nj * 1e-9));
+                } else {
+                    out.push((c.anomalies(), c.uncertain() as f64 / d.units_per_joule));
+                }
             }
         }
         out
@@ -1078,6 +1109,28 @@ mod tests {
             sum_in_total(&in_total(&ds), &[10.0, 6.0, 150.0, 300.0, 250.0]),
             Some(550.0)
         );
+    }
+
+    #[test]
+    fn a_power_reading_past_the_hardware_is_held_and_noted() {
+        let mut p = PowerIntegral::default();
+        p.update_checked(100_000, 0, 700_000); // 100 W at t = 0
+                                               // 4.3 GW for a second: the 100 W before stands for it.
+        assert_eq!(
+            p.update_checked(4_294_967_295, 1_000_000_000, 700_000),
+            100_000_000_000
+        );
+        assert_eq!(p.anomalies, 1);
+        // Up to 700 W - 100 W over that second may be missing: 600 J.
+        assert!((p.uncertain_nj * 1e-9 - 600.0).abs() < 1e-6);
+        // Plausible again: integrated as before.
+        p.update_checked(100_000, 2_000_000_000, 700_000);
+        assert_eq!(p.nanojoules as u64, 200_000_000_000);
+        // A first reading past the hardware starts the integral at 0 W.
+        let mut q = PowerIntegral::default();
+        q.update_checked(u64::MAX, 0, 700_000);
+        assert_eq!(q.update_checked(0, 1_000_000_000, 700_000), 0);
+        assert_eq!(q.anomalies, 1);
     }
 
     #[test]
