@@ -188,6 +188,21 @@ fn an_amd_gpu_is_its_power_in_milliwatts_named_by_pci_address() {
 }
 
 #[test]
+fn a_gpus_stated_power_cap_bounds_its_plausible_readings() {
+    let mut f = FakeHwmon::new();
+    let amd = f.amdgpu("0000:03:00.0", 150_000_000);
+    write(&amd, "power1_cap", 300_000_000);
+    write(&amd, "power1_cap_max", 350_000_000);
+    let xe = f.intel("0000:04:00.0", "xe", &[("card", 7)]);
+    write(&xe, "power1_max", 120_000_000);
+    f.amdgpu("0000:05:00.0", 150_000_000);
+    let src = HwmonSource::discover(Some(&f.root), &gpus_on());
+    let ceilings: Vec<_> = src.domains().iter().map(|d| d.max_power_w).collect();
+    // Twice the highest cap stated; none stated: the meter's own ceiling.
+    assert_eq!(ceilings, [Some(700.0), Some(240.0), None]);
+}
+
+#[test]
 fn an_amd_gpu_that_amdsmi_measures_is_counted_there_once() {
     let mut f = FakeHwmon::new();
     f.amdgpu("0000:03:00.0", 150_000_000);

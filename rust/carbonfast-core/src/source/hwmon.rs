@@ -158,7 +158,9 @@ impl HwmonSource {
             // A counter's refresh period is for the meter to learn; a power meter's interval
             // is no counter's refresh (it only spaces the sampler's reads).
             update_period_ns: None,
-            max_power_w: None,
+            max_power_w: (plan.kind == DomainKind::Gpu)
+                .then(|| gpu_power_ceiling_w(&hw.dir))
+                .flatten(),
             estimate: None,
         });
         self.sensors.push(sensor);
@@ -256,4 +258,17 @@ impl Source for HwmonSource {
     fn unreadable(&self) -> &[Unreadable] {
         &self.unreadable
     }
+}
+
+/// The most a GPU can draw, for judging its readings: twice the highest power cap its driver
+/// states (amdgpu's power1_cap_max or power1_cap, xe's and i915's power1_max; µW), as for
+/// NVML's enforced limit. None where no cap is stated: carbonfast's 3 kW ceiling then applies.
+fn gpu_power_ceiling_w(dir: &Path) -> Option<f64> {
+    ["power1_cap_max", "power1_cap", "power1_max"]
+        .iter()
+        .filter_map(|f| crate::source::read_small(&dir.join(f), 32).ok())
+        .filter_map(|text| crate::source::parse_u64(text.as_bytes()))
+        .filter(|&uw| uw > 0)
+        .max()
+        .map(|uw| 2.0 * uw as f64 * 1e-6)
 }
