@@ -358,6 +358,7 @@ def test_the_html_report_shows_its_plots_in_a_browser(fake: FakePowercap, tmp_pa
     assert 'alt="power trace"' in dom and "Advice" in dom
 
 
+@pytest.mark.filterwarnings("ignore:The save_to_\\* parameters are deprecated")
 def test_codecarbon_scripts_switch_with_one_import(fake: FakePowercap, tmp_path: Path) -> None:
     from carbonfast.compat.codecarbon import (
         EmissionsTracker,
@@ -574,6 +575,7 @@ def test_codecarbon_task_mode_files_match_the_real_codecarbons(
     assert ours == theirs
 
 
+@pytest.mark.filterwarnings("ignore:The save_to_\\* parameters are deprecated")
 def test_codecarbon_save_to_file_false_writes_nothing_at_all(
     fake: FakePowercap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

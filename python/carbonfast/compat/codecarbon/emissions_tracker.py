@@ -315,9 +315,10 @@ class BaseEmissionsTracker(ABC):
         )
         intensity = self._force_carbon_intensity_g_co2e_kwh
         if intensity is not None and not (
-            isinstance(intensity, (int, float)) and not isinstance(intensity, bool)
+            isinstance(intensity, (int, float))
+            and not isinstance(intensity, bool)
             and 0 <= intensity < float("inf")
-        ):  # fmt: skip
+        ):
             logger.warning(
                 f"Invalid value for force_carbon_intensity_g_co2e_kwh: {intensity!r}. It must "
                 "be a number, 0 or more (g CO2e per kWh). Using the place's intensity."
@@ -326,6 +327,7 @@ class BaseEmissionsTracker(ABC):
         self.force_carbon_intensity_g_co2e_kwh = self._force_carbon_intensity_g_co2e_kwh
         self._setting(allow_multiple_runs, "allow_multiple_runs", True, _bool)
         self._setting(api_call_interval, "api_call_interval", 8, int)
+        self._check_argument("api_call_interval", int)
         self._setting(api_endpoint, "api_endpoint", "https://api.codecarbon.io")
         self._setting(api_key, "api_key", "api_key")
         self._electricitymaps_token(electricitymaps_api_token, co2_signal_api_token)
@@ -419,6 +421,7 @@ class BaseEmissionsTracker(ABC):
             ok = False
         if not ok:
             accepted = {
+                "api_call_interval": "a whole number of periods (-1: only at flush and stop)",
                 "measure_power_secs": "seconds above 0",
                 "tracking_mode": "'machine' or 'process'",
                 "on_csv_write": "'append' or 'update'",
@@ -650,6 +653,11 @@ class BaseEmissionsTracker(ABC):
                 settings["country"] = str(code)
                 fields.update(_country_fields(country.country, countries()))
         place_given = any(k in settings for k in ("intensity", "cloud", "country")) or bool(code)
+        # The most specific place alone (as CodeCarbon: a forced intensity, else the cloud
+        # region, else the country), so that the others are not noted as overridden.
+        for weaker in ("country", "cloud"):
+            if sum(k in settings for k in ("intensity", "cloud", "country")) > 1:
+                settings.pop(weaker, None)
         carbon = Carbon(settings) if place_given else self._meter.carbon
         if not place_given:
             table = carbon.table

@@ -116,8 +116,9 @@ def _infrastructure(
 ) -> BoAmpsInfrastructure:
     # cpu_count counts threads; BoAmps counts cores (two threads a core, as usual with SMT).
     cores = max(1, int(emissions.cpu_count) // 2) if emissions.cpu_count else 1
-    components = [BoAmpsHardware(component_type="cpu", component_name=emissions.cpu_model,
-                                 nb_component=cores)]  # fmt: skip
+    components = [
+        BoAmpsHardware(component_type="cpu", component_name=emissions.cpu_model, nb_component=cores)
+    ]
     if emissions.gpu_count:
         components.append(
             BoAmpsHardware(
