@@ -842,3 +842,28 @@ def test_the_online_tracker_never_geolocates_and_says_so_once(
     fake.add("intel-rapl:0", 3_600_000)
     assert tracker.stop() == pytest.approx(3.6 / KWH * FRA / 1000)
     assert tracker.final_emissions_data.country_name == "France"
+
+
+def test_gpus_are_counted_named_and_chosen_by_gpu_ids(
+    work: Path, fake: FakePowercap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carbonfast.compat.codecarbon import OfflineEmissionsTracker
+    from tests.fakes.nvml import FakeNvml
+
+    state = (
+        "gpu 0 name=H100 uuid=GPU-aaaa energy_mj={}\ngpu 1 name=H100 uuid=GPU-bbbb energy_mj={}\n"
+    )
+    nvml = FakeNvml(tmp_path / "nvml", state.format(1000, 2000))
+    monkeypatch.setenv("CARBONFAST_GPU", "on")
+    monkeypatch.setenv("CARBONFAST_NVML_LIBRARY", str(nvml.library))
+    e0, e1 = 1000, 2000  # mJ: counters only go up
+    for gpu_ids, count, joules in ((None, 2, 10.8), ([1], 1, 7.2), ("1", 1, 7.2)):
+        tracker = OfflineEmissionsTracker(country_iso_code="FRA", gpu_ids=gpu_ids)
+        tracker.start()
+        e0, e1 = e0 + 3600, e1 + 7200
+        nvml.set(state.format(e0, e1))
+        tracker.stop()
+        data = tracker.final_emissions_data
+        assert (data.gpu_count, data.gpu_model) == (count, f"{count} x H100")
+        assert data.gpu_energy == pytest.approx(joules / KWH)
+        assert tracker.get_detected_hardware()["gpu_ids"] == gpu_ids

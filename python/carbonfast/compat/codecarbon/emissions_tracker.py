@@ -416,10 +416,14 @@ class BaseEmissionsTracker(ABC):
         an argument cannot be used."""
         value = getattr(self, f"_{name}")
         try:
-            ok = not isinstance(value, bool) and parse(value) is not None
+            parsed = None if isinstance(value, bool) else parse(value)
         except (ValueError, TypeError):
-            ok = False
-        if not ok:
+            parsed = None
+        if parsed is not None and isinstance(value, str):
+            # A number given as text ("1.5"), taken as the number.
+            setattr(self, f"_{name}", parsed)
+            self._conf[name] = parsed
+        if parsed is None:
             accepted = {
                 "api_call_interval": "a whole number of periods (-1: only at flush and stop)",
                 "measure_power_secs": "seconds above 0",
@@ -487,7 +491,7 @@ class BaseEmissionsTracker(ABC):
         """The outputs: yours (output_handlers) first, then the built-in ones asked for."""
         handlers: object = self._output_handlers
         self._output_handlers = list(handlers) if isinstance(handlers, (list, tuple)) else []
-        if not isinstance(handlers, (list, tuple)):
+        if handlers is not None and not isinstance(handlers, (list, tuple)):
             logger.error(
                 f"output_handlers must be a list of outputs (BaseOutput subclasses), not "
                 f"{type(handlers).__name__}; it is ignored"
@@ -569,20 +573,11 @@ class BaseEmissionsTracker(ABC):
     # -- what is measured, and where ---------------------------------------------------------
 
     def _make_meter(self) -> Meter:
-        from carbonfast.measure import Meter
-
-        gpus = self._gpu_indices()
-        return Meter(
+        return _shared_meter(
             scope="machine" if self._tracking_mode == "machine" else "process",
             cpu_tdp_w=self._force_cpu_power,
             ram_power_w=self._force_ram_power,
-            gpus=gpus,
-            # The drop-in writes CodeCarbon's files only; carbonfast's history when asked
-            # (see _remember).
-            history="off",
-            # As CodeCarbon's, a tracker measures what its machine has: it is often made on one
-            # rank alone, where a job's meter would wait for the others to join.
-            distributed=False,
+            gpus=self._gpu_indices(),
         )
 
     def _gpu_indices(self) -> tuple[int, ...] | None:
@@ -918,7 +913,11 @@ class BaseEmissionsTracker(ABC):
         if thread is not None and stop is not None:
             stop.set()
             if thread is not threading.current_thread():
-                thread.join()
+                # An output's live_out() in progress is given time to finish (theirs are
+                # bounded by their own timeouts); one that hangs does not hold up stop().
+                thread.join(timeout=60)
+                if thread.is_alive():
+                    logger.warning("a live update is still running after 60 s; stopping without it")
 
     def _live_loop(self, stop: threading.Event, period_s: float) -> None:
         every = max(1, int(self._api_call_interval))
@@ -1397,6 +1396,42 @@ def track_task_emissions(
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+_meters: dict[tuple[Any, ...], Meter] = {}
+_meters_lock = threading.Lock()
+_MAX_METERS = 4
+
+
+def _shared_meter(**options: Any) -> Meter:
+    """A meter for these options, shared by the trackers that ask for the same (a meter is
+    thread-safe and its windows may overlap): a tracker made per call, as track_emissions
+    makes them, costs no discovery of the counters. The environment and working directory
+    are part of the key, since the meter's settings come from them too; the few most recent
+    meters are kept."""
+    from carbonfast.config import working_directory
+    from carbonfast.measure import Meter
+
+    environment = tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.startswith("CARBONFAST_"))
+    )
+    key = (tuple(sorted(options.items())), environment, working_directory())
+    with _meters_lock:
+        meter = _meters.pop(key, None)
+        if meter is None:
+            meter = Meter(
+                **options,
+                # The drop-in writes CodeCarbon's files only; carbonfast's history where asked
+                # (see _remember).
+                history="off",
+                # As CodeCarbon's, a tracker measures what its machine has: it is often made on
+                # one rank alone, where a job's meter would wait for the others to join.
+                distributed=False,
+            )
+        _meters[key] = meter  # the most recent last
+        while len(_meters) > _MAX_METERS:
+            del _meters[next(iter(_meters))]
+        return meter
 
 
 def _version() -> str:

@@ -2,8 +2,9 @@
 lines such as `[codecarbon INFO @ 14:02:07] ...`, not propagated to the root logger, at the
 level CODECARBON_LOG_LEVEL names (INFO by default) until a tracker's `log_level` sets it.
 
-Handlers you add to logging.getLogger("codecarbon") yourself are kept; only the stderr handler
-is replaced when a tracker sets the format.
+Each tracker sets the format again, as CodeCarbon's do: console (stream) handlers of the
+"codecarbon" logger are replaced by this one; file handlers and handlers of other kinds that
+you add are kept.
 """
 
 from __future__ import annotations
