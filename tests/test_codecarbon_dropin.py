@@ -867,3 +867,67 @@ def test_gpus_are_counted_named_and_chosen_by_gpu_ids(
         assert (data.gpu_count, data.gpu_model) == (count, f"{count} x H100")
         assert data.gpu_energy == pytest.approx(joules / KWH)
         assert tracker.get_detected_hardware()["gpu_ids"] == gpu_ids
+
+
+def test_an_output_that_fails_is_logged_and_the_run_goes_on(
+    work: Path, fake: FakePowercap, cc_log: list[logging.LogRecord]
+) -> None:
+    """A symlink where emissions.csv goes is refused (not followed), a malformed config file is
+    skipped, each with an error that names it; stop() still returns the kg."""
+    from carbonfast.compat.codecarbon import OfflineEmissionsTracker
+
+    (work / ".codecarbon.config").write_text("project_name = no section\n")
+    target = work / "elsewhere.csv"
+    target.write_text("keep me\n")
+    (work / "emissions.csv").symlink_to(target)
+    tracker = OfflineEmissionsTracker(country_iso_code="FRA")
+    tracker.start()
+    fake.add("intel-rapl:0", 3_600_000)
+    assert tracker.stop() == pytest.approx(3.6 / KWH * FRA / 1000)
+    assert target.read_text() == "keep me\n"
+    errors = " | ".join(_messages(cc_log, logging.ERROR))
+    assert ".codecarbon.config is not a valid config file" in errors
+    assert "FileOutput.out() failed" in errors and "symbolic link" in errors
+    with pytest.raises(ValueError, match="force_cpu_power=-5"):
+        OfflineEmissionsTracker(country_iso_code="FRA", force_cpu_power=-5)
+
+
+def test_prometheus_output_pushes_codecarbons_metrics_to_the_gateway(
+    work: Path, fake: FakePowercap
+) -> None:
+    pytest.importorskip("prometheus_client")
+    from carbonfast.compat.codecarbon import OfflineEmissionsTracker, OutputMethod
+
+    requests: list[tuple[str, str, str]] = []
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            requests.append((self.command, self.path, self.rfile.read(length).decode()))
+            self.send_response(200)
+            self.end_headers()
+
+        do_PUT = do_POST = do_DELETE = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tracker = OfflineEmissionsTracker(
+            project_name="pushed",
+            country_iso_code="FRA",
+            output_methods=[OutputMethod.PROMETHEUS],
+            prometheus_url=f"127.0.0.1:{server.server_port}",
+        )
+        tracker.start()
+        fake.add("intel-rapl:0", 3_600_000)
+        tracker.stop()
+    finally:
+        server.shutdown()
+        server.server_close()
+    (put, path, body), (delete, deleted, _) = requests
+    assert (put, delete) == ("PUT", "DELETE")
+    assert path == deleted == "/metrics/job/pushed_base"
+    assert re.search(r'^codecarbon_energy_consumed\{.*project_name="pushed".*\} 1e-06$', body, re.M)

@@ -174,7 +174,7 @@ class BaseEmissionsTracker(ABC):
     _offline = False
 
     # The settings, each set by _setting() from its argument, the configuration or its default
-    # (a value as given: an argument is not converted).
+    # (an argument as given, but for a number given as text).
     _log_level: Any
     _logger_preamble: str
     _force_carbon_intensity_g_co2e_kwh: float | None
@@ -360,8 +360,12 @@ class BaseEmissionsTracker(ABC):
         self._setting(on_csv_write, "on_csv_write", "append", _choice("append", "update"))
         self._check_argument("on_csv_write", _choice("append", "update"))
         self._setting(metadata, "metadata")
-        self._setting(force_cpu_power, "force_cpu_power", None, _positive)
-        self._setting(force_ram_power, "force_ram_power", None, _positive)
+        for name, value in (
+            ("force_cpu_power", force_cpu_power),
+            ("force_ram_power", force_ram_power),
+        ):
+            if self._setting(value, name, None, _positive) is not None:
+                self._check_argument(name, _positive)
         self._setting(pue, "pue", 1.0, _positive)
         self._check_argument("pue", _positive)
         self._setting(wue, "wue", 0.0, _non_negative)
@@ -431,6 +435,8 @@ class BaseEmissionsTracker(ABC):
                 "on_csv_write": "'append' or 'update'",
                 "pue": "a number above 0 (1.0: no overhead)",
                 "wue": "litres per kWh, 0 or more",
+                "force_cpu_power": "watts above 0",
+                "force_ram_power": "watts above 0",
             }[name]
             raise ValueError(f"{name}={value!r} is not valid; expected {accepted}")
 

@@ -15,6 +15,7 @@ import os
 from carbonfast.compat.codecarbon.external.logger import logger
 from carbonfast.compat.codecarbon.output_methods.base_output import BaseOutput
 from carbonfast.compat.codecarbon.output_methods.emissions_data import EmissionsData
+from carbonfast.compat.codecarbon.output_methods.metrics import metric_docs as docs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,26 +37,18 @@ LABELS = (
     "tracking_mode",
     "ram_total_size",
 )
-# (metric, field, description): CodeCarbon's names and help texts.
+# The field each gauge shows.
 GAUGES = (
-    ("codecarbon_duration", "duration", "Duration from last measure (s)"),
-    ("codecarbon_emissions", "emissions", "Emissions as CO₂-equivalents [CO₂eq] (kg)"),
-    ("codecarbon_emissions_rate", "emissions_rate", "Emissions divided per duration (Kg/s)"),
-    ("codecarbon_cpu_power", "cpu_power", "CPU power (W)"),
-    ("codecarbon_gpu_power", "gpu_power", "GPU power (W)"),
-    ("codecarbon_ram_power", "ram_power", "RAM power (W)"),
-    ("codecarbon_cpu_energy", "cpu_energy", "Energy used per CPU since last reading (kWh)"),
-    ("codecarbon_gpu_energy", "gpu_energy", "Energy used per GPU since last reading (kWh)"),
-    ("codecarbon_ram_energy", "ram_energy", "Energy used per RAM since last reading (kWh)"),
-    (
-        "codecarbon_energy_consumed",
-        "energy_consumed",
-        "Sum of cpu_energy, gpu_energy and ram_energy (kWh)",
-    ),
-)
-ENERGY_TOTAL = (
-    "codecarbon_energy_total",
-    "Accumulated cpu_energy, gpu_energy and ram_energy (kWh) since the start of the run",
+    (docs.duration_doc, "duration"),
+    (docs.emissions_doc, "emissions"),
+    (docs.emissions_rate_doc, "emissions_rate"),
+    (docs.cpu_power_doc, "cpu_power"),
+    (docs.gpu_power_doc, "gpu_power"),
+    (docs.ram_power_doc, "ram_power"),
+    (docs.cpu_energy_doc, "cpu_energy"),
+    (docs.gpu_energy_doc, "gpu_energy"),
+    (docs.ram_energy_doc, "ram_energy"),
+    (docs.energy_consumed_doc, "energy_consumed"),
 )
 
 _metrics: dict[str, Any] = {}
@@ -67,8 +60,12 @@ def _registry() -> dict[str, Any]:
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
         registry = CollectorRegistry()
-        gauges = {field: Gauge(name, doc, LABELS, registry=registry) for name, field, doc in GAUGES}
-        total = Counter(ENERGY_TOTAL[0], ENERGY_TOTAL[1], LABELS, registry=registry)
+        gauges = {
+            field: Gauge(doc.name, doc.description, LABELS, registry=registry)
+            for doc, field in GAUGES
+        }
+        total_doc = docs.energy_consumed_total_doc
+        total = Counter(total_doc.name, total_doc.description, LABELS, registry=registry)
         _metrics.update(registry=registry, gauges=gauges, total=total)
     return _metrics
 
