@@ -4,6 +4,7 @@ tools built for CodeCarbon read it."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import platform
@@ -13,6 +14,7 @@ from pathlib import Path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from carbonfast.report.record import Record
@@ -141,6 +143,52 @@ def append(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
 
     Writers in several processes take turns: the file is locked from reading its header to
     writing the row, so the header is written once and no row is lost."""
+    with _locked(path) as f:
+        # pandas' to_csv, which CodeCarbon writes with, ends lines with LF, not csv's CRLF.
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        if os.fstat(f.fileno()).st_size == 0:
+            writer.writeheader()
+        writer.writerow(record)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def replace_run(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
+    """Writes `record` in place of the row of the same run_id (CodeCarbon's
+    on_csv_write="update"), at the end of the file; appends it where the run has no row yet.
+    Where the run has several rows already, which one to replace is unclear: the row is
+    appended, as CodeCarbon does. The file is rewritten whole, atomically, under the same lock
+    as append()."""
+    import io
+
+    from carbonfast.report.files import write_atomically
+
+    with _locked(path), open(path, newline="", encoding="utf-8") as r:
+        rows = list(csv.DictReader(r))
+        run_id = str(record["run_id"])
+        same = [row for row in rows if row.get("run_id") == run_id]
+        if len(same) > 1:
+            print(
+                f"carbonfast: {path} has {len(same)} rows of run {run_id}; appending instead "
+                "of updating",
+                file=sys.stderr,
+            )
+        else:
+            rows = [row for row in rows if row.get("run_id") != run_id]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        writer.writerow(record)
+        # Under the lock of the file it replaces: writers waiting on that lock then find
+        # that the file at `path` is another, and open it.
+        write_atomically(path, text.getvalue())
+
+
+@contextlib.contextmanager
+def _locked(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """The file opened for appending and locked, once it is the file at `path` and has
+    CodeCarbon's header (or is empty): a file with another header is moved aside first."""
     import fcntl
 
     from carbonfast.report.files import open_for_append
@@ -155,7 +203,7 @@ def append(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
             except FileNotFoundError:
                 same = False
             if not same:
-                continue  # another writer moved the file aside meanwhile: open the new one
+                continue  # another writer moved or replaced the file meanwhile: open the new one
             if os.fstat(f.fileno()).st_size > 0:
                 with open(path, newline="", encoding="utf-8") as r:
                     header = next(csv.reader(r), [])
@@ -168,13 +216,7 @@ def append(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
                         file=sys.stderr,
                     )
                     continue
-            # pandas' to_csv, which CodeCarbon writes with, ends lines with LF, not csv's CRLF.
-            writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
-            if os.fstat(f.fileno()).st_size == 0:
-                writer.writeheader()
-            writer.writerow(record)
-            f.flush()
-            os.fsync(f.fileno())
+            yield f
             return
 
 
