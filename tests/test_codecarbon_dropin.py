@@ -804,7 +804,7 @@ def test_offline_without_a_country_or_with_an_unknown_one_runs_on_the_world_aver
         kg = tracker.stop()
         assert kg == pytest.approx(3.6 / KWH * WORLD / 1000)
         data = tracker.final_emissions_data
-        assert (data.country_iso_code, data.country_name) == (code, None)
+        assert (data.country_iso_code, data.country_name) == (code, "")
         assert any(logged in m for m in _messages(cc_log))
     cloud = OfflineEmissionsTracker(cloud_provider="gcp", cloud_region="europe-west1")
     cloud.start()

@@ -91,6 +91,10 @@ def _bool(raw: Any) -> bool:
     raise ValueError
 
 
+# The shortest period of live updates (CodeCarbon measures no more often either).
+_MIN_LIVE_PERIOD_S = 0.05
+
+
 def _positive(raw: Any) -> float:
     value = float(raw)
     if not value > 0 or value == float("inf"):
@@ -334,8 +338,8 @@ class BaseEmissionsTracker(ABC):
         self._setting(emissions_endpoint, "emissions_endpoint")
         self._setting(experiment_name, "experiment_name", "base")
         self._setting(gpu_ids, "gpu_ids")
-        self._setting(measure_power_secs, "measure_power_secs", 15.0, _positive)
-        self._check_argument("measure_power_secs", _positive)
+        self._setting(measure_power_secs, "measure_power_secs", 15.0, _non_negative)
+        self._check_argument("measure_power_secs", _non_negative)
         self._setting(output_dir, "output_dir", ".")
         if not os.path.exists(self._output_dir):
             raise OSError(
@@ -375,8 +379,9 @@ class BaseEmissionsTracker(ABC):
         self._setting(rapl_prefer_psys, "rapl_prefer_psys", False, _bool)
         self._setting(experiment_id, "experiment_id", DEFAULT_EXPERIMENT_ID)
         if self.force_carbon_intensity_g_co2e_kwh is not None:
+            # As CodeCarbon logs it: the value as a float ("100.0").
             logger.info(
-                f"Using forced carbon intensity: {self.force_carbon_intensity_g_co2e_kwh} "
+                f"Using forced carbon intensity: {float(self.force_carbon_intensity_g_co2e_kwh)} "
                 "gCO2e/kWh."
             )
 
@@ -430,7 +435,7 @@ class BaseEmissionsTracker(ABC):
         if parsed is None:
             accepted = {
                 "api_call_interval": "a whole number of periods (-1: only at flush and stop)",
-                "measure_power_secs": "seconds above 0",
+                "measure_power_secs": "seconds, 0 or more",
                 "tracking_mode": "'machine' or 'process'",
                 "on_csv_write": "'append' or 'update'",
                 "pue": "a number above 0 (1.0: no overhead)",
@@ -649,7 +654,7 @@ class BaseEmissionsTracker(ABC):
             except ValueError as e:
                 logger.error(f"Does not support country with ISO code {code}: {e}")
                 logger.warning(f"We do not have data for {code}, using world average.")
-                fields.update(country_iso_code=str(code), country_name=None)
+                fields.update(country_iso_code=str(code), country_name=_WORLD)
             else:
                 settings["country"] = str(code)
                 fields.update(_country_fields(country.country, countries()))
@@ -907,7 +912,9 @@ class BaseEmissionsTracker(ABC):
         self._live_stop = threading.Event()
         self._live_thread = threading.Thread(
             target=self._live_loop,
-            args=(self._live_stop, float(self._measure_power_secs)),
+            # CodeCarbon takes 0 (as often as it can): no less than its own 50 ms between
+            # measurements, rather than a loop that spins.
+            args=(self._live_stop, max(_MIN_LIVE_PERIOD_S, float(self._measure_power_secs))),
             name="codecarbon-live",
             daemon=True,
         )
@@ -1497,10 +1504,15 @@ def _call(handler: object, method: str, *args: Any) -> None:
         logger.debug("the failure", exc_info=True)
 
 
+# The country_name of a tracker on the world average (no place given, or one without data):
+# empty, as CodeCarbon's offline tracker leaves it, and a str as its online one always gives.
+_WORLD = ""
+
+
 def _country_fields(alpha3: str | None, table: dict[str, Any]) -> dict[str, Any]:
     row = table["countries"].get(alpha3) if alpha3 else None
     if row is None:
-        return {"country_iso_code": None, "country_name": None}
+        return {"country_iso_code": None, "country_name": _WORLD}
     return {"country_iso_code": alpha3, "country_name": row["name"]}
 
 
