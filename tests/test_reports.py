@@ -305,6 +305,40 @@ def test_a_long_label_is_kept_to_256_bytes(fake: FakePowercap, tmp_path: Path) -
     assert row["label"] == "é" * 128 and row["count"] == 3
 
 
+def test_many_writers_can_open_a_new_history_at_once(tmp_path: Path) -> None:
+    """Trackers in threads, or the ranks of a job, may all open a history that does not exist
+    yet: each must open it and add its record, none fail on the schema or the WAL switch."""
+    import threading
+
+    errors: list[str] = []
+    for round_ in range(25):
+        path = tmp_path / f"h{round_}.sqlite"
+        barrier = threading.Barrier(8)
+
+        def write(i: int, path: Path = path, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                record = Record(
+                    kind="run",
+                    started_at="2026-01-01T00:00:00+00:00",
+                    label=f"w{i}",
+                    duration_s=1.0,
+                    energy_j=1.0,
+                )
+                History(path).add(record)
+            except Exception as e:  # the test collects every failure
+                errors.append(f"{type(e).__name__}: {e}")
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if not errors:
+            assert len(History(path).list()) == 8
+    assert errors == []
+
+
 def test_the_history_survives_the_writer_being_killed(tmp_path: Path) -> None:
     path = tmp_path / "h.sqlite"
     writer = (

@@ -104,13 +104,18 @@ class History:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        _use_wal(self._db)
         # In WAL mode NORMAL is durable against a killed process; only a power cut can lose
         # the last transactions.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        # Several processes or threads may open a new file at once (trackers in threads, the
+        # ranks of a job): the checks and their writes below are one transaction that holds
+        # the write lock from the start, so that two never both find a column or the schema
+        # version missing and both add it.
         with self._db:
-            self._db.executescript(_SCHEMA)
+            self._db.execute("BEGIN IMMEDIATE")
             # Histories made before distributed jobs gain their columns: added, nullable, so
             # that an older carbonfast still reads and writes the file.
             have = {r[1] for r in self._db.execute("PRAGMA table_info(runs)")}
@@ -626,3 +631,20 @@ class WindowRecorder:
                     RuntimeWarning,
                     stacklevel=2,
                 )
+
+
+def _use_wal(db: sqlite3.Connection, wait_s: float = 30.0) -> None:
+    """Puts the file in WAL mode. Switching needs the file to itself and, unlike other
+    statements, answers "database is locked" at once rather than waiting while another
+    connection opens it too: retried, for as long as the connection's own timeout."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
