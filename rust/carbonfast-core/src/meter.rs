@@ -420,13 +420,17 @@ impl Meter {
             let mut changes: Vec<Vec<u64>> = vec![Vec::new(); n];
             let mut reads = 0usize;
             let start = monotonic_ns();
-            // A counter seen to step is watched on for a few more steps (a busy machine may
-            // have taken the probe's time), up to ten times the budget.
+            let cpu_start = crate::clock::thread_cpu_ns();
+            // A counter seen to step is watched on for a few more steps, up to ten times the
+            // budget of the probe's own running time: a busy machine that keeps the probe
+            // waiting does not use it up (within PROBE_WALL_CAP_NS of waiting, at most).
             let enough = |changes: &[Vec<u64>]| unknown.iter().all(|&i| changes[i].len() >= 4);
             let seen = |changes: &[Vec<u64>]| unknown.iter().any(|&i| !changes[i].is_empty());
             loop {
                 let elapsed = monotonic_ns() - start;
-                if elapsed >= 10 * budget_ns
+                let ran = crate::clock::thread_cpu_ns() - cpu_start;
+                if ran >= 10 * budget_ns
+                    || elapsed >= PROBE_WALL_CAP_NS
                     || (elapsed >= budget_ns && (!seen(&changes) || enough(&changes)))
                 {
                     break;
@@ -984,6 +988,9 @@ impl Meter {
 }
 
 /// A refresh log for a counter whose refresh period is known.
+/// The longest the start-up probe may wait on a busy machine for its running time.
+const PROBE_WALL_CAP_NS: u64 = 500_000_000;
+
 fn step_log(d: &Domain) -> Option<StepLog> {
     let period = d.update_period_ns.filter(|&p| p > 0)?;
     (d.reading == Reading::Energy && !d.estimated()).then(|| StepLog::new(Period::new(period)))
