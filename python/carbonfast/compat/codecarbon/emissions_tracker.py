@@ -11,18 +11,36 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import os
 import platform
-import re
 import threading
 import time
 import uuid
 import warnings
 from abc import ABC, abstractmethod
-from datetime import datetime
 
 from carbonfast.compat.codecarbon import _system
+from carbonfast.compat.codecarbon._arguments import (
+    _bool,
+    _choice,
+    _non_negative,
+    _positive,
+    _sentinel,
+)
+from carbonfast.compat.codecarbon._figures import _emissions_data, _log_energy, _split
+from carbonfast.compat.codecarbon._hardware import _detected_hardware, _log_tracker_metadata
+from carbonfast.compat.codecarbon._history import _remember
+from carbonfast.compat.codecarbon._live import _LiveUpdates
+from carbonfast.compat.codecarbon._meter import _gpu_indices, _shared_meter
+from carbonfast.compat.codecarbon._outputs import (
+    _built_in_outputs,
+    _call,
+    _output_methods,
+    _takes_live_updates,
+)
+from carbonfast.compat.codecarbon._place import _resolve_place
+from carbonfast.compat.codecarbon._settings import _Settings
+from carbonfast.compat.codecarbon._task_sums import _tasks_as_run
 from carbonfast.compat.codecarbon.core.config import (
     get_hierarchical_config_with_sources,
     log_config_sources,
@@ -44,11 +62,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypeVar
 
-    from carbonfast.carbon import Carbon
     from carbonfast.carbon.intensity import Intensity
-    from carbonfast.compat.codecarbon.output_methods.boamps import BoAmpsOutput
     from carbonfast.measure import Meter
-    from carbonfast.report.record import Record
 
     F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,70 +77,9 @@ __all__ = [
 ]
 
 DEFAULT_EXPERIMENT_ID = "5b0fa12a-3dd7-45bb-9766-cc326314d9f1"
-_J_PER_KWH = 3.6e6
-
-
-class _NotGiven:
-    """The default of every argument: "not given", so that the configuration fills it (None
-    is a value an argument can be given)."""
-
-    def __repr__(self) -> str:
-        return "<not given>"
-
-
-_sentinel: Any = _NotGiven()
 
 # The warning that EmissionsTracker does not locate the machine by IP is given once a process.
 _warned_no_geolocation = False
-
-
-# -- parsing configuration values (strings from files and the environment) ----------------------
-
-
-def _bool(raw: Any) -> bool:
-    low = str(raw).strip().lower()
-    if low in ("true", "1", "yes", "on"):
-        return True
-    if low in ("false", "0", "no", "off", ""):
-        return False
-    raise ValueError
-
-
-# The shortest period of live updates (CodeCarbon measures no more often either).
-_MIN_LIVE_PERIOD_S = 0.05
-
-
-def _positive(raw: Any) -> float:
-    value = float(raw)
-    if not value > 0 or value == float("inf"):
-        raise ValueError
-    return value
-
-
-def _non_negative(raw: Any) -> float:
-    value = float(raw)
-    if not value >= 0 or value == float("inf"):
-        raise ValueError
-    return value
-
-
-def _choice(*accepted: str) -> Callable[[Any], str]:
-    def parse(raw: Any) -> str:
-        value = str(raw).strip()
-        if value not in accepted:
-            raise ValueError
-        return value
-
-    return parse
-
-
-_EXPECTED = {
-    _bool: "true or false",
-    float: "a number",
-    int: "a whole number",
-    _positive: "a number above 0",
-    _non_negative: "a number, 0 or more",
-}
 
 
 def _suppress(method: F) -> F:
@@ -143,23 +97,7 @@ def _suppress(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@dataclasses.dataclass(frozen=True)
-class _Place:
-    """Where the energy is drawn, as the CSV names it, and its carbon settings."""
-
-    carbon: Carbon
-    country_iso_code: str | None = None
-    country_name: str | None = None
-    region: str | None = None
-    cloud_provider: str = ""
-    cloud_region: str = ""
-
-    @property
-    def on_cloud(self) -> str:
-        return "Y" if self.cloud_provider else "N"
-
-
-class BaseEmissionsTracker(ABC):
+class BaseEmissionsTracker(_Settings, ABC):
     """Tracks the energy and emissions of code, as CodeCarbon's tracker does.
 
     Every argument may be left out: it is then taken from the environment (CODECARBON_<NAME>),
@@ -176,45 +114,6 @@ class BaseEmissionsTracker(ABC):
     """
 
     _offline = False
-
-    # The settings, each set by _setting() from its argument, the configuration or its default
-    # (an argument as given, but for a number given as text).
-    _log_level: Any
-    _logger_preamble: str
-    _force_carbon_intensity_g_co2e_kwh: float | None
-    force_carbon_intensity_g_co2e_kwh: float | None
-    _allow_multiple_runs: bool
-    _api_call_interval: int
-    _api_endpoint: str
-    _api_key: str | None
-    _electricitymaps_api_token: str | None
-    _emissions_endpoint: str | None
-    _experiment_name: str
-    _gpu_ids: Any
-    _measure_power_secs: float
-    _output_dir: str
-    _output_file: str
-    _project_name: str
-    _output_methods: list[OutputMethod]
-    _save_to_file: bool
-    _save_to_api: bool
-    _save_to_logger: bool
-    _save_to_prometheus: bool
-    _save_to_logfire: bool
-    _logging_logger: Any
-    _prometheus_url: str
-    _output_handlers: list[Any]
-    _tracking_mode: str
-    _on_csv_write: str
-    _metadata: dict[str, Any] | str | None
-    _force_cpu_power: float | None
-    _force_ram_power: float | None
-    _pue: float
-    _wue: float
-    _force_mode_cpu_load: bool
-    _rapl_include_dram: bool
-    _rapl_prefer_psys: bool
-    _experiment_id: str
 
     def __init__(
         self,
@@ -311,24 +210,7 @@ class BaseEmissionsTracker(ABC):
         if self._offline:
             logger.info("offline tracker init")
 
-        self._setting(
-            force_carbon_intensity_g_co2e_kwh,
-            "force_carbon_intensity_g_co2e_kwh",
-            None,
-            _non_negative,
-        )
-        intensity = self._force_carbon_intensity_g_co2e_kwh
-        if intensity is not None and not (
-            isinstance(intensity, (int, float))
-            and not isinstance(intensity, bool)
-            and 0 <= intensity < float("inf")
-        ):
-            logger.warning(
-                f"Invalid value for force_carbon_intensity_g_co2e_kwh: {intensity!r}. It must "
-                "be a number, 0 or more (g CO2e per kWh). Using the place's intensity."
-            )
-            self._force_carbon_intensity_g_co2e_kwh = None
-        self.force_carbon_intensity_g_co2e_kwh = self._force_carbon_intensity_g_co2e_kwh
+        self._forced_intensity(force_carbon_intensity_g_co2e_kwh)
         self._setting(allow_multiple_runs, "allow_multiple_runs", True, _bool)
         self._setting(api_call_interval, "api_call_interval", 8, int)
         self._check_argument("api_call_interval", int)
@@ -386,82 +268,17 @@ class BaseEmissionsTracker(ABC):
             )
 
         self._meter = self._make_meter()
-        self._place = self._resolve_place()
+        self._place = _resolve_place(
+            self._location(),
+            electricitymaps_token=self._electricitymaps_api_token,
+            forced_intensity=self.force_carbon_intensity_g_co2e_kwh,
+            meter_carbon=self._meter.carbon,
+            no_place_given=self._no_place_given,
+        )
         self._initialize_runtime_state()
         self._init_output_methods(api_key=self._api_key)
 
-    # -- settings --------------------------------------------------------------------------
-
-    def _setting(
-        self,
-        var: Any,
-        name: str,
-        default: Any = None,
-        parse: Callable[[Any], Any] | None = None,
-    ) -> Any:
-        """Sets self._<name>: the argument as given; else the configuration's value, parsed
-        (a value that does not parse is logged and the default used); else the default."""
-        if var is not _sentinel:
-            value = var
-        elif name in self._external_conf and parse is not None:
-            raw = self._external_conf[name]
-            try:
-                value = parse(raw)
-            except (ValueError, TypeError):
-                what = _EXPECTED.get(parse, "one of the accepted values")
-                logger.error(
-                    f"CONFIG - Value for '{name}' must be {what}. Got '{raw}' instead. It will "
-                    f"be ignored; using {default!r}."
-                )
-                value = default
-        else:
-            value = self._external_conf.get(name, default)
-        self._conf[name] = value
-        setattr(self, f"_{name}", value)
-        return value
-
-    def _check_argument(self, name: str, parse: Callable[[Any], Any]) -> None:
-        """Raises ValueError, naming the argument and what it accepts, where a value given as
-        an argument cannot be used."""
-        value = getattr(self, f"_{name}")
-        try:
-            parsed = None if isinstance(value, bool) else parse(value)
-        except (ValueError, TypeError):
-            parsed = None
-        if parsed is not None and isinstance(value, str):
-            # A number given as text ("1.5"), taken as the number.
-            setattr(self, f"_{name}", parsed)
-            self._conf[name] = parsed
-        if parsed is None:
-            accepted = {
-                "api_call_interval": "a whole number of periods (-1: only at flush and stop)",
-                "measure_power_secs": "seconds, 0 or more",
-                "tracking_mode": "'machine' or 'process'",
-                "on_csv_write": "'append' or 'update'",
-                "pue": "a number above 0 (1.0: no overhead)",
-                "wue": "litres per kWh, 0 or more",
-                "force_cpu_power": "watts above 0",
-                "force_ram_power": "watts above 0",
-            }[name]
-            raise ValueError(f"{name}={value!r} is not valid; expected {accepted}")
-
-    def _electricitymaps_token(self, token: Any, old_token: Any) -> None:
-        if old_token is not _sentinel:
-            logger.warning(
-                "Parameter 'co2_signal_api_token' is deprecated and will be removed in a future "
-                "version. Please use 'electricitymaps_api_token' instead."
-            )
-            if token is _sentinel:
-                token = old_token
-        self._setting(token, "electricitymaps_api_token")
-        if self._electricitymaps_api_token is None and self._external_conf.get(
-            "co2_signal_api_token"
-        ):
-            logger.warning(
-                "Configuration parameter 'co2_signal_api_token' is deprecated. Please update "
-                "your config to use 'electricitymaps_api_token' instead."
-            )
-            self._electricitymaps_api_token = self._external_conf["co2_signal_api_token"]
+    # -- outputs -----------------------------------------------------------------------------
 
     def _resolve_output_methods(
         self,
@@ -508,78 +325,22 @@ class BaseEmissionsTracker(ABC):
                 f"{type(handlers).__name__}; it is ignored"
             )
         self.run_id: uuid.UUID = uuid.uuid4()
-        methods = set(self._output_methods)
-        if OutputMethod.CSV in methods:
-            from carbonfast.compat.codecarbon.output_methods.file import FileOutput
-
-            self._output_handlers.append(
-                FileOutput(self._output_file, self._output_dir, self._on_csv_write)
-            )
-        if OutputMethod.LOGGER in methods:
-            output = self._logging_logger
-            if isinstance(output, logging.Logger):
-                from carbonfast.compat.codecarbon.output_methods.logger import LoggerOutput
-
-                output = LoggerOutput(output)
-            if output is None or isinstance(output, str):
-                logger.error(
-                    "The logger output needs logging_logger=LoggerOutput(your_logger) (or a "
-                    "logging.Logger); nothing is logged to a logger of yours"
-                )
-            else:
-                self._output_handlers.append(output)
-        if self._emissions_endpoint:
-            from carbonfast.compat.codecarbon.output_methods.http import HTTPOutput
-
-            self._output_handlers.append(HTTPOutput(self._emissions_endpoint))
-        if OutputMethod.API in methods:
-            from carbonfast.compat.codecarbon.output_methods.http import CodeCarbonAPIOutput
-
-            self._output_handlers.append(
-                CodeCarbonAPIOutput(
-                    endpoint_url=self._api_endpoint,
-                    experiment_id=self._experiment_id,
-                    api_key=api_key,
-                    conf=self._conf,
-                )
-            )
-        if OutputMethod.PROMETHEUS in methods:
-            from carbonfast.compat.codecarbon.output_methods.metrics.prometheus import (
-                PrometheusOutput,
-            )
-
-            job = re.sub(r"[^a-zA-Z0-9_-]", "_", f"{self._project_name}_{self._experiment_name}")
-            self._output_handlers.append(PrometheusOutput(self._prometheus_url, job_name=job))
-        if OutputMethod.LOGFIRE in methods:
-            from carbonfast.compat.codecarbon.output_methods.metrics.logfire import LogfireOutput
-
-            self._output_handlers.append(LogfireOutput())
-        if OutputMethod.BOAMPS in methods:
-            self._output_handlers.append(self._build_boamps_output())
-
-    def _build_boamps_output(self) -> BoAmpsOutput:
-        """The BoAmps output, with what `metadata` (a dict, or a JSON file of one) holds under
-        "boamps" (or the whole dict, as older CodeCarbon read it)."""
-        import json
-
-        from carbonfast.compat.codecarbon.output_methods.boamps import BoAmpsOutput
-
-        metadata = self._metadata
-        if isinstance(metadata, str) and metadata:
-            try:
-                with open(metadata, encoding="utf-8") as f:
-                    metadata = json.load(f)
-            except FileNotFoundError:
-                logger.error(f"Metadata file not found: {metadata}")
-                metadata = None
-            except (OSError, ValueError) as e:
-                logger.error(f"Invalid JSON in metadata file '{metadata}': {e}")
-                metadata = None
-        if isinstance(metadata, dict):
-            context = metadata.get("boamps", metadata)
-            if isinstance(context, dict) and context:
-                return BoAmpsOutput.from_dict(context, output_dir=self._output_dir)
-        return BoAmpsOutput(output_dir=self._output_dir)
+        self._output_handlers += _built_in_outputs(
+            set(self._output_methods),
+            output_file=self._output_file,
+            output_dir=self._output_dir,
+            on_csv_write=self._on_csv_write,
+            logging_logger=self._logging_logger,
+            emissions_endpoint=self._emissions_endpoint,
+            api_endpoint=self._api_endpoint,
+            experiment_id=self._experiment_id,
+            api_key=api_key,
+            conf=self._conf,
+            project_name=self._project_name,
+            experiment_name=self._experiment_name,
+            prometheus_url=self._prometheus_url,
+            metadata=self._metadata,
+        )
 
     # -- what is measured, and where ---------------------------------------------------------
 
@@ -588,88 +349,12 @@ class BaseEmissionsTracker(ABC):
             scope="machine" if self._tracking_mode == "machine" else "process",
             cpu_tdp_w=self._force_cpu_power,
             ram_power_w=self._force_ram_power,
-            gpus=self._gpu_indices(),
+            gpus=_gpu_indices(self._gpu_ids),
         )
-
-    def _gpu_indices(self) -> tuple[int, ...] | None:
-        """gpu_ids as CUDA indices; None: every GPU. Ids that are not indices (UUIDs) are
-        logged and every GPU is measured."""
-        ids = self._gpu_ids
-        if ids is None or ids == []:
-            return None
-        items = ids.split(",") if isinstance(ids, str) else list(ids)
-        try:
-            indices = tuple(int(str(i).strip()) for i in items if str(i).strip())
-        except ValueError:
-            logger.warning(
-                f'gpu_ids={ids!r}: carbonfast selects GPUs by index (e.g. [0, 2] or "0,2"); '
-                "measuring every GPU"
-            )
-            return None
-        return indices or None
 
     @abstractmethod
     def _location(self) -> dict[str, Any]:
         """The place settings: country_iso_code, region, cloud_provider, cloud_region."""
-
-    def _resolve_place(self) -> _Place:
-        """The place and its intensity: the forced intensity, else the cloud region, else the
-        country given; with none of them, carbonfast's own settings (CARBONFAST_COUNTRY, a
-        carbonfast.toml), else the world average."""
-        from carbonfast.carbon import Carbon
-        from carbonfast.carbon.intensity import by_cloud, by_country
-        from carbonfast.carbon.tables import countries
-
-        where = self._location()
-        settings: dict[str, Any] = {
-            "electricitymaps_token": self._electricitymaps_api_token or None,
-            "electricitymaps_url": "https://api.electricitymap.org/v3",
-        }
-        if self.force_carbon_intensity_g_co2e_kwh is not None:
-            settings["intensity"] = float(self.force_carbon_intensity_g_co2e_kwh)
-        fields: dict[str, Any] = {"region": where.get("region")}
-        provider, cloud_region = where.get("cloud_provider"), where.get("cloud_region")
-        if provider and not cloud_region:
-            logger.error(
-                "Cloud Region must be provided if cloud provider is set: give cloud_region "
-                f"(e.g. cloud_provider={provider!r}, cloud_region='europe-west1')"
-            )
-        elif provider:
-            spec = f"{provider}:{cloud_region}"
-            try:
-                cloud = by_cloud(spec)
-            except ValueError as e:
-                logger.error(
-                    f"Cloud Provider/Region {provider} {cloud_region} not found in cloud "
-                    f"emissions data: {e}"
-                )
-            else:
-                settings["cloud"] = spec
-                fields.update(cloud_provider=str(provider), cloud_region=str(cloud_region))
-                fields.update(_country_fields(cloud.country, countries()))
-        code = where.get("country_iso_code")
-        if code and "cloud" not in settings:
-            try:
-                country = by_country(str(code))
-            except ValueError as e:
-                logger.error(f"Does not support country with ISO code {code}: {e}")
-                logger.warning(f"We do not have data for {code}, using world average.")
-                fields.update(country_iso_code=str(code), country_name=_WORLD)
-            else:
-                settings["country"] = str(code)
-                fields.update(_country_fields(country.country, countries()))
-        place_given = any(k in settings for k in ("intensity", "cloud", "country")) or bool(code)
-        # The most specific place alone (as CodeCarbon: a forced intensity, else the cloud
-        # region, else the country), so that the others are not noted as overridden.
-        for weaker in ("country", "cloud"):
-            if sum(k in settings for k in ("intensity", "cloud", "country")) > 1:
-                settings.pop(weaker, None)
-        carbon = Carbon(settings) if place_given else self._meter.carbon
-        if not place_given:
-            table = carbon.table
-            fields.update(_country_fields(table.country, countries()))
-            self._no_place_given(table)
-        return _Place(carbon=carbon, **fields)
 
     def _no_place_given(self, table: Intensity) -> None:
         """What to say where no place was given: the tracker uses carbonfast's own settings,
@@ -692,8 +377,7 @@ class BaseEmissionsTracker(ABC):
         self._intensity: Intensity | None = None
         self._hardware: dict[str, Any] | None = None
         self._lock = threading.RLock()
-        self._live_stop: threading.Event | None = None
-        self._live_thread: threading.Thread | None = None
+        self._live = _LiveUpdates()
         self.final_emissions_data: EmissionsData | None = None
         self.final_emissions: float | None = None
 
@@ -707,20 +391,7 @@ class BaseEmissionsTracker(ABC):
     def _ensure_hardware_ready(self) -> None:
         if self._hardware is not None:
             return
-        gpus = [d for d in self._meter.domains if d.kind == "gpu"]
-        models: dict[str, int] = {}
-        for d in gpus:
-            model = d.label.split(",")[0].strip() or d.name
-            models[model] = models.get(model, 0) + 1
-        self._hardware = {
-            "ram_total_size": _system.ram_total_gib(),
-            "cpu_count": _system.cpu_count(),
-            "cpu_physical_count": _system.cpu_sockets(),
-            "cpu_model": _cpu_model(),
-            "gpu_count": len(gpus),
-            "gpu_model": ", ".join(f"{n} x {m}" for m, n in models.items()),
-            "gpu_ids": self._gpu_ids,
-        }
+        self._hardware = _detected_hardware(self._meter, self._gpu_ids)
         self._conf.update(
             {
                 "os": platform.platform(),
@@ -733,45 +404,11 @@ class BaseEmissionsTracker(ABC):
                 "latitude": None,
             }
         )
-        self._log_tracker_metadata()
-
-    def _log_tracker_metadata(self) -> None:
-        hw = self._hardware
-        assert hw is not None
-        meter = self._meter
-        logger.info(
-            "[setup] carbonfast measures: "
-            + (
-                ", ".join(
-                    f"{d.name} ({d.kind}, {d.source}{', estimated' if d.estimated else ''})"
-                    for d in meter.domains
-                )
-                or "nothing (no readable counter, estimates off)"
-            )
-        )
-        for note in (*meter._problem_notes, *meter._estimate_notes):
-            logger.warning(note)
-        if self._rapl_prefer_psys and not any(d.kind == "psys" for d in meter.domains):
-            logger.warning(
-                "rapl_prefer_psys=True, but no psys RAPL counter is readable here: the CPU "
-                "figures are the packages'"
-            )
-        logger.info(">>> Tracker's metadata:")
-        logger.info(f"  Platform system: {self._conf['os']}")
-        logger.info(f"  Python version: {self._conf['python_version']}")
-        logger.info(f"  CodeCarbon version: {self._conf['codecarbon_version']}")
-        logger.info(f"  Available RAM : {hw['ram_total_size']:.3f} GB")
-        logger.info(
-            f"  CPU count: {hw['cpu_count']} thread(s) in {hw['cpu_physical_count']} "
-            "physical CPU(s)"
-        )
-        logger.info(f"  CPU model: {hw['cpu_model']}")
-        logger.info(f"  GPU count: {hw['gpu_count']}")
-        logger.info(f"  GPU model: {hw['gpu_model']}")
+        _log_tracker_metadata(self._meter, self._hardware, self._conf, self._rapl_prefer_psys)
 
     def _usage(self) -> _system.Usage:
         assert self._hardware is not None
-        return _system.Usage(self._gpu_indices(), gpus=bool(self._hardware["gpu_count"]))
+        return _system.Usage(_gpu_indices(self._gpu_ids), gpus=bool(self._hardware["gpu_count"]))
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -855,7 +492,7 @@ class BaseEmissionsTracker(ABC):
                 logger.warning("Nothing measured yet: no task of this run has stopped.")
                 return None
             delta = self._delta(total)
-        self._log_energy(total)
+        _log_energy(total)
         self._persist_data(total, delta, self._experiment_name)
         return total.emissions
 
@@ -867,7 +504,7 @@ class BaseEmissionsTracker(ABC):
         if self._start_time is None:
             logger.warning("Tracker already stopped or never started.")
             return self.final_emissions
-        self._stop_live_updates()
+        self._live.stop()
         if self._active_task:
             self.stop_task(self._active_task)
         with self._lock:
@@ -884,13 +521,13 @@ class BaseEmissionsTracker(ABC):
             delta = self._delta(total)
             self.final_emissions_data = total
             self.final_emissions = total.emissions
-        self._log_energy(total)
+        _log_energy(total)
         self._log_emissions(total)
         self._persist_data(total, delta, self._experiment_name)
         for handler in self._output_handlers:
             _call(handler, "exit")
         if report is not None:
-            self._remember(report)
+            _remember(report, self._project_name)
         return total.emissions
 
     def __enter__(self) -> BaseEmissionsTracker:
@@ -905,47 +542,11 @@ class BaseEmissionsTracker(ABC):
     def _start_live_updates(self) -> None:
         """The background thread of live updates, where an output takes them (one that
         overrides live_out) and api_call_interval is not -1."""
-        if self._live_thread is not None or self._api_call_interval == -1:
+        if self._live.running or self._api_call_interval == -1:
             return
         if not any(_takes_live_updates(h) for h in self._output_handlers):
             return
-        self._live_stop = threading.Event()
-        self._live_thread = threading.Thread(
-            target=self._live_loop,
-            # CodeCarbon takes 0 (as often as it can): no less than its own 50 ms between
-            # measurements, rather than a loop that spins.
-            args=(self._live_stop, max(_MIN_LIVE_PERIOD_S, float(self._measure_power_secs))),
-            name="codecarbon-live",
-            daemon=True,
-        )
-        self._live_thread.start()
-
-    def _stop_live_updates(self) -> None:
-        thread, stop = self._live_thread, self._live_stop
-        self._live_thread = self._live_stop = None
-        if thread is not None and stop is not None:
-            stop.set()
-            if thread is not threading.current_thread():
-                # An output's live_out() in progress is given time to finish (theirs are
-                # bounded by their own timeouts); one that hangs does not hold up stop().
-                thread.join(timeout=60)
-                if thread.is_alive():
-                    logger.warning("a live update is still running after 60 s; stopping without it")
-
-    def _live_loop(self, stop: threading.Event, period_s: float) -> None:
-        every = max(1, int(self._api_call_interval))
-        ticks = 0
-        deadline = time.monotonic() + period_s
-        while not stop.wait(max(0.0, deadline - time.monotonic())):
-            deadline += period_s
-            now = time.monotonic()
-            if deadline < now:  # held up longer than a period: on from now
-                deadline = now + period_s
-            ticks += 1
-            try:
-                self._live_tick(ticks % every == 0)
-            except Exception as e:
-                logger.error(f"live update failed: {e!r}; the run goes on", exc_info=True)
+        self._live.start(self._live_tick, self._measure_power_secs, self._api_call_interval)
 
     def _live_tick(self, send: bool) -> None:
         with self._lock:
@@ -955,7 +556,7 @@ class BaseEmissionsTracker(ABC):
             if total is None:
                 return
             delta = self._delta(total) if send else None
-        self._log_energy(total)
+        _log_energy(total)
         if delta is None:
             return
         if delta.emissions_rate is not None:
@@ -1001,78 +602,30 @@ class BaseEmissionsTracker(ABC):
                 logger.warning(self._intensity.note)
         return self._intensity
 
-    def _split(self, record: Record) -> tuple[float, float, float, float | None]:
-        """(CPU, GPU, RAM, total) joules, as the rapl_* options ask."""
-        parts = record.energy_by_kind()
-        cpu, gpu, ram = parts["cpu"], parts["gpu"], parts["ram"]
-        total = record.energy_j
-        psys = [d.energy_j for d in record.domains.values() if d.kind == "psys"]
-        if self._rapl_prefer_psys and psys:
-            # The platform counter covers the CPU packages and DRAM: it is the CPU figure.
-            cpu, ram = sum(psys), 0.0
-            total = cpu + gpu
-        elif self._rapl_include_dram:
-            cpu, ram = cpu + ram, 0.0
-        return cpu, gpu, ram, total
-
     def _data(self, report: dict[str, Any], usage: _system.Usage | None) -> EmissionsData:
         """The EmissionsData of a run or task report, written now."""
         from carbonfast.report.record import Record
 
         assert self._hardware is not None
         record = Record.from_dict(report)
-        cpu, gpu, ram, total = self._split(record)
-        duration = record.duration_s
-        pue = self._pue
-
-        def kwh(j: float) -> float:
-            return j / _J_PER_KWH * pue
-
-        def watts(j: float) -> float:
-            return j / duration * pue if duration > 0 else 0.0
-
-        energy = None if total is None else kwh(total)
-        g_per_kwh = self._carbon_intensity().g_per_kwh
-        emissions = None if energy is None else energy * g_per_kwh / 1000.0
-        rate = None if emissions is None else emissions / duration if duration > 0 else 0.0
-        hw = self._hardware
-        place = self._place
-        return EmissionsData(
-            timestamp=datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
+        return _emissions_data(
+            record,
+            _split(
+                record,
+                rapl_prefer_psys=self._rapl_prefer_psys,
+                rapl_include_dram=self._rapl_include_dram,
+            ),
+            usage,
+            g_per_kwh=self._carbon_intensity().g_per_kwh,
+            pue=self._pue,
+            wue=self._wue,
             project_name=self._project_name,
             run_id=str(self.run_id),
             experiment_id=str(self._experiment_id),
-            duration=duration,
-            emissions=emissions,
-            emissions_rate=rate,
-            cpu_power=watts(cpu),
-            gpu_power=watts(gpu),
-            ram_power=watts(ram),
-            cpu_energy=kwh(cpu),
-            gpu_energy=kwh(gpu),
-            ram_energy=kwh(ram),
-            energy_consumed=energy,
-            water_consumed=None if energy is None else self._wue * energy,
-            country_name=place.country_name,
-            country_iso_code=place.country_iso_code,
-            region=place.region,
-            cloud_provider=place.cloud_provider,
-            cloud_region=place.cloud_region,
-            os=self._conf["os"],
-            python_version=self._conf["python_version"],
-            codecarbon_version=self._conf["codecarbon_version"],
-            cpu_count=hw["cpu_count"],
-            cpu_model=hw["cpu_model"],
-            gpu_count=hw["gpu_count"],
-            gpu_model=hw["gpu_model"],
-            longitude=None,
-            latitude=None,
-            ram_total_size=hw["ram_total_size"],
             tracking_mode=self._tracking_mode,
-            **(usage.figures() if usage is not None else {}),
-            on_cloud=place.on_cloud,
-            pue=self._pue,
-            wue=self._wue,
+            place=self._place,
+            hw=self._hardware,
+            conf=self._conf,
         )
 
     def _persist_data(
@@ -1090,30 +643,6 @@ class BaseEmissionsTracker(ABC):
             if tasks:
                 _call(handler, "task_out", tasks, experiment_name)
 
-    def _log_energy(self, total: EmissionsData) -> None:
-        logger.info(
-            f"Energy consumed for RAM : {total.ram_energy:.6f} kWh. RAM Power : {total.ram_power} W"
-        )
-        logger.info(
-            f"Energy consumed for All CPU : {total.cpu_energy:.6f} kWh. CPU Power : "
-            f"{total.cpu_power} W"
-        )
-        if total.gpu_count:
-            logger.info(
-                f"Energy consumed for all GPUs : {total.gpu_energy:.6f} kWh. Total GPU Power : "
-                f"{total.gpu_power} W"
-            )
-        if total.energy_consumed is None:
-            logger.warning(
-                "The energy is unknown (not zero): no counter is readable and estimates are "
-                "off; run `carbonfast info` for each missing counter and its fix"
-            )
-            return
-        logger.info(
-            f"{total.energy_consumed:.6f} kWh of electricity and {total.water_consumed or 0:.6f} "
-            "L of water were used since the beginning."
-        )
-
     def _log_emissions(self, total: EmissionsData) -> None:
         if total.emissions is None:
             return
@@ -1122,23 +651,6 @@ class BaseEmissionsTracker(ABC):
             f"Emissions : {total.emissions * 1000:.6f} g CO2eq over {total.duration:.3f} s, at "
             f"{intensity.g_per_kwh:.0f} g CO2eq/kWh ({intensity.label})"
         )
-
-    def _remember(self, report: dict[str, Any]) -> None:
-        """Records the run in carbonfast's history too, where the user asked for one
-        (CARBONFAST_HISTORY, or `history` in a carbonfast config file); never by default."""
-        from carbonfast.config import resolve
-
-        try:
-            settings = resolve(("history",), {})
-            path = settings["history"]
-            if path is None or "history" not in settings.origins:
-                return
-            from carbonfast.report.history import History
-            from carbonfast.report.record import Record
-
-            History(path).add(Record.from_dict({**report, "label": self._project_name}, "run"))
-        except Exception as e:
-            logger.warning(f"carbonfast's history was not written: {e}")
 
 
 class OfflineEmissionsTracker(BaseEmissionsTracker):
@@ -1411,66 +923,10 @@ def track_task_emissions(
 # -- helpers ------------------------------------------------------------------------------------
 
 
-_meters: dict[tuple[Any, ...], Meter] = {}
-_meters_lock = threading.Lock()
-_MAX_METERS = 4
-
-
-def _shared_meter(**options: Any) -> Meter:
-    """A meter for these options, shared by the trackers that ask for the same (a meter is
-    thread-safe and its windows may overlap): a tracker made per call, as track_emissions
-    makes them, costs no discovery of the counters. The environment and working directory
-    are part of the key, since the meter's settings come from them too; the few most recent
-    meters are kept."""
-    from carbonfast.config import working_directory
-    from carbonfast.measure import Meter
-
-    environment = tuple(
-        sorted((k, v) for k, v in os.environ.items() if k.startswith("CARBONFAST_"))
-    )
-    key = (tuple(sorted(options.items())), environment, working_directory())
-    with _meters_lock:
-        meter = _meters.pop(key, None)
-        if meter is None:
-            meter = Meter(
-                **options,
-                # The drop-in writes CodeCarbon's files only; carbonfast's history where asked
-                # (see _remember).
-                history="off",
-                # As CodeCarbon's, a tracker measures what its machine has: it is often made on
-                # one rank alone, where a job's meter would wait for the others to join.
-                distributed=False,
-            )
-        _meters[key] = meter  # the most recent last
-        while len(_meters) > _MAX_METERS:
-            del _meters[next(iter(_meters))]
-        return meter
-
-
 def _version() -> str:
     from carbonfast import __version__
 
     return f"carbonfast {__version__}"
-
-
-def _output_methods(methods: Any) -> list[OutputMethod]:
-    """OutputMethod values from a list of them (or of their names) or a comma-separated
-    string; an unknown name is logged and left out."""
-    items = methods.split(",") if isinstance(methods, str) else list(methods)
-    out: list[OutputMethod] = []
-    for item in items:
-        name = item.value if isinstance(item, OutputMethod) else str(item).strip().lower()
-        if not name:
-            continue
-        try:
-            out.append(OutputMethod(name))
-        except ValueError:
-            logger.error(
-                f"Unknown output method {item!r}; accepted: "
-                + ", ".join(m.value for m in OutputMethod)
-                + ". It is ignored."
-            )
-    return out
 
 
 def _caller_level() -> int:
@@ -1483,92 +939,3 @@ def _caller_level() -> int:
         frame = frame.f_back
         level += 1
     return level
-
-
-def _takes_live_updates(handler: object) -> bool:
-    """Whether an output overrides BaseOutput.live_out (CodeCarbon's BaseOutput included)."""
-    for klass in type(handler).__mro__:
-        if "live_out" in vars(klass):
-            return klass.__name__ != "BaseOutput"
-    return False
-
-
-def _call(handler: object, method: str, *args: Any) -> None:
-    """handler.method(*args); a failure is logged, never raised into the measured code."""
-    try:
-        getattr(handler, method)(*args)
-    except Exception as e:
-        logger.error(
-            f"{type(handler).__name__}.{method}() failed: {e}; the other outputs and the run go on"
-        )
-        logger.debug("the failure", exc_info=True)
-
-
-# The country_name of a tracker on the world average (no place given, or one without data):
-# empty, as CodeCarbon's offline tracker leaves it, and a str as its online one always gives.
-_WORLD = ""
-
-
-def _country_fields(alpha3: str | None, table: dict[str, Any]) -> dict[str, Any]:
-    row = table["countries"].get(alpha3) if alpha3 else None
-    if row is None:
-        return {"country_iso_code": None, "country_name": _WORLD}
-    return {"country_iso_code": alpha3, "country_name": row["name"]}
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _tasks_as_run(tasks: list[dict[str, Any]], label: str) -> dict[str, Any]:
-    """One report for a run measured only inside its tasks: their durations, energy and
-    emissions added up; where, how and since when from the first."""
-    duration = sum(t["duration_s"] for t in tasks)
-    energy = _sum_or_none([t["energy_j"] for t in tasks])
-    return {
-        **tasks[0],
-        "label": label,
-        "duration_s": duration,
-        "energy_j": energy,
-        "energy_range_j": _sum_of_ranges(tasks, "energy_j", "energy_range_j"),
-        "total_domains": list(dict.fromkeys(d for t in tasks for d in t["total_domains"])),
-        "power_w": energy / duration if energy is not None and duration > 0 else None,
-        "estimated": any(t["estimated"] for t in tasks),
-        "partial": any(t["partial"] for t in tasks),
-        "emissions_kg": _sum_or_none([t["emissions_kg"] for t in tasks]),
-        "emissions_range_kg": _sum_of_ranges(tasks, "emissions_kg", "emissions_range_kg"),
-        "domains": {
-            name: _sum_of_domain([t["domains"][name] for t in tasks])
-            for name in tasks[0]["domains"]
-        },
-        "notes": list(dict.fromkeys(n for t in tasks for n in t["notes"])),
-    }
-
-
-def _sum_or_none(values: list[float | None]) -> float | None:
-    """The sum, or None (unknown, never 0) where any part is unknown."""
-    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
-
-
-def _sum_of_ranges(items: list[dict[str, Any]], value: str, bounds: str) -> list[float] | None:
-    if all(i.get(bounds) is None for i in items) or any(i[value] is None for i in items):
-        return None
-    ranges = [i.get(bounds) or (i[value], i[value]) for i in items]
-    return [sum(lo for lo, _ in ranges), sum(hi for _, hi in ranges)]
-
-
-def _sum_of_domain(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    out = {**parts[0], "energy_j": sum(p["energy_j"] for p in parts)}
-    if any("energy_range_j" in p for p in parts):
-        out["energy_range_j"] = _sum_of_ranges(parts, "energy_j", "energy_range_j")
-    if any(p.get("interpolated") for p in parts):
-        out["interpolated"] = True
-    out["estimated"] = any(p["estimated"] for p in parts)
-    return out
