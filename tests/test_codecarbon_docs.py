@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import types
+import urllib.request
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -302,6 +303,7 @@ class Impl:
 
 @pytest.fixture
 def make_impl(
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -319,6 +321,10 @@ def make_impl(
         monkeypatch.setenv(key, "http://127.0.0.1:9")
     for key in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(key, raising=False)
+    # urllib builds its default opener once, with the proxies of that moment: the one built
+    # here must not outlive the test and send later tests' local requests to the proxy.
+    urllib.request.install_opener(None)
+    request.addfinalizer(lambda: urllib.request.install_opener(None))
     # The drop-in measures the fake RAPL tree, with carbonfast's own defaults otherwise (its
     # history included: a drop-in writes only CodeCarbon's files).
     monkeypatch.setenv("CARBONFAST_POWERCAP_ROOT", str(fake.root))
