@@ -117,7 +117,7 @@ def row(
         "python_version": platform.python_version(),
         "codecarbon_version": f"carbonfast {__version__}",
         "cpu_count": threads,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "gpu_count": len(gpus),
         "gpu_model": ", ".join(gpus),
         "longitude": "",
@@ -236,7 +236,8 @@ def _country(record: Record, tables: Any) -> tuple[str, str]:
     return (a3, row["name"]) if row else ("", "")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name, as CodeCarbon writes cpu_model."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

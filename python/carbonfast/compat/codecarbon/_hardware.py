@@ -3,10 +3,9 @@ setup lines it logs: what carbonfast measures, and the tracker's metadata."""
 
 from __future__ import annotations
 
-import platform
-
 from carbonfast.compat.codecarbon import _system
 from carbonfast.compat.codecarbon.external.logger import logger
+from carbonfast.report import emissions_csv
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,7 +26,7 @@ def _detected_hardware(meter: Meter, gpu_ids: Any) -> dict[str, Any]:
         "ram_total_size": _system.ram_total_gib(),
         "cpu_count": _system.cpu_count(),
         "cpu_physical_count": _system.cpu_sockets(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": emissions_csv.cpu_model(),
         "gpu_count": len(gpus),
         "gpu_model": ", ".join(f"{n} x {m}" for m, n in models.items()),
         "gpu_ids": gpu_ids,
@@ -65,14 +64,3 @@ def _log_tracker_metadata(
     logger.info(f"  CPU model: {hw['cpu_model']}")
     logger.info(f"  GPU count: {hw['gpu_count']}")
     logger.info(f"  GPU model: {hw['gpu_model']}")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
