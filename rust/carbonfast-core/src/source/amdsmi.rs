@@ -19,10 +19,10 @@
 mod api;
 mod visible;
 
-use crate::clock::monotonic_ns;
 use crate::domain::{Domain, DomainKind, Reading};
 use crate::error::{Error, Result};
-use crate::source::Source;
+
+use crate::source::{Refreshes, Source};
 use api::{Handle, PowerField, Session, Status, NOT_SUPPORTED, NOT_YET_IMPLEMENTED, NO_PERM};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -378,45 +378,21 @@ impl AmdSmiSource {
         if counters.is_empty() {
             return;
         }
-        let mut last: Vec<Option<u64>> = vec![None; self.gpus.len()];
-        let mut changes: Vec<Vec<u64>> = vec![Vec::new(); self.gpus.len()];
-        let mut costs: Vec<u64> = Vec::new();
-        let start = monotonic_ns();
-        while monotonic_ns() - start < UPDATE_PROBE_NS
-            && counters.iter().any(|&i| changes[i].len() < 4)
-        {
-            for &i in &counters {
-                let t0 = monotonic_ns();
-                let read = api.energy(self.gpus[i].handle);
-                costs.push(monotonic_ns() - t0);
-                let Ok(e) = read else { continue };
-                if last[i].is_some_and(|l| l != e.count) {
-                    changes[i].push(monotonic_ns());
-                }
-                last[i] = Some(e.count);
-            }
-            std::thread::sleep(std::time::Duration::from_micros(500));
-        }
+        let gpus = &self.gpus;
+        let seen = Refreshes::watch(gpus.len(), &counters, UPDATE_PROBE_NS, |i| {
+            api.energy(gpus[i].handle).ok().map(|e| e.count)
+        });
         for &i in &counters {
-            let mut gaps: Vec<u64> = changes[i].windows(2).map(|w| w[1] - w[0]).collect();
-            gaps.sort_unstable();
-            self.domains[i].update_period_ns = gaps.get(gaps.len() / 2).copied();
+            self.domains[i].update_period_ns = seen.periods[i];
         }
-        self.min_interval_ns = counters
-            .iter()
-            .filter_map(|&i| self.domains[i].update_period_ns)
-            .min()
-            .unwrap_or(0);
-        costs.sort_unstable();
-        if let Some(&cost) = costs.get(costs.len() / 2) {
-            if cost > SLOW_READ_NS {
-                self.slow = true;
-                self.notes.push(format!(
-                    "reading an AMD GPU energy counter takes {:.2} ms here: windows read it on \
-                     a background thread, so their edges do not wait for it",
-                    cost as f64 * 1e-6
-                ));
-            }
+        self.min_interval_ns = seen.shortest_period_ns();
+        if let Some(cost) = seen.read_cost_ns.filter(|&c| c > SLOW_READ_NS) {
+            self.slow = true;
+            self.notes.push(format!(
+                "reading an AMD GPU energy counter takes {:.2} ms here: windows read it on \
+                 a background thread, so their edges do not wait for it",
+                cost as f64 * 1e-6
+            ));
         }
     }
 }

@@ -79,6 +79,63 @@ impl Unreadable {
     }
 }
 
+/// What watching slowly refreshing counters (a GPU's, refreshed every ~100 ms) at discovery
+/// showed: each one's refresh period, and what a read costs.
+pub(crate) struct Refreshes {
+    /// Per counter (indexed as given): the median gap between the changes seen.
+    pub periods: Vec<Option<u64>>,
+    /// The median cost of one read.
+    pub read_cost_ns: Option<u64>,
+}
+
+impl Refreshes {
+    /// Reads each of `counters` (indices below `n`) every half millisecond, through `read`
+    /// (None: a failed read), until each has changed four times or `budget_ns` has passed.
+    pub(crate) fn watch(
+        n: usize,
+        counters: &[usize],
+        budget_ns: u64,
+        mut read: impl FnMut(usize) -> Option<u64>,
+    ) -> Refreshes {
+        use crate::clock::monotonic_ns;
+        let mut last: Vec<Option<u64>> = vec![None; n];
+        let mut changes: Vec<Vec<u64>> = vec![Vec::new(); n];
+        let mut costs: Vec<u64> = Vec::new();
+        let start = monotonic_ns();
+        while monotonic_ns() - start < budget_ns && counters.iter().any(|&i| changes[i].len() < 4) {
+            for &i in counters {
+                let t0 = monotonic_ns();
+                let value = read(i);
+                costs.push(monotonic_ns() - t0);
+                let Some(value) = value else { continue };
+                if last[i].is_some_and(|l| l != value) {
+                    changes[i].push(monotonic_ns());
+                }
+                last[i] = Some(value);
+            }
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+        let periods = changes
+            .iter()
+            .map(|c| {
+                let mut gaps: Vec<u64> = c.windows(2).map(|w| w[1] - w[0]).collect();
+                gaps.sort_unstable();
+                gaps.get(gaps.len() / 2).copied()
+            })
+            .collect();
+        costs.sort_unstable();
+        Refreshes {
+            periods,
+            read_cost_ns: costs.get(costs.len() / 2).copied(),
+        }
+    }
+
+    /// The shortest refresh period seen (0 where none was): reading faster gains nothing.
+    pub(crate) fn shortest_period_ns(&self) -> u64 {
+        self.periods.iter().flatten().copied().min().unwrap_or(0)
+    }
+}
+
 /// Opens a file that must be a regular one (sysfs and procfs attributes are): a FIFO, a device
 /// (/dev/zero) or a directory planted where a counter belongs is refused at once rather than
 /// hanging a read or feeding it forever. Opened without blocking, so that a FIFO cannot stall

@@ -9,7 +9,7 @@
 //! CUDA_VISIBLE_DEVICES is honoured as CUDA reads it: indices or UUIDs (a unique prefix will
 //! do), up to the first entry that names no GPU. A MIG instance is measured at its parent GPU.
 
-use super::Source;
+use super::{Refreshes, Source};
 use crate::clock::monotonic_ns;
 use crate::domain::{Domain, DomainKind, Estimate, Reading};
 use crate::error::{Error, Result};
@@ -545,49 +545,24 @@ impl NvmlSource {
         if counters.is_empty() {
             return;
         }
-        let mut last: Vec<Option<u64>> = vec![None; self.gpus.len()];
-        let mut changes: Vec<Vec<u64>> = vec![Vec::new(); self.gpus.len()];
-        let mut costs: Vec<u64> = Vec::new();
-        let start = monotonic_ns();
-        while monotonic_ns() - start < UPDATE_PROBE_NS
-            && counters.iter().any(|&i| changes[i].len() < 4)
-        {
-            for &i in &counters {
-                let mut mj: c_ulonglong = 0;
-                let t0 = monotonic_ns();
-                // SAFETY: `mj` is writable; the handle is valid.
-                let rc = unsafe { f(self.gpus[i].handle, &mut mj) };
-                costs.push(monotonic_ns() - t0);
-                if rc != SUCCESS {
-                    continue;
-                }
-                if last[i].is_some_and(|l| l != mj) {
-                    changes[i].push(monotonic_ns());
-                }
-                last[i] = Some(mj);
-            }
-            std::thread::sleep(std::time::Duration::from_micros(500));
-        }
+        let gpus = &self.gpus;
+        let seen = Refreshes::watch(gpus.len(), &counters, UPDATE_PROBE_NS, |i| {
+            let mut mj: c_ulonglong = 0;
+            // SAFETY: `mj` is writable; the handle is valid.
+            let rc = unsafe { f(gpus[i].handle, &mut mj) };
+            (rc == SUCCESS).then_some(mj)
+        });
         for &i in &counters {
-            let mut gaps: Vec<u64> = changes[i].windows(2).map(|w| w[1] - w[0]).collect();
-            gaps.sort_unstable();
-            self.domains[i].update_period_ns = gaps.get(gaps.len() / 2).copied();
+            self.domains[i].update_period_ns = seen.periods[i];
         }
-        self.min_interval_ns = counters
-            .iter()
-            .filter_map(|&i| self.domains[i].update_period_ns)
-            .min()
-            .unwrap_or(0);
-        costs.sort_unstable();
-        if let Some(&cost) = costs.get(costs.len() / 2) {
-            if cost > SLOW_READ_NS {
-                self.slow = true;
-                self.notes.push(format!(
-                    "reading a GPU energy counter takes {:.2} ms here: windows read it on a \
-                     background thread, so their edges do not wait for it",
-                    cost as f64 * 1e-6
-                ));
-            }
+        self.min_interval_ns = seen.shortest_period_ns();
+        if let Some(cost) = seen.read_cost_ns.filter(|&c| c > SLOW_READ_NS) {
+            self.slow = true;
+            self.notes.push(format!(
+                "reading a GPU energy counter takes {:.2} ms here: windows read it on a \
+                 background thread, so their edges do not wait for it",
+                cost as f64 * 1e-6
+            ));
         }
     }
 }
