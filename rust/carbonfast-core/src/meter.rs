@@ -417,21 +417,26 @@ impl Meter {
             }
             let mut raw = vec![0; n];
             let mut last: Vec<Option<u64>> = vec![None; n];
-            let mut changes: Vec<Vec<u64>> = vec![Vec::new(); n];
+            // Each change as the reads around it: (the read before, the read that saw it).
+            let mut changes: Vec<Vec<(u64, u64)>> = vec![Vec::new(); n];
             let mut reads = 0usize;
             let start = monotonic_ns();
+            let mut before = start;
             let cpu_start = crate::clock::thread_cpu_ns();
             // A counter seen to step is watched on for a few more steps, up to ten times the
             // budget of the probe's own running time: a busy machine that keeps the probe
             // waiting does not use it up (within PROBE_WALL_CAP_NS of waiting, at most).
-            let enough = |changes: &[Vec<u64>]| unknown.iter().all(|&i| changes[i].len() >= 4);
-            let seen = |changes: &[Vec<u64>]| unknown.iter().any(|&i| !changes[i].is_empty());
+            // Per counter: gaps seen between changes one refresh apart.
+            let mut exact: Vec<usize> = vec![0; n];
+            let enough = |exact: &[usize]| unknown.iter().all(|&i| exact[i] >= 3);
+            let seen =
+                |changes: &[Vec<(u64, u64)>]| unknown.iter().any(|&i| !changes[i].is_empty());
             loop {
                 let elapsed = monotonic_ns() - start;
                 let ran = crate::clock::thread_cpu_ns() - cpu_start;
                 if ran >= 10 * budget_ns
                     || elapsed >= PROBE_WALL_CAP_NS
-                    || (elapsed >= budget_ns && (!seen(&changes) || enough(&changes)))
+                    || (elapsed >= budget_ns && (!seen(&changes) || enough(&exact)))
                 {
                     break;
                 }
@@ -442,10 +447,18 @@ impl Meter {
                 reads += 1;
                 for &i in &unknown {
                     if last[i].is_some_and(|l| l != raw[i]) {
-                        changes[i].push(t);
+                        let change = (before, t);
+                        if changes[i]
+                            .last()
+                            .is_some_and(|c| one_refresh_apart(c, &change))
+                        {
+                            exact[i] += 1;
+                        }
+                        changes[i].push(change);
                     }
                     last[i] = Some(raw[i]);
                 }
+                before = t;
             }
             // A RAPL counter in the total steps every millisecond or so, even idle: one that
             // stood still while another of its source stepped four times reads nothing.
@@ -459,9 +472,9 @@ impl Meter {
                 if changes[i].len() < 3 || changes[i].len() * 2 > reads {
                     continue;
                 }
-                let mut gaps: Vec<u64> = changes[i].windows(2).map(|w| w[1] - w[0]).collect();
-                gaps.sort_unstable();
-                let period = gaps[gaps.len() / 2];
+                let Some(period) = step_period(&changes[i]) else {
+                    continue;
+                };
                 self.domains[base + i].update_period_ns = Some(period);
                 obs.logs[i] = Some(StepLog::new(Period::new(period)));
                 self.logged[s] = true;
@@ -988,6 +1001,32 @@ impl Meter {
 }
 
 /// A refresh log for a counter whose refresh period is known.
+/// Whether two successive changes a probe saw, each between two reads, are one refresh apart
+/// to within a quarter: both seen tightly for the gap between them. A probe the machine kept
+/// waiting sees a change late, or two refreshes as one; such a change was seen over at least
+/// half the gap that ends with it, and is left out.
+fn one_refresh_apart(a: &(u64, u64), b: &(u64, u64)) -> bool {
+    let mid = |c: &(u64, u64)| c.0 + (c.1 - c.0) / 2;
+    let gap = mid(b).saturating_sub(mid(a));
+    4 * (a.1 - a.0) <= gap && 4 * (b.1 - b.0) <= gap
+}
+
+/// A counter's refresh period from the changes a probe saw: the median gap between successive
+/// changes one refresh apart, or None where fewer than two such gaps were seen.
+fn step_period(changes: &[(u64, u64)]) -> Option<u64> {
+    let mid = |c: &(u64, u64)| c.0 + (c.1 - c.0) / 2;
+    let mut gaps: Vec<u64> = changes
+        .windows(2)
+        .filter(|w| one_refresh_apart(&w[0], &w[1]))
+        .map(|w| mid(&w[1]) - mid(&w[0]))
+        .collect();
+    if gaps.len() < 2 {
+        return None;
+    }
+    gaps.sort_unstable();
+    Some(gaps[gaps.len() / 2])
+}
+
 /// The longest the start-up probe may wait on a busy machine for its running time.
 const PROBE_WALL_CAP_NS: u64 = 500_000_000;
 
@@ -1116,6 +1155,29 @@ mod tests {
             sum_in_total(&in_total(&ds), &[10.0, 6.0, 150.0, 300.0, 250.0]),
             Some(550.0)
         );
+    }
+
+    #[test]
+    fn a_refresh_period_is_judged_from_the_changes_seen_tightly() {
+        const MS: u64 = 1_000_000;
+        // Steps every 1 ms, seen within 10 µs while the probe runs; a probe the machine keeps
+        // waiting 2.5 ms at a time sees two or three steps as one, late. The plain median of
+        // the gaps (1.745 ms) is off; the gaps between changes one refresh apart are not.
+        let seen = |at: u64, width: u64| (at - width, at);
+        let changes = [
+            seen(MS, 10_000),
+            seen(2 * MS, 10_000),
+            seen(4 * MS + MS / 2, 5 * MS / 2),
+            seen(7 * MS, 5 * MS / 2),
+            seen(9 * MS + MS / 2, 5 * MS / 2),
+            seen(10 * MS, 10_000),
+            seen(11 * MS, 10_000),
+        ];
+        let p = step_period(&changes).unwrap();
+        assert!((990_000..=1_010_000).contains(&p), "{p} ns");
+        // All seen loosely (a probe waiting 2 ms at a time): no period is judged from them.
+        let loose = [(0, 2 * MS), (2 * MS, 4 * MS), (4 * MS, 6 * MS)];
+        assert_eq!(step_period(&loose), None);
     }
 
     #[test]
