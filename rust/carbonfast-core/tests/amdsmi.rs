@@ -1,31 +1,19 @@
 //! The AMD SMI source on a fake libamd_smi built from tests/fakes/fake_amdsmi.c.
 
+mod common;
+
 use carbonfast_core::source::amdsmi::AmdSmiSource;
 use carbonfast_core::source::Source;
 use carbonfast_core::{DomainKind, Error, Meter, Reading, Sampler, SamplerConfig};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The fake library, compiled once per test run.
 fn built() -> &'static Path {
     static LIB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &LIB.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("libamd_smi.so");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fakes/fake_amdsmi.c");
-        let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-            .args(["-shared", "-fPIC", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .args(["-lm", "-pthread"])
-            .status()
-            .expect("a C compiler (cc) builds the fake AMD SMI library");
-        assert!(status.success());
-        (dir, out)
-    })
-    .1
+    &LIB.get_or_init(|| common::library::compile("fake_amdsmi.c", "libamd_smi.so"))
+        .1
 }
 
 /// A private copy of the fake library with its own state file.

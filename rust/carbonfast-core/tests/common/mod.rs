@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod library;
+
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
