@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from carbonfast.config import arguments_named_as_options
 
+    _show_warnings_as_messages()
     try:
         with arguments_named_as_options():  # reports name settings as the options given
             return int(args.handler(args))
@@ -55,6 +56,23 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):
             print(f"carbonfast: {e}", file=sys.stderr)
         return 2
+
+
+def _show_warnings_as_messages() -> None:
+    """carbonfast's own warnings read as the command's other messages, not as Python's."""
+    import warnings
+
+    from carbonfast.config import UntrustedConfigWarning
+
+    shown = warnings.showwarning
+
+    def show(message: Any, category: Any, *rest: Any, **kw: Any) -> None:
+        if issubclass(category, UntrustedConfigWarning):
+            _warn(str(message))
+        else:
+            shown(message, category, *rest, **kw)
+
+    warnings.showwarning = show
 
 
 def _broken_pipe() -> int:

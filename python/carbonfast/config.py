@@ -6,6 +6,13 @@ The config file is the nearest carbonfast.toml (top-level keys) or pyproject.tom
 [tool.carbonfast] table, looking from the working directory upwards; CARBONFAST_CONFIG names
 one explicitly. Keys are the argument names: `country = "FR"`, `pue = 1.2`.
 
+A file found by that search is obeyed only if it is the user's own (or root's) and neither it
+nor its directory can be written by others: on a shared machine anyone can leave a
+carbonfast.toml in /tmp, and its library paths, URLs and history location would otherwise run
+a stranger's code or send the user's data where the stranger chose (git's rule since
+CVE-2022-24765). Such a file is passed over with a warning; CARBONFAST_CONFIG trusts one
+explicitly.
+
 Every bad value raises ValueError naming the setting (argument, variable, or file and key) and
 what it accepts. The resolved settings remember where each value came from (`origins`), so
 that a report can name the setting that chose, say, the grid intensity.
@@ -18,7 +25,9 @@ import contextvars
 import json
 import math
 import os
+import stat
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -576,7 +585,7 @@ def _file_directory(file_name: str) -> Path:
 def project_directory() -> Path | None:
     """The project the working directory is in: where the config file named by
     CARBONFAST_CONFIG is, else the nearest directory upwards with a carbonfast.toml or a
-    pyproject.toml; None outside any project."""
+    pyproject.toml that may be trusted (see `untrusted`); None outside any project."""
     explicit = os.environ.get("CARBONFAST_CONFIG", "")
     if explicit:
         return Path(explicit).resolve().parent
@@ -584,8 +593,10 @@ def project_directory() -> Path | None:
     if cwd is None:
         return None
     for directory in [Path(cwd), *Path(cwd).parents]:
-        if (directory / "carbonfast.toml").is_file() or (directory / "pyproject.toml").is_file():
-            return directory
+        for name in ("carbonfast.toml", "pyproject.toml"):
+            path = directory / name
+            if path.is_file() and _trusted(path):
+                return directory
     return None
 
 
@@ -661,14 +672,60 @@ def _load_config_file(explicit: str) -> tuple[dict[str, Any], str]:
         return {}, ""
     for directory in [Path(cwd), *Path(cwd).parents]:
         own = directory / "carbonfast.toml"
-        if own.is_file():
+        if own.is_file() and _trusted(own):
             return _read_table(own, tool_table=False)
         pyproject = directory / "pyproject.toml"
-        if pyproject.is_file():
+        if pyproject.is_file() and _trusted(pyproject):
             values, name = _read_table(pyproject, tool_table=True)
             if values:
                 return values, name
     return {}, ""
+
+
+class UntrustedConfigWarning(UserWarning):
+    """A config file was found but not obeyed: another user could have written it."""
+
+
+def untrusted(path: Path) -> str | None:
+    """Why the config file at `path` may have been written by someone other than this user
+    (None if it may not): it, or the directory it is in, is owned by another user than this
+    one or root, or can be written by others. A symlink is judged by the file it leads to and
+    by the directory it sits in, which decides what it leads to."""
+    uid = os.geteuid()
+    try:
+        places = [(path.stat(), "it"), (path.parent.stat(), f"its directory {path.parent}")]
+        if path.is_symlink():
+            target = path.resolve()
+            places.append((target.parent.stat(), f"the directory of {target}"))
+    except OSError as e:
+        return f"it cannot be checked ({e.strerror})"
+    for st, what in places:
+        if st.st_uid not in (uid, 0):
+            return f"{what} is owned by uid {st.st_uid}, another user"
+        if st.st_mode & stat.S_IWOTH:
+            return f"{what} can be written by every user"
+    return None
+
+
+_warned: set[str] = set()
+
+
+def _trusted(path: Path) -> bool:
+    why = untrusted(path)
+    if why is None:
+        return True
+    import shlex
+
+    shown = str(path)
+    if shown not in _warned:
+        _warned.add(shown)
+        warnings.warn(
+            f"{shown} is not obeyed: {why}, so it may not be yours. To use it, check it and "
+            f"name it explicitly: CARBONFAST_CONFIG={shlex.quote(str(path.resolve()))}",
+            UntrustedConfigWarning,
+            stacklevel=2,
+        )
+    return False
 
 
 def _read_table(path: Path, *, tool_table: bool) -> tuple[dict[str, Any], str]:
