@@ -65,6 +65,10 @@ class Window:
     @property
     def stalled(self) -> list[bool]:
         """Per domain: a counter in the total that never moved, left out of it."""
+    @property
+    def failed(self) -> list[bool]:
+        """Per domain: a read failed or did not answer between the edges: its energy is
+        unknown (NaN in `joules`) and it is left out of the total."""
 
 @final
 class DomainInfo:
@@ -209,6 +213,8 @@ class Meter:
         """Per domain: (readings that could not be explained, joules that may be missing)."""
     def wraps(self) -> list[int]:
         """How many times each domain's counter has wrapped."""
+    def failures(self) -> list[str | None]:
+        """Per domain: why a read of it last failed or did not answer (None: never)."""
 
 def time_raw_preads(paths: Sequence[str | os.PathLike[str]], rounds: int) -> list[int]:
     """Nanoseconds of each of `rounds` rounds of one bare pread per path."""

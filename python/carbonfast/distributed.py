@@ -763,30 +763,11 @@ class JobWindow:
 def rank_part(m: Measurement, job: Job) -> RankPart:
     """The closed window `m` as this rank's part of the job's window: its domains (those in
     the total, as Record has them) and its notes."""
-    from carbonfast.report.record import DomainRecord
+    from carbonfast.report.record import domain_records
 
     own = m.local()
     w = own.window()
-    domains = {
-        d.name: DomainRecord(
-            energy_j=j,
-            kind=d.kind,
-            estimated=d.estimated,
-            in_total=d.counts_in_total and not stalled,
-            energy_range_j=(lo, hi) if (d.estimated or interp or lo != hi) else None,
-            interpolated=bool(interp),
-            method=d.method if d.estimated else None,
-        )
-        for d, j, lo, hi, interp, stalled in zip(
-            own.meter.domains,
-            w.joules,
-            w.joules_low,
-            w.joules_high,
-            w.interpolated,
-            w.stalled,
-            strict=True,
-        )
-    }
+    domains = domain_records(own.meter.domains, w)
     rng = w.total_range_j
     return RankPart(
         rank=job.rank,
@@ -796,7 +777,7 @@ def rank_part(m: Measurement, job: Job) -> RankPart:
         energy_j=w.total_j,
         energy_range_j=(rng[0], rng[1]) if rng else None,
         estimated=own.estimated,
-        partial=bool(own.meter.partial or any(w.stalled)),
+        partial=own.partial,
         measures_host=job.measures_host,
         domains=domains,
         notes=tuple(n[:_MAX_NOTE_CHARS] for n in own.notes[:_MAX_NOTES]),
@@ -848,7 +829,7 @@ def merge(job: Job, parts: dict[int, RankPart], label: str | None) -> JobWindow:
     for hp in hosts.values():
         in_total = [d for d in hp.domains.values() if d.in_total]
         if in_total:
-            hp.energy_j = sum(d.energy_j for d in in_total)
+            hp.energy_j = sum(d.energy_j or 0.0 for d in in_total)
             lows = [d.energy_range_j[0] if d.energy_range_j else d.energy_j for d in in_total]
             highs = [d.energy_range_j[1] if d.energy_range_j else d.energy_j for d in in_total]
             hp.energy_range_j = (sum(lows), sum(highs))

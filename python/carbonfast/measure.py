@@ -97,9 +97,28 @@ class Measurement(_native.MeasurementBase):
         return self._w().total_j
 
     @property
-    def domains(self) -> dict[str, float]:
-        """Joules per domain, every readable domain included (core, uncore, psys too)."""
-        return dict(zip(self._meter.domain_names, self._w().joules, strict=True))
+    def domains(self) -> dict[str, float | None]:
+        """Joules per domain, every readable domain included (core, uncore, psys too); None
+        for a domain whose read failed or did not answer during the window (see `notes`)."""
+        w = self._w()
+        return {
+            n: None if failed else j
+            for n, j, failed in zip(self._meter.domain_names, w.joules, w.failed, strict=True)
+        }
+
+    @property
+    def partial(self) -> bool:
+        """True when the total leaves out a domain it should have counted: one that cannot be
+        read at all, never moved, or failed during the window."""
+        w = self._w()
+        return bool(self._meter.partial or any(w.stalled) or self._failed_in_total(w))
+
+    def _failed_in_total(self, w: _native.Window) -> list[str]:
+        return [
+            d.name
+            for d, failed in zip(self._meter.domains, w.failed, strict=True)
+            if failed and d.counts_in_total
+        ]
 
     @property
     def interpolated(self) -> list[str]:
@@ -130,11 +149,11 @@ class Measurement(_native.MeasurementBase):
     @property
     def total_domains(self) -> list[str]:
         """The domains energy_j sums."""
-        stalled = self._w().stalled
+        w = self._w()
         return [
             d.name
-            for d, s in zip(self._meter.domains, stalled, strict=True)
-            if d.counts_in_total and not s
+            for d, s, f in zip(self._meter.domains, w.stalled, w.failed, strict=True)
+            if d.counts_in_total and not s and not f
         ]
 
     @property
@@ -204,6 +223,11 @@ class Measurement(_native.MeasurementBase):
                 "this rank measures no domain: another rank of its host measures the host's "
                 "CPU and memory, and it uses no GPU it could measure"
             )
+        elif w.total_j is None and self._failed_in_total(w):
+            notes.append(
+                "energy unknown (not zero): every counter in the total failed during the "
+                "window (see the notes on each)"
+            )
         elif w.total_j is None:
             notes.append(
                 "energy unknown (not zero): no energy counter is readable on this machine; "
@@ -268,7 +292,15 @@ class Measurement(_native.MeasurementBase):
                     "is taken as unreadable and left out of the total, not counted as 0 J; "
                     "`carbonfast info` shows it"
                 )
-        if (self._meter.partial or any(w.stalled)) and w.total_j is not None:
+        reasons = self._meter._native.failures()
+        for d, failed, why in zip(self._meter.domains, w.failed, reasons, strict=True):
+            if failed:
+                notes.append(
+                    f"{d.name}: could not be read during the window ({why or 'no reason given'})"
+                    ": its energy is unknown and left out of the total; the other domains are "
+                    "kept"
+                )
+        if self.partial and w.total_j is not None:
             notes.append(
                 "PARTIAL: some energy counters could not be read (see the notes on them); the "
                 "total covers only those that could"

@@ -13,6 +13,10 @@
  *                 tick_ms=N tick_mj=N   (the counter also advances tick_mj every tick_ms)
  *                 mig_uuid=MIG-...      (a MIG instance of this GPU)
  *                 delay_us=N            (each energy read takes this long, as on some VMs)
+ *                 energy_hang_after_ms=N (from N ms after nvmlInit_v2, an energy read never
+ *                                        returns: a GPU fallen off the bus, Xid 79)
+ *                 lost_after_ms=N       (from N ms after nvmlInit_v2, energy and power reads
+ *                                        answer GPU_IS_LOST)
  * Values are re-read on every call.
  *
  * The H100 model, for a GPU whose line has model=h100. A scripted counter cannot show what a
@@ -51,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define OK 0
 #define ERR_UNINITIALIZED 1
@@ -72,7 +77,7 @@ typedef struct {
     unsigned long long energy_mj;
     unsigned int power_mw, limit_mw, util;
     int energy_rc, power_rc, field_rc;
-    unsigned long long tick_ms, tick_mj, delay_us;
+    unsigned long long tick_ms, tick_mj, delay_us, hang_after_ms, lost_after_ms;
     /* The H100 model's keys; delay_set tells a delay_us=0 from none (the model's default). */
     int model, latch, delay_set;
     unsigned long long refresh_us, jitter_us, idle_mw, busy_mw, tau_us, noise_pct, noise_us, seed;
@@ -124,6 +129,8 @@ static void set_key(gpu_t *g, const char *k, const char *v) {
     else if (!strcmp(k, "tick_ms")) g->tick_ms = n;
     else if (!strcmp(k, "tick_mj")) g->tick_mj = n;
     else if (!strcmp(k, "delay_us")) { g->delay_us = n; g->delay_set = 1; }
+    else if (!strcmp(k, "energy_hang_after_ms")) g->hang_after_ms = n + 1;
+    else if (!strcmp(k, "lost_after_ms")) g->lost_after_ms = n + 1;
     else if (!strcmp(k, "model")) g->model = !strcmp(v, "h100");
     else if (!strcmp(k, "refresh_us")) g->refresh_us = n;
     else if (!strcmp(k, "jitter_us")) g->jitter_us = n;
@@ -413,6 +420,13 @@ static unsigned model_power_mw(unsigned i, const gpu_t *g, int instant) {
     return (unsigned)(w * 1000 + 0.5L);
 }
 
+/* Whether `after_ms` (kept plus one, 0: unset) has passed since nvmlInit_v2. */
+static int since_init_past(unsigned long long after_ms) {
+    if (!after_ms) return 0;
+    int64_t start = (int64_t)t0.tv_sec * 1000000000LL + t0.tv_nsec;
+    return now_ns() - start >= (int64_t)(after_ms - 1) * 1000000LL;
+}
+
 /* ---- NVML ---- */
 
 int nvmlInit_v2(void) {
@@ -514,6 +528,9 @@ int nvmlDeviceGetTotalEnergyConsumption(void *h, unsigned long long *mj) {
     gpu_t *g = dev(h, &st);
     if (!g) return ERR_INVALID_ARGUMENT;
     if (g->energy_rc != OK) return g->energy_rc;
+    if (since_init_past(g->lost_after_ms)) return ERR_GPU_IS_LOST;
+    if (since_init_past(g->hang_after_ms))
+        for (;;) pause();
     if (g->model) {
         *mj = model_energy_mj((unsigned)(g - st.gpu), g);
         return OK;
@@ -538,6 +555,7 @@ int nvmlDeviceGetPowerUsage(void *h, unsigned int *mw) {
     gpu_t *g = dev(h, &st);
     if (!g) return ERR_INVALID_ARGUMENT;
     if (g->power_rc != OK) return g->power_rc;
+    if (since_init_past(g->lost_after_ms)) return ERR_GPU_IS_LOST;
     *mw = g->model ? model_power_mw((unsigned)(g - st.gpu), g, 0) : g->power_mw;
     return OK;
 }

@@ -88,7 +88,9 @@ def format_summary(record: Record) -> str:
     return "\n".join(lines)
 
 
-def _fmt_j(joules: float) -> str:
+def _fmt_j(joules: float | None) -> str:
+    if joules is None:
+        return "unknown"
     if joules >= 3.6e6:
         return f"{joules / 3.6e6:.3f} kWh"
     if joules >= 1e3:

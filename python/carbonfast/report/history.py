@@ -194,6 +194,7 @@ class History:
                     [
                         (run_id, name, d.kind, d.energy_j, int(d.estimated))
                         for name, d in record.domains.items()
+                        if d.energy_j is not None
                     ],
                 )
                 if trace:

@@ -21,11 +21,12 @@ KINDS: tuple[Kind, ...] = ("run", "window", "windows", "task", "bench")
 class DomainRecord:
     """One domain's energy in a record."""
 
-    energy_j: float
+    # None: unknown (a read of it failed or did not answer during the window).
+    energy_j: float | None
     kind: str
     estimated: bool
     # Whether the record's energy_j adds this domain (core, uncore and psys beside packages
-    # are inside others; a counter that never moved is left out).
+    # are inside others; a counter that never moved, or that failed, is left out).
     in_total: bool = True
     energy_range_j: tuple[float, float] | None = None
     interpolated: bool = False
@@ -44,6 +45,34 @@ class DomainRecord:
         if self.method is not None:
             out["method"] = self.method
         return out
+
+
+def domain_records(domains: Any, w: Any) -> dict[str, DomainRecord]:
+    """Each domain of a native window `w` (of a meter whose domains are `domains`) as the
+    record has it: a domain that failed is unknown and out of the total, never 0."""
+    out = {}
+    for d, j, lo, hi, interp, stalled, failed in zip(
+        domains,
+        w.joules,
+        w.joules_low,
+        w.joules_high,
+        w.interpolated,
+        w.stalled,
+        w.failed,
+        strict=True,
+    ):
+        out[d.name] = DomainRecord(
+            energy_j=None if failed else j,
+            kind=d.kind,
+            estimated=d.estimated,
+            in_total=d.counts_in_total and not stalled and not failed,
+            energy_range_j=(lo, hi)
+            if not failed and (d.estimated or interp or lo != hi)
+            else None,
+            interpolated=bool(interp) and not failed,
+            method=d.method if d.estimated else None,
+        )
+    return out
 
 
 @dataclass
@@ -123,7 +152,7 @@ class Record:
         out = {"cpu": 0.0, "gpu": 0.0, "ram": 0.0}
         column = {"package": "cpu", "psys": "cpu", "dram": "ram", "gpu": "gpu"}
         for d in self.domains.values():
-            if d.in_total and d.kind in column:
+            if d.in_total and d.kind in column and d.energy_j is not None:
                 out[column[d.kind]] += d.energy_j
         return out
 
@@ -136,21 +165,7 @@ class Record:
         m = m.local()
         w = m.window()
         meter = m.meter
-        in_total = set(m.total_domains)
-        domains = {
-            d.name: DomainRecord(
-                energy_j=j,
-                kind=d.kind,
-                estimated=d.estimated,
-                in_total=d.name in in_total,
-                energy_range_j=(lo, hi) if (d.estimated or interp or lo != hi) else None,
-                interpolated=bool(interp),
-                method=d.method if d.estimated else None,
-            )
-            for d, j, lo, hi, interp in zip(
-                meter.domains, w.joules, w.joules_low, w.joules_high, w.interpolated, strict=True
-            )
-        }
+        domains = domain_records(meter.domains, w)
         job = meter.job
         return cls(
             **(job.tags() if job is not None else {}),
@@ -161,7 +176,7 @@ class Record:
             energy_j=w.total_j,
             energy_range_j=tuple(w.total_range_j) if w.total_range_j else None,
             estimated=m.estimated,
-            partial=bool(meter.partial or any(w.stalled)),
+            partial=m.partial,
             **_carbon_of(m),
             domains=domains,
             notes=m.notes if notes else [],
@@ -241,7 +256,7 @@ class Record:
         for name, x in (d.get("domains") or {}).items():
             rng = x.get("energy_range_j")
             domains[name] = DomainRecord(
-                energy_j=float(x.get("energy_j") or 0.0),
+                energy_j=None if x.get("energy_j") is None else float(x["energy_j"]),
                 kind=str(x.get("kind", "")),
                 estimated=bool(x.get("estimated")),
                 in_total=name in listed if listed is not None else _counts(x.get("kind")),

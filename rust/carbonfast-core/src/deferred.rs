@@ -16,7 +16,7 @@
 //! Either way the slow part of an edge is filled in when someone asks for the energy.
 
 use crate::clock::monotonic_ns;
-use crate::meter::{Meter, Snapshot, Window};
+use crate::meter::{Meter, Snapshot, Window, READ_DEADLINE_NS};
 use crate::refresh::StepLog;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -41,12 +41,24 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// The read's result, waiting at most READ_DEADLINE_NS (and the time the reader may take
+    /// to get to it): a device that stopped answering must not hold the window's edge.
     fn wait(&self) -> std::result::Result<Snapshot, String> {
-        let mut slot = lock(&self.slot);
-        while slot.is_none() {
-            slot = self.done.wait(slot).unwrap_or_else(|p| p.into_inner());
-        }
-        slot.clone().expect("filled")
+        let limit = Duration::from_nanos(READ_DEADLINE_NS + 500_000_000);
+        let (slot, _) = self
+            .done
+            .wait_timeout_while(lock(&self.slot), limit, |s| s.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        slot.clone().unwrap_or_else(|| {
+            Err(format!(
+                "a read did not answer within {} s (a hung driver or device)",
+                READ_DEADLINE_NS / 1_000_000_000
+            ))
+        })
+    }
+
+    fn try_get(&self) -> Option<std::result::Result<Snapshot, String>> {
+        lock(&self.slot).clone()
     }
 
     fn fill(&self, r: std::result::Result<Snapshot, String>) {
@@ -63,6 +75,8 @@ enum Slow {
     Read(Arc<Pending>),
     /// The refresh logs, at the edge's own instant; with each slow domain's log mark then.
     Log(Arc<Shared>, Vec<(u64, u64)>),
+    /// A slow source is hung: nothing to wait for (its failure is counted in `fast`).
+    Failed,
 }
 
 /// A snapshot whose slow sources may still be being read.
@@ -94,17 +108,44 @@ impl EdgeSnapshot {
         }
     }
 
-    /// The whole snapshot, waiting for the slow sources if they are still being read.
+    /// The whole snapshot, waiting for the slow sources if they are still being read. A slow
+    /// source that could not be read in time is noted as failed (its domains are unknown over
+    /// the windows around this edge); the others are kept.
     pub fn resolve(&self, meter: &Meter) -> std::result::Result<&Snapshot, String> {
-        let slow = match &self.slow {
-            Slow::None => return Ok(&self.fast),
-            Slow::Read(pending) => pending.wait(),
-            Slow::Log(shared, marks) => shared.snapshot_at(self.fast.t_ns, marks),
-        };
         self.resolved
             .get_or_init(|| {
+                let slow = match &self.slow {
+                    Slow::None => return Ok(self.fast.clone()),
+                    Slow::Read(pending) => match pending.try_get() {
+                        Some(r) => r,
+                        // A slow source already known to hang: its read is not waited for.
+                        None if (0..meter.sources().len())
+                            .any(|s| meter.sources()[s].slow() && meter.overdue(s)) =>
+                        {
+                            Err(format!(
+                                "a read did not answer within {} s (a hung driver or device)",
+                                READ_DEADLINE_NS / 1_000_000_000
+                            ))
+                        }
+                        None => pending.wait(),
+                    },
+                    Slow::Log(shared, marks) => shared.snapshot_at(self.fast.t_ns, marks),
+                    Slow::Failed => return Ok(self.fast.clone()),
+                };
                 let mut whole = self.fast.clone();
-                meter.merge_slow(&mut whole, &slow?);
+                match slow {
+                    Ok(slow) => meter.merge_slow(&mut whole, &slow),
+                    Err(why) => {
+                        for s in (0..meter.sources().len()).filter(|&s| meter.sources()[s].slow()) {
+                            meter.note_failed(s, &format!("{}: {why}", meter.sources()[s].name()));
+                        }
+                        let mut now = Vec::new();
+                        meter.failures_now(&mut now);
+                        let mut failed = whole.clone();
+                        failed.failures = now;
+                        meter.merge_slow(&mut whole, &failed);
+                    }
+                }
                 Ok(whole)
             })
             .as_ref()
@@ -191,6 +232,8 @@ impl Deferred {
     /// Reads the fast sources now; the slow ones come from the refresh logs or a queued read.
     pub fn read(&self) -> crate::Result<EdgeSnapshot> {
         let sh = &self.shared;
+        // Before the fast read, so that the edge's failure counts hold this edge's notice.
+        let hung = sh.meter.has_slow_sources() && sh.slow_hung();
         let mut fast = Snapshot::default();
         sh.meter.read_speed_into(&mut fast, false)?;
         // Before keep_polling wakes it: was the poller reading up to this edge? If it was not,
@@ -200,6 +243,8 @@ impl Deferred {
         sh.keep_polling(fast.t_ns);
         let slow = if !sh.meter.has_slow_sources() {
             Slow::None
+        } else if hung {
+            Slow::Failed
         } else if sh.edges_from_logs && polled_lately {
             Slow::Log(sh.clone(), sh.marks())
         } else {
@@ -335,6 +380,27 @@ impl Shared {
         }
     }
 
+    /// Whether a slow source has a read in flight past its deadline: an edge then does not
+    /// wait for it (each such edge counts as a failed read of it).
+    fn slow_hung(&self) -> bool {
+        let m = &self.meter;
+        let mut hung = false;
+        for s in (0..m.sources().len()).filter(|&s| m.sources()[s].slow()) {
+            if m.overdue(s) {
+                m.note_failed(
+                    s,
+                    &format!(
+                        "{}: a read did not answer within {} s (a hung driver or device)",
+                        m.sources()[s].name(),
+                        READ_DEADLINE_NS / 1_000_000_000
+                    ),
+                );
+                hung = true;
+            }
+        }
+        hung
+    }
+
     /// Whether every slow source was read within one of its refresh periods before `t_ns`.
     fn polled_lately(&self, t_ns: u64) -> bool {
         let m = &self.meter;
@@ -376,11 +442,11 @@ impl Shared {
                 continue;
             }
             if !self.wait_for(s, t_ns) && m.last_read_ns(s) <= t_ns {
-                return Err(format!(
-                    "{}: no reading came after the window's edge (the background reader is \
-                     stuck or the device stopped answering)",
-                    m.sources()[s].name()
-                ));
+                return Err(
+                    "no reading came after the window's edge (the device stopped \
+                            answering)"
+                        .to_string(),
+                );
             }
             for i in 0..m.sources()[s].domains().len() {
                 let d = m.index(s, i);

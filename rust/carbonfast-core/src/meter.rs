@@ -12,7 +12,8 @@ use crate::source::estimate::{EstimateConfig, EstimateSource};
 use crate::source::hwmon::{HwmonOptions, HwmonSource};
 use crate::source::nvml::NvmlSource;
 use crate::source::{Source, Unreadable};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// The most any one domain can draw, for telling a real counter step from a reset or garbage:
 /// generous on purpose (the largest server sockets draw about 500 W, a GPU about 1000 W).
@@ -22,6 +23,13 @@ pub const MAX_POWER_W: f64 = 3000.0;
 /// period is unknown (where it is known, two periods): generous, since a step judged
 /// implausible is not counted (RAPL refreshes about every millisecond, NVML every 100 ms).
 const REFRESH_SLACK_NS: u64 = 1_000_000_000;
+
+/// A read of a source that has not returned after this long is taken for a hung driver or
+/// device (a GPU fallen off the bus, a sensor whose bus is stuck, a file on a frozen FUSE
+/// mount): its domains are unknown from then on, until that read returns, and no other read
+/// waits for it. Far above any healthy read (RAPL: microseconds; NVML energy: ~3 ms; an ACPI
+/// power meter: ~100 ms).
+pub const READ_DEADLINE_NS: u64 = 2_000_000_000;
 
 /// How often a power-only domain (a GPU without an energy counter) is read while a window is
 /// open: NVML refreshes power every 20-100 ms.
@@ -38,6 +46,16 @@ pub struct Snapshot {
     /// when every domain is measured (the bounds are the totals).
     pub low: Vec<u64>,
     pub high: Vec<u64>,
+    /// Per domain, the reads that had failed (or did not answer) since the meter started, as
+    /// of this snapshot: a domain whose count differs between two snapshots is unknown
+    /// between them. Empty: none.
+    pub failures: Vec<u64>,
+}
+
+impl Snapshot {
+    fn failures_of(&self, d: usize) -> u64 {
+        self.failures.get(d).copied().unwrap_or(0)
+    }
 }
 
 /// What happened between two snapshots.
@@ -61,6 +79,9 @@ pub struct Window {
     pub interpolated: Vec<bool>,
     /// Per domain: a counter in the total that never moved (see STALLED_NS), left out of it.
     pub stalled: Vec<bool>,
+    /// Per domain: a read failed or did not answer between the edges (see
+    /// `Meter::failure`); its energy is unknown (NaN here) and it is left out of the total.
+    pub failed: Vec<bool>,
 }
 
 /// A counter in the total that shows no energy at all over this long, since the meter
@@ -133,6 +154,46 @@ struct Observed {
     /// Start of the last read, and how long it took.
     last_read_ns: u64,
     read_cost_ns: u64,
+}
+
+/// How one source's reads have gone: kept apart from its State, whose lock a hung read holds.
+struct Health {
+    /// When the read in flight started (0: none in flight).
+    reading_since: AtomicU64,
+    /// A read overran READ_DEADLINE_NS and has not returned: the source is passed over.
+    hung: AtomicBool,
+    /// Per domain: failed or skipped reads since the meter started.
+    failures: Vec<AtomicU64>,
+    /// Per domain: the last total counted, for the snapshots of reads that fail.
+    last_totals: Vec<AtomicU64>,
+    /// Per domain: why it last failed.
+    why: Mutex<Vec<Option<String>>>,
+}
+
+impl Health {
+    fn new(n: usize) -> Self {
+        Health {
+            reading_since: AtomicU64::new(0),
+            hung: AtomicBool::new(false),
+            failures: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            last_totals: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            why: Mutex::new(vec![None; n]),
+        }
+    }
+
+    fn fail(&self, i: usize, why: &dyn std::fmt::Display) {
+        self.failures[i].fetch_add(1, Ordering::SeqCst);
+        let mut w = lock(&self.why);
+        if w[i].is_none() {
+            w[i] = Some(why.to_string());
+        }
+    }
+
+    fn fail_all(&self, why: &dyn std::fmt::Display) {
+        for i in 0..self.failures.len() {
+            self.fail(i, why);
+        }
+    }
 }
 
 /// Which sources a read covers.
@@ -208,6 +269,8 @@ pub struct Meter {
     /// Per domain: a counter that stood still at start-up while others of its source stepped
     /// (see `learn_periods`): until it moves, no window of any length counts it.
     stuck: Vec<bool>,
+    /// Per source: how its reads have gone.
+    health: Vec<Health>,
 }
 
 impl Meter {
@@ -247,6 +310,10 @@ impl Meter {
             .flat_map(|s| s.problems().iter().map(|e| ProblemReport::new(s.name(), e)))
             .collect();
         let meter = Meter {
+            health: sources
+                .iter()
+                .map(|s| Health::new(s.domains().len()))
+                .collect(),
             sources,
             in_total: in_total(&domains),
             stuck: vec![false; domains.len()],
@@ -543,6 +610,12 @@ impl Meter {
             if source.slow() {
                 let r = self.offsets[s]..self.offsets[s] + source.domains().len();
                 snap.totals[r.clone()].copy_from_slice(&slow.totals[r.clone()]);
+                for d in r.clone() {
+                    let f = slow.failures_of(d).max(snap.failures_of(d));
+                    if let Some(slot) = snap.failures.get_mut(d) {
+                        *slot = f;
+                    }
+                }
                 if self.bounded {
                     snap.low[r.clone()].copy_from_slice(&slow.totals[r.clone()]);
                     snap.high[r.clone()].copy_from_slice(&slow.totals[r]);
@@ -563,6 +636,7 @@ impl Meter {
         let bounds = if self.bounded { n } else { 0 };
         snap.low.resize(bounds, 0);
         snap.high.resize(bounds, 0);
+        snap.failures.resize(n, 0);
         // The snapshot's time is the midpoint of the reads themselves, lock waits excluded.
         let mut span: Option<(u64, u64)> = None;
         for (s, source) in self.sources.iter().enumerate() {
@@ -576,12 +650,37 @@ impl Meter {
                 _ => {}
             }
             let r = self.offsets[s]..self.offsets[s] + source.domains().len();
-            let mut guard = lock(&self.states[s]);
+            let health = &self.health[s];
+            let Some(mut guard) = self.state(s) else {
+                health.fail_all(&format_args!(
+                    "{}: a read did not answer within {} s (a hung driver or device)",
+                    source.name(),
+                    READ_DEADLINE_NS / 1_000_000_000
+                ));
+                self.keep_last(s, snap);
+                continue;
+            };
             let state = &mut *guard;
             let t0 = monotonic_ns();
             let fresh = t0.saturating_sub(state.last_read_ns) < source.min_read_interval_ns();
+            let mut failed_any = false;
+            for (slot, f) in snap.failures[r.clone()].iter_mut().zip(&health.failures) {
+                *slot = f.load(Ordering::SeqCst);
+            }
             if !(which == Which::AllButFresh && fresh) {
-                source.read_raw(&mut state.raw)?;
+                health.reading_since.store(t0.max(1), Ordering::SeqCst);
+                let read = source.read_each(&mut state.raw, &mut |i, e| {
+                    failed_any = true;
+                    health.fail(i, &e);
+                });
+                health.reading_since.store(0, Ordering::SeqCst);
+                health.hung.store(false, Ordering::SeqCst);
+                if let Err(e) = read {
+                    health.fail_all(&e);
+                    drop(guard);
+                    self.keep_last(s, snap);
+                    continue;
+                }
                 state.last_read_ns = t0;
             }
             let t1 = monotonic_ns();
@@ -591,7 +690,16 @@ impl Meter {
             // over the time between the two (plus the read itself), for checking readings.
             let since = t1.saturating_sub(state.checked_ns).max(1);
             state.checked_ns = t1;
+            // A domain whose read just failed keeps its last total (it is unknown over any
+            // window around this read, by its failure count).
+            let before = &snap.failures[r.clone()];
+            let failed_now =
+                |i: usize| failed_any && health.failures[i].load(Ordering::SeqCst) != before[i];
             for (i, total) in snap.totals[r.clone()].iter_mut().enumerate() {
+                if failed_now(i) {
+                    *total = health.last_totals[i].load(Ordering::Relaxed);
+                    continue;
+                }
                 let raw = state.raw[i];
                 *total = match source.domains()[i].reading {
                     Reading::Energy if !source.domains()[i].estimated() => {
@@ -612,13 +720,19 @@ impl Meter {
                         state.power[i].update_checked(raw, t, (w * 1e3) as u64)
                     }
                 };
+                health.last_totals[i].store(*total, Ordering::Relaxed);
             }
             if self.logged[s] && !(which == Which::AllButFresh && fresh) {
                 // Still under the source's lock: refreshes are logged in the order read.
                 let mut obs = lock(&self.observed[s]);
                 obs.last_read_ns = t0;
                 obs.read_cost_ns = t1 - t0;
-                for (log, &total) in obs.logs.iter_mut().zip(&snap.totals[r.clone()]) {
+                for (i, (log, &total)) in
+                    obs.logs.iter_mut().zip(&snap.totals[r.clone()]).enumerate()
+                {
+                    if failed_now(i) {
+                        continue;
+                    }
                     if let Some(log) = log {
                         log.observe(total, t0, t1);
                     }
@@ -630,12 +744,91 @@ impl Meter {
                 source.read_bounds(&mut snap.low[r.clone()], &mut snap.high[r]);
             }
         }
+        for (s, health) in self.health.iter().enumerate() {
+            let base = self.offsets[s];
+            for (i, f) in health.failures.iter().enumerate() {
+                snap.failures[base + i] = f.load(Ordering::SeqCst);
+            }
+        }
         let (a, b) = span.unwrap_or_else(|| {
             let now = monotonic_ns();
             (now, now)
         });
         snap.t_ns = a + (b - a) / 2;
         Ok(())
+    }
+
+    /// Source `s`'s counting state, once no other read holds it; None where the read that
+    /// holds it has overrun READ_DEADLINE_NS (and from then on, until that read returns).
+    fn state(&self, s: usize) -> Option<MutexGuard<'_, State>> {
+        let health = &self.health[s];
+        if health.hung.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut tries = 0u32;
+        loop {
+            match self.states[s].try_lock() {
+                Ok(g) => return Some(g),
+                Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
+            if self.overdue(s) {
+                return None;
+            }
+            // Another read of this source is in flight: most take microseconds.
+            tries += 1;
+            if tries < 100 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        }
+    }
+
+    /// Whether the read of source `s` in flight has overrun READ_DEADLINE_NS (it is then
+    /// marked hung).
+    pub fn overdue(&self, s: usize) -> bool {
+        let health = &self.health[s];
+        let since = health.reading_since.load(Ordering::SeqCst);
+        let late = since != 0 && monotonic_ns().saturating_sub(since) > READ_DEADLINE_NS;
+        if late {
+            health.hung.store(true, Ordering::SeqCst);
+        }
+        late || health.hung.load(Ordering::SeqCst)
+    }
+
+    /// Notes that source `s` could not be read at an edge (a slow read that did not come back
+    /// in time): its domains are unknown over any window around now.
+    pub fn note_failed(&self, s: usize, why: &str) {
+        self.health[s].fail_all(&why);
+    }
+
+    /// The snapshot of source `s`'s domains where its read failed: their last totals, and
+    /// their failures.
+    fn keep_last(&self, s: usize, snap: &mut Snapshot) {
+        let health = &self.health[s];
+        let base = self.offsets[s];
+        for (i, t) in health.last_totals.iter().enumerate() {
+            snap.totals[base + i] = t.load(Ordering::Relaxed);
+            if self.bounded {
+                snap.low[base + i] = snap.totals[base + i];
+                snap.high[base + i] = snap.totals[base + i];
+            }
+        }
+    }
+
+    /// Why domain `d` last failed to be read, if it ever did.
+    pub fn failure(&self, d: usize) -> Option<String> {
+        let (s, i) = self.locate(d);
+        lock(&self.health[s].why)[i].clone()
+    }
+
+    /// Per domain, the failed reads so far (as a snapshot holds them).
+    pub fn failures_now(&self, out: &mut Vec<u64>) {
+        out.clear();
+        for h in &self.health {
+            out.extend(h.failures.iter().map(|f| f.load(Ordering::SeqCst)));
+        }
     }
 
     /// Energy per domain between two snapshots of this meter, and the total.
@@ -647,21 +840,30 @@ impl Meter {
                 .map(|(d, (&a, &b))| b.wrapping_sub(a) as f64 / d.units_per_joule)
                 .collect()
         };
-        let joules = joules_of(&start.totals, &end.totals);
+        let failed: Vec<bool> = (0..self.domains.len())
+            .map(|d| start.failures_of(d) != end.failures_of(d))
+            .collect();
+        let unknown = |mut j: Vec<f64>| {
+            for (j, _) in j.iter_mut().zip(&failed).filter(|(_, &f)| f) {
+                *j = f64::NAN;
+            }
+            j
+        };
+        let joules = unknown(joules_of(&start.totals, &end.totals));
         let (joules_low, joules_high) = if self.bounded {
             (
-                joules_of(&start.low, &end.low),
-                joules_of(&start.high, &end.high),
+                unknown(joules_of(&start.low, &end.low)),
+                unknown(joules_of(&start.high, &end.high)),
             )
         } else {
             (joules.clone(), joules.clone())
         };
         let duration_ns = end.t_ns.saturating_sub(start.t_ns);
         let stalled: Vec<bool> = (0..self.domains.len())
-            .map(|d| self.stalled(d, duration_ns, end))
+            .map(|d| !failed[d] && self.stalled(d, duration_ns, end))
             .collect();
         let counted: Vec<bool> = (0..self.domains.len())
-            .map(|d| self.in_total[d] && !stalled[d])
+            .map(|d| self.in_total[d] && !stalled[d] && !failed[d])
             .collect();
         let total_j = sum_in_total(&counted, &joules);
         let total_range_j =
@@ -672,6 +874,7 @@ impl Meter {
             duration_ns,
             interpolated: vec![false; joules.len()],
             stalled,
+            failed,
             joules,
             joules_low,
             joules_high,
@@ -699,7 +902,8 @@ impl Meter {
         let duration_ns = end.t_ns.saturating_sub(start.t_ns);
         let mut total = None;
         for (d, dom) in self.domains.iter().enumerate() {
-            if self.in_total[d] && !self.stalled(d, duration_ns, end) {
+            let failed = start.failures_of(d) != end.failures_of(d);
+            if self.in_total[d] && !failed && !self.stalled(d, duration_ns, end) {
                 let raw = end.totals[d].wrapping_sub(start.totals[d]);
                 *total.get_or_insert(0.0) += raw as f64 / dom.units_per_joule;
             }
@@ -721,6 +925,9 @@ impl Meter {
             let polled = self.polled(s);
             for i in 0..source.domains().len() {
                 let d = self.offsets[s] + i;
+                if w.failed.get(d) == Some(&true) {
+                    continue;
+                }
                 let Some(period) = self.step_period(s, i) else {
                     continue;
                 };
@@ -750,7 +957,7 @@ impl Meter {
         }
         if changed {
             let counted: Vec<bool> = (0..self.domains.len())
-                .map(|d| self.in_total[d] && !w.stalled[d])
+                .map(|d| self.in_total[d] && !w.stalled[d] && w.failed.get(d) != Some(&true))
                 .collect();
             w.total_j = sum_in_total(&counted, &w.joules);
             w.total_range_j =
@@ -971,8 +1178,12 @@ impl Meter {
     /// wrap.
     pub fn anomalies(&self) -> Vec<(u64, f64)> {
         let mut out = Vec::with_capacity(self.domains.len());
-        for (s, st) in self.states.iter().enumerate() {
-            let st = lock(st);
+        for s in 0..self.states.len() {
+            let Some(st) = self.state(s) else {
+                // Its read hung: nothing known of it past the failure noted.
+                out.extend((0..self.sources[s].domains().len()).map(|_| (0, 0.0)));
+                continue;
+            };
             for (i, (c, p)) in st.counters.iter().zip(&st.power).enumerate() {
                 let d = &self.domains[self.offsets[s] + i];
                 if d.reading == Reading::PowerMilliwatts {
@@ -987,14 +1198,10 @@ impl Meter {
 
     /// How many times each domain's counter has wrapped.
     pub fn wraps(&self) -> Vec<u64> {
-        self.states
-            .iter()
-            .flat_map(|st| {
-                lock(st)
-                    .counters
-                    .iter()
-                    .map(Counter::wraps)
-                    .collect::<Vec<_>>()
+        (0..self.states.len())
+            .flat_map(|s| match self.state(s) {
+                Some(st) => st.counters.iter().map(Counter::wraps).collect::<Vec<_>>(),
+                None => vec![0; self.sources[s].domains().len()],
             })
             .collect()
     }

@@ -338,16 +338,21 @@ fn a_driver_that_does_not_start_is_a_problem() {
 }
 
 #[test]
-fn a_gpu_lost_after_start_fails_the_read_with_its_name() {
+fn a_gpu_lost_after_start_is_unknown_with_its_name_and_the_other_kept() {
     let fake = FakeAmdSmi::new("gpu 0 power_w=50\ngpu 1 power_w=50\n");
     let meter = Meter::new(vec![Box::new(fake.discover(None))]).unwrap();
-    meter.read().unwrap();
+    let start = meter.read().unwrap();
     fake.set("gpu 0 power_w=50\ngpu 1 power_w=50 energy=lost\n");
-    let err = meter.read().unwrap_err();
-    assert!(err.to_string().contains("gpu-amd-1"), "{err}");
+    let end = meter.read().unwrap();
+    let w = meter.window(&start, &end);
+    assert_eq!(w.failed, vec![false, true]);
+    assert!(w.joules[1].is_nan() && !w.joules[0].is_nan());
+    assert_eq!(w.total_j, Some(w.joules[0]));
+    assert_eq!(meter.failure(0), None);
+    let why = meter.failure(1).expect("a reason");
     assert!(
-        matches!(&err, Error::Missing { why, .. } if why.contains("gpu-amd-1 is lost") && why.contains("Device Not found")),
-        "{err:?}"
+        why.contains("gpu-amd-1 is lost") && why.contains("Device Not found"),
+        "{why}"
     );
 }
 
@@ -357,11 +362,15 @@ fn a_gpu_lost_after_n_reads_answers_until_then() {
     let meter = Meter::new(vec![Box::new(fake.discover(None))]).unwrap();
     // From now on, three more reads succeed and the fourth finds the GPU gone.
     fake.set("gpu 0 power_w=50 lost_after=3\n");
-    for _ in 0..3 {
-        meter.read().unwrap();
+    let first = meter.read().unwrap();
+    let mut last = first.clone();
+    for _ in 0..2 {
+        last = meter.read().unwrap();
     }
-    let err = meter.read().unwrap_err();
-    assert!(err.to_string().contains("gpu-amd-0"), "{err}");
+    assert_eq!(meter.window(&first, &last).failed, vec![false]);
+    let gone = meter.read().unwrap();
+    assert_eq!(meter.window(&last, &gone).failed, vec![true]);
+    assert!(meter.failure(0).unwrap().contains("gpu-amd-0"));
 }
 
 #[test]

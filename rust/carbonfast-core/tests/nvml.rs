@@ -202,12 +202,16 @@ fn gpu_errors_are_problems_with_reasons_and_other_gpus_still_count() {
 }
 
 #[test]
-fn a_gpu_lost_after_start_fails_the_read_with_its_name() {
+fn a_gpu_lost_after_start_is_unknown_with_its_name() {
     let fake = FakeNvml::new("gpu 0 uuid=GPU-1 energy_mj=7\n");
     let meter = Meter::new(vec![Box::new(fake.discover(None))]).unwrap();
+    let start = meter.read().unwrap();
     fake.set("gpu 0 uuid=GPU-1 energy=gpu_lost\n");
-    let err = meter.read().unwrap_err();
-    assert!(err.to_string().contains("gpu-0 is lost"), "{err}");
+    let end = meter.read().unwrap();
+    let w = meter.window(&start, &end);
+    assert_eq!((w.failed[0], w.total_j), (true, None));
+    let why = meter.failure(0).expect("a reason");
+    assert!(why.contains("gpu-0 is lost"), "{why}");
 }
 
 #[test]

@@ -189,15 +189,21 @@ fn a_window_is_the_exact_counter_difference_across_a_wrap() {
 }
 
 #[test]
-fn a_counter_that_turns_malformed_after_discovery_fails_the_read_with_its_path() {
+fn a_counter_that_turns_malformed_after_discovery_is_unknown_with_its_path() {
     let f = FakePowercap::new();
     f.zone("intel-rapl:0", "package-0", 5, RANGE);
+    f.zone("intel-rapl:1", "package-1", 5, RANGE);
     let meter = Meter::discover(&measured_only(&f.root)).unwrap();
+    let start = meter.read().unwrap();
     f.write("intel-rapl:0", "energy_uj", "oops\n");
-    match meter.read() {
-        Err(Error::Malformed { path, .. }) => assert!(path.ends_with("intel-rapl:0/energy_uj")),
-        other => panic!("expected Malformed, got {other:?}"),
-    }
+    f.write("intel-rapl:1", "energy_uj", "1000005\n");
+    let end = meter.read().unwrap();
+    let w = meter.window(&start, &end);
+    // The other package is kept: one failed zone never costs the others.
+    assert_eq!(w.failed, vec![true, false]);
+    assert_eq!(w.total_j, Some(1.0));
+    let why = meter.failure(0).expect("a reason");
+    assert!(why.contains("intel-rapl:0/energy_uj") && why.contains("malformed"), "{why}");
 }
 
 #[test]

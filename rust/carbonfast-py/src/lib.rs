@@ -75,6 +75,9 @@ struct Window {
     interpolated: Vec<bool>,
     /// Per domain: a counter in the total that never moved, left out of it.
     stalled: Vec<bool>,
+    /// Per domain: a read failed or did not answer between the edges: its energy is unknown
+    /// (NaN in `joules`) and it is left out of the total.
+    failed: Vec<bool>,
 }
 
 #[pyclass(frozen, get_all, module = "carbonfast._native")]
@@ -454,6 +457,7 @@ impl Meter {
         Ok(Window {
             interpolated: w.interpolated,
             stalled: w.stalled,
+            failed: w.failed,
             duration_s: w.duration_ns as f64 * 1e-9,
             joules: w.joules,
             joules_low: w.joules_low,
@@ -590,6 +594,13 @@ impl Meter {
     /// How many times each domain's counter has wrapped.
     fn wraps(&self) -> Vec<u64> {
         self.inner.wraps()
+    }
+
+    /// Per domain: why a read of it last failed or did not answer (None: never).
+    fn failures(&self) -> Vec<Option<String>> {
+        (0..self.inner.domains().len())
+            .map(|d| self.inner.failure(d))
+            .collect()
     }
 }
 

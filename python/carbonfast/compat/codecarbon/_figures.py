@@ -27,7 +27,9 @@ def _split(
     parts = record.energy_by_kind()
     cpu, gpu, ram = parts["cpu"], parts["gpu"], parts["ram"]
     total = record.energy_j
-    psys = [d.energy_j for d in record.domains.values() if d.kind == "psys"]
+    psys = [
+        d.energy_j for d in record.domains.values() if d.kind == "psys" and d.energy_j is not None
+    ]
     if rapl_prefer_psys and psys:
         # The platform counter covers the CPU packages and DRAM: it is the CPU figure.
         cpu, ram = sum(psys), 0.0

@@ -461,6 +461,14 @@ impl Source for AmdSmiSource {
     }
 
     fn read_raw(&self, out: &mut [u64]) -> Result<()> {
+        let mut first = None;
+        self.read_each(out, &mut |_, e| {
+            first.get_or_insert(e);
+        })?;
+        first.map_or(Ok(()), Err)
+    }
+
+    fn read_each(&self, out: &mut [u64], failed: &mut dyn FnMut(usize, Error)) -> Result<()> {
         let Some(session) = &self.session else {
             return Ok(());
         };
@@ -477,11 +485,14 @@ impl Source for AmdSmiSource {
                 Ok(v) => *slot = v,
                 Err(rc) => {
                     let name = &self.domains[i].name;
-                    return Err(if rc == NO_PERM {
-                        self.gpu_error(api, name, rc)
-                    } else {
-                        lost(api, &self.root.join(name), name, rc)
-                    });
+                    failed(
+                        i,
+                        if rc == NO_PERM {
+                            self.gpu_error(api, name, rc)
+                        } else {
+                            lost(api, &self.root.join(name), name, rc)
+                        },
+                    );
                 }
             }
         }

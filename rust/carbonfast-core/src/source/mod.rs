@@ -26,6 +26,13 @@ pub trait Source: Send + Sync {
     /// Reads the raw counter of every domain into `out`, which has `domains().len()` slots.
     fn read_raw(&self, out: &mut [u64]) -> Result<()>;
 
+    /// As `read_raw`, for a source whose domains fail apart (one GPU of several lost): each
+    /// domain that cannot be read is handed to `failed` with why, and the others are read all
+    /// the same. Err: nothing could be read.
+    fn read_each(&self, out: &mut [u64], _failed: &mut dyn FnMut(usize, Error)) -> Result<()> {
+        self.read_raw(out)
+    }
+
     /// For estimating sources: the low and high bounds of the reading `read_raw` just made,
     /// in the same units, written over the estimated domains' slots. `low` and `high` arrive
     /// holding the totals, which is right for measured domains.

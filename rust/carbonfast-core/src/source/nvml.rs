@@ -603,6 +603,14 @@ impl Source for NvmlSource {
     }
 
     fn read_raw(&self, out: &mut [u64]) -> Result<()> {
+        let mut first = None;
+        self.read_each(out, &mut |_, e| {
+            first.get_or_insert(e);
+        })?;
+        first.map_or(Ok(()), Err)
+    }
+
+    fn read_each(&self, out: &mut [u64], failed: &mut dyn FnMut(usize, Error)) -> Result<()> {
         let Some(api) = &self.api else { return Ok(()) };
         let now = monotonic_ns();
         let mut est = None;
@@ -658,7 +666,7 @@ impl Source for NvmlSource {
                 }
             };
             if rc != SUCCESS {
-                return Err(self.gpu_error(api, &self.domains[i].name, rc));
+                failed(i, self.gpu_error(api, &self.domains[i].name, rc));
             }
         }
         if let Some(mut st) = est {

@@ -204,17 +204,33 @@ impl Source for PowercapSource {
 
     #[inline]
     fn read_raw(&self, out: &mut [u64]) -> Result<()> {
-        for ((file, slot), domain) in self.files.iter().zip(out.iter_mut()).zip(&self.domains) {
-            *slot = pread_counter(file).map_err(|e| match e {
-                ReadError::Io(source) => Error::Io {
-                    path: domain.path.clone(),
-                    source,
-                },
-                ReadError::Malformed(detail) => Error::Malformed {
-                    path: domain.path.clone(),
-                    detail,
-                },
-            })?;
+        let mut first = None;
+        self.read_each(out, &mut |_, e| {
+            first.get_or_insert(e);
+        })?;
+        first.map_or(Ok(()), Err)
+    }
+
+    fn read_each(&self, out: &mut [u64], failed: &mut dyn FnMut(usize, Error)) -> Result<()> {
+        let zones = self.files.iter().zip(out.iter_mut()).zip(&self.domains);
+        for (i, ((file, slot), domain)) in zones.enumerate() {
+            match pread_counter(file) {
+                Ok(v) => *slot = v,
+                Err(ReadError::Io(source)) => failed(
+                    i,
+                    Error::Io {
+                        path: domain.path.clone(),
+                        source,
+                    },
+                ),
+                Err(ReadError::Malformed(detail)) => failed(
+                    i,
+                    Error::Malformed {
+                        path: domain.path.clone(),
+                        detail,
+                    },
+                ),
+            }
         }
         Ok(())
     }
