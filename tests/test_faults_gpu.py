@@ -52,7 +52,9 @@ def test_a_gpu_failing_mid_run_costs_only_its_own_domain(tmp_path: Path, state: 
     domains = data["domains"]
     assert domains["gpu-0"]["energy_j"] is None
     assert domains["cpu"]["energy_j"] > 0 and domains["ram"]["energy_j"] > 0
-    assert data["energy_j"] == pytest.approx(domains["cpu"]["energy_j"] + domains["ram"]["energy_j"])
+    assert data["energy_j"] == pytest.approx(
+        domains["cpu"]["energy_j"] + domains["ram"]["energy_j"]
+    )
     assert data["partial"] is True
     assert any(n.startswith("gpu-0: could not be read") for n in data["notes"]), data["notes"]
 
