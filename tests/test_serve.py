@@ -76,7 +76,10 @@ def test_a_scrape_exposes_energy_power_and_emissions_with_their_labels(
         "carbonfast_energy_joules",
         "carbonfast_power_watts",
         "carbonfast_emissions_grams",
+        "carbonfast_stale",
     }
+    (fresh,) = families["carbonfast_stale"].samples
+    assert fresh.value == 0
     energy = families["carbonfast_energy_joules"]
     assert energy.type == "counter"
     assert {s.name for s in energy.samples} == {"carbonfast_energy_joules_total"}

@@ -1,7 +1,7 @@
 """`carbonfast serve`: one host's energy counters as a Prometheus exporter.
 
 Every scrape reads the counters then and there (one native read, microseconds) and exposes,
-through prometheus-client's own collector API and HTTP server:
+through prometheus-client's own collector API:
 
 - `carbonfast_energy_joules_total{host, domain, kind, estimated}`: energy per domain since the
   exporter started, with every wrap of the hardware counter unfolded by the native meter;
@@ -11,17 +11,27 @@ through prometheus-client's own collector API and HTTP server:
   (packages, DRAM, GPUs: never core, uncore or psys on top) x grid intensity x PUE.
 
 Each sample also carries the job labels found in the environment (`job_labels`).
+
+A read that does not finish within READ_DEADLINE_S (a hung sysfs file, a vendor library that
+never returns) leaves the scrape with the last values read, `carbonfast_stale` 1 and no power,
+and no second read starts while it lasts. The HTTP server gives no client a thread before its
+whole request has come (at most MAX_REQUEST_HEAD bytes, within REQUEST_DEADLINE_S), and serves
+at most MAX_CONNECTIONS requests at once, so idle or trickling clients cost a socket, not a
+thread, and cannot hold up a scrape.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import ipaddress
 import os
+import selectors
 import socket
 import threading
 import time
-from collections import deque
-from socketserver import ThreadingMixIn
+from collections import OrderedDict, deque
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 try:
@@ -61,6 +71,22 @@ _KEEP_EVERY_NS = 250_000_000
 # With a token, the live grid intensity is looked up again this often (the live data's own
 # cache lasts as long), off the scrape's path.
 _INTENSITY_REFRESH_NS = 600_000_000_000
+
+# A scrape waits this long for the counters; past it, it answers with the last values read,
+# marked stale, while the read goes on in the background (no second one starts meanwhile).
+READ_DEADLINE_S = 2.0
+# Closing waits this long for the read that ends the meter's window, then leaves it.
+CLOSE_DEADLINE_S = 0.5
+# A client has this long, from connecting, to send its whole request (line and headers), and
+# as long again to take the answer.
+REQUEST_DEADLINE_S = 5.0
+# The most a request's line and headers may hold together (a scrape's are a few hundred bytes).
+MAX_REQUEST_HEAD = 16 * 1024
+# Requests answered at once, each on its own thread; one more is answered 503 at once.
+MAX_CONNECTIONS = 32
+# Connections still sending their request, kept without a thread; past this many, the one
+# waiting longest is closed (so a flood of idle clients cannot keep a scrape out).
+MAX_PENDING = 256
 
 
 def host_label(environ: Mapping[str, str] | None = None) -> str:
@@ -146,6 +172,12 @@ class MeterCollector:
         zero = [0.0] * len(domains)
         self._joules = zero
         self._readings: deque[tuple[int, list[float]]] = deque([(start.t_ns, zero)])
+        self._read_t_ns = start.t_ns
+        self._shown = list(self._always_shown)
+        self._power: list[float] | None = None
+        self._any_total = any(t and s for t, s in zip(self._in_total, self._shown, strict=True))
+        self._pending: _Read | None = None
+        self._read_lock = threading.Lock()
         self._total_j = 0.0
         self._grams = 0.0
         self._intensity = meter.carbon.intensity()
@@ -163,42 +195,80 @@ class MeterCollector:
         return list(self._families())
 
     def collect(self) -> Iterator[Metric]:
-        energy, power, emissions = self._families()
-        # Scrapes served at once read in turn (a read takes microseconds, a GPU's a few
-        # milliseconds), so that each reading is newer than the one before.
+        energy, power, emissions, stale_family = self._families()
+        reading = self._read()
         with self._lock:
-            snap = self._native.read()
-            totals = snap.totals
-            now = snap.t_ns
-            # The native totals never go back (a counter that does is not counted); the max
-            # keeps a Prometheus counter's promise whatever the source, models included.
-            prev = self._joules
-            joules = [max(p, raw * s) for p, raw, s in zip(prev, totals, self._scale, strict=True)]
-            self._joules = joules
-            ref_t, ref = self._power_reference(now, joules)
-            shown = [a or raw > 0 for a, raw in zip(self._always_shown, totals, strict=True)]
-            total = sum(j for j, t, s in zip(joules, self._in_total, shown, strict=True) if t and s)
-            g_per_kwh = self._current_intensity()
-            if total > self._total_j:
-                pue = self.meter.carbon.pue
-                self._grams += emissions_kg(total - self._total_j, g_per_kwh, pue) * 1000.0
-                self._total_j = total
-            grams = self._grams
-            any_total = any(t and s for t, s in zip(self._in_total, shown, strict=True))
-        dt = (now - ref_t) * 1e-9
+            # Scrapes served at once may share one read: the first applies it.
+            if reading is not None and reading[0] > self._read_t_ns:
+                self._apply(*reading)
+            joules, shown, watts = self._joules, self._shown, self._power
+            grams, any_total = self._grams, self._any_total
+        stale = reading is None
         for i, labels in enumerate(self._domain_labels):
             if not shown[i]:
                 continue
             energy.add_metric(labels, joules[i])
-            if dt > 0:
-                power.add_metric(labels, (joules[i] - ref[i]) / dt)
+            # A stale scrape knows no power now: none rather than the last one's.
+            if watts is not None and not stale:
+                power.add_metric(labels, watts[i])
         yield energy
         yield power
         if any_total:
             emissions.add_metric(self._emissions_labels, grams)
             yield emissions
+        stale_family.add_metric(list(self.constant_labels.values()), 1.0 if stale else 0.0)
+        yield stale_family
 
-    def _families(self) -> tuple[CounterMetricFamily, GaugeMetricFamily, CounterMetricFamily]:
+    def _read(self) -> tuple[int, list[int]] | None:
+        """(t_ns, raw totals) read now, on a thread of its own; None where the read does not
+        finish within READ_DEADLINE_S or fails. While one read is under way no other starts:
+        a scrape meanwhile waits for that one."""
+        with self._read_lock:
+            pending = self._pending
+            if pending is None:
+                pending = self._pending = _Read()
+                threading.Thread(
+                    target=self._run_read, args=(pending,), name="carbonfast-read", daemon=True
+                ).start()
+        if not pending.done.wait(READ_DEADLINE_S):
+            return None
+        return pending.result
+
+    def _run_read(self, pending: _Read) -> None:
+        try:
+            snap = self._native.read()
+            pending.result = (snap.t_ns, list(snap.totals))
+        except Exception:  # the scrape answers stale: one failed read must not fail it
+            pending.result = None
+        finally:
+            with self._read_lock:
+                self._pending = None
+            pending.done.set()
+
+    def _apply(self, now: int, totals: list[int]) -> None:
+        """Takes a reading into the exported state. Under the lock."""
+        # The native totals never go back (a counter that does is not counted); the max
+        # keeps a Prometheus counter's promise whatever the source, models included.
+        prev = self._joules
+        joules = [max(p, raw * s) for p, raw, s in zip(prev, totals, self._scale, strict=True)]
+        self._joules = joules
+        self._read_t_ns = now
+        ref_t, ref = self._power_reference(now, joules)
+        shown = [a or raw > 0 for a, raw in zip(self._always_shown, totals, strict=True)]
+        self._shown = shown
+        total = sum(j for j, t, s in zip(joules, self._in_total, shown, strict=True) if t and s)
+        g_per_kwh = self._current_intensity()
+        if total > self._total_j:
+            pue = self.meter.carbon.pue
+            self._grams += emissions_kg(total - self._total_j, g_per_kwh, pue) * 1000.0
+            self._total_j = total
+        self._any_total = any(t and s for t, s in zip(self._in_total, shown, strict=True))
+        dt = (now - ref_t) * 1e-9
+        self._power = [(j - r) / dt for j, r in zip(joules, ref, strict=True)] if dt > 0 else None
+
+    def _families(
+        self,
+    ) -> tuple[CounterMetricFamily, GaugeMetricFamily, CounterMetricFamily, GaugeMetricFamily]:
         window = self._power_window_ns * 1e-9
         return (
             CounterMetricFamily(
@@ -220,6 +290,13 @@ class MeterCollector:
                 "exporter started, g CO2e: energy x grid intensity x PUE, at the intensity of "
                 "the time it was used.",
                 labels=[*self.constant_labels, "estimated"],
+            ),
+            GaugeMetricFamily(
+                "carbonfast_stale",
+                f"1 where the counters could not be read within {READ_DEADLINE_S:g} s (a hung "
+                "device or driver): energy and emissions are the last values read, and no power "
+                "is given; 0 where this scrape read them.",
+                labels=list(self.constant_labels),
             ),
         )
 
@@ -258,20 +335,211 @@ class MeterCollector:
             self._refreshing = False
 
     def close(self) -> None:
-        """Closes the window that kept the wrap guard reading."""
+        """Closes the window that kept the wrap guard reading. Its read has CLOSE_DEADLINE_S:
+        past that (a hung device), the window is left open, on a thread of its own."""
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._native.close_window()
+            if self._closed:
+                return
+            self._closed = True
+        closing = threading.Thread(target=self._close_window, name="carbonfast-close", daemon=True)
+        closing.start()
+        closing.join(CLOSE_DEADLINE_S)
+
+    def _close_window(self) -> None:
+        with contextlib.suppress(Exception):  # nothing waits for it: the exporter has stopped
+            self._native.close_window()
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    """A scrape that hangs (a stalled client) must not hold up the next one."""
+class _Read:
+    """One read of the counters, shared by the scrapes that wait for it."""
 
-    daemon_threads = True
+    __slots__ = ("done", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: tuple[int, list[int]] | None = None
 
 
-class _QuietHandler(WSGIRequestHandler):
+_BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
+    b"Connection: close\r\n\r\n"
+)
+_TOO_LARGE = (
+    b"HTTP/1.0 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
+    b"Connection: close\r\n\r\n"
+)
+
+
+class _Pending:
+    """A connection whose request has not all come yet."""
+
+    __slots__ = ("address", "deadline", "head")
+
+    def __init__(self, address: Any, deadline: float) -> None:
+        self.address = address
+        self.deadline = deadline
+        self.head = bytearray()
+
+
+class _Server(WSGIServer):
+    """WSGIServer's binding and WSGI environment, with a serving loop of its own (`serve`):
+    one thread reads every connection's request without blocking, and only a request that has
+    all come (its line and headers, at most MAX_REQUEST_HEAD bytes, within REQUEST_DEADLINE_S
+    of connecting) gets a thread to answer it, MAX_CONNECTIONS at most at once."""
+
+    request_queue_size = 128
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Made first: a failed bind calls server_close, which closes them.
+        self._wake_r, self._wake_w = socket.socketpair()
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._stopping = False
+        self._stopped = threading.Event()
+
+    def serve(self) -> None:
+        sel = selectors.DefaultSelector()
+        pending: OrderedDict[socket.socket, _Pending] = OrderedDict()  # oldest first
+        self.socket.setblocking(False)
+        sel.register(self.socket, selectors.EVENT_READ)
+        sel.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while not self._stopping:
+                timeout = None
+                if pending:  # deadlines come in the order of arrival
+                    timeout = max(0.0, next(iter(pending.values())).deadline - time.monotonic())
+                for key, _ in sel.select(timeout):
+                    conn = key.fileobj
+                    if conn is self.socket:
+                        self._accept(sel, pending)
+                    elif conn is not self._wake_r:
+                        assert isinstance(conn, socket.socket)
+                        self._receive(sel, pending, conn)
+                now = time.monotonic()
+                while pending and next(iter(pending.values())).deadline <= now:
+                    self._drop(sel, pending, next(iter(pending)))
+        finally:
+            while pending:
+                self._drop(sel, pending, next(iter(pending)))
+            sel.close()
+            self._stopped.set()
+
+    def stop(self, timeout: float) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+        self._stopped.wait(timeout)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _accept(self, sel: selectors.BaseSelector, pending: dict[socket.socket, _Pending]) -> None:
+        for _ in range(64):  # then the others get their turn
+            try:
+                conn, address = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    return  # a connection reset before it was taken
+                if not pending:
+                    time.sleep(0.01)  # the descriptors are the answering threads': they end
+                    return
+                self._drop(sel, pending, next(iter(pending)))
+                continue
+            if len(pending) >= MAX_PENDING:
+                self._drop(sel, pending, next(iter(pending)))
+            conn.setblocking(False)
+            pending[conn] = _Pending(address, time.monotonic() + REQUEST_DEADLINE_S)
+            sel.register(conn, selectors.EVENT_READ)
+
+    def _receive(
+        self,
+        sel: selectors.BaseSelector,
+        pending: dict[socket.socket, _Pending],
+        conn: socket.socket,
+    ) -> None:
+        request = pending[conn]
+        try:
+            data = conn.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(sel, pending, conn)
+            return
+        head = request.head
+        head += data
+        end = _head_end(head)
+        if end < 0 and len(head) <= MAX_REQUEST_HEAD:
+            return
+        sel.unregister(conn)
+        del pending[conn]
+        if end < 0 or end > MAX_REQUEST_HEAD:
+            _reply_and_close(conn, _TOO_LARGE)
+        elif not self._slots.acquire(blocking=False):
+            _reply_and_close(conn, _BUSY)
+        else:
+            try:
+                threading.Thread(
+                    target=self._answer,
+                    args=(conn, request.address, bytes(head)),
+                    name="carbonfast-http",
+                    daemon=True,
+                ).start()
+            except RuntimeError:  # no thread to be had
+                self._slots.release()
+                _reply_and_close(conn, _BUSY)
+
+    def _answer(self, conn: socket.socket, address: Any, head: bytes) -> None:
+        try:
+            conn.settimeout(REQUEST_DEADLINE_S)  # for sending the answer
+            _Handler(conn, address, self, head)
+        except Exception:
+            pass  # a client gone or too slow to take its answer: nothing worth a log line
+        finally:
+            self.shutdown_request(conn)
+            self._slots.release()
+
+    @staticmethod
+    def _drop(
+        sel: selectors.BaseSelector,
+        pending: dict[socket.socket, _Pending],
+        conn: socket.socket,
+    ) -> None:
+        del pending[conn]
+        sel.unregister(conn)
+        conn.close()
+
+
+def _head_end(head: bytearray) -> int:
+    """Where the request's blank line ends (http.client takes bare LF lines too), or -1."""
+    ends = [i + len(m) for m in (b"\r\n\r\n", b"\n\n") if (i := head.find(m)) >= 0]
+    return min(ends) if ends else -1
+
+
+def _reply_and_close(conn: socket.socket, reply: bytes) -> None:
+    with contextlib.suppress(OSError):
+        conn.send(reply)  # a short reply fits a fresh socket's buffer: never blocks
+        conn.shutdown(socket.SHUT_WR)
+    conn.close()
+
+
+class _Handler(WSGIRequestHandler):
+    """Answers one request whose line and headers have already been read (`head`)."""
+
+    def __init__(self, request: Any, client_address: Any, server: Any, head: bytes) -> None:
+        self._head = head
+        super().__init__(request, client_address, server)
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self.rfile = io.BytesIO(self._head)
+
     def log_message(self, format: str, *args: object) -> None:
         pass  # a line per scrape would fill the log
 
@@ -290,15 +558,15 @@ class Exporter:
             address_family = family
 
         try:
-            self._server: WSGIServer = make_server(
-                address, port, app, server_class=Server, handler_class=_QuietHandler
+            self._server: _Server = make_server(
+                address, port, app, server_class=Server, handler_class=_Handler
             )
         except OSError as e:
             raise OSError(f"cannot listen on {_host_port(address, port)}: {e.strerror}") from None
         self.address = address
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="carbonfast-serve", daemon=True
+            target=self._server.serve, name="carbonfast-serve", daemon=True
         )
         self._thread.start()
 
@@ -307,9 +575,10 @@ class Exporter:
         return f"http://{_host_port(self.address, self.port)}/metrics"
 
     def close(self) -> None:
-        self._server.shutdown()
+        """Stops serving at once (requests being answered are left to end on their own
+        threads), then closes the collector, within CLOSE_DEADLINE_S however its read goes."""
+        self._server.stop(CLOSE_DEADLINE_S)
         self._server.server_close()
-        self._thread.join()
         self.collector.close()
 
 
