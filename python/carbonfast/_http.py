@@ -9,6 +9,7 @@ outputs.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from typing import NamedTuple
@@ -67,16 +68,14 @@ class _Sockets:
 
 
 def _shut(sock: Any) -> None:
-    try:
-        # The plain socket's shutdown, also under TLS: it wakes a blocked read without
-        # touching the TLS state another thread is using.
+    # The plain socket's shutdown, also under TLS: it wakes a blocked read without touching
+    # the TLS state another thread is using. One already closed raises, and is left.
+    with contextlib.suppress(OSError, TypeError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except (OSError, TypeError):
-        pass  # already closed
 
 
-def _tracked(base: type, sockets: _Sockets) -> type:
-    class Tracked(base):  # type: ignore[valid-type,misc]
+def _tracked(base: Any, sockets: _Sockets) -> Any:
+    class Tracked(base):  # type: ignore[misc]
         def connect(self) -> None:
             super().connect()
             sockets.add(self.sock)

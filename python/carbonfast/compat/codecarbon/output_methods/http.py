@@ -186,8 +186,9 @@ class CodeCarbonAPIOutput(BaseOutput):
             _refused(f"CodeCarbon API ({self.endpoint_url})", e)
         except Exception as e:
             logger.error(
-                f"CodeCarbon API ({self.endpoint_url}): {getattr(e, 'reason', e)}; the emissions were not sent. Check "
-                "api_endpoint, api_key and experiment_id, and the network; the run goes on"
+                f"CodeCarbon API ({self.endpoint_url}): {getattr(e, 'reason', e)}; the "
+                "emissions were not sent. Check api_endpoint, api_key and experiment_id, and "
+                "the network; the run goes on"
             )
 
     def live_out(self, total: EmissionsData, delta: EmissionsData) -> None:
