@@ -71,4 +71,3 @@ class FileOutput(BaseOutput):
         writer.writerows(rows)
         name = f"emissions_{experiment_name}_{data[0].run_id}.csv"
         write_atomically(os.path.join(self.output_dir, name), text.getvalue())
-
