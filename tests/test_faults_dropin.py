@@ -215,6 +215,11 @@ def test_a_server_that_trickles_cannot_hold_stop_up(
     assert took < limit + 1.5, f"stop() took {took:.1f} s"
     errors = " | ".join(_messages(cc_log, logging.ERROR))
     assert f"within {limit:g} s" in errors
+    # The request cut off at its deadline leaves no thread reading the trickle.
+    deadline = time.monotonic() + 2
+    while any(t.name == "carbonfast-http" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "a request thread outlived its deadline"
+        time.sleep(0.05)
 
 
 def test_only_http_urls_are_posted_to(
