@@ -9,11 +9,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
 import time
 from pathlib import Path
-from urllib.error import URLError
-from urllib.request import HTTPRedirectHandler, Request, build_opener
 
 TIMEOUT_S = 2.0
 TTL_S = 600.0
@@ -67,37 +64,6 @@ def _fresh(hit: object, now: float) -> tuple[float, str] | None:
     return value, str(hit.get("datetime", ""))
 
 
-class _NoRedirect(HTTPRedirectHandler):
-    """The token is for Electricity Maps alone: a redirect elsewhere is refused, not followed
-    with the token."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        raise URLError(f"redirected to {newurl}; not following it with the API token")
-
-
-def _fetch(request: Request) -> bytes:
-    """The response body, within TIMEOUT_S in all (a server sending a byte a second must not
-    hold a run up: a socket timeout applies to each read, not to the whole)."""
-    result: list[bytes | BaseException] = []
-
-    def run() -> None:
-        try:
-            opener = build_opener(_NoRedirect)
-            with opener.open(request, timeout=TIMEOUT_S) as response:
-                result.append(response.read(1 << 20))
-        except BaseException as e:
-            result.append(e)
-
-    worker = threading.Thread(target=run, name="carbonfast-live", daemon=True)
-    worker.start()
-    worker.join(TIMEOUT_S)
-    if not result:
-        raise URLError(f"no complete answer within {TIMEOUT_S:g} s")
-    if isinstance(result[0], BaseException):
-        raise result[0]
-    return result[0]
-
-
 def latest(zone: str, token: str, base_url: str, *, cache: Path | None = None) -> tuple[float, str]:
     """(g CO2e/kWh, the API's datetime) for `zone`, from the cache if fresh, else the API."""
     cache = cache or cache_path()
@@ -109,11 +75,19 @@ def latest(zone: str, token: str, base_url: str, *, cache: Path | None = None) -
 
     from urllib.parse import urlencode
 
+    from carbonfast._http import request
+
     url = f"{base_url.rstrip('/')}/carbon-intensity/latest?{urlencode({'zone': zone})}"
-    request = Request(url, headers={"auth-token": token, "User-Agent": "carbonfast"})
     try:
-        body = json.loads(_fetch(request).decode("utf-8"))
-    except (URLError, OSError, ValueError) as e:
+        # Within TIMEOUT_S in all (a server sending a byte a second must not hold a run up);
+        # a redirect is refused, not followed with the token.
+        answer = request(
+            url, headers={"auth-token": token, "User-Agent": "carbonfast"}, timeout_s=TIMEOUT_S
+        )
+        if not 200 <= answer.status < 300:
+            raise LiveUnavailable(f"Electricity Maps API unreachable ({answer.reason})")
+        body = json.loads(answer.body.decode("utf-8"))
+    except (OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
         raise LiveUnavailable(f"Electricity Maps API unreachable ({reason})") from None
     value = valid_intensity(body.get("carbonIntensity") if isinstance(body, dict) else None)

@@ -72,4 +72,5 @@ _ACCEPTED = {
     "wue": "litres per kWh, 0 or more",
     "force_cpu_power": "watts above 0",
     "force_ram_power": "watts above 0",
+    "force_carbon_intensity_g_co2e_kwh": "g CO2e per kWh: a finite number, 0 or more",
 }

@@ -106,20 +106,12 @@ class _Settings:
             raise ValueError(f"{name}={value!r} is not valid; expected {_ACCEPTED[name]}")
 
     def _forced_intensity(self, value: Any) -> None:
-        """force_carbon_intensity_g_co2e_kwh; one that is not a number, 0 or more, is logged
-        and the place's intensity used."""
-        self._setting(value, "force_carbon_intensity_g_co2e_kwh", None, _non_negative)
-        intensity = self._force_carbon_intensity_g_co2e_kwh
-        if intensity is not None and not (
-            isinstance(intensity, (int, float))
-            and not isinstance(intensity, bool)
-            and 0 <= intensity < float("inf")
-        ):
-            logger.warning(
-                f"Invalid value for force_carbon_intensity_g_co2e_kwh: {intensity!r}. It must "
-                "be a number, 0 or more (g CO2e per kWh). Using the place's intensity."
-            )
-            self._force_carbon_intensity_g_co2e_kwh = None
+        """force_carbon_intensity_g_co2e_kwh: a number, 0 or more and finite (text of one
+        taken as the number, as CodeCarbon's float() takes it). An argument that is none is
+        a ValueError; a configuration value, logged and not used."""
+        name = "force_carbon_intensity_g_co2e_kwh"
+        if self._setting(value, name, None, _non_negative) is not None:
+            self._check_argument(name, _non_negative)
         self.force_carbon_intensity_g_co2e_kwh = self._force_carbon_intensity_g_co2e_kwh
 
     def _electricitymaps_token(self, token: Any, old_token: Any) -> None:

@@ -376,7 +376,16 @@ class BaseEmissionsTracker(_Settings, ABC):
         self._previous_emissions: EmissionsData | None = None
         self._intensity: Intensity | None = None
         self._hardware: dict[str, Any] | None = None
+        # The run's state. Taken after _outputs_lock where both are.
         self._lock = threading.RLock()
+        # Held from computing what is sent to the outputs to the end of sending it, so that
+        # the outputs get the run's figures in the order they were measured (an update of the
+        # run's row never ends with an older figure than the last).
+        self._outputs_lock = threading.RLock()
+        # One stop() at a time; those that waited for one return what it returned.
+        self._stop_lock = threading.Lock()
+        self._stops_done = 0
+        self._stopping: int | None = None
         self._live = _LiveUpdates()
         self.final_emissions_data: EmissionsData | None = None
         self.final_emissions: float | None = None
@@ -391,6 +400,11 @@ class BaseEmissionsTracker(_Settings, ABC):
     def _ensure_hardware_ready(self) -> None:
         if self._hardware is not None:
             return
+        with self._lock:
+            if self._hardware is None:
+                self._detect_hardware()
+
+    def _detect_hardware(self) -> None:
         self._hardware = _detected_hardware(self._meter, self._gpu_ids)
         self._conf.update(
             {
@@ -422,11 +436,11 @@ class BaseEmissionsTracker(_Settings, ABC):
     def start(self) -> None:
         """Starts the run. A second start() while it runs (or while a run of tasks alone
         goes on) is logged and ignored, as in CodeCarbon."""
-        if self._start_time is not None:
-            logger.warning("Already started tracking")
-            return
         self._ensure_hardware_ready()
         with self._lock:
+            if self._start_time is not None:
+                logger.warning("Already started tracking")
+                return
             self._start_time = time.perf_counter()
             self._run_usage = self._usage()
             self._run_tasks = []
@@ -440,14 +454,14 @@ class BaseEmissionsTracker(_Settings, ABC):
         time: another start_task() meanwhile is logged and ignored. A name used before gets
         a suffix, `name_<uuid>`, and a row of its own."""
         self._ensure_hardware_ready()
-        if self._active_task:
-            logger.warning("A task is already under measure")
-            return
-        if not task_name:
-            task_name = str(uuid.uuid4())
-        if task_name in self._tasks:
-            task_name += "_" + str(uuid.uuid4())
         with self._lock:
+            if self._active_task:
+                logger.warning("A task is already under measure")
+                return
+            if not task_name:
+                task_name = str(uuid.uuid4())
+            if task_name in self._tasks:
+                task_name += "_" + str(uuid.uuid4())
             if self._start_time is None:  # a run made of its tasks alone begins
                 self._start_time = time.perf_counter()
                 self._run_usage = self._usage()
@@ -463,12 +477,12 @@ class BaseEmissionsTracker(_Settings, ABC):
     def stop_task(self, task_name: str | None = None) -> EmissionsData | None:
         """Stops the running task (or the one named, if it is the one running) and returns its
         EmissionsData; with no task running, logs a warning and returns None."""
-        name = task_name or self._active_task
-        task = self._tasks.get(name) if name else None
-        if task is None or not task.is_active:
-            logger.warning("stop_task : No active task to stop.")
-            return None
         with self._lock:
+            name = task_name or self._active_task
+            task = self._tasks.get(name) if name else None
+            if task is None or not task.is_active:
+                logger.warning("stop_task : No active task to stop.")
+                return None
             task._window.__exit__(None, None, None)
             report = task._measurement.to_dict()
             data = self._data(report, task._usage)
@@ -483,49 +497,69 @@ class BaseEmissionsTracker(_Settings, ABC):
     def flush(self) -> float | None:
         """Writes the run so far to the outputs without stopping it; returns its emissions in
         kg CO2e."""
-        if self._start_time is None:
-            logger.error("You first need to start the tracker.")
-            return None
-        with self._lock:
-            total = self._run_data()
-            if total is None:
-                logger.warning("Nothing measured yet: no task of this run has stopped.")
-                return None
-            delta = self._delta(total)
-        _log_energy(total)
-        self._persist_data(total, delta, self._experiment_name)
+        with self._outputs_lock:
+            with self._lock:
+                if self._start_time is None:
+                    logger.error("You first need to start the tracker.")
+                    return None
+                total = self._run_data()
+                if total is None:
+                    logger.warning("Nothing measured yet: no task of this run has stopped.")
+                    return None
+                delta = self._delta(total)
+            _log_energy(total)
+            self._persist_data(total, delta, self._experiment_name)
         return total.emissions
 
     @_suppress
     def stop(self) -> float | None:
         """Stops the run (and the task still running), writes it to the outputs and returns
         its emissions in kg CO2e: the whole run after start(), the tasks alone for a tracker
-        used only through tasks. Called again, logs a warning and returns them again."""
+        used only through tasks. Called again, logs a warning and returns them again.
+        Called from several threads at once, the first stops the run and the others wait for
+        it and return the same."""
+        if self._stopping == threading.get_ident():
+            # From within the stop() under way in this thread (a signal handler calling
+            # service_shutdown, an output calling stop()): that one finishes the run.
+            return self.final_emissions
+        done = self._stops_done
+        with self._stop_lock:
+            if self._stops_done != done and self._start_time is None:
+                return self.final_emissions  # stopped while this call waited
+            self._stopping = threading.get_ident()
+            try:
+                return self._stop()
+            finally:
+                self._stopping = None
+                self._stops_done += 1
+
+    def _stop(self) -> float | None:
         if self._start_time is None:
             logger.warning("Tracker already stopped or never started.")
             return self.final_emissions
         self._live.stop()
         if self._active_task:
             self.stop_task(self._active_task)
-        with self._lock:
-            if self._window is not None:
-                self._window.__exit__(None, None, None)
-            total = self._run_data()
-            report = self._run_report()
-            self._start_time = None
-            self._window = None
-            self._measurement = None
-            self._run_tasks = []
-            if total is None:
-                return None
-            delta = self._delta(total)
-            self.final_emissions_data = total
-            self.final_emissions = total.emissions
-        _log_energy(total)
-        self._log_emissions(total)
-        self._persist_data(total, delta, self._experiment_name)
-        for handler in self._output_handlers:
-            _call(handler, "exit")
+        with self._outputs_lock:
+            with self._lock:
+                if self._window is not None:
+                    self._window.__exit__(None, None, None)
+                total = self._run_data()
+                report = self._run_report()
+                self._start_time = None
+                self._window = None
+                self._measurement = None
+                self._run_tasks = []
+                if total is None:
+                    return None
+                delta = self._delta(total)
+                self.final_emissions_data = total
+                self.final_emissions = total.emissions
+            _log_energy(total)
+            self._log_emissions(total)
+            self._persist_data(total, delta, self._experiment_name)
+            for handler in self._output_handlers:
+                _call(handler, "exit")
         if report is not None:
             _remember(report, self._project_name)
         return total.emissions
@@ -549,24 +583,25 @@ class BaseEmissionsTracker(_Settings, ABC):
         self._live.start(self._live_tick, self._measure_power_secs, self._api_call_interval)
 
     def _live_tick(self, send: bool) -> None:
-        with self._lock:
-            if self._run_usage is not None:
-                self._run_usage.sample()
-            total = self._run_data()
-            if total is None:
+        with self._outputs_lock:
+            with self._lock:
+                if self._run_usage is not None:
+                    self._run_usage.sample()
+                total = self._run_data()
+                if total is None:
+                    return
+                delta = self._delta(total) if send else None
+            _log_energy(total)
+            if delta is None:
                 return
-            delta = self._delta(total) if send else None
-        _log_energy(total)
-        if delta is None:
-            return
-        if delta.emissions_rate is not None:
-            logger.info(
-                f"{delta.emissions_rate * 1000:.6f} g.CO2eq/s mean an estimation of "
-                f"{delta.emissions_rate * 3600 * 24 * 365:,} kg.CO2eq/year"
-            )
-        for handler in self._output_handlers:
-            if _takes_live_updates(handler):
-                _call(handler, "live_out", total, delta)
+            if delta.emissions_rate is not None:
+                logger.info(
+                    f"{delta.emissions_rate * 1000:.6f} g.CO2eq/s mean an estimation of "
+                    f"{delta.emissions_rate * 3600 * 24 * 365:,} kg.CO2eq/year"
+                )
+            for handler in self._output_handlers:
+                if _takes_live_updates(handler):
+                    _call(handler, "live_out", total, delta)
 
     # -- data ----------------------------------------------------------------------------------
 

@@ -48,7 +48,9 @@ class FileOutput(BaseOutput):
         from carbonfast.report import emissions_csv
 
         row = dict(total.values)
-        if self.on_csv_write == "update" and _has_rows(self.save_file_path):
+        if self.on_csv_write == "update":
+            # Whether the run has a row yet is read under the file's lock, with the write:
+            # writers at once (threads or processes) leave one row per run.
             emissions_csv.replace_run(self.save_file_path, row)
         else:
             emissions_csv.append(self.save_file_path, row)
@@ -69,10 +71,3 @@ class FileOutput(BaseOutput):
         writer.writerows(rows)
         name = f"emissions_{experiment_name}_{data[0].run_id}.csv"
         write_atomically(os.path.join(self.output_dir, name), text.getvalue())
-
-
-def _has_rows(path: str) -> bool:
-    try:
-        return os.path.getsize(path) > 0
-    except OSError:
-        return False

@@ -1,15 +1,19 @@
 """Emissions sent over HTTP: to an endpoint of yours (HTTPOutput, `emissions_endpoint=`), or to
 the CodeCarbon API (CodeCarbonAPIOutput, `output_methods=[OutputMethod.API]`).
 
-Requests go through urllib (no extra dependency) with a bounded timeout; a failure is logged as
-an error and the run goes on: nothing here raises into your code.
+Requests go through carbonfast._http: each bounded in total time (CodeCarbon's 10 s for an
+endpoint, 2 s for the API), never following a redirect (which would carry the API token
+elsewhere), only to http:// and https:// URLs. A failure is logged and the run goes on:
+nothing here raises into your code.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 
+from carbonfast._http import RedirectRefused
 from carbonfast.compat.codecarbon.external.logger import logger
 from carbonfast.compat.codecarbon.output_methods.base_output import BaseOutput
 from carbonfast.compat.codecarbon.output_methods.emissions_data import EmissionsData
@@ -25,22 +29,26 @@ _API_TIMEOUT_S = 2.0
 def post_json(
     url: str, payload: dict[str, Any], headers: dict[str, str] | None = None, timeout: float = 10
 ) -> tuple[int, bytes]:
-    """POSTs `payload` as JSON; (status, body). Raises OSError (urllib's URLError and
-    HTTPError among them) on failure."""
-    import urllib.error
-    import urllib.request
+    """POSTs `payload` as JSON; (status, body), within `timeout` seconds in all. Raises
+    OSError (urllib's URLError among them) on failure, RedirectRefused on a redirect."""
+    from carbonfast._http import request
 
-    request = urllib.request.Request(
+    answer = request(
         url,
+        method="POST",
         data=json.dumps(payload, default=str).encode(),
         headers={"Content-Type": "application/json", **(headers or {})},
-        method="POST",
+        timeout_s=timeout,
     )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    return answer.status, answer.body
+
+
+def _refused(what: str, e: RedirectRefused) -> None:
+    logger.warning(
+        f"{what}: {e.url} answered with a redirect to {e.location}, which is not followed "
+        "(it would carry the request and its token there); the emissions were not sent. "
+        "Give the final URL."
+    )
 
 
 class HTTPOutput(BaseOutput):
@@ -65,10 +73,13 @@ class HTTPOutput(BaseOutput):
                     f"HTTP Output returned an unexpected status code: {status} from "
                     f"{self.endpoint_url} (expected 201)"
                 )
+        except RedirectRefused as e:
+            _refused("HTTP Output (emissions_endpoint)", e)
         except Exception as e:
             logger.error(
-                f"HTTP Output could not send the emissions to {self.endpoint_url}: {e}; check "
-                "emissions_endpoint and that the server is reachable"
+                f"HTTP Output could not send the emissions to {self.endpoint_url}: "
+                f"{getattr(e, 'reason', e)}; check emissions_endpoint and that the server is "
+                "reachable"
             )
 
 
@@ -86,6 +97,9 @@ class CodeCarbonAPIOutput(BaseOutput):
         self.api_key = api_key
         self.conf = conf
         self.run_id: str | None = None
+        # One send at a time, so that sends at once (a flush beside a live update) create
+        # one run, not one each.
+        self._lock = threading.Lock()
 
     def _headers(self) -> dict[str, str]:
         return {"x-api-token": self.api_key} if self.api_key else {}
@@ -121,13 +135,20 @@ class CodeCarbonAPIOutput(BaseOutput):
         )
         if status != 201:
             raise OSError(f"creating the run answered {status}: {body[:200]!r}")
-        self.run_id = json.loads(body)["id"]
+        run_id = json.loads(body)["id"]
+        if not isinstance(run_id, str) or not run_id:
+            raise OSError(f"creating the run answered no run id: {body[:200]!r}")
+        self.run_id = run_id
         logger.info(
             f"ApiClient Successfully registered your run on the API. Run ID: {self.run_id}, "
             f"Experiment ID: {self.experiment_id}"
         )
 
     def _emit(self, delta: EmissionsData) -> None:
+        with self._lock:
+            self._send(delta)
+
+    def _send(self, delta: EmissionsData) -> None:
         from datetime import datetime, timezone
 
         try:
@@ -161,10 +182,13 @@ class CodeCarbonAPIOutput(BaseOutput):
             )
             if status != 201:
                 raise OSError(f"adding the emissions answered {status}: {body[:200]!r}")
+        except RedirectRefused as e:
+            _refused(f"CodeCarbon API ({self.endpoint_url})", e)
         except Exception as e:
             logger.error(
-                f"CodeCarbon API ({self.endpoint_url}): {e}; the emissions were not sent. Check "
-                "api_endpoint, api_key and experiment_id, and the network; the run goes on"
+                f"CodeCarbon API ({self.endpoint_url}): {getattr(e, 'reason', e)}; the "
+                "emissions were not sent. Check api_endpoint, api_key and experiment_id, and "
+                "the network; the run goes on"
             )
 
     def live_out(self, total: EmissionsData, delta: EmissionsData) -> None:
