@@ -352,9 +352,7 @@ def _run_measured(
     if args.sample_hz and failure is None:
         trace = _attempt("the power trace", lambda: _trace_dict(meter, m))
     if history:
-        from carbonfast.report.history import History
-
-        record.id = _attempt(history, lambda: History(history).add(record, trace))
+        record.id = _attempt(history, lambda: _record_run(history, record, trace))
     if args.json:
         text = json.dumps(record.to_dict(), indent=2)
         _attempt(args.json, lambda: _write_atomically(args.json, text))
@@ -551,18 +549,64 @@ def _check_outputs(args: argparse.Namespace) -> None:
             )
 
 
+# How long `run` waits for a history another process holds: before the command, a glance
+# (the command is not kept waiting); after it, a while, then a warning naming the file.
+_HISTORY_CHECK_S = 0.4
+_HISTORY_WAIT_S = 10.0
+
+
+def _locked(e: BaseException) -> bool:
+    import sqlite3
+
+    return isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e))
+
+
 def _usable_history(path: str | None) -> str | None:
-    """The history, if it can be written: otherwise a warning, and the run goes on without."""
+    """The history, if it can be written: otherwise a warning, and the run goes on without.
+    One held by another process is not waited for: the run is recorded after the command if
+    the history is free by then."""
     if path is None:
         return None
     from carbonfast.report.history import History
 
+    history = None
     try:
-        History(path).check()
+        history = History(path, timeout=_HISTORY_CHECK_S, say=_warn)
+        history.check()
     except Exception as e:
+        if _locked(e):
+            _warn(
+                f"the history {path} is locked by another process; the command runs now, and "
+                f"is recorded after it if the history is free within {_HISTORY_WAIT_S:g} s"
+            )
+            return path
         _warn(f"the history {path} cannot be used ({e}); this run is not recorded")
         return None
+    finally:
+        if history is not None:
+            history.close()
     return path
+
+
+def _record_run(path: str, record: Record, trace: dict[str, Any] | None) -> int:
+    """Adds the run to the history, waiting at most about _HISTORY_WAIT_S for another
+    process's lock."""
+    from carbonfast.report.history import History
+
+    history = None
+    try:
+        history = History(path, timeout=_HISTORY_WAIT_S, say=_warn)
+        return history.add(record, trace)
+    except Exception as e:
+        if _locked(e):
+            raise ValueError(
+                f"the history {path} is still locked by another process after "
+                f"{_HISTORY_WAIT_S:g} s; this run is not recorded there"
+            ) from None
+        raise
+    finally:
+        if history is not None:
+            history.close()
 
 
 # A stored trace keeps at most this many points: enough for a plot, small in the history.
@@ -659,9 +703,10 @@ def _cmd_history(args: argparse.Namespace) -> int:
         if args.json:
             print("[]")
         return 0
+    history = History(path, read_only=True, say=_warn)
     if args.job:
-        return _show_job(args, History(path))
-    rows = History(path).list(label=args.label, limit=args.limit, kind=args.kind)
+        return _show_job(args, history)
+    rows = history.list(label=args.label, limit=args.limit, kind=args.kind)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -702,7 +747,7 @@ def _merge_job_records(args: argparse.Namespace, path: str | None) -> None:
         raise ValueError("--merge needs a history to merge into: set --history FILE")
     from carbonfast.report.history import History
 
-    added = History(path).import_records(read_sources(sources, args.job))
+    added = History(path, say=_warn).import_records(read_sources(sources, args.job))
     print(f"carbonfast: {added} record(s) merged into {path}", file=sys.stderr)
 
 
@@ -747,7 +792,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise ValueError(f"no history at {path}; run `carbonfast run` first")
     if not 1 <= args.run_id < 2**63:
         raise ValueError(f"no record {args.run_id} in {path}; `carbonfast history` lists them")
-    record, trace = History(path).get(args.run_id)
+    record, trace = History(path, read_only=True, say=_warn).get(args.run_id)
     if args.json:
         print(json.dumps(record.to_dict(), indent=2))
     else:

@@ -1,0 +1,310 @@
+"""Faults of the history, job merging, CSV, live intensity, config and terminal output: each
+test fails on the code before its fix. Several play an attacker on a shared machine (planted
+FIFOs and links, concurrent writers, garbage files and values)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from carbonfast.report.history import History
+from carbonfast.report.record import Record
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO / "python"), **extra}
+
+
+def _cli(
+    *args: str, cwd: Path, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "carbonfast.cli", *args],
+        env=_env(**env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
+def _run_record(label: str = "r", **kw: object) -> Record:
+    return Record(
+        kind="run",
+        started_at="2026-01-01T00:00:00+00:00",
+        label=label,
+        duration_s=1.0,
+        energy_j=1.0,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+# 1. Label sums written by many processes at once -----------------------------------------
+
+_SUMS_WRITER = """
+import sys
+import carbonfast as cf
+path, n, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+meter = cf.Meter(sys.argv[4], history=path, estimate=False)
+import os, time
+while not os.path.exists(go):
+    time.sleep(0.005)
+for i in range(n):
+    with meter.measure("step"):
+        pass
+    if i % 50 == 49:
+        meter._recorder.flush()
+meter._recorder.flush()
+"""
+
+
+def test_label_sums_from_20_processes_at_once_count_every_window(tmp_path: Path) -> None:
+    """20 processes x 2,000 windows of one label, into one history: exactly 40,000, each
+    process flushing its sums 40 times so that the read-modify-writes overlap."""
+    path = tmp_path / "h.sqlite"
+    go = tmp_path / "go"
+    History(path).close()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SUMS_WRITER, str(path), "2000", str(go), str(tmp_path / "n")],
+            env=_env(CARBONFAST_HISTORY=str(path)),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(20)
+    ]
+    time.sleep(0.5)
+    go.touch()
+    errors = []
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        if p.returncode != 0 or "Warning" in err:
+            errors.append(err)
+    assert errors == []
+    [row] = History(path).list(label="step")
+    assert row["count"] == 40_000
+
+
+# 2. A history another process holds ------------------------------------------------------
+
+_HOLDER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA locking_mode=EXCLUSIVE")
+db.execute("BEGIN EXCLUSIVE")
+db.execute("INSERT INTO meta VALUES ('held', 'yes')")
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("ROLLBACK")
+db.close()
+"""
+
+
+def _hold(path: Path, seconds: float) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder
+
+
+def _stamp(marker: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        f"import time; open({str(marker)!r}, 'w').write(repr(time.time()))",
+    ]
+
+
+def test_a_locked_history_does_not_hold_the_command_back(fake, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "h.sqlite"
+    History(path).close()
+    holder = _hold(path, 5.0)
+    marker = tmp_path / "started"
+    try:
+        t0 = time.time()
+        out = _cli(
+            "run",
+            "--",
+            *_stamp(marker),
+            cwd=tmp_path,
+            CARBONFAST_POWERCAP_ROOT=str(fake.root),
+            CARBONFAST_HISTORY=str(path),
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    started = float(marker.read_text()) - t0
+    assert out.returncode == 0, out.stderr
+    assert started < 4.0, f"the command started after {started:.1f} s"
+    assert f"the history {path} is locked by another process" in out.stderr
+    assert "Traceback" not in out.stderr
+    # Free again within the wait after the command: the run is recorded.
+    assert [r["kind"] for r in History(path, read_only=True).list()] == ["run"]
+
+
+def test_a_history_locked_past_the_wait_is_named_in_a_warning(fake, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "h.sqlite"
+    History(path).close()
+    holder = _hold(path, 60.0)
+    code = (
+        "import sys, carbonfast.cli as c; c._HISTORY_WAIT_S = 1.0; "
+        "sys.exit(c.main(['run', '--', sys.executable, '-c', 'raise SystemExit(3)']))"
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=_env(CARBONFAST_POWERCAP_ROOT=str(fake.root), CARBONFAST_HISTORY=str(path)),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert out.returncode == 3, out.stderr
+    assert f"the history {path} is still locked by another process" in out.stderr
+    assert "not recorded" in out.stderr and "Traceback" not in out.stderr
+
+
+# 3. A history file that is not one ----------------------------------------------------------
+
+
+def _real_history(path: Path, runs: int = 300) -> None:
+    h = History(path)
+    for i in range(runs):
+        h.add(_run_record(f"run {i}", notes=["x" * 200]))
+    h.close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _bad_files(tmp_path: Path) -> dict[str, tuple[bytes, str]]:
+    """name: (content, what carbonfast must say the file is)."""
+    real = tmp_path / "real.sqlite"
+    _real_history(real)
+    whole = real.read_bytes()
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE users (name TEXT, password TEXT)")
+        db.execute("INSERT INTO users VALUES ('root', 'hunter2')")
+    db.close()
+    return {
+        "random": (os.urandom(4096), "not a database"),
+        "truncated": (whole[: len(whole) // 3], "damaged SQLite database"),
+        "short": (whole[:40], "truncated SQLite database"),
+        "text": (b"hello, this is my shopping list\nmilk\n", "a text file"),
+        "foreign": (foreign.read_bytes(), "another program"),
+    }
+
+
+def test_history_and_report_on_a_file_that_is_no_history_change_nothing(
+    tmp_path: Path,
+) -> None:
+    for name, (content, what) in _bad_files(tmp_path).items():
+        path = tmp_path / f"{name}.sqlite"
+        path.write_bytes(content)
+        for args in (("history",), ("report", "1"), ("history", "--job", "j")):
+            out = _cli(*args, "--history", str(path), cwd=tmp_path)
+            assert "Traceback" not in out.stderr, (name, args, out.stderr)
+            if name == "truncated" and args[0] == "history" and out.returncode == 0:
+                continue  # the pages it needed were still there
+            assert out.returncode == 2, (name, args, out.stderr)
+            assert what in out.stderr and "Nothing was changed" in out.stderr, (name, out.stderr)
+            assert f"mv {path} {path}.bak" in out.stderr
+        assert path.read_bytes() == content, name
+        assert sorted(p.name for p in tmp_path.glob(f"{name}.sqlite*")) == [f"{name}.sqlite"]
+
+
+def test_a_run_moves_a_file_that_is_no_history_aside(fake, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for name, (content, what) in _bad_files(tmp_path).items():
+        path = tmp_path / f"{name}.sqlite"
+        path.write_bytes(content)
+        out = _cli(
+            "run",
+            "--",
+            "true",
+            cwd=tmp_path,
+            CARBONFAST_POWERCAP_ROOT=str(fake.root),
+            CARBONFAST_HISTORY=str(path),
+        )
+        assert out.returncode == 0 and "Traceback" not in out.stderr, (name, out.stderr)
+        [backup] = [p for p in tmp_path.glob(f"{name}.sqlite.bak-*") if not p.name.endswith("-wal")]
+        assert backup.read_bytes() == content, name
+        assert what in out.stderr and f"moved it aside to {backup}" in out.stderr, out.stderr
+        assert [r["label"] for r in History(path, read_only=True).list()] == ["true"], name
+
+
+def test_a_damaged_history_found_while_writing_is_set_aside_and_the_record_kept(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "h.sqlite"
+    _real_history(path)
+    h = History(path, say=lambda m: said.append(m))
+    said: list[str] = []
+    with open(path, "r+b") as f:  # damaged under an open history: its pages are garbage
+        f.seek(4096)
+        f.write(os.urandom(os.path.getsize(path) - 4096))
+    h.add(_run_record("kept"))
+    assert [r["label"] for r in h.list()] == ["kept"]
+    assert h.moved_aside is not None and h.moved_aside.exists()
+    assert len(said) == 1 and "moved it aside" in said[0]
+
+
+def test_the_backup_name_is_never_one_planted_in_advance(tmp_path: Path) -> None:
+    """A link planted at a guessable backup name is neither followed nor replaced."""
+    path = tmp_path / "h.sqlite"
+    path.write_bytes(b"not a database at all, just text\n")
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for suffix in (".bak", f".bak-{stamp}", ".bak-0"):
+        os.symlink(victim, tmp_path / f"h.sqlite{suffix}")
+    said: list[str] = []
+    h = History(path, say=said.append)
+    assert h.moved_aside is not None and not h.moved_aside.is_symlink()
+    assert h.moved_aside.read_bytes() == b"not a database at all, just text\n"
+    assert victim.read_text() == "precious"
+    assert "moved it aside" in said[0] and [r["label"] for r in h.list()] == []
+
+
+def test_a_row_with_a_null_report_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    History(path).add(_run_record("good", job_id="j", rank=0, world_size=2))
+    with sqlite3.connect(path) as db:  # a history edited by hand: the report may be NULL
+        db.execute("PRAGMA writable_schema=ON")
+        db.execute(
+            "UPDATE sqlite_master SET sql = replace(sql, 'report TEXT NOT NULL', 'report TEXT') "
+            "WHERE name = 'runs'"
+        )
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO runs (kind, label, started_at, duration_s, estimated, report, job_id, "
+            "rank, world_size) VALUES ('run', 'bad', 'x', 1, 0, NULL, 'j', 1, 2)"
+        )
+        db.execute(
+            "INSERT INTO runs (kind, label, started_at, duration_s, estimated, report, job_id, "
+            "rank, world_size) VALUES ('run', 'worse', 'x', 1, 0, '[[[', 'j', 1, 2)"
+        )
+    out = _cli("history", "--job", "j", "--history", str(path), cwd=tmp_path)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert "run 2 has no readable report (NULL); skipped" in out.stderr
+    assert "run 3 has no readable report" in out.stderr and "good" in out.stdout
+    out = _cli("report", "2", "--history", str(path), cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "run 2 in" in out.stderr and "NULL" in out.stderr
+    out = _cli("history", "--history", str(path), cwd=tmp_path)
+    assert out.returncode == 0 and "bad" in out.stdout, out.stderr
