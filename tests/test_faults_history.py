@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from carbonfast.report.history import History
 from carbonfast.report.record import Record
@@ -308,3 +310,136 @@ def test_a_row_with_a_null_report_is_skipped_with_a_warning(tmp_path: Path) -> N
     assert "run 2 in" in out.stderr and "NULL" in out.stderr
     out = _cli("history", "--history", str(path), cwd=tmp_path)
     assert out.returncode == 0 and "bad" in out.stdout, out.stderr
+
+
+# 4. history --merge of what is not a job's part -------------------------------------------
+
+
+def _part(**kw: object) -> dict[str, object]:
+    return {**_run_record("train", job_id="j", host="h", rank=0, world_size=2).to_dict(), **kw}
+
+
+@pytest.mark.parametrize("what", ["fifo", "zero", "fifo-in-dir"])
+def test_merge_refuses_a_fifo_or_a_device_at_once(tmp_path: Path, what: str) -> None:
+    if what == "zero":
+        source = tmp_path / "part.json"
+        os.symlink("/dev/zero", source)
+    elif what == "fifo":
+        source = tmp_path / "part.json"
+        os.mkfifo(source)
+    else:
+        source = tmp_path / "job"
+        source.mkdir()
+        os.mkfifo(source / "h.rank1.json")
+        (source / "h.rank0.json").write_text(json.dumps(_part()))
+    history = tmp_path / "h.sqlite"
+    out = _cli(
+        "history", "--merge", str(source), "--history", str(history), cwd=tmp_path, timeout=30
+    )
+    assert "Traceback" not in out.stderr, out.stderr
+    assert "not a regular file" in out.stderr
+    if what == "fifo-in-dir":  # the directory's other parts are merged
+        assert out.returncode == 0 and "1 record(s) merged" in out.stderr, out.stderr
+    else:
+        assert out.returncode == 2 and str(source) in out.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"a":' * 100_000 + "1" + "}" * 100_000,
+        json.dumps(_part(world_size="two")),
+        json.dumps(_part(domains=[1, 2])),
+        json.dumps(_part(domains={"cpu": {"energy_j": "lots", "kind": "package"}})),
+        json.dumps(_part(energy_range_j=[1])),
+        json.dumps(_part(duration_s=None, started_at=5)),
+        json.dumps(_part(world_size=10**12)),
+        json.dumps(_part(rank=-1)),
+        json.dumps(_part(rank=7, world_size=2)),
+        json.dumps(_part(missing_ranks=["x"])),
+        json.dumps(_part(hosts={"h": {"ranks": "0"}})),
+        json.dumps([_part(), 5]),
+    ],
+)
+def test_merge_names_the_file_of_a_part_that_is_no_report(tmp_path: Path, text: str) -> None:
+    source = tmp_path / "part.json"
+    source.write_text(text)
+    history = tmp_path / "h.sqlite"
+    out = _cli(
+        "history", "--merge", str(source), "--history", str(history), cwd=tmp_path, timeout=30
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"--merge {source}: not a" in out.stderr, out.stderr
+
+
+def test_a_stored_part_with_an_absurd_world_size_does_not_spin(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    History(path).add(_run_record("train", job_id="j", host="h", rank=0, world_size=2))
+    with sqlite3.connect(path) as db:  # stored by an older carbonfast, or edited
+        db.execute("UPDATE runs SET report = json_set(report, '$.world_size', 1000000000000)")
+    out = _cli("history", "--job", "j", "--history", str(path), cwd=tmp_path, timeout=30)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert "world_size 1000000000000 is not 1 to" in out.stderr
+
+
+def test_missing_ranks_are_listed_as_spans(tmp_path: Path) -> None:
+    from carbonfast.report.job import format_job, summarize
+
+    records = [_run_record("t", job_id="j", host="h", rank=r, world_size=100_000) for r in (0, 5)]
+    text = format_job("j", records, summarize(records))
+    assert "rank(s) 1-4, 6-99999 left no record" in text
+
+
+def _merge_or_clean_error(tmp_path: Path, content: bytes) -> None:
+    from carbonfast.report.job import format_job, read_sources, summarize
+
+    source = tmp_path / "part.json"
+    source.write_bytes(content)
+    try:
+        records = read_sources([source])
+    except ValueError as e:
+        assert str(source) in str(e)
+        return
+    history = History(tmp_path / "h.sqlite")
+    try:
+        history.import_records(records)
+        merged = history.job_records()
+        for job in {r.job_id for r in merged}:
+            format_job(str(job), merged, summarize([r for r in merged if r.job_id == job]))
+    finally:
+        history.close()
+        for p in tmp_path.glob("h.sqlite*"):
+            p.unlink()
+
+
+# Reports with the fields of a part, and values of any JSON type in them.
+_FIELD_NAMES = [*_part().keys(), "hosts", "missing_ranks", "ranks", "domains"]
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(_FIELD_NAMES) | st.text(max_size=8), inner, max_size=6)
+    ),
+    max_leaves=30,
+)
+_parts = st.builds(
+    lambda base, extra: {**base, **extra},
+    st.just(_part()),
+    st.dictionaries(st.sampled_from(_FIELD_NAMES), _json, max_size=4),
+)
+_fuzz = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@_fuzz
+@given(st.one_of(_json, _parts, st.lists(_parts, max_size=3)))
+def test_merge_takes_any_json_or_names_the_file(tmp_path: Path, data: object) -> None:
+    _merge_or_clean_error(tmp_path, json.dumps(data).encode())
+
+
+@_fuzz
+@given(st.binary(max_size=300))
+def test_merge_takes_any_bytes_or_names_the_file(tmp_path: Path, data: bytes) -> None:
+    _merge_or_clean_error(tmp_path, data)

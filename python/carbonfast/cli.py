@@ -747,7 +747,8 @@ def _merge_job_records(args: argparse.Namespace, path: str | None) -> None:
         raise ValueError("--merge needs a history to merge into: set --history FILE")
     from carbonfast.report.history import History
 
-    added = History(path, say=_warn).import_records(read_sources(sources, args.job))
+    records = read_sources(sources, args.job, say=_warn)
+    added = History(path, say=_warn).import_records(records)
     print(f"carbonfast: {added} record(s) merged into {path}", file=sys.stderr)
 
 

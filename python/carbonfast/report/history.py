@@ -535,22 +535,29 @@ def job_records(
     out = []
     for run_id, report, kind in db.execute(sql + " ORDER BY id", args).fetchall():
         try:
-            record = _record(report, kind)
+            record = _record(report, kind, part=True)
         except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError):
-            (say or _warn)(f"run {run_id} has no readable report ({_what_report(report)}); skipped")
+            (say or _warn)(f"run {run_id} has no readable report ({_what(report)}); skipped")
             continue
         record.id = run_id
         out.append(record)
     return out
 
 
-def _record(report: Any, kind: Any) -> Record:
-    """The Record of a stored report; TypeError or ValueError where there is none."""
+def _record(report: Any, kind: Any, *, part: bool = False) -> Record:
+    """The Record of a stored report; TypeError or ValueError where there is none (`part`:
+    or where it is no sane part of a job)."""
     from carbonfast.report.record import KINDS, Record
 
     d = json.loads(report)
     if not isinstance(d, dict):
         raise TypeError("not a JSON object")
+    if part:
+        from carbonfast.report.job import part_problem
+
+        problem = part_problem(d)
+        if problem is not None:
+            raise ValueError(problem)
     return Record.from_dict(d, kind=kind if kind in KINDS else None)
 
 
@@ -560,6 +567,19 @@ def _what_report(report: Any) -> str:
     if not isinstance(report, str):
         return f"a {type(report).__name__}, not text"
     return "not a JSON report"
+
+
+def _what(report: Any) -> str:
+    """Why a stored report is no job's record."""
+    what = _what_report(report)
+    if what != "not a JSON report":
+        return what
+    try:
+        from carbonfast.report.job import part_problem
+
+        return part_problem(json.loads(report)) or what
+    except (ValueError, RecursionError):
+        return what
 
 
 def trace_summary(trace: dict) -> dict[str, Any]:
