@@ -443,3 +443,72 @@ def test_merge_takes_any_json_or_names_the_file(tmp_path: Path, data: object) ->
 @given(st.binary(max_size=300))
 def test_merge_takes_any_bytes_or_names_the_file(tmp_path: Path, data: bytes) -> None:
     _merge_or_clean_error(tmp_path, data)
+
+
+# 5. emissions.csv ------------------------------------------------------------------------
+
+
+def _csv_row(run_id: str = "r1") -> dict[str, object]:
+    from carbonfast.report import emissions_csv
+
+    record = Record.from_dict(
+        {"started_at": "2026-01-01T00:00:00+00:00", "duration_s": 1.0, "energy_j": 3.6e6}
+    )
+    return emissions_csv.row(record, run_id=run_id)
+
+
+def _rows(path: Path) -> list[list[str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def test_a_row_is_not_glued_to_a_last_line_without_newline(tmp_path: Path) -> None:
+    from carbonfast.report import emissions_csv
+
+    path = tmp_path / "emissions.csv"
+    emissions_csv.append(path, _csv_row("r1"))
+    with open(path, "rb+") as f:  # a writer killed mid-row, or an editor without final newline
+        f.seek(-1, os.SEEK_END)
+        f.truncate()
+    emissions_csv.append(path, _csv_row("r2"))
+    rows = _rows(path)
+    assert [len(r) for r in rows] == [38, 38, 38]
+    assert [r[2] for r in rows[1:]] == ["r1", "r2"]
+
+
+@pytest.mark.parametrize("where", ["header", "row"])
+def test_a_csv_that_is_not_utf8_is_set_aside_and_the_row_kept(tmp_path: Path, where: str) -> None:
+    from carbonfast.report import emissions_csv
+    from carbonfast.report.emissions_csv import COLUMNS
+
+    path = tmp_path / "emissions.csv"
+    header = ",".join(COLUMNS).encode()
+    if where == "header":
+        content = b"time\xe9stamp,\xff\xfe\n1,2\n"
+    else:
+        content = header + b"\n" + b"2024,caf\xe9,x" + b"," * 35 + b"\n"
+    path.write_bytes(content)
+    os.symlink(tmp_path / "victim", tmp_path / "emissions.csv.bak")  # planted: not followed
+    if where == "header":
+        emissions_csv.append(path, _csv_row("new"))
+    else:
+        emissions_csv.replace_run(path, _csv_row("new"))
+    backup = tmp_path / "emissions.csv.1.bak"
+    assert backup.read_bytes() == content
+    assert not (tmp_path / "victim").exists()
+    rows = _rows(path)
+    assert rows[0] == list(COLUMNS) and [r[2] for r in rows[1:]] == ["new"]
+
+
+def test_a_csv_with_another_header_is_set_aside_under_a_free_name(tmp_path: Path) -> None:
+    from carbonfast.report import emissions_csv
+
+    path = tmp_path / "emissions.csv"
+    path.write_text("a,b\n1,2\n")
+    (tmp_path / "emissions.csv.bak").write_text("older backup")
+    emissions_csv.append(path, _csv_row("new"))
+    assert (tmp_path / "emissions.csv.bak").read_text() == "older backup"
+    assert (tmp_path / "emissions.csv.1.bak").read_text() == "a,b\n1,2\n"
+    assert [r[2] for r in _rows(path)[1:]] == ["new"]
