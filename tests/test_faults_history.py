@@ -512,3 +512,130 @@ def test_a_csv_with_another_header_is_set_aside_under_a_free_name(tmp_path: Path
     assert (tmp_path / "emissions.csv.bak").read_text() == "older backup"
     assert (tmp_path / "emissions.csv.1.bak").read_text() == "a,b\n1,2\n"
     assert [r[2] for r in _rows(path)[1:]] == ["new"]
+
+
+# 6. A live intensity answer nested past the parser's depth ----------------------------------
+
+
+def test_a_deeply_nested_live_answer_falls_back_to_the_table(
+    fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    import carbonfast as cf
+    from carbonfast.carbon import tables
+
+    class Deep(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"[" * 100_000 + b"]" * 100_000
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Deep)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_TOKEN", "secret")
+        monkeypatch.setenv(
+            "CARBONFAST_ELECTRICITYMAPS_URL", f"http://127.0.0.1:{server.server_port}/v3"
+        )
+        with cf.Meter(fake.root, zone="FR").measure() as m:
+            fake.add("intel-rapl:0", 1_000_000)
+        # The intensity is looked up when first asked for.
+        assert m.energy_j is not None and m.energy_j > 0
+        assert m.intensity_g_per_kwh == tables.zones()["zones"]["FR"]["g_per_kwh"]
+        assert any("live intensity unavailable" in n and "nested" in n for n in m.notes), m.notes
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_any_failure_of_the_live_lookup_falls_back_to_the_table(
+    fake, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import carbonfast as cf
+    from carbonfast.carbon import live, tables
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise MemoryError("no memory left for the answer")
+
+    monkeypatch.setattr(live, "latest", broken)
+    monkeypatch.setenv("CARBONFAST_ELECTRICITYMAPS_TOKEN", "secret")
+    with cf.Meter(fake.root, zone="FR").measure() as m:
+        pass
+    assert m.intensity_g_per_kwh == tables.zones()["zones"]["FR"]["g_per_kwh"]
+    assert any("live intensity unavailable" in n for n in m.notes)
+
+
+# 7. The config file ----------------------------------------------------------------------
+
+
+def _read_config(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads `path` as the config file and resolves every setting from it: either settings, or
+    a ValueError naming the file."""
+    from carbonfast import config
+
+    try:
+        values, name = config._read_table(path, tool_table=False)
+        monkeypatch.setattr(config, "config_file", lambda: (values, name))
+        config.resolve(tuple(config.SETTINGS), {})
+    except ValueError as e:
+        assert str(path) in str(e), e
+
+
+def test_a_config_file_nested_too_deeply_is_a_value_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carbonfast import config
+
+    path = tmp_path / "carbonfast.toml"
+    path.write_text("country = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ValueError, match="carbonfast.toml: cannot read it as TOML"):
+        config._read_table(path, tool_table=False)
+    out = _cli("info", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert str(path) in out.stderr
+
+
+def _toml_value() -> st.SearchStrategy[str]:
+    scalar = st.one_of(
+        st.integers().map(str),
+        st.floats(allow_nan=True).map(lambda f: str(f).replace("inf", "inf")),
+        st.booleans().map(lambda b: str(b).lower()),
+        st.text(max_size=12).map(json.dumps),
+    )
+    return st.recursive(
+        scalar,
+        lambda inner: st.lists(inner, max_size=3).map(lambda v: f"[{', '.join(v)}]"),
+        max_leaves=8,
+    )
+
+
+@_fuzz
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    [*__import__("carbonfast.config", fromlist=["SETTINGS"]).SETTINGS, "x"]
+                ),
+                _toml_value(),
+            ),
+            max_size=4,
+        ).map(lambda kv: "".join(f"{k} = {v}\n" for k, v in kv)),
+    )
+)
+def test_any_config_text_gives_settings_or_a_value_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    path = tmp_path / "carbonfast.toml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    with monkeypatch.context() as m:
+        _read_config(path, m)
