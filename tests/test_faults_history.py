@@ -596,7 +596,7 @@ def test_a_config_file_nested_too_deeply_is_a_value_error_naming_it(
 
     path = tmp_path / "carbonfast.toml"
     path.write_text("country = " + "[" * 50_000 + "]" * 50_000 + "\n")
-    with pytest.raises(ValueError, match="carbonfast.toml: cannot read it as TOML"):
+    with pytest.raises(ValueError, match=r"carbonfast\.toml: cannot read it as TOML"):
         config._read_table(path, tool_table=False)
     out = _cli("info", cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
@@ -639,3 +639,69 @@ def test_any_config_text_gives_settings_or_a_value_error_naming_the_file(
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     with monkeypatch.context() as m:
         _read_config(path, m)
+
+
+# 8. Text from outside reaching the terminal ------------------------------------------------
+
+EVIL = "a\x1b[2J\x1b]0;pwned\x07\rb\nc\u202ed\x9b"
+
+
+def _controls(text: str) -> list[str]:
+    """The characters in printed `text` that act on the terminal (line breaks aside)."""
+    return [
+        c
+        for c in text
+        if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u202e\u2028")
+    ]
+
+
+def test_the_console_summary_escapes_labels_names_and_notes() -> None:
+    from carbonfast.report.console import format_summary
+    from carbonfast.report.record import DomainRecord
+
+    record = _run_record(
+        EVIL,
+        host=EVIL,
+        job_id=EVIL,
+        rank=0,
+        world_size=1,
+        notes=[EVIL],
+        location=EVIL,
+        domains={EVIL: DomainRecord(energy_j=1.0, kind="package", estimated=False)},
+    )
+    text = format_summary(record)
+    assert _controls(text) == []
+    assert "a\\x1b[2J\\x1b]0;pwned\\x07\\rb\\nc\\u202ed\\x9b" in text
+
+
+def test_the_history_table_keeps_one_line_per_record(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    h = History(path)
+    h.add(_run_record(EVIL))
+    h.add(_run_record("plain", job_id=EVIL, host=EVIL, rank=0, world_size=1))
+    h.close()
+    out = _cli("history", "--history", str(path), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3 and _controls(out.stdout) == []
+    out = _cli("history", "--job", EVIL, "--history", str(path), cwd=tmp_path)
+    assert out.returncode == 0 and _controls(out.stdout + out.stderr) == [], out.stdout
+
+
+def test_info_escapes_what_the_machine_names(fake) -> None:  # type: ignore[no-untyped-def]
+    from carbonfast.info import format_info, info
+
+    data = info(fake.root)
+    d = data["sources"][0]["domains"][0]
+    d["name"], d["label"], d["path"] = EVIL, EVIL, EVIL
+    data["sources"][0]["notes"] = [EVIL]
+    data["problems"] = [{"source": "x", "kind": "k", "path": EVIL, "reason": EVIL, "fix": EVIL}]
+    data["carbon"]["note"] = EVIL
+    text = format_info(data)
+    assert _controls(text) == [] and text.count("\\x1b[2J") >= 5
+    assert "\n\nsource " in text  # the blank lines between sections are kept
+
+
+def test_warnings_and_errors_escape_what_they_quote(tmp_path: Path) -> None:
+    out = _cli("report", "1", "--history", str(tmp_path / f"{EVIL}.sqlite"), cwd=tmp_path)
+    assert out.returncode == 2 and _controls(out.stderr) == [], out.stderr

@@ -52,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # bad input, or a sensor asked for and not there
         if isinstance(e, BrokenPipeError):
             return _broken_pipe()
+        from carbonfast.report.console import printable_lines
+
         with contextlib.suppress(OSError, ValueError):
-            print(f"carbonfast: {e}", file=sys.stderr)
+            print(printable_lines(f"carbonfast: {e}"), file=sys.stderr)
         return 2
 
 
@@ -504,14 +506,18 @@ def _attempt(what: str | os.PathLike[str], step: Callable[[], Any]) -> Any:
 
 
 def _warn(message: str) -> None:
+    from carbonfast.report.console import printable
+
     # stderr may be closed or a broken pipe: a warning must not end the run either.
     with contextlib.suppress(OSError, ValueError):
-        print(f"carbonfast: warning: {message}", file=sys.stderr, flush=True)
+        print(f"carbonfast: warning: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def _say(text: str) -> None:
+    from carbonfast.report.console import printable_lines
+
     with contextlib.suppress(OSError, ValueError):
-        print(text, file=sys.stderr, flush=True)
+        print(printable_lines(text), file=sys.stderr, flush=True)
 
 
 def _append_csv(args: argparse.Namespace, record: Record, cpu_seconds: float) -> None:
@@ -658,7 +664,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         isolate=args.isolate,
         meter=meter,
     )
-    print(result)
+    from carbonfast.report.console import printable_lines
+
+    print(printable_lines(result))
     if result.id is not None:
         print(f"saved as run {result.id} in the history")
     if args.json:
@@ -711,11 +719,13 @@ def _cmd_history(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"{'id':>5}  {'started (UTC)':<19}  {'kind':<7} {'s':>9} {'J':>11} {'g CO2e':>10}  label")
+    from carbonfast.report.console import printable
+
     for r in rows:
-        energy = "unknown" if r["energy_j"] is None else f"{r['energy_j']:.4g}"
+        energy = _number(r["energy_j"], ".4g", "unknown")
         if r["estimated"]:
             energy += "~"
-        grams = "" if r["emissions_kg"] is None else f"{r['emissions_kg'] * 1e3:.4g}"
+        grams = _number(r["emissions_kg"], ".4g", scale=1e3)
         label = r["label"] or ""
         if r.get("count") is not None:
             label = f"{label or '(no label)'} x{r['count']}"
@@ -723,10 +733,25 @@ def _cmd_history(args: argparse.Namespace) -> int:
             part = "whole job" if r.get("whole_job") else f"rank {r['rank']} on {r['host']}"
             label = f"{label}  [job {r['job_id']}: {part}]"
         print(
-            f"{r['id']:>5}  {r['started_at'][:19]:<19}  {r['kind']:<7} {r['duration_s']:>9.3f} "
-            f"{energy:>11} {grams:>10}  {label}"
+            printable(
+                f"{r['id']:>5}  {_text(r['started_at'])[:19]:<19}  {_text(r['kind']):<7} "
+                f"{_number(r['duration_s'], '.3f'):>9} {energy:>11} {grams:>10}  {label}"
+            )
         )
     return 0
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _number(value: Any, spec: str, absent: str = "", scale: float = 1.0) -> str:
+    """A stored number in a table cell; what is not a number (an edited file) shown as is."""
+    if value is None:
+        return absent
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value * scale, spec)
+    return str(value)
 
 
 def _merge_job_records(args: argparse.Namespace, path: str | None) -> None:
@@ -768,6 +793,8 @@ def _show_job(args: argparse.Namespace, history: Any) -> int:
     if not records:
         print(f"carbonfast: no record of job {args.job} in {history.path}", file=sys.stderr)
         return 0
+    from carbonfast.report.console import printable
+
     print(format_job(args.job, records, groups))
     print(
         f"{'id':>5}  {'started (UTC)':<19}  {'kind':<7} {'host':<12} {'rank':>4} {'J':>11}  label"
@@ -778,8 +805,10 @@ def _show_job(args: argparse.Namespace, history: Any) -> int:
             energy += "~"
         whole = " (whole job)" if r.hosts is not None else ""
         print(
-            f"{r.id:>5}  {r.started_at[:19]:<19}  {r.kind:<7} {r.host or '?':<12} "
-            f"{'' if r.rank is None else r.rank:>4} {energy:>11}  {r.label or ''}{whole}"
+            printable(
+                f"{r.id:>5}  {r.started_at[:19]:<19}  {r.kind:<7} {r.host or '?':<12} "
+                f"{'' if r.rank is None else r.rank:>4} {energy:>11}  {r.label or ''}{whole}"
+            )
         )
     return 0
 

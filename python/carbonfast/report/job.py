@@ -353,7 +353,9 @@ def format_job(job: str, records: list[Record], groups: list[Group]) -> str:
             f"  {r.kind} {r.label or '(no label)'} gathered on rank 0: {energy} over "
             f"{len(r.hosts or {})} host(s){missing}"
         )
-    return "\n".join(lines)
+    from carbonfast.report.console import printable
+
+    return "\n".join(printable(line) for line in lines)
 
 
 def _spans(ranks: list[int]) -> str:
