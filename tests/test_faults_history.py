@@ -705,3 +705,42 @@ def test_info_escapes_what_the_machine_names(fake) -> None:  # type: ignore[no-u
 def test_warnings_and_errors_escape_what_they_quote(tmp_path: Path) -> None:
     out = _cli("report", "1", "--history", str(tmp_path / f"{EVIL}.sqlite"), cwd=tmp_path)
     assert out.returncode == 2 and _controls(out.stderr) == [], out.stderr
+
+
+# Further: writers that all find a damaged history at once -----------------------------------
+
+_REPAIRER = """
+import sys, os, time, warnings
+from carbonfast.report.history import History
+from carbonfast.report.record import Record
+path, go, i = sys.argv[1], sys.argv[2], sys.argv[3]
+while not os.path.exists(go):
+    time.sleep(0.002)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    History(path).add(Record(kind="run", started_at="2026-01-01", label="w" + i, duration_s=1.0,
+                             energy_j=1.0))
+"""
+
+
+def test_writers_finding_a_damaged_history_at_once_all_record(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    path.write_bytes(os.urandom(8192))
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _REPAIRER, str(path), str(go), str(i)],
+            env=_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    time.sleep(0.5)
+    go.touch()
+    errors = [err for p in procs for err in [p.communicate(timeout=60)[1]] if p.returncode]
+    assert errors == []
+    labels = sorted(r["label"] for r in History(path, read_only=True).list())
+    assert labels == [f"w{i}" for i in range(8)]
+    backups = [p for p in tmp_path.glob("h.sqlite.bak-*") if not p.name.endswith("-wal")]
+    assert len(backups) == 1 and len(backups[0].read_bytes()) == 8192
