@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # bad input, or a sensor asked for and not there
         if isinstance(e, BrokenPipeError):
             return _broken_pipe()
+        from carbonfast.report.console import printable_lines
+
         with contextlib.suppress(OSError, ValueError):
-            print(f"carbonfast: {e}", file=sys.stderr)
+            print(printable_lines(f"carbonfast: {e}"), file=sys.stderr)
         return 2
 
 
@@ -370,9 +372,7 @@ def _run_measured(
     if args.sample_hz and failure is None:
         trace = _attempt("the power trace", lambda: _trace_dict(meter, m))
     if history:
-        from carbonfast.report.history import History
-
-        record.id = _attempt(history, lambda: History(history).add(record, trace))
+        record.id = _attempt(history, lambda: _record_run(history, record, trace))
     if args.json:
         text = json.dumps(record.to_dict(), indent=2)
         _attempt(args.json, lambda: _write_atomically(args.json, text))
@@ -524,14 +524,18 @@ def _attempt(what: str | os.PathLike[str], step: Callable[[], Any]) -> Any:
 
 
 def _warn(message: str) -> None:
+    from carbonfast.report.console import printable
+
     # stderr may be closed or a broken pipe: a warning must not end the run either.
     with contextlib.suppress(OSError, ValueError):
-        print(f"carbonfast: warning: {message}", file=sys.stderr, flush=True)
+        print(f"carbonfast: warning: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def _say(text: str) -> None:
+    from carbonfast.report.console import printable_lines
+
     with contextlib.suppress(OSError, ValueError):
-        print(text, file=sys.stderr, flush=True)
+        print(printable_lines(text), file=sys.stderr, flush=True)
 
 
 def _append_csv(args: argparse.Namespace, record: Record, cpu_seconds: float) -> None:
@@ -569,18 +573,64 @@ def _check_outputs(args: argparse.Namespace) -> None:
             )
 
 
+# How long `run` waits for a history another process holds: before the command, a glance
+# (the command is not kept waiting); after it, a while, then a warning naming the file.
+_HISTORY_CHECK_S = 0.4
+_HISTORY_WAIT_S = 10.0
+
+
+def _locked(e: BaseException) -> bool:
+    import sqlite3
+
+    return isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e))
+
+
 def _usable_history(path: str | None) -> str | None:
-    """The history, if it can be written: otherwise a warning, and the run goes on without."""
+    """The history, if it can be written: otherwise a warning, and the run goes on without.
+    One held by another process is not waited for: the run is recorded after the command if
+    the history is free by then."""
     if path is None:
         return None
     from carbonfast.report.history import History
 
+    history = None
     try:
-        History(path).check()
+        history = History(path, timeout=_HISTORY_CHECK_S, say=_warn)
+        history.check()
     except Exception as e:
+        if _locked(e):
+            _warn(
+                f"the history {path} is locked by another process; the command runs now, and "
+                f"is recorded after it if the history is free within {_HISTORY_WAIT_S:g} s"
+            )
+            return path
         _warn(f"the history {path} cannot be used ({e}); this run is not recorded")
         return None
+    finally:
+        if history is not None:
+            history.close()
     return path
+
+
+def _record_run(path: str, record: Record, trace: dict[str, Any] | None) -> int:
+    """Adds the run to the history, waiting at most about _HISTORY_WAIT_S for another
+    process's lock."""
+    from carbonfast.report.history import History
+
+    history = None
+    try:
+        history = History(path, timeout=_HISTORY_WAIT_S, say=_warn)
+        return history.add(record, trace)
+    except Exception as e:
+        if _locked(e):
+            raise ValueError(
+                f"the history {path} is still locked by another process after "
+                f"{_HISTORY_WAIT_S:g} s; this run is not recorded there"
+            ) from None
+        raise
+    finally:
+        if history is not None:
+            history.close()
 
 
 # A stored trace keeps at most this many points: enough for a plot, small in the history.
@@ -632,7 +682,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         isolate=args.isolate,
         meter=meter,
     )
-    print(result)
+    from carbonfast.report.console import printable_lines
+
+    print(printable_lines(result))
     if result.id is not None:
         print(f"saved as run {result.id} in the history")
     if args.json:
@@ -677,18 +729,21 @@ def _cmd_history(args: argparse.Namespace) -> int:
         if args.json:
             print("[]")
         return 0
+    history = History(path, read_only=True, say=_warn)
     if args.job:
-        return _show_job(args, History(path))
-    rows = History(path).list(label=args.label, limit=args.limit, kind=args.kind)
+        return _show_job(args, history)
+    rows = history.list(label=args.label, limit=args.limit, kind=args.kind)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"{'id':>5}  {'started (UTC)':<19}  {'kind':<7} {'s':>9} {'J':>11} {'g CO2e':>10}  label")
+    from carbonfast.report.console import printable
+
     for r in rows:
-        energy = "unknown" if r["energy_j"] is None else f"{r['energy_j']:.4g}"
+        energy = _number(r["energy_j"], ".4g", "unknown")
         if r["estimated"]:
             energy += "~"
-        grams = "" if r["emissions_kg"] is None else f"{r['emissions_kg'] * 1e3:.4g}"
+        grams = _number(r["emissions_kg"], ".4g", scale=1e3)
         label = r["label"] or ""
         if r.get("count") is not None:
             label = f"{label or '(no label)'} x{r['count']}"
@@ -696,10 +751,25 @@ def _cmd_history(args: argparse.Namespace) -> int:
             part = "whole job" if r.get("whole_job") else f"rank {r['rank']} on {r['host']}"
             label = f"{label}  [job {r['job_id']}: {part}]"
         print(
-            f"{r['id']:>5}  {r['started_at'][:19]:<19}  {r['kind']:<7} {r['duration_s']:>9.3f} "
-            f"{energy:>11} {grams:>10}  {label}"
+            printable(
+                f"{r['id']:>5}  {_text(r['started_at'])[:19]:<19}  {_text(r['kind']):<7} "
+                f"{_number(r['duration_s'], '.3f'):>9} {energy:>11} {grams:>10}  {label}"
+            )
         )
     return 0
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _number(value: Any, spec: str, absent: str = "", scale: float = 1.0) -> str:
+    """A stored number in a table cell; what is not a number (an edited file) shown as is."""
+    if value is None:
+        return absent
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value * scale, spec)
+    return str(value)
 
 
 def _merge_job_records(args: argparse.Namespace, path: str | None) -> None:
@@ -720,7 +790,8 @@ def _merge_job_records(args: argparse.Namespace, path: str | None) -> None:
         raise ValueError("--merge needs a history to merge into: set --history FILE")
     from carbonfast.report.history import History
 
-    added = History(path).import_records(read_sources(sources, args.job))
+    records = read_sources(sources, args.job, say=_warn)
+    added = History(path, say=_warn).import_records(records)
     print(f"carbonfast: {added} record(s) merged into {path}", file=sys.stderr)
 
 
@@ -740,6 +811,8 @@ def _show_job(args: argparse.Namespace, history: Any) -> int:
     if not records:
         print(f"carbonfast: no record of job {args.job} in {history.path}", file=sys.stderr)
         return 0
+    from carbonfast.report.console import printable
+
     print(format_job(args.job, records, groups))
     print(
         f"{'id':>5}  {'started (UTC)':<19}  {'kind':<7} {'host':<12} {'rank':>4} {'J':>11}  label"
@@ -750,8 +823,10 @@ def _show_job(args: argparse.Namespace, history: Any) -> int:
             energy += "~"
         whole = " (whole job)" if r.hosts is not None else ""
         print(
-            f"{r.id:>5}  {r.started_at[:19]:<19}  {r.kind:<7} {r.host or '?':<12} "
-            f"{'' if r.rank is None else r.rank:>4} {energy:>11}  {r.label or ''}{whole}"
+            printable(
+                f"{r.id:>5}  {r.started_at[:19]:<19}  {r.kind:<7} {r.host or '?':<12} "
+                f"{'' if r.rank is None else r.rank:>4} {energy:>11}  {r.label or ''}{whole}"
+            )
         )
     return 0
 
@@ -765,7 +840,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise ValueError(f"no history at {path}; run `carbonfast run` first")
     if not 1 <= args.run_id < 2**63:
         raise ValueError(f"no record {args.run_id} in {path}; `carbonfast history` lists them")
-    record, trace = History(path).get(args.run_id)
+    record, trace = History(path, read_only=True, say=_warn).get(args.run_id)
     if args.json:
         print(json.dumps(record.to_dict(), indent=2))
     else:

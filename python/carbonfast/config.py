@@ -738,6 +738,10 @@ def _read_table(path: Path, *, tool_table: bool) -> tuple[dict[str, Any], str]:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ValueError(f"{path}: cannot read it as TOML: {e}") from None
+    except (RecursionError, MemoryError):
+        raise ValueError(
+            f"{path}: cannot read it as TOML: nested too deeply, or too large"
+        ) from None
     name = f"{path} [tool.carbonfast]" if tool_table else str(path)
     table: Any = doc
     for key in ("tool", "carbonfast") if tool_table else ():

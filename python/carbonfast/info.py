@@ -96,7 +96,18 @@ def _role(domain: dict[str, Any], total: list[str]) -> str:
 
 
 def format_info(data: dict[str, Any]) -> str:
-    """Human-readable form of `info()`."""
+    """Human-readable form of `info()`, safe to print: names, paths and reasons from the
+    machine are shown with their control characters escaped."""
+    from carbonfast.report.console import printable
+
+    lines = _info_lines(data)
+    # Each line may start with the blank lines that set a section apart.
+    return "\n".join(
+        "\n" * (len(line) - len(line.lstrip("\n"))) + printable(line.lstrip("\n")) for line in lines
+    )
+
+
+def _info_lines(data: dict[str, Any]) -> list[str]:
     lines = [f"carbonfast {data['version']}"]
     # One column for every name: hwmon's GPUs are named by PCI address ("gpu-0000:03:00.0").
     width = max([12, *(len(d["name"]) for s in data["sources"] for d in s["domains"])])
@@ -176,4 +187,4 @@ def format_info(data: dict[str, Any]) -> str:
             "carbonfast cannot measure energy here: no energy counter is readable "
             "(measurements report energy as unknown, never as zero)."
         )
-    return "\n".join(lines)
+    return lines

@@ -53,6 +53,12 @@ class Carbon:
             g, stamp = latest(table.zone, self._token, self._url)
         except LiveUnavailable as e:
             return _noted(table, f"live intensity unavailable: {e}; used the yearly table")
+        except Exception as e:  # a lookup that fails in any way costs the live figure only
+            return _noted(
+                table,
+                f"live intensity unavailable: the lookup failed ({type(e).__name__}: {e}); "
+                "used the yearly table",
+            )
         live = f"{ELECTRICITY_MAPS} live API, zone {table.zone}, {stamp}"
         return replace(
             table,

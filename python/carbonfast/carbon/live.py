@@ -30,7 +30,7 @@ def cache_path() -> Path:
 def _read_cache(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -86,10 +86,14 @@ def latest(zone: str, token: str, base_url: str, *, cache: Path | None = None) -
         )
         if not 200 <= answer.status < 300:
             raise LiveUnavailable(f"Electricity Maps API unreachable ({answer.reason})")
-        body = json.loads(answer.body.decode("utf-8"))
     except (OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
         raise LiveUnavailable(f"Electricity Maps API unreachable ({reason})") from None
+    try:
+        body = json.loads(answer.body.decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # not JSON, or nested past the parser's depth
+        why = "nested too deeply" if isinstance(e, RecursionError) else e
+        raise LiveUnavailable(f"Electricity Maps API answered no JSON ({why})") from None
     value = valid_intensity(body.get("carbonIntensity") if isinstance(body, dict) else None)
     if value is None:
         raise LiveUnavailable(

@@ -13,6 +13,32 @@ if TYPE_CHECKING:
     from carbonfast.report.record import Record
 
 
+# Characters that act on the terminal rather than show, beyond the control characters: the
+# bidirectional overrides and isolates (they reorder what follows) and the line separators.
+_INVISIBLE = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029"
+)
+
+
+def printable(text: object) -> str:
+    """`text` made safe to print on a terminal: control characters (C0, DEL, C1: ESC, CR, BEL,
+    newline, tab...), bidirectional overrides and line separators are escaped as Python writes
+    them (\\x1b, \\n, \\u202e). Everything carbonfast prints that came from outside (labels,
+    commands, host and sensor names, notes, paths) goes through here, so that it can neither
+    move the cursor, clear the screen, retitle the window nor break a table's line."""
+    s = str(text)
+    if s.isascii() and s.isprintable():
+        return s
+    return "".join(
+        repr(c)[1:-1] if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in _INVISIBLE else c for c in s
+    )
+
+
+def printable_lines(text: object) -> str:
+    """`text` made safe to print, its line breaks kept (each line as printable() makes it)."""
+    return "\n".join(printable(line) for line in str(text).split("\n"))
+
+
 def format_summary(record: Record) -> str:
     """The summary `carbonfast run` and `carbonfast report` print: energy per domain, total,
     emissions, advice; a benchmark's variants."""
@@ -85,7 +111,7 @@ def format_summary(record: Record) -> str:
     for advice in record.advice:
         lines.append(f"  advice: {advice['message']}")
     lines.extend(f"  note: {n}" for n in record.notes)
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def _fmt_j(joules: float | None) -> str:

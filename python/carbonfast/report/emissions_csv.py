@@ -163,7 +163,7 @@ def replace_run(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
 
     from carbonfast.report.files import write_atomically
 
-    with _locked(path), open(path, newline="", encoding="utf-8") as r:
+    with _locked(path, whole=True), open(path, newline="", encoding="utf-8") as r:
         rows = list(csv.DictReader(r))
         run_id = str(record["run_id"])
         same = [row for row in rows if row.get("run_id") == run_id]
@@ -186,9 +186,10 @@ def replace_run(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def _locked(path: str | os.PathLike[str]) -> Iterator[Any]:
+def _locked(path: str | os.PathLike[str], whole: bool = False) -> Iterator[Any]:
     """The file opened for appending and locked, once it is the file at `path` and has
-    CodeCarbon's header (or is empty): a file with another header is moved aside first."""
+    CodeCarbon's header (or is empty): a file with another header, or not UTF-8 (`whole`: in
+    any of its rows), is moved aside first."""
     import fcntl
 
     from carbonfast.report.files import open_for_append
@@ -205,14 +206,22 @@ def _locked(path: str | os.PathLike[str]) -> Iterator[Any]:
             if not same:
                 continue  # another writer moved or replaced the file meanwhile: open the new one
             if os.fstat(f.fileno()).st_size > 0:
-                with open(path, newline="", encoding="utf-8") as r:
-                    header = next(csv.reader(r), [])
-                if tuple(header) != COLUMNS:
-                    backup = _free_backup_name(path)
-                    os.rename(path, backup)
+                # Read through a descriptor of its own (this one only appends), of the same file.
+                rfd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+                try:
+                    if os.fstat(rfd).st_ino != os.fstat(f.fileno()).st_ino:
+                        continue
+                    why = _not_ours(rfd, whole)
+                    if why is None and not _ends_with_newline(rfd):
+                        # A last row cut short, or a file saved without a final newline: the
+                        # next row gets a line of its own.
+                        f.write("\n")
+                finally:
+                    os.close(rfd)
+                if why is not None:
+                    backup = _move_aside(path)
                     print(
-                        f"carbonfast: {path} had other columns; kept as {backup}, starting a "
-                        "new file",
+                        f"carbonfast: {path} {why}; kept as {backup}, starting a new file",
                         file=sys.stderr,
                     )
                     continue
@@ -220,13 +229,58 @@ def _locked(path: str | os.PathLike[str]) -> Iterator[Any]:
             return
 
 
-def _free_backup_name(path: Path) -> Path:
-    backup = path.with_name(path.name + ".bak")
-    n = 1
-    while backup.exists() or backup.is_symlink():
-        backup = path.with_name(f"{path.name}.{n}.bak")
-        n += 1
-    return backup
+# The header is looked for in the file's first bytes: a "header" longer than this is none.
+_HEADER_BYTES = 64 << 10
+
+
+def _not_ours(fd: int, whole: bool) -> str | None:
+    """Why the open file is not an emissions.csv to append to (None: it is one)."""
+    import codecs
+
+    head = os.pread(fd, _HEADER_BYTES, 0)
+    line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        header = next(csv.reader([line.decode("utf-8")]), [])
+        if whole:  # every row, a piece at a time
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            offset = 0
+            while chunk := os.pread(fd, 1 << 20, offset):
+                decoder.decode(chunk)
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return "is not UTF-8 text"
+    except csv.Error:
+        return "is not CSV"
+    if tuple(header) != COLUMNS:
+        return "had other columns"
+    return None
+
+
+def _ends_with_newline(fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    return size == 0 or os.pread(fd, 1, size - 1) == b"\n"
+
+
+def _move_aside(path: Path) -> Path:
+    """Moves `path` to FILE.bak (else FILE.1.bak, ...): the name is first created
+    exclusively, so that no file, and no link planted there, is ever replaced."""
+    n = 0
+    while True:
+        backup = path.with_name(f"{path.name}.bak" if n == 0 else f"{path.name}.{n}.bak")
+        try:
+            fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            n += 1
+            continue
+        os.close(fd)
+        try:
+            os.rename(path, backup)  # replaces only the placeholder just made
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(backup)
+            raise
+        return backup
 
 
 def _country(record: Record, tables: Any) -> tuple[str, str]:

@@ -24,7 +24,10 @@ from pathlib import Path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
     from carbonfast.measure import Measurement
     from carbonfast.report.record import Record
@@ -80,6 +83,13 @@ CREATE TABLE IF NOT EXISTS traces (
 """
 
 
+# The columns a history's runs table has had from the start: a table without them is another
+# program's.
+_CORE_COLUMNS = frozenset(
+    {"id", "kind", "label", "started_at", "duration_s", "energy_j", "estimated", "report"}
+)
+_HEADER = b"SQLite format 3\x00"
+
 # A distributed job's tags, as columns (see Record).
 _JOB_COLUMNS = (
     ("job_id", "TEXT"),
@@ -90,32 +100,83 @@ _JOB_COLUMNS = (
 
 
 class History:
-    """One history database. Safe to use from several threads and processes."""
+    """One history database. Safe to use from several threads and processes.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    `read_only` histories (listing, reports) never change a file that is not a history: they
+    say what it is and how to set it aside. Others move such a file (not a database, a damaged
+    one, another program's) aside, under a new name no one can have planted, say so through
+    `say`, and start a new history. `timeout` bounds each wait for another process's lock.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        read_only: bool = False,
+        timeout: float = 30.0,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        self.timeout = timeout
+        self._say = say or _warn
+        # Where a file that was not a history went (None: nothing was moved).
+        self.moved_aside: Path | None = None
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._open()
+        except _NotAHistory as e:
+            self._not_a_history(e)
+            self._open()
+
+    def _open(self) -> None:
         # Records hold command lines, which can hold secrets: the file is the owner's alone
         # (SQLite gives its -wal and -shm files the same mode).
         from carbonfast.report.files import check_target
 
         check_target(self.path)
-        with contextlib.suppress(FileExistsError):
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        _use_wal(self._db)
+        if not self.read_only:
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        # What the file is, from its first bytes, before SQLite is let near it.
+        self._inode, what = _sniff(self.path)
+        if what is not None:
+            raise _NotAHistory(what)
+        self._db = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
+        try:
+            self._set_up()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _set_up(self) -> None:
+        try:
+            tables = dict(
+                self._db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+            )
+        except sqlite3.DatabaseError as e:
+            if _corrupt(e):
+                raise _NotAHistory(f"a damaged SQLite database ({e})") from None
+            raise
+        foreign = _foreign(self._db, tables)
+        if foreign is not None:
+            raise _NotAHistory(foreign)
+        _use_wal(self._db, wait_s=self.timeout)
         # In WAL mode NORMAL is durable against a killed process; only a power cut can lose
         # the last transactions.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
         # Several processes or threads may open a new file at once (trackers in threads, the
-        # ranks of a job): the checks and their writes below are one transaction that holds
-        # the write lock from the start, so that two never both find a column or the schema
-        # version missing and both add it.
+        # ranks of a job): the schema, the checks and their writes below are one transaction
+        # that holds the write lock from the start, so that two never both find a column or
+        # the schema version missing and both add it.
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
             # Histories made before distributed jobs gain their columns: added, nullable, so
             # that an older carbonfast still reads and writes the file.
             have = {r[1] for r in self._db.execute("PRAGMA table_info(runs)")}
@@ -128,18 +189,56 @@ class History:
                 self._db.execute(
                     "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
-            elif int(row[0]) > SCHEMA_VERSION:
+            elif _newer(row[0]):
                 raise ValueError(
                     f"{self.path} has history schema {row[0]}, newer than this carbonfast "
                     f"understands ({SCHEMA_VERSION}); upgrade carbonfast or use another file "
                     "(CARBONFAST_HISTORY)"
                 )
 
+    def _not_a_history(self, e: _NotAHistory) -> None:
+        """A file that is not a history: read-only, a ValueError saying what it is and how to
+        go on; else the file is moved aside, which is said, and a new history started."""
+        if self.read_only:
+            raise ValueError(
+                f"{self.path} is not a carbonfast history: it is {e.what}. Nothing was "
+                f"changed; move it aside (mv {self.path} {self.path}.bak) or name another "
+                "history (--history FILE, CARBONFAST_HISTORY); the next recorded run moves it "
+                "aside itself"
+            ) from None
+        backup = _move_aside(self.path, self._inode)
+        self.moved_aside = backup
+        if backup is None:
+            return  # another process moved it (or replaced it) first
+        self._say(
+            f"the history {self.path} was {e.what}, not a carbonfast history; moved it aside "
+            f"to {backup} and started a new history"
+        )
+
+    def _guarded(self, step: Callable[[], T]) -> T:
+        """Runs `step` on the database; a damaged file found on the way is a clean
+        ValueError (read-only), or is moved aside and `step` run once more on a new
+        history."""
+        try:
+            return step()
+        except sqlite3.DatabaseError as e:
+            if not _corrupt(e):
+                raise
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._not_a_history(_NotAHistory(f"a damaged SQLite database ({e})"))
+            self._open()
+            return step()
+
     def check(self) -> None:
         """Raises unless records can be written (a read-only, locked or corrupt file)."""
-        with self._lock:
+
+        def step() -> None:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("ROLLBACK")
+
+        with self._lock:
+            self._guarded(step)
 
     def add(self, record: Record, trace: dict | None = None) -> int:
         """Stores one record and returns its id."""
@@ -147,8 +246,13 @@ class History:
 
     def add_many(self, records: list[tuple[Record, dict | None]]) -> list[int]:
         """Stores records in one transaction: all of them, or none."""
+        with self._lock:
+            return self._guarded(lambda: self._add_many(records))
+
+    def _add_many(self, records: list[tuple[Record, dict | None]]) -> list[int]:
         ids = []
-        with self._lock, self._db:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
             for record, trace in records:
                 report = record.to_dict()
                 kind = record.kind
@@ -205,15 +309,33 @@ class History:
         return ids
 
     def add_sums(self, sums: list[WindowSums]) -> None:
-        """Adds windows to their labels' sums, each label one row, in one transaction."""
-        with self._lock, self._db:
+        """Adds windows to their labels' sums, each label one row, in one transaction.
+
+        The sums are read and written back inside one write transaction, which holds the
+        write lock from its start: writers in other processes wait for it, and no one's
+        windows are lost between another's read and write."""
+        with self._lock:
+            self._guarded(lambda: self._add_sums(sums))
+
+    def _add_sums(self, sums: list[WindowSums]) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
             for new in sums:
                 row = self._db.execute(
                     "SELECT id, report FROM runs WHERE kind = ? AND label IS ? "
                     "ORDER BY id DESC LIMIT 1",
                     (SUMS, new.label),
                 ).fetchone()
-                merged = new if row is None else WindowSums.from_json(row[1]).merge(new)
+                merged = new
+                if row is not None:
+                    try:
+                        merged = WindowSums.from_json(row[1]).merge(new)
+                    except (TypeError, ValueError, RecursionError):
+                        # A row someone damaged: its sums are unknown; these start again.
+                        self._say(
+                            f"the history {self.path}: the sums of label {new.label!r} (run "
+                            f"{row[0]}) were unreadable; they start again from these windows"
+                        )
                 values = (
                     merged.first_at,
                     merged.duration_s,
@@ -244,19 +366,25 @@ class History:
 
     def prune(self, max_rows: int = MAX_ROWS) -> int:
         """Deletes the oldest records past `max_rows`; returns how many went."""
-        with self._lock, self._db:
-            cur = self._db.execute(
-                "DELETE FROM runs WHERE id IN (SELECT id FROM runs ORDER BY id DESC "
-                "LIMIT -1 OFFSET ?)",
-                (max_rows,),
-            )
-            return cur.rowcount
+
+        def step() -> int:
+            with self._db:
+                cur = self._db.execute(
+                    "DELETE FROM runs WHERE id IN (SELECT id FROM runs ORDER BY id DESC "
+                    "LIMIT -1 OFFSET ?)",
+                    (max_rows,),
+                )
+                return cur.rowcount
+
+        with self._lock:
+            return self._guarded(step)
 
     def import_records(self, records: list[Record]) -> int:
         """Adds the records not already here (the same job, host, rank, kind, label and start
         time); returns how many were added. Merging the same source twice adds nothing."""
         new: list[tuple[Record, dict | None]] = []
         with self._lock:
+            self._guarded(lambda: None)  # a damaged file is set aside before it is read
             for record in records:
                 seen = self._db.execute(
                     "SELECT 1 FROM runs WHERE kind = ? AND label IS ? AND started_at = ? "
@@ -279,7 +407,7 @@ class History:
     def job_records(self, job: str | None = None) -> list[Record]:
         """Every record of the job `job` (None: of any job), oldest first."""
         with self._lock:
-            return job_records(self._db, job)
+            return self._guarded(lambda: job_records(self._db, job, self._say))
 
     def list(
         self,
@@ -309,14 +437,20 @@ class History:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
-        with self._lock:
+
+        def step() -> tuple[list[Any], dict[Any, Any]]:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
             counts = dict(
                 self._db.execute(
-                    "SELECT id, json_extract(report, '$.count') FROM runs WHERE kind = ?",
+                    "SELECT id, CASE WHEN json_valid(report) THEN json_extract(report, '$.count') "
+                    "END FROM runs WHERE kind = ?",
                     (SUMS,),
                 ).fetchall()
             )
+            return rows, counts
+
+        with self._lock:
+            rows, counts = self._guarded(step)
         keys = [
             "id",
             "kind",
@@ -348,33 +482,51 @@ class History:
 
     def get(self, run_id: int) -> tuple[Record, dict | None]:
         """A stored record and its trace (None if none was kept)."""
-        from carbonfast.report.record import KINDS, Record
 
-        with self._lock:
+        def step() -> tuple[Any, Any]:
             row = self._db.execute(
                 "SELECT report, kind FROM runs WHERE id = ?", (run_id,)
             ).fetchone()
             trace = self._db.execute(
                 "SELECT data FROM traces WHERE run_id = ?", (run_id,)
             ).fetchone()
+            return row, trace
+
+        with self._lock:
+            row, trace = self._guarded(step)
         if row is None:
             raise ValueError(f"no run {run_id} in {self.path}; `carbonfast history` lists them")
-        if row[1] == SUMS:
-            record = WindowSums.from_json(row[0]).record()
-        else:
-            record = Record.from_dict(json.loads(row[0]), kind=row[1] if row[1] in KINDS else None)
+        try:
+            if row[1] == SUMS:
+                record = WindowSums.from_json(row[0]).record()
+            else:
+                record = _record(row[0], row[1])
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError):
+            raise ValueError(
+                f"run {run_id} in {self.path} has no readable report (it is "
+                f"{_what_report(row[0])}); the other runs are unaffected"
+            ) from None
         record.id = run_id
-        return record, json.loads(trace[0]) if trace else None
+        data = None
+        if trace:
+            try:
+                data = json.loads(trace[0])
+            except (TypeError, ValueError, RecursionError):
+                self._say(f"run {run_id} in {self.path}: its stored trace is unreadable; left out")
+            if not isinstance(data, dict):
+                data = None
+        return record, data
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
 
-def job_records(db: sqlite3.Connection, job: str | None) -> list[Record]:
-    """The records of one job (None: of every job) in the history `db`, oldest first."""
-    from carbonfast.report.record import KINDS, Record
-
+def job_records(
+    db: sqlite3.Connection, job: str | None, say: Callable[[str], None] | None = None
+) -> list[Record]:
+    """The records of one job (None: of every job) in the history `db`, oldest first. A row
+    whose report cannot be read (NULL, not JSON, not a report) is skipped, and `say` told."""
     if job is None:
         sql = "SELECT id, report, kind FROM runs WHERE job_id IS NOT NULL"
         args: tuple[str, ...] = ()
@@ -383,10 +535,52 @@ def job_records(db: sqlite3.Connection, job: str | None) -> list[Record]:
         args = (job,)
     out = []
     for run_id, report, kind in db.execute(sql + " ORDER BY id", args).fetchall():
-        record = Record.from_dict(json.loads(report), kind=kind if kind in KINDS else None)
+        try:
+            record = _record(report, kind, part=True)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError):
+            (say or _warn)(f"run {run_id} has no readable report ({_what(report)}); skipped")
+            continue
         record.id = run_id
         out.append(record)
     return out
+
+
+def _record(report: Any, kind: Any, *, part: bool = False) -> Record:
+    """The Record of a stored report; TypeError or ValueError where there is none (`part`:
+    or where it is no sane part of a job)."""
+    from carbonfast.report.record import KINDS, Record
+
+    d = json.loads(report)
+    if not isinstance(d, dict):
+        raise TypeError("not a JSON object")
+    if part:
+        from carbonfast.report.job import part_problem
+
+        problem = part_problem(d)
+        if problem is not None:
+            raise ValueError(problem)
+    return Record.from_dict(d, kind=kind if kind in KINDS else None)
+
+
+def _what_report(report: Any) -> str:
+    if report is None:
+        return "NULL"
+    if not isinstance(report, str):
+        return f"a {type(report).__name__}, not text"
+    return "not a JSON report"
+
+
+def _what(report: Any) -> str:
+    """Why a stored report is no job's record."""
+    what = _what_report(report)
+    if what != "not a JSON report":
+        return what
+    try:
+        from carbonfast.report.job import part_problem
+
+        return part_problem(json.loads(report)) or what
+    except (ValueError, RecursionError):
+        return what
 
 
 def trace_summary(trace: dict) -> dict[str, Any]:
@@ -649,3 +843,119 @@ def _use_wal(db: sqlite3.Connection, wait_s: float = 30.0) -> None:
             if "locked" not in str(e) or time.monotonic() > deadline:
                 raise
             time.sleep(0.005)
+
+
+class _NotAHistory(Exception):
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(f"carbonfast: {message}", RuntimeWarning, stacklevel=3)
+
+
+def _corrupt(e: sqlite3.Error) -> bool:
+    """Whether SQLite found the file damaged or not a database (rather than busy, locked or
+    unwritable)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+    return type(e) is sqlite3.DatabaseError
+
+
+def _sniff(path: Path) -> tuple[int | None, str | None]:
+    """The file's inode, and what it is where that is plainly not an SQLite database (None:
+    empty, or an SQLite database). Read without blocking: a FIFO planted there is no file."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None, None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path} is not a regular file; carbonfast writes only regular files")
+        head = os.read(fd, 512)
+    finally:
+        os.close(fd)
+    if not head:
+        return st.st_ino, None
+    if head.startswith(_HEADER):
+        if st.st_size < 100:
+            return st.st_ino, f"a truncated SQLite database ({st.st_size} bytes)"
+        return st.st_ino, None
+    if _HEADER.startswith(head):
+        return st.st_ino, f"a truncated SQLite database ({st.st_size} bytes)"
+    text: str | None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        text = head[: e.start].decode("utf-8") if e.start > len(head) - 4 else None
+    if text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
+        return st.st_ino, f"a text file ({st.st_size} bytes)"
+    return st.st_ino, f"not a database: {st.st_size} bytes of unrecognised data"
+
+
+def _foreign(db: sqlite3.Connection, tables: dict[str, str]) -> str | None:
+    """What the database is where it holds tables but not a history's (None: a history, or
+    empty)."""
+    if not tables:
+        return None
+    names = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
+    if "runs" not in tables:
+        return f"an SQLite database of another program (tables {names})"
+    columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    if not columns >= _CORE_COLUMNS:
+        return f"an SQLite database of another program (tables {names}; its runs table differs)"
+    return None
+
+
+def _newer(version: object) -> bool:
+    try:
+        return int(str(version)) > SCHEMA_VERSION
+    except ValueError:
+        return True  # not a version this carbonfast wrote
+
+
+def _move_aside(path: Path, inode: int | None) -> Path | None:
+    """Moves the file at `path` (the one with `inode`) to `path.bak-<time>-<random>`, a name
+    first created exclusively, so that nothing anyone else made there is replaced; its WAL
+    goes with it. Returns the new name, or None where the file was not there any more (another
+    process moved it first)."""
+    import secrets
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    while True:
+        backup = path.with_name(f"{path.name}.bak-{stamp}-{secrets.token_hex(4)}")
+        try:
+            os.close(os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+            break
+        except FileExistsError:
+            continue
+    try:
+        os.rename(path, backup)  # replaces only the placeholder made above
+    except FileNotFoundError:
+        os.unlink(backup)
+        return None
+    if inode is not None and os.lstat(backup).st_ino != inode:
+        # Replaced between the look and the move (another process started a new history):
+        # that one goes back, unless yet another file is there by now.
+        try:
+            os.link(backup, path)
+            os.unlink(backup)
+        except OSError:
+            return backup
+        return None
+    wal = Path(f"{path}-wal")
+    if wal.is_file() and not wal.is_symlink():
+        with contextlib.suppress(OSError):
+            os.close(os.open(f"{backup}-wal", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.rename(wal, f"{backup}-wal")
+    with contextlib.suppress(OSError):
+        os.unlink(f"{path}-shm")
+    return backup

@@ -18,17 +18,27 @@ the parts.
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 import sqlite3
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
     from carbonfast.report.record import Record
+
+
+# A merged part is read whole: past this size it is no report (one is a few kB).
+MAX_PART_BYTES = 16 << 20
+# No job has more ranks than this: a part naming more is garbage, and would make every listing
+# of its missing ranks endless.
+MAX_WORLD_SIZE = 1 << 20
 
 
 def part_path(job_dir: str | Path, job_id: str | None, host: str, rank: int) -> Path:
@@ -42,36 +52,199 @@ def _safe(name: str) -> str:
     return cleaned or "_"
 
 
-def read_sources(paths: Iterable[str | Path], job: str | None = None) -> list[Record]:
+def read_sources(
+    paths: Iterable[str | Path],
+    job: str | None = None,
+    say: Callable[[str], None] | None = None,
+) -> list[Record]:
     """The records of jobs in `paths` (only those of `job` if given): a directory (a job
     directory, or any directory of JSON reports, read recursively), a JSON report, or a
-    history file (opened read-only). A file that is none of those fails, naming it."""
+    history file (opened read-only). A file named that is none of those, or not a regular
+    file (a FIFO, a device), or a report that is not a sane job part, fails, naming it; in a
+    directory such a file is skipped, and `say` told."""
     out: list[Record] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             for file in sorted(path.rglob("*.json")):
-                out += _from_json(file)
+                try:
+                    out += _from_json(file)
+                except ValueError as e:
+                    if say is None:
+                        raise
+                    say(f"{e}; skipped")
         elif path.suffix == ".json":
             out += _from_json(path)
         elif path.is_file():
             out += _from_history(path, job)
+        elif os.path.lexists(path):
+            raise ValueError(f"--merge {raw}: not a regular file, a directory or a history")
         else:
             raise ValueError(f"--merge {raw}: no such file or directory")
     return [r for r in out if r.job_id is not None and (job is None or r.job_id == job)]
 
 
+def _read_part(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_PART_BYTES; a FIFO, a device or a link to one
+    is refused at once, without waiting for a writer."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise ValueError(f"--merge {path}: cannot open it ({e.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"--merge {path}: not a regular file (a FIFO, a device or a socket)")
+        chunks, size = [], 0
+        while size <= MAX_PART_BYTES:
+            chunk = os.read(fd, min(1 << 20, MAX_PART_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise ValueError(f"--merge {path}: cannot read it ({e.strerror})") from None
+    finally:
+        os.close(fd)
+    if size > MAX_PART_BYTES:
+        raise ValueError(
+            f"--merge {path}: larger than {MAX_PART_BYTES >> 20} MiB; not a job's report"
+        )
+    return b"".join(chunks)
+
+
 def _from_json(path: Path) -> list[Record]:
+    try:
+        data = json.loads(_read_part(path).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"--merge {path}: not a JSON report ({e})") from None
+    except RecursionError:
+        raise ValueError(f"--merge {path}: not a JSON report (nested too deeply)") from None
+    items = data if isinstance(data, list) else [data]
+    out = []
+    for d in items:
+        problem = part_problem(d)
+        if problem is not None:
+            raise ValueError(f"--merge {path}: not a job's report ({problem})")
+        out.append(_part_record(d))
+    return out
+
+
+def _part_record(d: dict[str, Any]) -> Record:
     from carbonfast.report.record import Record
 
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"--merge {path}: not a JSON report ({e})") from None
-    items = data if isinstance(data, list) else [data]
-    if not all(isinstance(d, dict) for d in items):
-        raise ValueError(f"--merge {path}: not a JSON report (expected an object)")
-    return [Record.from_dict(d) for d in items]
+    return Record.from_dict(d)
+
+
+# The types each field of a stored report may have (None: absent, or null).
+_NUMBER = (int, float)
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "kind": (str,),
+    "label": (str,),
+    "started_at": (str,),
+    "duration_s": _NUMBER,
+    "energy_j": _NUMBER,
+    "energy_range_j": (list,),
+    "emissions_range_kg": (list,),
+    "estimated": (bool,),
+    "partial": (bool,),
+    "emissions_kg": _NUMBER,
+    "intensity_g_per_kwh": _NUMBER,
+    "intensity_source": (str,),
+    "intensity_label": (str,),
+    "location": (str,),
+    "country": (str,),
+    "pue": _NUMBER,
+    "domains": (dict,),
+    "notes": (list,),
+    "command": (list,),
+    "exit_code": (int,),
+    "cpu_seconds": _NUMBER,
+    "advice": (list,),
+    "bench": (dict,),
+    "sums": (dict,),
+    "job_id": (str,),
+    "host": (str,),
+    "rank": (int,),
+    "world_size": (int,),
+    "hosts": (dict,),
+    "ranks": (list,),
+    "missing_ranks": (list,),
+    "carbonfast_version": (str,),
+}
+
+
+def part_problem(d: object) -> str | None:
+    """What makes `d` no sane report of a rank (None: nothing): a field of the wrong type, a
+    number that is not finite, a rank or world size out of bounds."""
+    from carbonfast.report.record import KINDS
+
+    if not isinstance(d, dict):
+        return "expected an object"
+    for key, types in _FIELDS.items():
+        value = d.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) and bool not in types:
+            return f"{key} is {value!r}, not a {types[0].__name__}"
+        if not isinstance(value, types):
+            return f"{key} is a {type(value).__name__}, not a {types[0].__name__}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{key} is {value!r}"
+    if d.get("kind") is not None and d["kind"] not in KINDS:
+        return f"kind {d['kind']!r} is not one of {', '.join(KINDS)}"
+    for key in ("started_at", "duration_s"):
+        if d.get(key) is None:
+            return f"{key} is missing"
+    if d["duration_s"] < 0:
+        return "duration_s is negative"
+    world, rank = d.get("world_size"), d.get("rank")
+    if world is not None and not 1 <= world <= MAX_WORLD_SIZE:
+        return f"world_size {world} is not 1 to {MAX_WORLD_SIZE}"
+    if rank is not None and not 0 <= rank < (world or MAX_WORLD_SIZE):
+        return f"rank {rank} is not 0 to {(world or MAX_WORLD_SIZE) - 1}"
+    for pair in ("energy_range_j", "emissions_range_kg"):
+        rng = d.get(pair)
+        if rng is not None and not (len(rng) == 2 and all(_finite(x) for x in rng)):
+            return f"{pair} is not two numbers"
+    for name, x in (d.get("domains") or {}).items():
+        if not isinstance(x, dict):
+            return f"domain {name!r} is not an object"
+        rng = x.get("energy_range_j")
+        if not _finite(x.get("energy_j") or 0.0) or not isinstance(x.get("kind", ""), str):
+            return f"domain {name!r} has no energy_j number or kind"
+        if rng is not None and not (
+            isinstance(rng, list) and len(rng) == 2 and all(_finite(v) for v in rng)
+        ):
+            return f"domain {name!r}: energy_range_j is not two numbers"
+        if x.get("method") is not None and not isinstance(x["method"], str):
+            return f"domain {name!r}: method is not text"
+    if not all(isinstance(n, str) for n in d.get("notes") or []):
+        return "notes are not text"
+    if not all(isinstance(c, str) for c in d.get("command") or []):
+        return "command is not a list of text"
+    if not all(
+        isinstance(r, int) and not isinstance(r, bool) and 0 <= r < MAX_WORLD_SIZE
+        for r in d.get("missing_ranks") or []
+    ):
+        return "missing_ranks are not ranks"
+    for host, h in (d.get("hosts") or {}).items():
+        if not isinstance(h, dict):
+            return f"host {host!r} is not an object"
+        if h.get("energy_j") is not None and not _finite(h["energy_j"]):
+            return f"host {host!r}: energy_j is not a number"
+        for key in ("ranks", "missing_ranks"):
+            if not isinstance(h.get(key) or [], list) or not all(
+                isinstance(r, int) and not isinstance(r, bool) for r in h.get(key) or []
+            ):
+                return f"host {host!r}: {key} are not ranks"
+    if not all(isinstance(a, dict) for a in d.get("advice") or []):
+        return "advice is not a list of objects"
+    return None
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _from_history(path: Path, job: str | None) -> list[Record]:
@@ -142,8 +315,9 @@ def summarize(records: list[Record]) -> list[Group]:
                 host["measured_by"] = p.rank
             g.estimated = g.estimated or p.estimated
         g.ranks = sorted({p.rank for p in parts if p.rank is not None})
-        if world is not None:
-            g.missing_ranks = [r for r in range(world) if r not in g.ranks]
+        if world is not None and world <= MAX_WORLD_SIZE:
+            seen = set(g.ranks)
+            g.missing_ranks = [r for r in range(world) if r not in seen]
         out.append(g)
     return out
 
@@ -167,7 +341,7 @@ def format_job(job: str, records: list[Record], groups: list[Group]) -> str:
             lines.append(f"    host {host}: {e}, ranks {ranks}{by}")
         if g.missing_ranks:
             lines.append(
-                f"    MISSING: rank(s) {', '.join(map(str, g.missing_ranks))} left no record "
+                f"    MISSING: rank(s) {_spans(g.missing_ranks)} left no record "
                 "here: the total leaves out what they measured (merge their histories or job "
                 "directory with --merge)"
             )
@@ -179,4 +353,17 @@ def format_job(job: str, records: list[Record], groups: list[Group]) -> str:
             f"  {r.kind} {r.label or '(no label)'} gathered on rank 0: {energy} over "
             f"{len(r.hosts or {})} host(s){missing}"
         )
-    return "\n".join(lines)
+    from carbonfast.report.console import printable
+
+    return "\n".join(printable(line) for line in lines)
+
+
+def _spans(ranks: list[int]) -> str:
+    """Ranks as runs: "0-3, 7, 9-1023"."""
+    out: list[list[int]] = []
+    for r in sorted(ranks):
+        if out and out[-1][1] == r - 1:
+            out[-1][1] = r
+        else:
+            out.append([r, r])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in out)
