@@ -830,8 +830,12 @@ def merge(job: Job, parts: dict[int, RankPart], label: str | None) -> JobWindow:
         in_total = [d for d in hp.domains.values() if d.in_total]
         if in_total:
             hp.energy_j = sum(d.energy_j or 0.0 for d in in_total)
-            lows = [d.energy_range_j[0] if d.energy_range_j else d.energy_j for d in in_total]
-            highs = [d.energy_range_j[1] if d.energy_range_j else d.energy_j for d in in_total]
+            lows = [
+                d.energy_range_j[0] if d.energy_range_j else d.energy_j or 0.0 for d in in_total
+            ]
+            highs = [
+                d.energy_range_j[1] if d.energy_range_j else d.energy_j or 0.0 for d in in_total
+            ]
             hp.energy_range_j = (sum(lows), sum(highs))
             hp.estimated = any(d.estimated for d in in_total)
             total = (total or 0.0) + hp.energy_j

@@ -394,7 +394,7 @@ class DistributedMeasurement(Measurement):
         return super().energy_j if jw is None else jw.energy_j
 
     @property
-    def domains(self) -> dict[str, float]:
+    def domains(self) -> dict[str, float | None]:
         jw = self._jw()
         if jw is None:
             return super().domains

@@ -174,11 +174,13 @@ def _idle(m: Measurement, energy_j: float, cpu_seconds: float, threads: int) -> 
     kinds = m.domain_kinds
     in_total = m.total_domains
     info = {d.name: d for d in m._meter.domains}
-    idle_j = sum(j for n, j in m.domains.items() if n in in_total and kinds[n] == "dram")
+    # Domains in the total are known (a failed one is left out of it).
+    known = {n: j for n, j in m.domains.items() if n in in_total and j is not None}
+    idle_j = sum(j for n, j in known.items() if kinds[n] == "dram")
     # The CPU domains under each idle model, in order: one line per model, not per socket.
     models: dict[str, list[str]] = {}
-    for n, j in m.domains.items():
-        if n not in in_total or kinds[n] != "package":
+    for n, j in known.items():
+        if kinds[n] != "package":
             continue
         r, model = _idle_model(info[n])
         if r is not None:

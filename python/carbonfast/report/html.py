@@ -47,8 +47,9 @@ def _figures(record: Record, trace: dict | None) -> list[tuple[str, str]]:
     domains = record.domains
     if domains:
         fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(domains)))
-        names = [n for n, d in domains.items() if d.energy_j is not None]
-        values = [domains[n].energy_j for n in names]
+        known = {n: d.energy_j for n, d in domains.items() if d.energy_j is not None}
+        names = list(known)
+        values = list(known.values())
         colors = ["#999999" if domains[n].estimated else "#2a7d4f" for n in names]
         ax.barh(names, values, color=colors)
         ax.set_xlabel("energy (J)  -  grey: estimated")

@@ -66,9 +66,7 @@ def domain_records(domains: Any, w: Any) -> dict[str, DomainRecord]:
             kind=d.kind,
             estimated=d.estimated,
             in_total=d.counts_in_total and not stalled and not failed,
-            energy_range_j=(lo, hi)
-            if not failed and (d.estimated or interp or lo != hi)
-            else None,
+            energy_range_j=(lo, hi) if not failed and (d.estimated or interp or lo != hi) else None,
             interpolated=bool(interp) and not failed,
             method=d.method if d.estimated else None,
         )
