@@ -196,6 +196,14 @@ impl Health {
     }
 }
 
+/// An error as a failure's reason: what went wrong, and the fix where there is one.
+fn with_fix(e: &crate::error::Error) -> String {
+    match e.fix() {
+        Some(fix) if !fix.is_empty() => format!("{e}; {fix}"),
+        _ => e.to_string(),
+    }
+}
+
 /// Which sources a read covers.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Which {
@@ -671,12 +679,12 @@ impl Meter {
                 health.reading_since.store(t0.max(1), Ordering::SeqCst);
                 let read = source.read_each(&mut state.raw, &mut |i, e| {
                     failed_any = true;
-                    health.fail(i, &e);
+                    health.fail(i, &with_fix(&e));
                 });
                 health.reading_since.store(0, Ordering::SeqCst);
                 health.hung.store(false, Ordering::SeqCst);
                 if let Err(e) = read {
-                    health.fail_all(&e);
+                    health.fail_all(&with_fix(&e));
                     drop(guard);
                     self.keep_last(s, snap);
                     continue;
