@@ -123,3 +123,33 @@ def test_a_powercap_zone_that_fails_mid_run_costs_only_its_own_domain(
     assert m.energy_j == 3.0  # the package alone, not a DRAM of 0 J
     assert m.partial
     assert any(n.startswith("dram-0: could not be read") for n in m.notes), m.notes
+
+
+@pytest.mark.parametrize(
+    "state",
+    ["init=segv\n" + H100, "init=exit\n" + H100, H100.strip() + " segv_after_ms=800\n"],
+    ids=["init-segfaults", "init-calls-exit", "a-read-segfaults-mid-run"],
+)
+def test_a_vendor_library_that_crashes_never_costs_the_command_or_its_code(
+    tmp_path: Path, state: str
+) -> None:
+    gpu = FakeNvml(tmp_path / "nvml", state)
+    ran = tmp_path / "ran"
+    env = {
+        **os.environ,
+        "CARBONFAST_POWERCAP_ROOT": str(tmp_path / "no-rapl"),
+        "CARBONFAST_GPU": "on",
+        "CARBONFAST_NVML_LIBRARY": str(gpu.library),
+    }
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [*CLI, "run", "--", "sh", "-c", f"sleep 1.5; echo once >> {ran}; exit 5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 5, done.stderr
+    assert ran.read_text() == "once\n", "the command ran once, and only once"
+    assert "carbonfast: warning: the measurement process" in done.stderr, done.stderr
+    assert time.monotonic() - t0 < 30

@@ -292,24 +292,33 @@ def _history_path(explicit: str | None = None) -> str | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from carbonfast.measure import Meter
-
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise ValueError("run needs a command: carbonfast run [--json FILE] -- CMD [ARGS...]")
+    # Signals meant for the command are blocked before any thread or process exists, so that
+    # every thread (the meter's, the live line) inherits the block and none of them can be
+    # killed by one: they are taken with sigwaitinfo and forwarded. They stay blocked until
+    # carbonfast exits: one that comes after the command has ended (the rest of a burst) must
+    # not cut the reports short.
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, (*_FORWARDED, signal.SIGCHLD))
+    from carbonfast import guard
+
+    # A vendor library that crashes or hangs must not keep the command from running or lose
+    # its exit code: the measuring happens in a worker process (see carbonfast.guard).
+    return guard.run_guarded(
+        lambda: _run_worker(args, command, old_mask), command, _FORWARDED, old_mask
+    )
+
+
+def _run_worker(args: argparse.Namespace, command: list[str], old_mask: Any) -> int:
+    from carbonfast.measure import Meter
+
     meter_args = _meter_args(args)
     job = _run_job(meter_args)
     args.job_part = _job_part_path(args, job)
     _name_outputs_per_rank(args, job)
     _check_outputs(args)
     history = None if args.no_history else _usable_history(_history_path())
-    # Signals meant for the command are blocked before any thread exists, so that every
-    # thread (the meter's, the live line) inherits the block and none of them can be killed
-    # by one: the main thread takes them with sigwaitinfo and forwards them.
-    # They stay blocked until carbonfast exits: one that comes after the command has ended
-    # (the rest of a burst) must not cut the reports short.
-    waited = (*_FORWARDED, signal.SIGCHLD)
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     try:
         meter = Meter(
             **meter_args,
@@ -318,12 +327,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             history="off",
         )
         return _run_measured(args, command, meter, history, old_mask)
-    except BaseException as e:
-        if not getattr(e, "started", False):
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        if isinstance(e, OSError):
-            raise ValueError(str(e)) from None
-        raise
+    except OSError as e:
+        raise ValueError(str(e)) from None
 
 
 def _run_measured(
@@ -890,6 +895,9 @@ def _run_forwarding_signals(command: list[str], mask: Any) -> int:
     """Runs `command` to completion; returns its return code (negative: killed by signal).
     The signals in _FORWARDED must be blocked in this thread: they are taken here and passed
     on, and carbonfast does not return while the command lives."""
+    from carbonfast import guard
+
+    guard.tell("starting")
     try:
         # The child gets the signal mask carbonfast started with, and the default action for
         # the signals Python ignores (SIGPIPE), as a shell would give it.
@@ -912,11 +920,14 @@ def _run_forwarding_signals(command: list[str], mask: Any) -> int:
                 126,
             ) from None
         raise _CannotStart(f"cannot execute {command[0]}: {e.strerror}", 126) from None
+    guard.tell(f"started {pid}")
     waited = (*_FORWARDED, signal.SIGCHLD)
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done == pid:
-            return os.waitstatus_to_exitcode(status)
+            code = os.waitstatus_to_exitcode(status)
+            guard.tell(f"ended {code if code >= 0 else 128 - code}")
+            return code
         info = signal.sigwaitinfo(waited)
         if info.si_signo == signal.SIGCHLD:
             continue

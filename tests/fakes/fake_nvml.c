@@ -8,6 +8,8 @@
  *
  * State file, one statement per line:
  *     init=ok|driver_not_loaded|no_permission|...
+ *     init=segv|exit        (nvmlInit_v2 crashes the process, or calls _exit(3), as broken
+ *                            driver installs have been seen to)
  *     gpu <index> name=... uuid=GPU-... energy_mj=N power_mw=N limit_mw=N util=PCT
  *                 energy=ok|not_supported|no_permission|gpu_lost   (same for power=, field=)
  *                 tick_ms=N tick_mj=N   (the counter also advances tick_mj every tick_ms)
@@ -17,6 +19,8 @@
  *                                        returns: a GPU fallen off the bus, Xid 79)
  *                 lost_after_ms=N       (from N ms after nvmlInit_v2, energy and power reads
  *                                        answer GPU_IS_LOST)
+ *                 segv_after_ms=N       (from N ms after nvmlInit_v2, an energy read crashes
+ *                                        the process)
  * Values are re-read on every call.
  *
  * The H100 model, for a GPU whose line has model=h100. A scripted counter cannot show what a
@@ -50,6 +54,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +82,7 @@ typedef struct {
     unsigned long long energy_mj;
     unsigned int power_mw, limit_mw, util;
     int energy_rc, power_rc, field_rc;
-    unsigned long long tick_ms, tick_mj, delay_us, hang_after_ms, lost_after_ms;
+    unsigned long long tick_ms, tick_mj, delay_us, hang_after_ms, lost_after_ms, segv_after_ms;
     /* The H100 model's keys; delay_set tells a delay_us=0 from none (the model's default). */
     int model, latch, delay_set;
     unsigned long long refresh_us, jitter_us, idle_mw, busy_mw, tau_us, noise_pct, noise_us, seed;
@@ -86,7 +91,7 @@ typedef struct {
 /* One parse of the state file. Each call parses into its own copy, so that a thread reading a
  * GPU never sees another thread's parse half done (the meter reads from background threads). */
 typedef struct {
-    int init_rc;
+    int init_rc, init_crash;
     gpu_t gpu[MAX_GPUS];
 } state_t;
 
@@ -131,6 +136,7 @@ static void set_key(gpu_t *g, const char *k, const char *v) {
     else if (!strcmp(k, "delay_us")) { g->delay_us = n; g->delay_set = 1; }
     else if (!strcmp(k, "energy_hang_after_ms")) g->hang_after_ms = n + 1;
     else if (!strcmp(k, "lost_after_ms")) g->lost_after_ms = n + 1;
+    else if (!strcmp(k, "segv_after_ms")) g->segv_after_ms = n + 1;
     else if (!strcmp(k, "model")) g->model = !strcmp(v, "h100");
     else if (!strcmp(k, "refresh_us")) g->refresh_us = n;
     else if (!strcmp(k, "jitter_us")) g->jitter_us = n;
@@ -160,7 +166,11 @@ static void load(state_t *st) {
     while (fgets(line, sizeof line, f)) {
         char *save = NULL, *tok = strtok_r(line, " \t\n", &save);
         if (!tok) continue;
-        if (!strncmp(tok, "init=", 5)) { st->init_rc = status(tok + 5); continue; }
+        if (!strncmp(tok, "init=", 5)) {
+            st->init_rc = status(tok + 5);
+            st->init_crash = !strcmp(tok + 5, "segv") ? 1 : !strcmp(tok + 5, "exit") ? 2 : 0;
+            continue;
+        }
         if (strcmp(tok, "gpu")) continue;
         tok = strtok_r(NULL, " \t\n", &save);
         int i = tok ? atoi(tok) : -1;
@@ -432,6 +442,8 @@ static int since_init_past(unsigned long long after_ms) {
 int nvmlInit_v2(void) {
     state_t st;
     load(&st);
+    if (st.init_crash == 1) *(volatile int *)0 = 0; /* a real fault: raise() is caught by a runtime's handler */
+    if (st.init_crash == 2) _exit(3);
     if (st.init_rc != OK) return st.init_rc;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int64_t now = now_ns();
@@ -529,6 +541,7 @@ int nvmlDeviceGetTotalEnergyConsumption(void *h, unsigned long long *mj) {
     if (!g) return ERR_INVALID_ARGUMENT;
     if (g->energy_rc != OK) return g->energy_rc;
     if (since_init_past(g->lost_after_ms)) return ERR_GPU_IS_LOST;
+    if (since_init_past(g->segv_after_ms)) *(volatile int *)0 = 0; /* a real fault: raise() is caught by a runtime's handler */
     if (since_init_past(g->hang_after_ms))
         for (;;) pause();
     if (g->model) {
