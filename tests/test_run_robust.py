@@ -183,10 +183,17 @@ def test_a_gpu_lost_during_the_run_keeps_the_code_and_the_reports(tmp_path: Path
     )
     assert r.returncode == 5, r.stderr
     data = json.loads(report.read_text())
-    assert data["exit_code"] == 5 and data["energy_j"] is None
+    # The GPU is unknown; the CPU and RAM (estimated here) are kept, the total marked partial.
+    assert data["exit_code"] == 5 and data["partial"] is True
+    assert data["domains"]["gpu-0"]["energy_j"] is None
+    assert (
+        data["energy_j"] == data["domains"]["cpu"]["energy_j"] + data["domains"]["ram"]["energy_j"]
+    )
     assert any("gpu-0 is lost" in n for n in data["notes"])
     [row] = list(csv.DictReader(table.open()))
-    assert row["energy_consumed"] == "" and row["emissions"] == ""
+    assert float(row["energy_consumed"]) > 0 and float(row["emissions"]) > 0
+    # The lost GPU's part is an empty cell, not 0.
+    assert row["gpu_energy"] == "" and row["gpu_power"] == ""
 
 
 def test_a_closed_stderr_does_not_cost_the_exit_code(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 # history waits up to 10 s) before the guard gives up on it and returns the command's code.
 AFTER_END_S = 20.0
 # How long the worker may take to start the command (discovery under its own deadlines).
-BEFORE_START_S = 60.0
+BEFORE_START_S = 30.0
 
 _PR_SET_CHILD_SUBREAPER = 36
 _SI_KERNEL = 0x80

@@ -89,8 +89,16 @@ def row(
     energy = record.energy_j
     emissions = record.emissions_kg
 
+    unknown = record.unknown_parts()
+
     def power(j: float) -> float:
         return j / duration if duration > 0 else 0.0
+
+    def part_power(part: str) -> float | str:
+        return "" if part in unknown else power(by_kind[part])
+
+    def part_energy(part: str) -> float | str:
+        return "" if part in unknown else by_kind[part] / J_PER_KWH
 
     return {
         "timestamp": record.started_at[:19],
@@ -100,12 +108,12 @@ def row(
         "duration": duration,
         "emissions": "" if emissions is None else emissions,
         "emissions_rate": "" if emissions is None else power(emissions),
-        "cpu_power": power(by_kind["cpu"]),
-        "gpu_power": power(by_kind["gpu"]),
-        "ram_power": power(by_kind["ram"]),
-        "cpu_energy": by_kind["cpu"] / J_PER_KWH,
-        "gpu_energy": by_kind["gpu"] / J_PER_KWH,
-        "ram_energy": by_kind["ram"] / J_PER_KWH,
+        "cpu_power": part_power("cpu"),
+        "gpu_power": part_power("gpu"),
+        "ram_power": part_power("ram"),
+        "cpu_energy": part_energy("cpu"),
+        "gpu_energy": part_energy("gpu"),
+        "ram_energy": part_energy("ram"),
         "energy_consumed": "" if energy is None else energy / J_PER_KWH,
         "water_consumed": 0.0,
         "country_name": country[1],

@@ -868,7 +868,20 @@ def _corrupt(e: sqlite3.Error) -> bool:
 
 def _sniff(path: Path) -> tuple[int | None, str | None]:
     """The file's inode, and what it is where that is plainly not an SQLite database (None:
-    empty, or an SQLite database). Read without blocking: a FIFO planted there is no file."""
+    empty, or an SQLite database). Read without blocking: a FIFO planted there is no file.
+    A database that looks cut short may be one another process is creating this instant: it
+    is judged truncated only if it stays so for a while."""
+    import time
+
+    for _ in range(10):
+        ino, what = _sniff_once(path)
+        if what is None or not what.startswith("a truncated"):
+            break
+        time.sleep(0.05)
+    return ino, what
+
+
+def _sniff_once(path: Path) -> tuple[int | None, str | None]:
     import stat
 
     try:
@@ -880,6 +893,7 @@ def _sniff(path: Path) -> tuple[int | None, str | None]:
         if not stat.S_ISREG(st.st_mode):
             raise ValueError(f"{path} is not a regular file; carbonfast writes only regular files")
         head = os.read(fd, 512)
+        st = os.fstat(fd)  # after the read: its size covers what was read
     finally:
         os.close(fd)
     if not head:

@@ -47,6 +47,10 @@ class DomainRecord:
         return out
 
 
+# The CodeCarbon part each counted kind is reported as.
+_PART = {"package": "cpu", "psys": "cpu", "dram": "ram", "gpu": "gpu"}
+
+
 def domain_records(domains: Any, w: Any) -> dict[str, DomainRecord]:
     """Each domain of a native window `w` (of a meter whose domains are `domains`) as the
     record has it: a domain that failed is unknown and out of the total, never 0."""
@@ -148,11 +152,17 @@ class Record:
         total only, so that the parts add up to it (psys, the whole platform where no package
         counter exists, is reported as CPU)."""
         out = {"cpu": 0.0, "gpu": 0.0, "ram": 0.0}
-        column = {"package": "cpu", "psys": "cpu", "dram": "ram", "gpu": "gpu"}
         for d in self.domains.values():
-            if d.in_total and d.kind in column and d.energy_j is not None:
-                out[column[d.kind]] += d.energy_j
+            if d.in_total and d.kind in _PART and d.energy_j is not None:
+                out[_PART[d.kind]] += d.energy_j
         return out
+
+    def unknown_parts(self) -> set[str]:
+        """The parts (cpu, gpu, ram) that hold a domain whose energy is unknown (a read of it
+        failed during the window): their figure is incomplete, and shown as unknown."""
+        return {
+            _PART[d.kind] for d in self.domains.values() if d.energy_j is None and d.kind in _PART
+        }
 
     # Building ----------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ const REFRESH_SLACK_NS: u64 = 1_000_000_000;
 /// mount): its domains are unknown from then on, until that read returns, and no other read
 /// waits for it. Far above any healthy read (RAPL: microseconds; NVML energy: ~3 ms; an ACPI
 /// power meter: ~100 ms).
-pub const READ_DEADLINE_NS: u64 = 2_000_000_000;
+pub const READ_DEADLINE_NS: u64 = crate::source::deadline::READ_DEADLINE.as_nanos() as u64;
 
 /// How often a power-only domain (a GPU without an energy counter) is read while a window is
 /// open: NVML refreshes power every 20-100 ms.

@@ -15,6 +15,7 @@ mod sensor;
 use crate::clock::monotonic_ns;
 use crate::domain::{Domain, DomainKind, Reading};
 use crate::error::{Error, Result};
+use crate::source::deadline::{DeadlineReader, READ_DEADLINE};
 use crate::source::{Source, Unreadable};
 use device::Hwmon;
 use place::{Placement, Plan};
@@ -44,7 +45,10 @@ pub struct HwmonOptions {
 pub struct HwmonSource {
     root: PathBuf,
     domains: Vec<Domain>,
+    /// Filled at discovery; read through `reader` from then on.
     sensors: Vec<Sensor>,
+    /// A driver may hang a read forever: reads go through a thread, with a deadline.
+    reader: Option<DeadlineReader>,
     problems: Vec<Error>,
     notes: Vec<String>,
     unreadable: Vec<Unreadable>,
@@ -62,6 +66,7 @@ impl HwmonSource {
             root: root.map_or_else(|| PathBuf::from(DEFAULT_ROOT), Path::to_path_buf),
             domains: Vec::new(),
             sensors: Vec::new(),
+            reader: None,
             problems: Vec::new(),
             notes: Vec::new(),
             unreadable: Vec::new(),
@@ -84,6 +89,13 @@ impl HwmonSource {
         src.note_integrated();
         src.measure_read_cost();
         src.min_interval_ns = src.min_interval();
+        if !src.sensors.is_empty() {
+            let sensors = std::mem::take(&mut src.sensors);
+            src.reader = Some(DeadlineReader::new(sensors.len(), "hwmon", move |out, failed| {
+                read_sensors(&sensors, out, &mut |i, e| failed.push((i, e)));
+                Ok(())
+            }));
+        }
         src
     }
 
@@ -193,7 +205,9 @@ impl HwmonSource {
         let mut costs = Vec::with_capacity(5);
         for _ in 0..5 {
             let t0 = monotonic_ns();
-            if self.read_raw(&mut raw).is_err() {
+            let mut failed = false;
+            read_sensors(&self.sensors, &mut raw, &mut |_, _| failed = true);
+            if failed {
                 return;
             }
             costs.push(monotonic_ns() - t0);
@@ -231,12 +245,19 @@ impl Source for HwmonSource {
         &self.domains
     }
 
-    #[inline]
     fn read_raw(&self, out: &mut [u64]) -> Result<()> {
-        for (sensor, slot) in self.sensors.iter().zip(out.iter_mut()) {
-            *slot = sensor.read()?;
+        let mut first = None;
+        self.read_each(out, &mut |_, e| {
+            first.get_or_insert(e);
+        })?;
+        first.map_or(Ok(()), Err)
+    }
+
+    fn read_each(&self, out: &mut [u64], failed: &mut dyn FnMut(usize, Error)) -> Result<()> {
+        match &self.reader {
+            Some(reader) => reader.read(out, failed, READ_DEADLINE),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn min_read_interval_ns(&self) -> u64 {
@@ -257,6 +278,17 @@ impl Source for HwmonSource {
 
     fn unreadable(&self) -> &[Unreadable] {
         &self.unreadable
+    }
+}
+
+/// Reads every sensor into `out`; one that cannot be read goes to `failed`, and the others are
+/// read all the same.
+fn read_sensors(sensors: &[Sensor], out: &mut [u64], failed: &mut dyn FnMut(usize, Error)) {
+    for (i, (sensor, slot)) in sensors.iter().zip(out.iter_mut()).enumerate() {
+        match sensor.read() {
+            Ok(v) => *slot = v,
+            Err(e) => failed(i, e),
+        }
     }
 }
 
