@@ -29,7 +29,7 @@ const REFRESH_SLACK_NS: u64 = 1_000_000_000;
 /// mount): its domains are unknown from then on, until that read returns, and no other read
 /// waits for it. Far above any healthy read (RAPL: microseconds; NVML energy: ~3 ms; an ACPI
 /// power meter: ~100 ms).
-pub const READ_DEADLINE_NS: u64 = crate::source::deadline::READ_DEADLINE.as_nanos() as u64;
+pub const READ_DEADLINE_NS: u64 = 2_000_000_000;
 
 /// How often a power-only domain (a GPU without an energy counter) is read while a window is
 /// open: NVML refreshes power every 20-100 ms.
@@ -671,18 +671,18 @@ impl Meter {
             let state = &mut *guard;
             let t0 = monotonic_ns();
             let fresh = t0.saturating_sub(state.last_read_ns) < source.min_read_interval_ns();
-            let mut failed_any = false;
-            for (slot, f) in snap.failures[r.clone()].iter_mut().zip(&health.failures) {
-                *slot = f.load(Ordering::SeqCst);
-            }
+            // The domains whose read fails now, by index (past 128, any of them: all).
+            let mut failed_mask: u128 = 0;
             if !(which == Which::AllButFresh && fresh) {
-                health.reading_since.store(t0.max(1), Ordering::SeqCst);
+                health.reading_since.store(t0.max(1), Ordering::Release);
                 let read = source.read_each(&mut state.raw, &mut |i, e| {
-                    failed_any = true;
+                    failed_mask |= if i < 128 { 1 << i } else { u128::MAX };
                     health.fail(i, &with_fix(&e));
                 });
-                health.reading_since.store(0, Ordering::SeqCst);
-                health.hung.store(false, Ordering::SeqCst);
+                health.reading_since.store(0, Ordering::Release);
+                if health.hung.load(Ordering::Relaxed) {
+                    health.hung.store(false, Ordering::Release);
+                }
                 if let Err(e) = read {
                     health.fail_all(&with_fix(&e));
                     drop(guard);
@@ -700,9 +700,7 @@ impl Meter {
             state.checked_ns = t1;
             // A domain whose read just failed keeps its last total (it is unknown over any
             // window around this read, by its failure count).
-            let before = &snap.failures[r.clone()];
-            let failed_now =
-                |i: usize| failed_any && health.failures[i].load(Ordering::SeqCst) != before[i];
+            let failed_now = |i: usize| failed_mask != 0 && (failed_mask >> i.min(127)) & 1 == 1;
             for (i, total) in snap.totals[r.clone()].iter_mut().enumerate() {
                 if failed_now(i) {
                     *total = health.last_totals[i].load(Ordering::Relaxed);
@@ -755,7 +753,7 @@ impl Meter {
         for (s, health) in self.health.iter().enumerate() {
             let base = self.offsets[s];
             for (i, f) in health.failures.iter().enumerate() {
-                snap.failures[base + i] = f.load(Ordering::SeqCst);
+                snap.failures[base + i] = f.load(Ordering::Acquire);
             }
         }
         let (a, b) = span.unwrap_or_else(|| {
@@ -797,7 +795,7 @@ impl Meter {
     /// marked hung).
     pub fn overdue(&self, s: usize) -> bool {
         let health = &self.health[s];
-        let since = health.reading_since.load(Ordering::SeqCst);
+        let since = health.reading_since.load(Ordering::Acquire);
         let late = since != 0 && monotonic_ns().saturating_sub(since) > READ_DEADLINE_NS;
         if late {
             health.hung.store(true, Ordering::SeqCst);

@@ -2,7 +2,6 @@
 //! counters on demand, without allocating.
 
 pub mod amdsmi;
-pub(crate) mod deadline;
 pub mod estimate;
 pub mod hwmon;
 pub mod msr;
