@@ -216,6 +216,9 @@ class Meter:
     def failures(self) -> list[str | None]:
         """Per domain: why a read of it last failed or did not answer (None: never)."""
 
+def become_subreaper() -> None:
+    """Makes this process the reaper of its orphaned descendants (Linux)."""
+
 def time_raw_preads(paths: Sequence[str | os.PathLike[str]], rounds: int) -> list[int]:
     """Nanoseconds of each of `rounds` rounds of one bare pread per path."""
 

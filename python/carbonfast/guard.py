@@ -36,7 +36,6 @@ AFTER_END_S = 20.0
 # How long the worker may take to start the command (discovery under its own deadlines).
 BEFORE_START_S = 30.0
 
-_PR_SET_CHILD_SUBREAPER = 36
 _SI_KERNEL = 0x80
 
 # The write end of the pipe to the guard, in the worker; None elsewhere.
@@ -251,11 +250,10 @@ def _how(status: int) -> str:
 def _subreaper() -> None:
     """Makes this process the reaper of its orphaned descendants (Linux), so that a command
     whose worker died is still this process's to wait for."""
-    with contextlib.suppress(Exception):
-        import ctypes
+    from carbonfast import _native
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    with contextlib.suppress(OSError):  # an old kernel: orphans go to init, as before
+        _native.become_subreaper()
 
 
 def _warn(message: str) -> None:

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod hostinfo;
 pub mod meter;
+pub mod reaper;
 pub mod refresh;
 pub mod sampler;
 pub mod select;

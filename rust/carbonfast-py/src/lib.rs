@@ -761,6 +761,12 @@ impl WindowBase {
     }
 }
 
+/// Makes this process the reaper of its orphaned descendants (see core::reaper).
+#[pyfunction]
+fn become_subreaper() -> PyResult<()> {
+    core::reaper::become_subreaper().map_err(|e| PyOSError::new_err(e.to_string()))
+}
+
 /// Nanoseconds of each of `rounds` rounds of one bare pread per path (benchmark baseline).
 #[pyfunction]
 fn time_raw_preads(py: Python<'_>, paths: Vec<PathBuf>, rounds: usize) -> PyResult<Vec<u64>> {
@@ -789,6 +795,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<WindowBase>()?;
     m.add_class::<tally::Tally>()?;
     m.add_function(wrap_pyfunction!(time_raw_preads, m)?)?;
+    m.add_function(wrap_pyfunction!(become_subreaper, m)?)?;
     m.add_function(wrap_pyfunction!(time_sleep_loop, m)?)?;
     m.add("SensorUnavailable", m.py().get_type::<SensorUnavailable>())?;
     Ok(())
