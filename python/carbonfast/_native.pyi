@@ -25,6 +25,7 @@ __all__ = [
     "Tally",
     "Window",
     "WindowBase",
+    "become_subreaper",
     "time_raw_preads",
     "time_sleep_loop",
 ]
