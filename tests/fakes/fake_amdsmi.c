@@ -8,6 +8,11 @@
  *
  * State file, one statement per line:
  *     init=ok|no_perm|driver_not_loaded|...     what amdsmi_init answers
+ *     init_hang=1         amdsmi_init never returns (a GPU that stopped answering)
+ *     shutdown_hang=1     amdsmi_shut_down never returns
+ *     count=N             amdsmi_get_socket_handles and amdsmi_get_processor_handles report N
+ *                         when asked for the count (a null array), however many there are;
+ *                         asked to fill an array, they still write only what there is
  *     version=26.0.0      amdsmi_get_lib_version, and the layout of the structs that changed:
  *                         26+ as ROCm 7, 25 as ROCm 6.4, 24 as ROCm 6.1-6.3 (a year first),
  *                         23 as ROCm 5.7 (average power first, then voltages)
@@ -26,6 +31,8 @@
  *                                   this value first appears), every query of it answers
  *                                   AMDSMI_STATUS_NOT_FOUND, as a GPU that fell off the bus
  *                 energy=ok|not_supported|no_perm|lost|...   (same for power=, cap=, uuid=)
+ *                 strings=unterminated   name and UUID fill the caller's buffer, with no NUL
+ *                 strings=control        name and UUID come wrapped in terminal escapes
  *
  * Energy is computed when it is read, on CLOCK_MONOTONIC from t0 (the first amdsmi_init of this
  * copy): E(t) = power_w x (t - t0), so the truth is exact whatever the test process's
@@ -77,12 +84,17 @@ typedef struct {
     uint64_t modulus, start, refresh_us, delay_us;
     long long lost_after; /* -1: never */
     amdsmi_status_t energy_rc, power_rc, cap_rc, uuid_rc;
+    int strings; /* STRINGS_* */
 } gpu_t;
+
+enum { STRINGS_OK, STRINGS_UNTERMINATED, STRINGS_CONTROL };
 
 /* One parse of the state file. Each call parses into its own copy, so that a thread reading a
  * GPU never sees another thread's parse half done (the meter reads from background threads). */
 typedef struct {
     amdsmi_status_t init_rc;
+    int init_hang, shutdown_hang;
+    long long count; /* -1: what there is */
     unsigned version[3];
     gpu_t gpu[MAX_GPUS];
 } state_t;
@@ -163,11 +175,16 @@ static void set_key(gpu_t *g, const char *k, const char *v) {
     else if (!strcmp(k, "power")) g->power_rc = status(v);
     else if (!strcmp(k, "cap")) g->cap_rc = status(v);
     else if (!strcmp(k, "uuid_rc")) g->uuid_rc = status(v);
+    else if (!strcmp(k, "strings"))
+        g->strings = !strcmp(v, "unterminated") ? STRINGS_UNTERMINATED
+                     : !strcmp(v, "control")    ? STRINGS_CONTROL
+                                                : STRINGS_OK;
 }
 
 static void load(state_t *st) {
     memset(st, 0, sizeof *st);
     st->version[0] = 26;
+    st->count = -1;
     char path[4096];
     Dl_info self;
     if (!dladdr((void *)load, &self) || !self.dli_fname) return;
@@ -182,6 +199,9 @@ static void load(state_t *st) {
         char *save = NULL, *tok = strtok_r(line, " \t\n", &save);
         if (!tok) continue;
         if (!strncmp(tok, "init=", 5)) { st->init_rc = status(tok + 5); continue; }
+        if (!strncmp(tok, "init_hang=", 10)) { st->init_hang = atoi(tok + 10); continue; }
+        if (!strncmp(tok, "shutdown_hang=", 14)) { st->shutdown_hang = atoi(tok + 14); continue; }
+        if (!strncmp(tok, "count=", 6)) { st->count = strtoll(tok + 6, NULL, 10); continue; }
         if (!strncmp(tok, "version=", 8)) {
             sscanf(tok + 8, "%u.%u.%u", &st->version[0], &st->version[1], &st->version[2]);
             continue;
@@ -251,10 +271,19 @@ static model_t *model(unsigned i, const gpu_t *g) {
 
 /* ---- Initialisation and discovery ---- */
 
+/* Never returns, as a call into a driver that waits on a device that will not answer. */
+static void hang(void) {
+    for (;;) {
+        struct timespec d = {3600, 0};
+        nanosleep(&d, NULL);
+    }
+}
+
 amdsmi_status_t amdsmi_init(uint64_t flags) {
     (void)flags;
     state_t st;
     load(&st);
+    if (st.init_hang) hang();
     if (st.init_rc != SUCCESS) return st.init_rc;
     pthread_mutex_lock(&lock);
     if (t0 < 0) t0 = now_ns();
@@ -264,6 +293,9 @@ amdsmi_status_t amdsmi_init(uint64_t flags) {
 }
 
 amdsmi_status_t amdsmi_shut_down(void) {
+    state_t st;
+    load(&st);
+    if (st.shutdown_hang) hang();
     pthread_mutex_lock(&lock);
     int was = inits;
     if (inits > 0) inits--;
@@ -286,7 +318,7 @@ amdsmi_status_t amdsmi_get_socket_handles(uint32_t *count, amdsmi_socket_handle 
         }
         n++;
     }
-    *count = n;
+    *count = !out && st.count >= 0 ? (uint32_t)st.count : n;
     return SUCCESS;
 }
 
@@ -299,7 +331,9 @@ amdsmi_status_t amdsmi_get_processor_handles(amdsmi_socket_handle socket, uint32
         if (*count < 1) return INSUFFICIENT_SIZE;
         out[0] = (amdsmi_processor_handle)(i + 1);
     }
-    *count = 1;
+    state_t st;
+    load(&st);
+    *count = !out && st.count >= 0 ? (uint32_t)st.count : 1;
     return SUCCESS;
 }
 
@@ -319,11 +353,28 @@ amdsmi_status_t amdsmi_get_gpu_device_bdf(amdsmi_processor_handle h, uint64_t *b
     return SUCCESS;
 }
 
+/* A name or UUID into the caller's buffer of n bytes, as the GPU's strings= key says. */
+static void put_string(const gpu_t *g, char *out, unsigned n, const char *s) {
+    if (!n) return;
+    if (g->strings == STRINGS_UNTERMINATED) {
+        size_t len = strlen(s);
+        for (unsigned i = 0; i < n; i++) out[i] = len ? s[i % len] : 'X';
+    } else if (g->strings == STRINGS_CONTROL) {
+        snprintf(out, n, "\x1b[2J\x1b]0;%s\x07\r%s\n", s, s);
+    } else {
+        snprintf(out, n, "%s", s);
+    }
+}
+
 amdsmi_status_t amdsmi_get_gpu_device_uuid(amdsmi_processor_handle h, unsigned int *len,
                                            char *uuid) {
     GPU_OR_RETURN(h, st, g);
     if (g->uuid_rc != SUCCESS) return g->uuid_rc;
     if (!len || !uuid) return INVAL;
+    if (g->strings != STRINGS_OK) {
+        put_string(g, uuid, *len, g->uuid);
+        return SUCCESS;
+    }
     size_t need = strlen(g->uuid) + 1;
     if (*len < need) return INSUFFICIENT_SIZE;
     memcpy(uuid, g->uuid, need);
@@ -338,7 +389,7 @@ amdsmi_status_t amdsmi_get_gpu_asic_info(amdsmi_processor_handle h, void *info) 
     if (!info) return INVAL;
     size_t len = st.version[0] >= 24 ? 256 : 64;
     memset(info, 0, len);
-    snprintf(info, len, "%s", g->name);
+    put_string(g, info, (unsigned)len, g->name);
     return SUCCESS;
 }
 

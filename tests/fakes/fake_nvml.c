@@ -10,8 +10,13 @@
  *     init=ok|driver_not_loaded|no_permission|...
  *     init=segv|exit        (nvmlInit_v2 crashes the process, or calls _exit(3), as broken
  *                            driver installs have been seen to)
+ *     init_hang=1          nvmlInit_v2 never returns (a GPU fallen off the bus, Xid 79)
+ *     shutdown_hang=1      nvmlShutdown never returns
+ *     count=N              nvmlDeviceGetCount_v2 reports N devices, however many there are
  *     gpu <index> name=... uuid=GPU-... energy_mj=N power_mw=N limit_mw=N util=PCT
  *                 energy=ok|not_supported|no_permission|gpu_lost   (same for power=, field=)
+ *                 strings=unterminated  name and UUID fill the caller's buffer, with no NUL
+ *                 strings=control       name and UUID come wrapped in terminal escapes
  *                 tick_ms=N tick_mj=N   (the counter also advances tick_mj every tick_ms)
  *                 mig_uuid=MIG-...      (a MIG instance of this GPU)
  *                 delay_us=N            (each energy read takes this long, as on some VMs)
@@ -79,6 +84,7 @@ enum { LATCH_RANDOM, LATCH_START, LATCH_END };
 typedef struct {
     int present;
     char name[96], uuid[96], mig_uuid[96];
+    int strings; /* STRINGS_* */
     unsigned long long energy_mj;
     unsigned int power_mw, limit_mw, util;
     int energy_rc, power_rc, field_rc;
@@ -92,8 +98,12 @@ typedef struct {
  * GPU never sees another thread's parse half done (the meter reads from background threads). */
 typedef struct {
     int init_rc, init_crash;
+    int init_hang, shutdown_hang;
+    long long count; /* -1: the GPUs there are */
     gpu_t gpu[MAX_GPUS];
 } state_t;
+
+enum { STRINGS_OK, STRINGS_UNTERMINATED, STRINGS_CONTROL };
 
 static int initialized;
 static struct timespec t0;
@@ -124,6 +134,10 @@ static void set_key(gpu_t *g, const char *k, const char *v) {
     if (!strcmp(k, "name")) snprintf(g->name, sizeof g->name, "%s", v);
     else if (!strcmp(k, "uuid")) snprintf(g->uuid, sizeof g->uuid, "%s", v);
     else if (!strcmp(k, "mig_uuid")) snprintf(g->mig_uuid, sizeof g->mig_uuid, "%s", v);
+    else if (!strcmp(k, "strings"))
+        g->strings = !strcmp(v, "unterminated") ? STRINGS_UNTERMINATED
+                     : !strcmp(v, "control")    ? STRINGS_CONTROL
+                                                : STRINGS_OK;
     else if (!strcmp(k, "energy_mj")) g->energy_mj = n;
     else if (!strcmp(k, "power_mw")) g->power_mw = (unsigned)n;
     else if (!strcmp(k, "limit_mw")) g->limit_mw = (unsigned)n;
@@ -153,6 +167,7 @@ static void set_key(gpu_t *g, const char *k, const char *v) {
 static void load(state_t *st) {
     memset(st, 0, sizeof *st);
     st->init_rc = OK;
+    st->count = -1;
     char path[4096];
     Dl_info self;
     if (!dladdr((void *)load, &self) || !self.dli_fname) return;
@@ -171,6 +186,9 @@ static void load(state_t *st) {
             st->init_crash = !strcmp(tok + 5, "segv") ? 1 : !strcmp(tok + 5, "exit") ? 2 : 0;
             continue;
         }
+        if (!strncmp(tok, "init_hang=", 10)) { st->init_hang = atoi(tok + 10); continue; }
+        if (!strncmp(tok, "shutdown_hang=", 14)) { st->shutdown_hang = atoi(tok + 14); continue; }
+        if (!strncmp(tok, "count=", 6)) { st->count = strtoll(tok + 6, NULL, 10); continue; }
         if (strcmp(tok, "gpu")) continue;
         tok = strtok_r(NULL, " \t\n", &save);
         int i = tok ? atoi(tok) : -1;
@@ -439,11 +457,20 @@ static int since_init_past(unsigned long long after_ms) {
 
 /* ---- NVML ---- */
 
+/* Never returns, as a call into a driver that waits on a device that will not answer. */
+static void hang(void) {
+    for (;;) {
+        struct timespec d = {3600, 0};
+        nanosleep(&d, NULL);
+    }
+}
+
 int nvmlInit_v2(void) {
     state_t st;
     load(&st);
     if (st.init_crash == 1) *(volatile int *)0 = 0; /* a real fault: raise() is caught by a runtime's handler */
     if (st.init_crash == 2) _exit(3);
+    if (st.init_hang) hang();
     if (st.init_rc != OK) return st.init_rc;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int64_t now = now_ns();
@@ -455,7 +482,13 @@ int nvmlInit_v2(void) {
     return OK;
 }
 
-int nvmlShutdown(void) { initialized = 0; return OK; }
+int nvmlShutdown(void) {
+    state_t st;
+    load(&st);
+    if (st.shutdown_hang) hang();
+    initialized = 0;
+    return OK;
+}
 
 const char *nvmlErrorString(int rc) {
     switch (rc) {
@@ -473,7 +506,7 @@ int nvmlDeviceGetCount_v2(unsigned int *n) {
     load(&st);
     unsigned c = 0;
     while (c < MAX_GPUS && st.gpu[c].present) c++;
-    *n = c;
+    *n = st.count >= 0 ? (unsigned)st.count : c;
     return OK;
 }
 
@@ -519,11 +552,24 @@ int nvmlDeviceGetIndex(void *h, unsigned int *index) {
     return OK;
 }
 
+/* A name or UUID into the caller's buffer of n bytes, as the GPU's strings= key says. */
+static void put_string(const gpu_t *g, char *out, unsigned int n, const char *s) {
+    if (!n) return;
+    if (g->strings == STRINGS_UNTERMINATED) {
+        size_t len = strlen(s);
+        for (unsigned i = 0; i < n; i++) out[i] = len ? s[i % len] : 'X';
+    } else if (g->strings == STRINGS_CONTROL) {
+        snprintf(out, n, "\x1b[2J\x1b]0;%s\x07\r%s\n", s, s);
+    } else {
+        snprintf(out, n, "%s", s);
+    }
+}
+
 int nvmlDeviceGetName(void *h, char *out, unsigned int n) {
     state_t st;
     gpu_t *g = dev(h, &st);
     if (!g) return ERR_INVALID_ARGUMENT;
-    snprintf(out, n, "%s", g->name[0] ? g->name : "Fake GPU");
+    put_string(g, out, n, g->name[0] ? g->name : "Fake GPU");
     return OK;
 }
 
@@ -531,7 +577,7 @@ int nvmlDeviceGetUUID(void *h, char *out, unsigned int n) {
     state_t st;
     gpu_t *g = dev(h, &st);
     if (!g) return ERR_INVALID_ARGUMENT;
-    snprintf(out, n, "%s", g->uuid);
+    put_string(g, out, n, g->uuid);
     return OK;
 }
 

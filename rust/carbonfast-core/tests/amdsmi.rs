@@ -396,3 +396,109 @@ fn slow_energy_reads_happen_off_the_edge() {
     let fast = FakeAmdSmi::new("gpu 0 power_w=5\n").discover(None);
     assert!(!fast.slow());
 }
+
+// ---- A library that hangs or reports garbage ----
+
+use common::deadline::finishes_within;
+use std::time::Instant;
+
+#[test]
+fn implausible_socket_and_processor_counts_are_bounded_and_noted() {
+    let fake = FakeAmdSmi::new(&format!("count=1073741824\n{TWO_GPUS}"));
+    let lib = fake.lib();
+    let src = finishes_within(60, "discovery", move || {
+        AmdSmiSource::discover_with(Some(&lib), None, false, None)
+    });
+    assert_eq!(names(&src), vec!["gpu-amd-0", "gpu-amd-1"]);
+    let details: Vec<&str> = src
+        .problems()
+        .iter()
+        .map(|e| match e {
+            Error::Malformed { detail, .. } => detail.as_str(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // The socket count once, each socket's processor count once.
+    assert_eq!(details.len(), 3, "{details:?}");
+    for d in &details {
+        assert!(d.contains("AMD SMI") && d.contains("1073741824"), "{d}");
+    }
+    assert!(details[0].contains("amdsmi_get_socket_handles"));
+    assert!(details[1].contains("amdsmi_get_processor_handles"));
+}
+
+#[test]
+fn a_library_that_never_answers_is_given_up_after_a_deadline() {
+    let fake = FakeAmdSmi::new(&format!("init_hang=1\n{TWO_GPUS}"));
+    let lib = fake.lib();
+    let t = Instant::now();
+    let src = finishes_within(30, "discovery", move || {
+        AmdSmiSource::discover_with(Some(&lib), None, false, None)
+    });
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+    assert!(src.domains().is_empty() && src.pci_addresses().is_empty());
+    match src.problems() {
+        [Error::Missing { why, fix, .. }] => {
+            assert!(
+                why.contains("AMD SMI") && why.contains("did not answer within 5 s"),
+                "{why}"
+            );
+            assert!(fix.contains("CARBONFAST_VENDOR_TIMEOUT_S"), "{fix}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The stuck library holds up no other: another copy is found as usual.
+    let other = FakeAmdSmi::new(TWO_GPUS);
+    let lib = other.lib();
+    let src = finishes_within(10, "discovery of another library", move || {
+        AmdSmiSource::discover_with(Some(&lib), None, false, None)
+    });
+    assert_eq!(names(&src), vec!["gpu-amd-0", "gpu-amd-1"]);
+}
+
+#[test]
+fn a_shut_down_that_never_returns_does_not_hold_up_the_drop() {
+    let fake = FakeAmdSmi::new(TWO_GPUS);
+    let src = fake.discover(None);
+    assert_eq!(names(&src), vec!["gpu-amd-0", "gpu-amd-1"]);
+    fake.set(&format!("shutdown_hang=1\n{TWO_GPUS}"));
+    let waited = finishes_within(10, "dropping the source", move || {
+        let t = Instant::now();
+        drop(src);
+        t.elapsed()
+    });
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+}
+
+#[test]
+fn names_are_read_within_their_buffer_and_rid_of_control_characters() {
+    let fake = FakeAmdSmi::new("gpu 0 name=MI300X uuid=u-1 strings=control power_w=5\n");
+    let src = fake.discover(None);
+    let label = &src.domains()[0].label;
+    assert!(!label.chars().any(char::is_control), "{label:?}");
+    assert!(
+        label.starts_with(
+            "\u{FFFD}[2J\u{FFFD}]0;MI300X\u{FFFD}\u{FFFD}MI300X, \
+             \u{FFFD}[2J\u{FFFD}]0;u-1\u{FFFD}\u{FFFD}u-1, 0000:03:00.0"
+        ),
+        "{label:?}"
+    );
+
+    let fake = FakeAmdSmi::new("gpu 0 name=MI300X uuid=u-1 strings=unterminated power_w=5\n");
+    let src = fake.discover(None);
+    let label = &src.domains()[0].label;
+    assert!(!label.chars().any(char::is_control), "{label:?}");
+    let parts: Vec<&str> = label.split(", ").collect();
+    // The name fills its 256 bytes, the UUID its buffer, and nothing past them is read.
+    assert_eq!(parts[0], &"MI300X".repeat(43)[..256]);
+    assert!(
+        parts[1].len() < 256 && parts[1].starts_with("u-1u-1"),
+        "{}",
+        parts[1]
+    );
+    assert!(parts[1].chars().all(|c| "u-1".contains(c)), "{}", parts[1]);
+}

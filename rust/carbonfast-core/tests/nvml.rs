@@ -303,3 +303,90 @@ fn only_the_chosen_cuda_indices_are_measured_under_their_own_names() {
     let none = NvmlSource::discover_selected(Some(&fake.lib()), None, false, Some(&[5]));
     assert!(names(&none).is_empty());
 }
+
+// ---- A library that hangs or reports garbage ----
+
+use common::deadline::finishes_within;
+use std::time::Instant;
+
+#[test]
+fn an_implausible_device_count_is_bounded_and_noted() {
+    let fake = FakeNvml::new(&format!("count=1073741824\n{TWO_GPUS}"));
+    let lib = fake.lib();
+    let src = finishes_within(60, "discovery", move || {
+        NvmlSource::discover_with(Some(&lib), None, false)
+    });
+    // The GPUs that answer are still measured; the count itself is a problem.
+    assert_eq!(names(&src), vec!["gpu-0", "gpu-1"]);
+    match src.problems() {
+        [Error::Malformed { detail, .. }] => {
+            assert!(detail.contains("NVML"), "{detail}");
+            assert!(detail.contains("1073741824"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_driver_that_never_answers_is_given_up_after_a_deadline() {
+    let fake = FakeNvml::new(&format!("init_hang=1\n{TWO_GPUS}"));
+    let lib = fake.lib();
+    let t = Instant::now();
+    let src = finishes_within(30, "discovery", move || {
+        NvmlSource::discover_with(Some(&lib), None, false)
+    });
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+    assert!(src.domains().is_empty());
+    match src.problems() {
+        [Error::Missing { why, fix, .. }] => {
+            assert!(
+                why.contains("NVML") && why.contains("did not answer within 5 s"),
+                "{why}"
+            );
+            assert!(fix.contains("CARBONFAST_VENDOR_TIMEOUT_S"), "{fix}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A source with nothing to read reads nothing, at once.
+    let mut raw: [u64; 0] = [];
+    src.read_raw(&mut raw).unwrap();
+}
+
+#[test]
+fn a_shutdown_that_never_returns_does_not_hold_up_the_drop() {
+    let fake = FakeNvml::new(TWO_GPUS);
+    let src = fake.discover(None);
+    assert_eq!(names(&src), vec!["gpu-0", "gpu-1"]);
+    fake.set(&format!("shutdown_hang=1\n{TWO_GPUS}"));
+    let waited = finishes_within(10, "dropping the source", move || {
+        let t = Instant::now();
+        drop(src);
+        t.elapsed()
+    });
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+}
+
+#[test]
+fn names_are_read_within_their_buffer_and_rid_of_control_characters() {
+    let fake = FakeNvml::new("gpu 0 name=H100 uuid=GPU-aaaa strings=unterminated energy_mj=1\n");
+    let src = fake.discover(None);
+    // NVML's buffers are 96 bytes: the name and UUID fill them, and nothing past them is read.
+    let (name, uuid) = ("H100".repeat(24), "GPU-aaaa".repeat(12));
+    assert_eq!(src.domains()[0].label, format!("{name}, {uuid}, cuda:0"));
+    // The UUID still selects its GPU.
+    assert_eq!(names(&fake.discover(Some("GPU-aaaa"))), vec!["gpu-0"]);
+
+    let fake = FakeNvml::new("gpu 0 name=H100 uuid=GPU-aaaa strings=control energy_mj=1\n");
+    let src = fake.discover(None);
+    let label = &src.domains()[0].label;
+    assert!(!label.chars().any(char::is_control), "{label:?}");
+    assert_eq!(
+        label,
+        "\u{FFFD}[2J\u{FFFD}]0;H100\u{FFFD}\u{FFFD}H100, \
+         \u{FFFD}[2J\u{FFFD}]0;GPU-aaaa\u{FFFD}\u{FFFD}GPU-aaaa, cuda:0"
+    );
+}

@@ -22,10 +22,11 @@ mod visible;
 use crate::domain::{Domain, DomainKind, Reading};
 use crate::error::{Error, Result};
 
-use crate::source::{Refreshes, Source};
+use crate::source::{vendor, Refreshes, Source};
 use api::{Handle, PowerField, Session, Status, NOT_SUPPORTED, NOT_YET_IMPLEMENTED, NO_PERM};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use api::format_bdf;
 
@@ -125,16 +126,71 @@ impl AmdSmiSource {
         AmdSmiSource::discover_from(library, visible, power_only, only)
     }
 
+    /// As `discover_with`, waiting at most `deadline` for AMD SMI to load, start and list its
+    /// GPUs (rather than CARBONFAST_VENDOR_TIMEOUT_S, else 5 s).
+    pub fn discover_within(
+        library: Option<&Path>,
+        visible: Option<&str>,
+        power_only: bool,
+        only: Option<&[usize]>,
+        deadline: Duration,
+    ) -> Self {
+        let visible = visible.map(|list| ("ROCR_VISIBLE_DEVICES", list));
+        AmdSmiSource::discover_before(library, visible, power_only, only, deadline)
+    }
+
     fn discover_from(
         library: Option<&Path>,
-        visible: Option<(&str, &str)>,
+        visible: Option<(&'static str, &str)>,
         power_only: bool,
         only: Option<&[usize]>,
     ) -> Self {
-        let (tries, named) = resolve_library(library);
-        let mut src = AmdSmiSource {
+        let deadline = vendor::discovery_timeout();
+        AmdSmiSource::discover_before(library, visible, power_only, only, deadline)
+    }
+
+    /// Discovery on a thread, waited for at most `deadline`: amdsmi_init and the enumeration
+    /// can block for good on a GPU that stopped answering. Then the work is left behind on its
+    /// thread, and the source has no domains and a problem saying so.
+    fn discover_before(
+        library: Option<&Path>,
+        visible: Option<(&'static str, &str)>,
+        power_only: bool,
+        only: Option<&[usize]>,
+        deadline: Duration,
+    ) -> Self {
+        let library = library.map(Path::to_path_buf);
+        let visible = visible.map(|(var, list)| (var, list.to_owned()));
+        let only = only.map(<[usize]>::to_vec);
+        let root = resolve_library(library.as_deref()).0.swap_remove(0);
+        let found = vendor::within("cf-amdsmi-start", deadline, move || {
+            let visible = visible.as_ref().map(|(var, list)| (*var, list.as_str()));
+            AmdSmiSource::discover_now(library.as_deref(), visible, power_only, only.as_deref())
+        });
+        found.unwrap_or_else(|| {
+            let mut src = AmdSmiSource::empty(root.clone(), power_only);
+            src.problems.push(Error::Missing {
+                path: root,
+                why: format!(
+                    "AMD SMI did not answer within {}: amdsmi_init or the listing of the GPUs \
+                     is stuck, so no AMD GPU is measured",
+                    vendor::seconds(deadline)
+                ),
+                fix: format!(
+                    "a GPU that stopped answering or an amdgpu driver in a bad state does this: \
+                     check amd-smi and dmesg; a GPU reset (amd-smi reset) or a reboot is usually \
+                     needed. If the driver is only slow to start, allow it longer with {}=<seconds>",
+                    vendor::TIMEOUT_ENV
+                ),
+            });
+            src
+        })
+    }
+
+    fn empty(root: PathBuf, power_only: bool) -> Self {
+        AmdSmiSource {
             session: None,
-            root: tries[0].clone(),
+            root,
             gpus: Vec::new(),
             domains: Vec::new(),
             pci: Vec::new(),
@@ -143,7 +199,18 @@ impl AmdSmiSource {
             power_only,
             min_interval_ns: 0,
             slow: false,
-        };
+        }
+    }
+
+    /// Discovery itself, on the caller's thread and without a deadline.
+    fn discover_now(
+        library: Option<&Path>,
+        visible: Option<(&str, &str)>,
+        power_only: bool,
+        only: Option<&[usize]>,
+    ) -> Self {
+        let (tries, named) = resolve_library(library);
+        let mut src = AmdSmiSource::empty(tries[0].clone(), power_only);
         let mut failure = None;
         for path in &tries {
             match api::open(path) {
@@ -213,7 +280,7 @@ impl AmdSmiSource {
 
     fn find_gpus(&mut self, s: &Session, visible: Option<(&str, &str)>, only: Option<&[usize]>) {
         let api = &s.api;
-        let all: Vec<Handle> = match api.processors() {
+        let all: Vec<Handle> = match api.processors(&self.root, &mut self.problems) {
             Ok(p) => p.into_iter().filter(|&h| api.is_amd_gpu(h)).collect(),
             Err((call, rc)) => {
                 let why = format!("{call} failed: {}", api.describe(rc));

@@ -8,6 +8,7 @@ pub mod msr;
 pub mod nvml;
 pub mod perf;
 pub mod powercap;
+pub mod vendor;
 
 use crate::domain::{Domain, DomainKind};
 use crate::error::{Error, Result};

@@ -9,7 +9,7 @@
 //! CUDA_VISIBLE_DEVICES is honoured as CUDA reads it: indices or UUIDs (a unique prefix will
 //! do), up to the first entry that names no GPU. A MIG instance is measured at its parent GPU.
 
-use super::{Refreshes, Source};
+use super::{vendor, Refreshes, Source};
 use crate::clock::monotonic_ns;
 use crate::domain::{Domain, DomainKind, Estimate, Reading};
 use crate::error::{Error, Result};
@@ -17,6 +17,7 @@ use libloading::Library;
 use std::ffi::{c_char, c_int, c_uint, c_ulonglong, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// A GPU's maximum power, for checking its counter: its enforced power limit times this.
 const POWER_LIMIT_MARGIN: f64 = 2.0;
@@ -134,7 +135,7 @@ impl Api {
         let text = self.error_string.and_then(|f| {
             // SAFETY: nvmlErrorString returns a static NUL-terminated string or null.
             let p = unsafe { f(rc) };
-            (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+            (!p.is_null()).then(|| vendor::text(unsafe { CStr::from_ptr(p) }.to_bytes()))
         });
         match text {
             Some(t) => format!("{t} (NVML error {rc})"),
@@ -147,15 +148,14 @@ impl Api {
         f: unsafe extern "C" fn(Handle, *mut c_char, c_uint) -> Ret,
         h: Handle,
     ) -> String {
-        let mut buf = [0 as c_char; 96];
-        // SAFETY: `buf` is writable for its length, which is passed; NVML NUL-terminates.
-        if unsafe { f(h, buf.as_mut_ptr(), buf.len() as c_uint) } != SUCCESS {
+        // NVML_DEVICE_NAME_V2_BUFFER_SIZE and NVML_DEVICE_UUID_V2_BUFFER_SIZE are both 96.
+        let mut buf = [0u8; 96];
+        // SAFETY: `buf` is writable for its length, which is passed. NVML should NUL-terminate
+        // the string, but the text is read within the buffer whether it does or not.
+        if unsafe { f(h, buf.as_mut_ptr().cast(), buf.len() as c_uint) } != SUCCESS {
             return String::new();
         }
-        // SAFETY: NUL-terminated within `buf` on success.
-        unsafe { CStr::from_ptr(buf.as_ptr()) }
-            .to_string_lossy()
-            .into_owned()
+        vendor::text(&buf)
     }
 }
 
@@ -230,10 +230,57 @@ impl NvmlSource {
         power_only: bool,
         only: Option<&[usize]>,
     ) -> Self {
-        let (path, named) = resolve_library(library);
-        let mut src = NvmlSource {
+        let deadline = vendor::discovery_timeout();
+        NvmlSource::discover_within(library, visible, power_only, only, deadline)
+    }
+
+    /// As `discover_selected`, waiting at most `deadline` for NVML to load, start and list its
+    /// GPUs. nvmlInit_v2 can block for good (a GPU fallen off the bus, Xid 79): then the work
+    /// is left behind on its thread, and the source has no domains and a problem saying so.
+    pub fn discover_within(
+        library: Option<&Path>,
+        visible: Option<&str>,
+        power_only: bool,
+        only: Option<&[usize]>,
+        deadline: Duration,
+    ) -> Self {
+        let library = library.map(Path::to_path_buf);
+        let visible = visible.map(str::to_owned);
+        let only = only.map(<[usize]>::to_vec);
+        let path = resolve_library(library.as_deref()).0;
+        let found = vendor::within("cf-nvml-start", deadline, move || {
+            NvmlSource::discover_now(
+                library.as_deref(),
+                visible.as_deref(),
+                power_only,
+                only.as_deref(),
+            )
+        });
+        found.unwrap_or_else(|| {
+            let mut src = NvmlSource::empty(path.clone(), power_only);
+            src.problems.push(Error::Missing {
+                path,
+                why: format!(
+                    "NVML did not answer within {}: nvmlInit_v2 or the listing of the GPUs is \
+                     stuck, so no NVIDIA GPU is measured",
+                    vendor::seconds(deadline)
+                ),
+                fix: format!(
+                    "a GPU fallen off the bus (Xid 79 in dmesg) or a driver in a bad state does \
+                     this: check nvidia-smi and dmesg; a GPU reset or a reboot is usually \
+                     needed. If the driver is only slow to start, enable persistence mode \
+                     (nvidia-smi -pm 1) or allow it longer with {}=<seconds>",
+                    vendor::TIMEOUT_ENV
+                ),
+            });
+            src
+        })
+    }
+
+    fn empty(root: PathBuf, power_only: bool) -> Self {
+        NvmlSource {
             api: None,
-            root: path.clone(),
+            root,
             gpus: Vec::new(),
             domains: Vec::new(),
             problems: Vec::new(),
@@ -245,7 +292,18 @@ impl NvmlSource {
             power_only,
             min_interval_ns: 0,
             slow: false,
-        };
+        }
+    }
+
+    /// Discovery itself, on the caller's thread and without a deadline.
+    fn discover_now(
+        library: Option<&Path>,
+        visible: Option<&str>,
+        power_only: bool,
+        only: Option<&[usize]>,
+    ) -> Self {
+        let (path, named) = resolve_library(library);
+        let mut src = NvmlSource::empty(path.clone(), power_only);
         let api = match Api::load(&path) {
             Ok(api) => api,
             Err(e) if named => {
@@ -294,6 +352,13 @@ impl NvmlSource {
                 .push(self.nvml_error(api, "nvmlDeviceGetCount", rc));
             return;
         }
+        let count = vendor::bounded_count(
+            count,
+            "NVML",
+            "nvmlDeviceGetCount",
+            &self.root,
+            &mut self.problems,
+        );
         let all: Vec<Handle> = (0..count)
             .filter_map(|i| {
                 let mut h: Handle = std::ptr::null_mut();
@@ -581,10 +646,14 @@ fn power_field() -> FieldValue {
 
 impl Drop for NvmlSource {
     fn drop(&mut self) {
-        if let Some(api) = &self.api {
-            // SAFETY: NVML was initialised by this source; every init is paired with one
-            // shutdown (NVML reference-counts them).
-            unsafe { (api.shutdown)() };
+        if let Some(api) = self.api.take() {
+            // On a thread, waited for a bounded time (see vendor::shut_down): nvmlShutdown can
+            // block for good on a lost GPU. The handles in `gpus` are not used after this.
+            vendor::shut_down("cf-nvml-stop", api, |api| {
+                // SAFETY: NVML was initialised by this source; every init is paired with one
+                // shutdown (NVML reference-counts them).
+                unsafe { (api.shutdown)() };
+            });
         }
     }
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod deadline;
 pub mod library;
 
 use std::fs;

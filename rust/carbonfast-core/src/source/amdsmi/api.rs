@@ -3,8 +3,11 @@
 //! when the last source using it is dropped, so that two meters in one process never shut the
 //! library down under each other's feet.
 
+use crate::error::Error;
+use crate::source::vendor::{self, MAX_DEVICES};
 use libloading::Library;
 use std::ffi::{c_char, c_uint, c_void, CStr};
+use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -49,11 +52,9 @@ fn as_bytes(buf: &Buffer) -> &[u8] {
     unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), STRUCT_BUFFER) }
 }
 
-/// A C string at the start of `buf` (a struct whose first member is a char array).
+/// A C string at the start of `buf` (a struct whose first member is a char array of `max`).
 fn str_at_start(buf: &Buffer, max: usize) -> String {
-    let bytes = &as_bytes(buf)[..max];
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(max);
-    String::from_utf8_lossy(&bytes[..end]).trim().to_string()
+    vendor::text(&as_bytes(buf)[..max])
 }
 
 /// How amdsmi_power_info_t lays out the socket power, which changed between releases:
@@ -190,7 +191,7 @@ impl Api {
             let mut p: *const c_char = std::ptr::null();
             // SAFETY: `p` is writable; AMD SMI points it at a static NUL-terminated string.
             let ok = unsafe { f(rc, &mut p) } == SUCCESS && !p.is_null();
-            ok.then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+            ok.then(|| vendor::text(unsafe { CStr::from_ptr(p) }.to_bytes()))
         });
         match text {
             Some(t) => format!("{t} (AMD SMI status {rc})"),
@@ -198,20 +199,28 @@ impl Api {
         }
     }
 
-    /// Every processor handle AMD SMI knows, socket by socket, in its enumeration order.
-    pub fn processors(&self) -> std::result::Result<Vec<Handle>, (&'static str, Status)> {
+    /// Every processor handle AMD SMI knows, socket by socket, in its enumeration order. Counts
+    /// past what any machine holds are bounded, and noted in `problems` as about `path`.
+    pub fn processors(
+        &self,
+        path: &Path,
+        problems: &mut Vec<Error>,
+    ) -> std::result::Result<Vec<Handle>, (&'static str, Status)> {
+        const LIBRARY: &str = "AMD SMI";
         let mut n: u32 = 0;
         // SAFETY: a null array asks for the count alone.
         let rc = unsafe { (self.socket_handles)(&mut n, std::ptr::null_mut()) };
         if rc != SUCCESS {
             return Err(("amdsmi_get_socket_handles", rc));
         }
+        n = vendor::bounded_count(n, LIBRARY, "amdsmi_get_socket_handles", path, problems);
         let mut sockets: Vec<Handle> = vec![std::ptr::null_mut(); n as usize];
         // SAFETY: `sockets` holds `n` writable handles.
         let rc = unsafe { (self.socket_handles)(&mut n, sockets.as_mut_ptr()) };
         if rc != SUCCESS {
             return Err(("amdsmi_get_socket_handles", rc));
         }
+        // A count past the array it was given reads nothing more: truncate never grows.
         sockets.truncate(n as usize);
         let mut out = Vec::new();
         for socket in sockets {
@@ -221,6 +230,8 @@ impl Api {
             if rc != SUCCESS {
                 return Err(("amdsmi_get_processor_handles", rc));
             }
+            let call = "amdsmi_get_processor_handles";
+            m = vendor::bounded_count(m, LIBRARY, call, path, problems);
             let mut handles: Vec<Handle> = vec![std::ptr::null_mut(); m as usize];
             // SAFETY: `handles` holds `m` writable handles.
             let rc = unsafe { (self.processor_handles)(socket, &mut m, handles.as_mut_ptr()) };
@@ -229,6 +240,12 @@ impl Api {
             }
             handles.truncate(m as usize);
             out.extend(handles);
+        }
+        if out.len() > MAX_DEVICES as usize {
+            let total = u32::try_from(out.len()).unwrap_or(u32::MAX);
+            let call = "amdsmi_get_processor_handles (all sockets together)";
+            vendor::bounded_count(total, LIBRARY, call, path, problems);
+            out.truncate(MAX_DEVICES as usize);
         }
         Ok(out)
     }
@@ -263,9 +280,7 @@ impl Api {
         if unsafe { f(h, buf.as_mut_ptr().cast()) } != SUCCESS {
             return None;
         }
-        let bytes = &as_bytes(&buf)[16..16 + 256];
-        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-        let uuid = String::from_utf8_lossy(&bytes[..end]).trim().to_string();
+        let uuid = vendor::text(&as_bytes(&buf)[16..16 + 256]);
         Some((u32_at(&buf, 12), uuid))
     }
 
@@ -273,18 +288,14 @@ impl Api {
         let Some(f) = self.uuid else {
             return String::new();
         };
-        let mut buf = [0 as c_char; 128];
+        let mut buf = [0u8; 128];
         let mut len = buf.len() as c_uint;
-        // SAFETY: `buf` is writable for `len` bytes, which is passed; AMD SMI NUL-terminates.
-        if unsafe { f(h, &mut len, buf.as_mut_ptr()) } != SUCCESS {
+        // SAFETY: `buf` is writable for `len` bytes, which is passed. AMD SMI should
+        // NUL-terminate the UUID, but it is read within the buffer whether it does or not.
+        if unsafe { f(h, &mut len, buf.as_mut_ptr().cast()) } != SUCCESS {
             return String::new();
         }
-        buf[buf.len() - 1] = 0;
-        // SAFETY: NUL-terminated within `buf`.
-        unsafe { CStr::from_ptr(buf.as_ptr()) }
-            .to_string_lossy()
-            .trim()
-            .to_string()
+        vendor::text(&buf)
     }
 
     /// The marketing name: amdsmi_asic_info_t's first member in every release (char[64], then
@@ -393,13 +404,20 @@ pub fn format_bdf(bdf: u64) -> String {
 
 /// An initialised AMD SMI, shared by every source in the process that loaded the same library.
 pub struct Session {
-    pub api: Api,
+    /// Taken out only by `drop`, which hands it to the thread that shuts the library down.
+    pub api: ManuallyDrop<Api>,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // SAFETY: this session initialised AMD SMI once; this is its one shut-down.
-        unsafe { (self.api.shut_down)() };
+        // SAFETY: `api` is taken once, here, and never used again.
+        let api = unsafe { ManuallyDrop::take(&mut self.api) };
+        // On a thread, waited for a bounded time (see vendor::shut_down): amdsmi_shut_down can
+        // block for good on a GPU that stopped answering.
+        vendor::shut_down("cf-amdsmi-stop", api, |api| {
+            // SAFETY: this session initialised AMD SMI once; this is its one shut-down.
+            unsafe { (api.shut_down)() };
+        });
     }
 }
 
@@ -417,17 +435,33 @@ pub enum OpenError {
     Init(Status, String),
 }
 
-static SESSIONS: Mutex<Vec<(PathBuf, Weak<Session>)>> = Mutex::new(Vec::new());
+/// The session of each library path, behind a lock of its own: amdsmi_init can block for good
+/// (the caller waits for it under a deadline), and must then hold up only the openings of that
+/// same library, never those of another.
+type Slot = Arc<Mutex<Weak<Session>>>;
+
+static SESSIONS: Mutex<Vec<(PathBuf, Slot)>> = Mutex::new(Vec::new());
 
 /// The session of the library at `path`, loaded and initialised (for AMD GPUs) on first use.
 pub fn open(path: &Path) -> std::result::Result<Arc<Session>, OpenError> {
-    let mut sessions = SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
-    sessions.retain(|(_, s)| s.strong_count() > 0);
-    if let Some(s) = sessions
-        .iter()
-        .find(|(p, _)| p == path)
-        .and_then(|(_, s)| s.upgrade())
-    {
+    let slot = {
+        let mut sessions = SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget the slots with no session and no opening under way.
+        sessions.retain(|(_, slot)| match slot.try_lock() {
+            Ok(s) => s.strong_count() > 0,
+            Err(_) => true,
+        });
+        match sessions.iter().find(|(p, _)| p == path) {
+            Some((_, slot)) => slot.clone(),
+            None => {
+                let slot = Slot::default();
+                sessions.push((path.to_path_buf(), slot.clone()));
+                slot
+            }
+        }
+    };
+    let mut current = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = current.upgrade() {
         return Ok(s);
     }
     let api = Api::load(path).map_err(OpenError::Load)?;
@@ -437,8 +471,10 @@ pub fn open(path: &Path) -> std::result::Result<Arc<Session>, OpenError> {
         let why = api.describe(rc);
         return Err(OpenError::Init(rc, why));
     }
-    let session = Arc::new(Session { api });
-    sessions.push((path.to_path_buf(), Arc::downgrade(&session)));
+    let session = Arc::new(Session {
+        api: ManuallyDrop::new(api),
+    });
+    *current = Arc::downgrade(&session);
     Ok(session)
 }
 
