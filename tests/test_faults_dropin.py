@@ -407,3 +407,44 @@ def test_the_last_row_written_is_the_latest(work: Path, fake: FakePowercap) -> N
     flushing.join()
     [row] = _rows(work / "emissions.csv")
     assert float(row["energy_consumed"]) == pytest.approx(7.2 / KWH)
+
+
+def test_a_pynvml_that_never_answers_holds_up_no_tracker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pynvml's init blocking for good (a GPU fallen off the bus) costs the utilisation figure,
+    not the tracker: the query is given up at its deadline and not asked again."""
+    import sys
+    import threading
+    import types
+
+    from carbonfast.compat.codecarbon import _system
+
+    release = threading.Event()
+    fake = types.ModuleType("pynvml")
+    fake.nvmlInit = lambda: release.wait(60)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    nvml = _system._Nvml()
+    monkeypatch.setattr(_system._Nvml, "DEADLINE_S", 0.3)
+    t0 = time.monotonic()
+    assert nvml.utilization(None) == []
+    assert nvml.utilization(None) == []
+    assert time.monotonic() - t0 < 1.5
+    release.set()
+
+
+def test_a_pynvml_reporting_a_billion_devices_is_not_walked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import types
+
+    from carbonfast.compat.codecarbon import _system
+
+    asked: list[int] = []
+    fake = types.ModuleType("pynvml")
+    fake.nvmlInit = lambda: None  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetCount = lambda: 1 << 30  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetHandleByIndex = asked.append  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=50)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    assert len(_system._Nvml().utilization(None)) == _system._Nvml.MAX_DEVICES
+    assert len(asked) == _system._Nvml.MAX_DEVICES

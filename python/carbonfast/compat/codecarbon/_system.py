@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import importlib
 import os
+import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,7 +83,13 @@ def cpu_sockets() -> int:
 
 class _Nvml:
     """GPU utilisation through pynvml (installed with CodeCarbon), loaded on first use; no
-    figures where it is missing or finds no driver."""
+    figures where it is missing or finds no driver. Each query runs on a thread and is waited
+    for at most DEADLINE_S: NVML can block for good on a GPU fallen off the bus, and a
+    tracker's start() or stop() must not; one that did not answer is not asked again."""
+
+    DEADLINE_S = 2.0
+    # More devices than any node holds is a garbage count, not a list to walk.
+    MAX_DEVICES = 256
 
     def __init__(self) -> None:
         self._module: Any = None
@@ -91,13 +98,27 @@ class _Nvml:
     def utilization(self, indices: Sequence[int] | None) -> list[float]:
         if self._failed:
             return []
+        result: list[list[float]] = []
+        query = threading.Thread(
+            target=lambda: result.append(self._query(indices)),
+            name="carbonfast-pynvml",
+            daemon=True,
+        )
+        query.start()
+        query.join(self.DEADLINE_S)
+        if not result:
+            self._failed = True
+            return []
+        return result[0]
+
+    def _query(self, indices: Sequence[int] | None) -> list[float]:
         try:
             if self._module is None:
                 module = importlib.import_module("pynvml")
                 module.nvmlInit()
                 self._module = module
             nvml = self._module
-            count = nvml.nvmlDeviceGetCount()
+            count = min(int(nvml.nvmlDeviceGetCount()), self.MAX_DEVICES)
             chosen = range(count) if indices is None else [i for i in indices if i < count]
             return [
                 float(nvml.nvmlDeviceGetUtilizationRates(nvml.nvmlDeviceGetHandleByIndex(i)).gpu)
