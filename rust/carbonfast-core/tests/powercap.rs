@@ -203,7 +203,10 @@ fn a_counter_that_turns_malformed_after_discovery_is_unknown_with_its_path() {
     assert_eq!(w.failed, vec![true, false]);
     assert_eq!(w.total_j, Some(1.0));
     let why = meter.failure(0).expect("a reason");
-    assert!(why.contains("intel-rapl:0/energy_uj") && why.contains("malformed"), "{why}");
+    assert!(
+        why.contains("intel-rapl:0/energy_uj") && why.contains("malformed"),
+        "{why}"
+    );
 }
 
 #[test]
