@@ -19,11 +19,10 @@ from hypothesis import strategies as st
 from carbonfast.report.history import History
 from carbonfast.report.record import Record
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO / "python"), **extra}
+    # The package as installed (tests may run in another directory than the source tree).
+    return {**os.environ, **extra}
 
 
 def _cli(

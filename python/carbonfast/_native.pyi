@@ -13,6 +13,7 @@ from typing import Any, Literal, final
 from typing_extensions import Self, disjoint_base
 
 __all__ = [
+    "Attribution",
     "DomainInfo",
     "MeasurementBase",
     "Meter",
@@ -216,6 +217,32 @@ class Meter:
         """How many times each domain's counter has wrapped."""
     def failures(self) -> list[str | None]:
         """Per domain: why a read of it last failed or did not answer (None: never)."""
+
+@final
+class Attribution:
+    """A scope's CPU time beside the machine's, for its share of the machine's energy."""
+
+    def __new__(
+        cls,
+        scope: str,
+        proc_root: str | os.PathLike[str] = ...,
+        cgroup_root: str | os.PathLike[str] = ...,
+    ) -> Attribution: ...
+    @property
+    def label(self) -> str:
+        """The scope in words: "process 4312", "cgroup /slurm/job_1234"."""
+    @label.setter
+    def label(self, value: str) -> None: ...
+    @property
+    def method(self) -> str:
+        """How the CPU times are read, in words."""
+    def read(self) -> tuple[int, int]:
+        """(the scope's CPU ns, the machine's busy CPU ns), now."""
+    def share(
+        self, start: tuple[int, int], end: tuple[int, int]
+    ) -> tuple[float | None, float, float, float, float]:
+        """(share or None, low, high, the scope's CPU s, the machine's busy CPU s) between two
+        readings."""
 
 def become_subreaper() -> None:
     """Makes this process the reaper of its orphaned descendants (Linux)."""

@@ -182,6 +182,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HZ",
         help="power trace sampling rate (default 10)",
     )
+    pr.add_argument(
+        "--attribute",
+        metavar="SCOPE",
+        help="whose share of the machine's energy to report beside it: command (default: the "
+        "command and all it starts), cgroup (this job's or container's), cgroup:PATH, or off "
+        "[CARBONFAST_ATTRIBUTE]",
+    )
+    pr.add_argument(
+        "--cgroup",
+        metavar="PATH",
+        help="attribute to this cgroup v2 (a SLURM job's, a container's): --attribute cgroup:PATH",
+    )
     pr.add_argument("--no-history", action="store_true", help="do not record the run")
     pr.add_argument("--quiet", action="store_true", help="no summary on stderr")
     pr.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
@@ -339,6 +351,8 @@ def _run_measured(
     from carbonfast.report.console import LiveLine
 
     label = args.label or shlex.join(command)
+    scope = _attribution_scope(args)
+    readings: list[tuple[int, int] | None] = []
     before = os.times()
     # The command's time and start, which a run keeps even where its measurement fails.
     started_at = datetime.now(timezone.utc).isoformat()
@@ -353,7 +367,9 @@ def _run_measured(
                 live = LiveLine(m)
                 live.start()
             try:
+                readings.append(_read_scope(scope))
                 returncode = _run_forwarding_signals(command, mask)
+                readings.append(_read_scope(scope))
             finally:
                 if live is not None:
                     live.stop()
@@ -373,6 +389,10 @@ def _run_measured(
     exit_code = returncode if returncode >= 0 else 128 - returncode
     cpu_seconds = sum(after[i] - before[i] for i in range(4))  # self and children
     record = _safe_report(m, command, exit_code, label, cpu_seconds, failure, ran)
+    if scope is not None and m is not None and failure is None and None not in readings:
+        record.attributed = _attempt(
+            "attributing the energy", lambda: _attributed(args, scope, m, readings)
+        )
     trace = None
     if args.sample_hz and failure is None:
         trace = _attempt("the power trace", lambda: _trace_dict(meter, m))
@@ -397,6 +417,52 @@ def _run_measured(
         if record.id is not None:
             _say(f"  saved as run {record.id} in {history}")
     return exit_code
+
+
+def _attribution_scope(args: argparse.Namespace) -> Any:
+    """The scope whose share of the energy the run reports (None: off): by default the command
+    and all it starts (the children this process reaps), or a cgroup. One that cannot be
+    opened is a warning, and the run goes on without it."""
+    from carbonfast.attribution import open_scope
+    from carbonfast.config import resolve
+
+    given = f"cgroup:{args.cgroup}" if args.cgroup else args.attribute
+    s = resolve(("attribute", "proc_root", "cgroup_root"), {"attribute": given})
+    chosen = s["attribute"] or "command"
+    if chosen == "off":
+        return None
+    try:
+        scope = open_scope(
+            "children" if chosen == "command" else chosen, s["proc_root"], s["cgroup_root"]
+        )
+    except (OSError, ValueError) as e:
+        _warn(f"the command's share of the energy cannot be attributed ({e})")
+        return None
+    if chosen == "command":
+        scope.label = "the command's process tree"
+    return scope
+
+
+def _read_scope(scope: Any) -> tuple[int, int] | None:
+    if scope is None:
+        return None
+    try:
+        start, busy = scope.read()
+        return start, busy
+    except OSError as e:
+        _warn(f"the command's share of the energy cannot be attributed ({e})")
+        return None
+
+
+def _attributed(args: argparse.Namespace, scope: Any, m: Any, readings: list[Any]) -> Any:
+    from carbonfast.attribution import attribute
+    from carbonfast.config import resolve
+
+    if _command_pid is not None and scope.label == "the command's process tree":
+        scope.label = f"process tree of {_command_pid}"
+    # The CPU estimate (no counter) already follows the process tree's own CPU time.
+    follows = resolve(("scope",), {"scope": args.scope})["scope"] == "process"
+    return attribute(m, scope, readings[0], readings[1], estimate_follows_scope=follows)
 
 
 class _CannotStart(Exception):
@@ -546,7 +612,7 @@ def _say(text: str) -> None:
 def _append_csv(args: argparse.Namespace, record: Record, cpu_seconds: float) -> None:
     from carbonfast.report import emissions_csv
 
-    row = emissions_csv.row(record, cpu_seconds=cpu_seconds, tracking_mode=args.scope or "process")
+    row = emissions_csv.row(record, cpu_seconds=cpu_seconds)
     emissions_csv.append(args.csv, row)
 
 
@@ -891,6 +957,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# The pid of the command `run` started last (for naming its process tree).
+_command_pid: int | None = None
+
+
 def _run_forwarding_signals(command: list[str], mask: Any) -> int:
     """Runs `command` to completion; returns its return code (negative: killed by signal).
     The signals in _FORWARDED must be blocked in this thread: they are taken here and passed
@@ -920,6 +990,8 @@ def _run_forwarding_signals(command: list[str], mask: Any) -> int:
                 126,
             ) from None
         raise _CannotStart(f"cannot execute {command[0]}: {e.strerror}", 126) from None
+    global _command_pid
+    _command_pid = pid
     guard.tell(f"started {pid}")
     waited = (*_FORWARDED, signal.SIGCHLD)
     while True:

@@ -132,6 +132,18 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _attribute(raw: str) -> str:
+    """off, command (the command `carbonfast run` starts, with all it starts), or a scope the
+    core knows: process, tree, thread, cgroup, cgroup:PATH."""
+    raw = raw.strip()
+    low = raw.lower()
+    if low in ("off", "command", "process", "tree", "thread", "cgroup"):
+        return low
+    if low.startswith("cgroup:") and len(raw) > len("cgroup:"):
+        return "cgroup:" + raw[len("cgroup:") :]
+    raise ValueError
+
+
 def _distributed(raw: str) -> bool | str:
     low = raw.strip().lower()
     return "auto" if low == "auto" else _flag(low)
@@ -401,6 +413,13 @@ SETTINGS: dict[str, Setting] = {
         group="distributed",
         metavar="DIR",
         help="a shared directory where each rank of a job writes its report",
+    ),
+    # Whose share of the energy is reported beside the machine's (carbonfast.attribution).
+    # Default: the command for `carbonfast run`, off for windows.
+    "attribute": Setting(
+        "CARBONFAST_ATTRIBUTE",
+        _attribute,
+        "off, command, process, tree, thread, cgroup or cgroup:PATH",
     ),
     # Where runs and windows are recorded. Default: the project's (see default_history).
     "history": Setting("CARBONFAST_HISTORY", _history, "a file path, or off"),

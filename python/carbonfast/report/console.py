@@ -51,7 +51,7 @@ def format_summary(record: Record) -> str:
             f"host {record.host}; this report holds {whole}"
         )
     for host, h in (record.hosts or {}).items():
-        energy = "unknown" if h.get("energy_j") is None else _fmt_j(h["energy_j"])
+        energy = "unknown" if h.get("energy_j") is None else format_joules(h["energy_j"])
         missing = h.get("missing_ranks") or []
         lost = f", MISSING rank(s) {', '.join(map(str, missing))}" if missing else ""
         lines.append(
@@ -61,34 +61,38 @@ def format_summary(record: Record) -> str:
     for name, d in record.domains.items():
         rng = d.energy_range_j
         if d.estimated and rng:
-            tag = f"  estimated, {_fmt_j(rng[0])} to {_fmt_j(rng[1])}"
+            tag = f"  estimated, {format_joules(rng[0])} to {format_joules(rng[1])}"
         elif not d.in_total:
             tag = "  (inside total)"
         elif rng:  # a counter that refreshes slowly: the edges are bounded
             how = "interpolated" if d.interpolated else "measured"
-            tag = f"  {how}, {_fmt_j(rng[0])} to {_fmt_j(rng[1])}"
+            tag = f"  {how}, {format_joules(rng[0])} to {format_joules(rng[1])}"
         else:
             tag = "  measured"
-        lines.append(f"  {name:<14} {_fmt_j(d.energy_j):>14}{tag}")
+        lines.append(f"  {name:<14} {format_joules(d.energy_j):>14}{tag}")
     if record.energy_j is None:
         lines.append("  energy         unknown (no readable counter; see `carbonfast info`)")
     else:
         tag = ""
         rng = record.energy_range_j
         if record.estimated and rng:
-            tag = f"  ESTIMATED, range {_fmt_j(rng[0])} to {_fmt_j(rng[1])}"
+            tag = f"  ESTIMATED, range {format_joules(rng[0])} to {format_joules(rng[1])}"
         elif record.estimated:
             tag = "  ESTIMATED"
         elif rng and rng[0] != rng[1]:
-            tag = f"  range {_fmt_j(rng[0])} to {_fmt_j(rng[1])}"
+            tag = f"  range {format_joules(rng[0])} to {format_joules(rng[1])}"
         if record.missing_ranks:
             missing = ", ".join(map(str, record.missing_ranks))
             tag += f"  PARTIAL: rank(s) {missing} missing (see notes)"
         elif record.partial:
             tag += "  PARTIAL: some counters unreadable (see notes)"
-        lines.append(
-            f"  total          {_fmt_j(record.energy_j):>14}   avg {record.power_w or 0:.2f} W{tag}"
-        )
+        total = format_joules(record.energy_j)
+        lines.append(f"  total          {total:>14}   avg {record.power_w or 0:.2f} W{tag}")
+        if record.attributed is not None:
+            from carbonfast.attribution import summary_line
+
+            whose = "this command" if record.kind == "run" else "its scope"
+            lines.append(f"  {summary_line(record.attributed, whose)}")
     if record.emissions_kg is not None:
         from carbonfast.carbon.advice import fmt_mass
 
@@ -114,7 +118,7 @@ def format_summary(record: Record) -> str:
     return "\n".join(printable(line) for line in lines)
 
 
-def _fmt_j(joules: float | None) -> str:
+def format_joules(joules: float | None) -> str:
     if joules is None:
         return "unknown"
     if joules >= 3.6e6:
@@ -143,7 +147,8 @@ class LiveLine(threading.Thread):
             energy = w.total_j
             text = f"carbonfast: {w.duration_s:7.1f} s"
             if energy is not None:
-                text += f"  {_power_since(last, w.duration_s, energy):8.1f} W  {_fmt_j(energy):>12}"
+                power = _power_since(last, w.duration_s, energy)
+                text += f"  {power:8.1f} W  {format_joules(energy):>12}"
                 last = (w.duration_s, energy)
             self.stream.write("\r" + text + "\x1b[K")
             self.stream.flush()

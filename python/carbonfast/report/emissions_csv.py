@@ -71,15 +71,17 @@ def row(
     run_id: str | None = None,
     experiment_id: str = "",
     cpu_seconds: float | None = None,
-    tracking_mode: str = "process",
 ) -> dict[str, Any]:
     """One CSV row from a record. CPU, GPU and RAM energy are the total's parts, so that they
-    add up to energy_consumed."""
+    add up to energy_consumed. Where the record holds the share of its scope (`attributed`,
+    known), the row holds that share's figures, and its tracking_mode is "process"; else the
+    machine's, "machine"."""
     from carbonfast import __version__
     from carbonfast.carbon import tables
 
     duration = record.duration_s
-    by_kind = record.energy_by_kind()
+    own = record.attributed is not None and record.attributed.energy_j is not None
+    by_kind = record.energy_by_kind(attributed=own)
     gpus = [name for name, d in record.domains.items() if d.kind == "gpu"]
     location = record.location or ""
     cloud_provider, _, cloud_region = location.partition(":") if ":" in location else ("", "", "")
@@ -88,8 +90,13 @@ def row(
     # Unknown energy (nothing readable, estimates off) stays an empty cell, never 0.
     energy = record.energy_j
     emissions = record.emissions_kg
+    if own and record.attributed is not None and record.attributed.energy_j is not None:
+        share = record.attributed.energy_j / energy if energy else 0.0
+        energy = record.attributed.energy_j
+        emissions = None if emissions is None else emissions * share
+    tracking_mode = "process" if own else "machine"
 
-    unknown = record.unknown_parts()
+    unknown = record.unknown_parts(attributed=own)
 
     def power(j: float) -> float:
         return j / duration if duration > 0 else 0.0

@@ -78,6 +78,74 @@ def domain_records(domains: Any, w: Any) -> dict[str, DomainRecord]:
 
 
 @dataclass
+class Attributed:
+    """The share of a measurement's energy that belongs to its scope (a command's process
+    tree, a process, a thread, a cgroup), beside the machine's `energy_j`."""
+
+    # None where nothing measured could be shared (every counted domain unknown).
+    energy_j: float | None
+    # The scope's share of the machine's CPU time, 0 to 1 (None: no CPU time ran at all).
+    share: float | None
+    # The scope in words: "process tree of 4312", "cgroup /slurm/job_1234".
+    scope: str
+    # How the share was found, in words.
+    method: str
+    range_j: tuple[float, float] | None = None
+    # The share of the energy above the idle baseline, where one is known, and how.
+    dynamic_j: float | None = None
+    baseline: str | None = None
+    # CPU seconds of the scope and of the whole machine in the window.
+    cpu_s: float | None = None
+    machine_cpu_s: float | None = None
+    # Per domain in the total: the joules attributed (None: unknown), and the share used.
+    domains: dict[str, float | None] = field(default_factory=dict)
+    shares: dict[str, float | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "energy_j": self.energy_j,
+            "share": self.share,
+            "scope": self.scope,
+            "method": self.method,
+            "range_j": list(self.range_j) if self.range_j else None,
+        }
+        if self.dynamic_j is not None:
+            out["dynamic_j"] = self.dynamic_j
+            out["baseline"] = self.baseline
+        out["cpu_s"] = self.cpu_s
+        out["machine_cpu_s"] = self.machine_cpu_s
+        out["domains"] = dict(self.domains)
+        out["shares"] = dict(self.shares)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Attributed:
+        def number(v: Any) -> float | None:
+            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+        rng = d.get("range_j")
+        bounds = [number(x) for x in rng] if isinstance(rng, list) and len(rng) == 2 else []
+        low, high = bounds if len(bounds) == 2 else (None, None)
+
+        def numbers(x: Any) -> dict[str, float | None]:
+            return {str(k): number(v) for k, v in x.items()} if isinstance(x, dict) else {}
+
+        return cls(
+            energy_j=number(d.get("energy_j")),
+            share=number(d.get("share")),
+            scope=str(d.get("scope") or ""),
+            method=str(d.get("method") or ""),
+            range_j=(low, high) if low is not None and high is not None else None,
+            dynamic_j=number(d.get("dynamic_j")),
+            baseline=d.get("baseline") if isinstance(d.get("baseline"), str) else None,
+            cpu_s=number(d.get("cpu_s")),
+            machine_cpu_s=number(d.get("machine_cpu_s")),
+            domains=numbers(d.get("domains")),
+            shares=numbers(d.get("shares")),
+        )
+
+
+@dataclass
 class Record:
     """A measurement as every output sees it. `energy_j` is None, never 0, when unknown."""
 
@@ -115,6 +183,8 @@ class Record:
     host: str | None = None
     rank: int | None = None
     world_size: int | None = None
+    # The share of energy_j that is the scope's own (a command's, a process's), where asked.
+    attributed: Attributed | None = None
     hosts: dict[str, dict[str, Any]] | None = None
     ranks: list[dict[str, Any]] | None = None
     missing_ranks: list[int] | None = None
@@ -147,22 +217,32 @@ class Record:
             return shlex.join(self.command)
         return self.label or ""
 
-    def energy_by_kind(self) -> dict[str, float]:
+    def energy_by_kind(self, attributed: bool = False) -> dict[str, float]:
         """The total split as CodeCarbon splits it: CPU, GPU and RAM, from the domains in the
         total only, so that the parts add up to it (psys, the whole platform where no package
-        counter exists, is reported as CPU)."""
+        counter exists, is reported as CPU). `attributed`: the scope's share of each part."""
         out = {"cpu": 0.0, "gpu": 0.0, "ram": 0.0}
-        for d in self.domains.values():
-            if d.in_total and d.kind in _PART and d.energy_j is not None:
-                out[_PART[d.kind]] += d.energy_j
+        for part, energy in self._parts(attributed):
+            if energy is not None:
+                out[part] += energy
         return out
 
-    def unknown_parts(self) -> set[str]:
+    def unknown_parts(self, attributed: bool = False) -> set[str]:
         """The parts (cpu, gpu, ram) that hold a domain whose energy is unknown (a read of it
-        failed during the window): their figure is incomplete, and shown as unknown."""
-        return {
-            _PART[d.kind] for d in self.domains.values() if d.energy_j is None and d.kind in _PART
-        }
+        failed during the window, or its share is not known): their figure is incomplete, and
+        shown as unknown."""
+        return {part for part, energy in self._parts(attributed, failed_too=True) if energy is None}
+
+    def _parts(self, attributed: bool, failed_too: bool = False) -> list[tuple[str, float | None]]:
+        """(part, joules) of each domain in the total (and, `failed_too`, of each failed one),
+        the machine's or the scope's share."""
+        shares = self.attributed.domains if attributed and self.attributed else None
+        out: list[tuple[str, float | None]] = []
+        for name, d in self.domains.items():
+            if d.kind not in _PART or not (d.in_total or (failed_too and d.energy_j is None)):
+                continue
+            out.append((_PART[d.kind], d.energy_j if shares is None else shares.get(name)))
+        return out
 
     # Building ----------------------------------------------------------------------------
 
@@ -273,7 +353,9 @@ class Record:
                 method=x.get("method"),
             )
         names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in d.items() if k in names and k != "domains"}
+        values = {k: v for k, v in d.items() if k in names and k not in ("domains", "attributed")}
+        if isinstance(d.get("attributed"), dict):
+            values["attributed"] = Attributed.from_dict(d["attributed"])
         for pair in ("energy_range_j", "emissions_range_kg"):
             if values.get(pair):
                 values[pair] = (values[pair][0], values[pair][1])
@@ -317,6 +399,8 @@ class Record:
             out["exit_code"] = self.exit_code
         if self.cpu_seconds is not None:
             out["cpu_seconds"] = self.cpu_seconds
+        if self.attributed is not None:
+            out["attributed"] = self.attributed.to_dict()
         if self.advice:
             out["advice"] = self.advice
         if self.bench is not None:

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use tree::ProcessTree;
+pub(crate) use tree::ProcessTree;
 
 const PROCESS_SOURCES: &str = "getrusage for this process and the children it has waited for, \
      /proc/PID/stat for the descendants still running";

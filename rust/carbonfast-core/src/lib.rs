@@ -3,6 +3,7 @@
 //! Sources discover domains and read raw counters; a [`Meter`] feeds every reading through a
 //! wrap-aware [`Counter`] and returns [`Snapshot`]s of cumulative energy. No Python here.
 
+pub mod attribution;
 pub mod baseline;
 pub mod clock;
 pub mod counter;

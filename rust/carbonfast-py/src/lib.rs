@@ -1,5 +1,6 @@
 //! Python bindings of carbonfast-core: conversions, GIL release and error mapping only.
 
+mod attribution;
 mod tally;
 
 use carbonfast_core as core;
@@ -18,7 +19,7 @@ create_exception!(
 );
 
 /// The one place where core errors become Python exceptions.
-fn to_py(e: core::Error) -> PyErr {
+pub(crate) fn to_py(e: core::Error) -> PyErr {
     let msg = match e.fix() {
         Some(fix) => format!("{e}. Fix: {fix}"),
         None => e.to_string(),
@@ -784,6 +785,7 @@ fn time_sleep_loop(py: Python<'_>, hz: f64, seconds: f64) -> (u64, u64) {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Meter>()?;
+    m.add_class::<attribution::Attribution>()?;
     m.add_class::<Snapshot>()?;
     m.add_class::<Window>()?;
     m.add_class::<DomainInfo>()?;

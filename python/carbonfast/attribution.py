@@ -1,0 +1,107 @@
+"""Whose energy: the share of a measurement that belongs to its scope.
+
+A package's counter holds everything that ran on it. The scope (a command's process tree, this
+process, a thread, a cgroup) is given the share of the machine's CPU time it used in the window,
+of every CPU-side domain in the total (packages, DRAM, platform meters): idle power included,
+as Scaphandre and the Software Carbon Intensity spec count it, so that the scopes of a machine
+add up to its energy. GPUs are shared by their own processes where the driver tells which ran
+on them (see `gpu_shares`), else their share is unknown, from 0 to all of it.
+
+The CPU times come from the core (carbonfast._native.Attribution), read at the kernel's real
+resolution; this module only combines them with the measurement's domains.
+"""
+
+from __future__ import annotations
+
+from carbonfast import _native
+from carbonfast.report.record import Attributed
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from carbonfast.measure import Measurement
+
+    Reading = tuple[int, int]
+    # Per GPU domain name: (share, low, high, method) from its processes.
+    GpuShares = Mapping[str, tuple[float, float, float, str]]
+
+# Accepted scopes, in the core's words (carbonfast._native.Attribution parses them).
+SCOPES = ("process", "tree", "thread", "cgroup", "cgroup:PATH")
+
+
+def open_scope(
+    scope: str, proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup"
+) -> _native.Attribution:
+    """The scope's CPU clock beside the machine's (ValueError naming what is accepted)."""
+    return _native.Attribution(scope, proc_root, cgroup_root)
+
+
+def attribute(
+    m: Measurement,
+    scope: _native.Attribution,
+    start: Reading,
+    end: Reading,
+    gpus: GpuShares | None = None,
+    *,
+    estimate_follows_scope: bool = False,
+) -> Attributed:
+    """The share of `m`'s energy that is `scope`'s, between the readings `start` and `end`.
+
+    `estimate_follows_scope`: the CPU estimate (where no counter exists) already follows the
+    scope's own CPU time, so it is the scope's whole, not shared again."""
+    share, low, high, cpu_s, busy_s = scope.share(start, end)
+    w = m.window()
+    domains: dict[str, float | None] = {}
+    shares: dict[str, float | None] = {}
+    lo_sum = hi_sum = 0.0
+    known = True
+    gpus = gpus or {}
+    methods: list[str] = []
+    for d, j, j_lo, j_hi, failed in zip(
+        m.meter.domains, w.joules, w.joules_low, w.joules_high, w.failed, strict=True
+    ):
+        if d.name not in m.total_domains:
+            continue
+        if failed:
+            domains[d.name] = shares[d.name] = None
+            known = False
+            continue
+        if d.kind == "gpu":
+            s, s_lo, s_hi, how = gpus.get(
+                d.name, (None, 0.0, 1.0, "which processes ran on it is not known")
+            )
+            methods.append(f"{d.name}: {how}")
+        elif d.estimated and d.kind == "package" and estimate_follows_scope:
+            s, s_lo, s_hi = 1.0, 1.0, 1.0
+        else:
+            s, s_lo, s_hi = share, low, high
+        shares[d.name] = s
+        domains[d.name] = None if s is None else s * j
+        if s is None:
+            known = False
+        lo_sum += s_lo * j_lo
+        hi_sum += s_hi * j_hi
+    energy = sum(v for v in domains.values() if v is not None) if known and domains else None
+    if share is None:
+        methods.insert(0, "no CPU time was used in the window: the CPU side's share is unknown")
+    return Attributed(
+        energy_j=energy,
+        share=share,
+        scope=scope.label,
+        method="; ".join([scope.method, *methods]),
+        range_j=(lo_sum, hi_sum) if domains else None,
+        cpu_s=cpu_s,
+        machine_cpu_s=busy_s,
+        domains=domains,
+        shares=shares,
+    )
+
+
+def summary_line(a: Attributed, whose: str = "this command") -> str:
+    """ "of which this command: 89 J (49% of the CPU time)" for the console."""
+    from carbonfast.report.console import format_joules
+
+    energy = "unknown" if a.energy_j is None else format_joules(a.energy_j)
+    share = "share unknown" if a.share is None else f"{a.share:.0%} of the CPU time"
+    return f"of which {whose}: {energy} ({share})"

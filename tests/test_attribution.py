@@ -1,0 +1,178 @@
+"""Whose energy: `carbonfast run` reports the machine's energy and, beside it, the command's
+share, on a fake machine whose power follows the processes that run on it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import carbonfast as cf
+from carbonfast import _native
+from tests.fakes.following import FollowingMachine
+
+CLI = [sys.executable, "-m", "carbonfast.cli"]
+
+
+def spin(seconds: float, marker: str) -> list[str]:
+    code = f"import time\nt = time.monotonic()\nwhile time.monotonic() - t < {seconds}: pass"
+    return [sys.executable, "-c", code, marker]
+
+
+def run_on(machine: FollowingMachine, tmp_path: Path, *extra: str) -> dict:
+    report = tmp_path / "r.json"
+    env = {
+        **os.environ,
+        "CARBONFAST_POWERCAP_ROOT": str(machine.powercap.root),
+        "CARBONFAST_PROC_ROOT": str(machine.proc),
+    }
+    done = subprocess.run(
+        [*CLI, "run", "--json", str(report), *extra, "--", *spin(1.5, "cf-command")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(report.read_text())
+    data["stderr"] = done.stderr
+    return data
+
+
+def truth_share(machine: FollowingMachine) -> float:
+    """The command's share of the followed CPU time while it ran, by the fake's own record:
+    from when it was first seen to when its CPU time last grew."""
+    seen = [c for _, c in machine.history if c["cf-command"] > 0]
+    first = seen[0]
+    last = next(c for c in seen if c["cf-command"] == seen[-1]["cf-command"])
+    command = last["cf-command"]
+    neighbour = last.get("cf-neighbour", 0) - first.get("cf-neighbour", 0)
+    return command / (command + neighbour)
+
+
+def test_a_command_beside_a_neighbour_gets_its_share_of_the_cpu_time(tmp_path: Path) -> None:
+    neighbour = subprocess.Popen(spin(6.0, "cf-neighbour"))
+    try:
+        with FollowingMachine(tmp_path, ["cf-command", "cf-neighbour"]) as machine:
+            data = run_on(machine, tmp_path)
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    a = data["attributed"]
+    expected = truth_share(machine)
+    assert abs(a["share"] - expected) < 0.06, (a, expected)
+    # The machine's energy stays energy_j; the command's is its share of it.
+    assert a["energy_j"] == pytest.approx(a["share"] * data["energy_j"], rel=1e-6)
+    assert a["range_j"][0] <= a["energy_j"] <= a["range_j"][1]
+    assert a["scope"].startswith("process tree of ")
+    assert "of which this command:" in data["stderr"]
+    assert f"({a['share']:.0%} of the CPU time)" in data["stderr"]
+
+
+def test_a_command_alone_gets_nearly_all_of_it(tmp_path: Path) -> None:
+    with FollowingMachine(tmp_path, ["cf-command"]) as machine:
+        data = run_on(machine, tmp_path)
+    assert data["attributed"]["share"] >= 0.9
+
+
+def test_the_csv_holds_the_attributed_figures_as_tracking_mode_process(tmp_path: Path) -> None:
+    table = tmp_path / "e.csv"
+    with FollowingMachine(tmp_path, ["cf-command"]) as machine:
+        data = run_on(machine, tmp_path, "--csv", str(table))
+    [row] = list(csv.DictReader(table.open()))
+    assert row["tracking_mode"] == "process"
+    assert float(row["energy_consumed"]) * 3.6e6 == pytest.approx(data["attributed"]["energy_j"])
+
+
+def test_attribution_off_leaves_the_machine_figures(tmp_path: Path) -> None:
+    table = tmp_path / "e.csv"
+    with FollowingMachine(tmp_path, ["cf-command"]) as machine:
+        data = run_on(machine, tmp_path, "--attribute", "off", "--csv", str(table))
+    assert "attributed" not in data
+    [row] = list(csv.DictReader(table.open()))
+    assert row["tracking_mode"] == "machine"
+    assert float(row["energy_consumed"]) * 3.6e6 == pytest.approx(data["energy_j"])
+
+
+def test_a_cgroup_is_a_scope(tmp_path: Path) -> None:
+    cgroups = tmp_path / "cgroup"
+    job = cgroups / "slurm" / "job_42"
+    job.mkdir(parents=True)
+    (job / "cpu.stat").write_text("usage_usec 1000\nuser_usec 800\nsystem_usec 200\n")
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "schedstat").write_text("version 15\ncpu0 0 0 0 0 0 0 1000000 0 0\n")
+    scope = _native.Attribution("cgroup:/slurm/job_42", proc, cgroups)
+    assert scope.label == "cgroup /slurm/job_42"
+    a = scope.read()
+    (job / "cpu.stat").write_text("usage_usec 3000\n")
+    (proc / "schedstat").write_text("version 15\ncpu0 0 0 0 0 0 0 9000000 0 0\n")
+    share, low, high, cpu_s, busy_s = scope.share(a, scope.read())
+    assert share == pytest.approx(2e-3 / 8e-3)
+    assert low <= share <= high
+    assert (cpu_s, busy_s) == pytest.approx((2e-3, 8e-3))
+
+
+def test_a_slurm_jobs_cgroup_is_found_above_its_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cgroups = tmp_path / "cgroup"
+    job = cgroups / "system.slice" / "slurmstepd.scope" / "job_7"
+    (job / "step_0" / "user" / "task_0").mkdir(parents=True)
+    (job / "cpu.stat").write_text("usage_usec 5\n")
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "cgroup").write_text(
+        "0::/system.slice/slurmstepd.scope/job_7/step_0/user/task_0\n"
+    )
+    (proc / "stat").write_text("cpu  1 0 1 0 0 0 0 0 0 0\ncpu0 1 0 1 0 0 0 0 0 0 0\n")
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    scope = _native.Attribution("cgroup", proc, cgroups)
+    assert scope.label == "cgroup /system.slice/slurmstepd.scope/job_7"
+    assert "10 ms ticks" in scope.method
+
+
+def test_bad_scopes_and_settings_are_named() -> None:
+    with pytest.raises(ValueError, match="accepted: process, tree, thread"):
+        _native.Attribution("neighbours")
+    from carbonfast.config import resolve
+
+    with pytest.raises(ValueError, match="CARBONFAST_ATTRIBUTE"):
+        os.environ["CARBONFAST_ATTRIBUTE"] = "everyone"
+        try:
+            resolve(("attribute",), {})
+        finally:
+            del os.environ["CARBONFAST_ATTRIBUTE"]
+
+
+def test_a_record_keeps_its_attribution_through_json(tmp_path: Path) -> None:
+    from carbonfast.report.record import Attributed, Record
+
+    r = Record(kind="run", started_at="", duration_s=1.0, energy_j=10.0)
+    r.attributed = Attributed(
+        energy_j=4.0, share=0.4, scope="process 1", method="m", range_j=(3.5, 4.5)
+    )
+    back = Record.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert back.attributed == r.attributed
+    # Garbage in a stored attribution is dropped, not trusted.
+    d = r.to_dict()
+    d["attributed"]["range_j"] = ["x", None]
+    d["attributed"]["share"] = "all"
+    back = Record.from_dict(d)
+    assert back.attributed is not None and back.attributed.share is None
+    assert back.attributed.range_j is None
+
+
+def test_cf_process_scope_reads_this_process() -> None:
+    scope = _native.Attribution("process")
+    assert scope.label == f"process {os.getpid()}"
+    a = scope.read()
+    sum(i * i for i in range(200_000))
+    b = scope.read()
+    assert b[0] > a[0]
+    assert cf is not None
