@@ -217,6 +217,12 @@ class Meter:
         """How many times each domain's counter has wrapped."""
     def failures(self) -> list[str | None]:
         """Per domain: why a read of it last failed or did not answer (None: never)."""
+    def gpu_shares(
+        self, pids: list[int], since_ns: int
+    ) -> list[tuple[int, float, float, float, str] | None]:
+        """Per domain, for each GPU whose processes are known: (domain index, share, low,
+        high, method), the part of its energy that is the processes `pids`' since `since_ns`
+        (CLOCK_MONOTONIC). None for the other domains."""
 
 @final
 class Attribution:

@@ -34,6 +34,14 @@
  *                 strings=unterminated   name and UUID fill the caller's buffer, with no NUL
  *                 strings=control        name and UUID come wrapped in terminal escapes
  *
+ * Processes (amdsmi_get_gpu_process_list, amdsmi_proc_info_t as from library 25: 704 bytes):
+ *     proc <gpu> pid=N busy=PCT gfx_ns=N name=...
+ *                         a compute process on GPU <gpu>: its engine_usage.gfx is gfx_ns plus
+ *                         PCT% of the time since t0 (the GFX engine time it has used)
+ *     proc_count=N        asked for the count (max_processes 0), the list reports N however
+ *                         many there are; given room, it writes what there is
+ * Built with -DFAKE_AMDSMI_NO_PROCESSES, the library lacks amdsmi_get_gpu_process_list.
+ *
  * Energy is computed when it is read, on CLOCK_MONOTONIC from t0 (the first amdsmi_init of this
  * copy): E(t) = power_w x (t - t0), so the truth is exact whatever the test process's
  * scheduling. The accumulator reads start + floor(E(r) / resolution) mod modulus, r the latest
@@ -91,8 +99,21 @@ enum { STRINGS_OK, STRINGS_UNTERMINATED, STRINGS_CONTROL };
 
 /* One parse of the state file. Each call parses into its own copy, so that a thread reading a
  * GPU never sees another thread's parse half done (the meter reads from background threads). */
+#define MAX_PROCS 64
+
+typedef struct {
+    int gpu;
+    uint32_t pid;
+    double busy;
+    uint64_t gfx_ns;
+    char name[256];
+} proc_t;
+
 typedef struct {
     amdsmi_status_t init_rc;
+    int nproc;
+    long long proc_count; /* -1: the processes there are */
+    proc_t proc[MAX_PROCS];
     int init_hang, shutdown_hang;
     long long count; /* -1: what there is */
     unsigned version[3];
@@ -181,10 +202,28 @@ static void set_key(gpu_t *g, const char *k, const char *v) {
                                                 : STRINGS_OK;
 }
 
+static void parse_proc(state_t *st, char **save) {
+    char *tok = strtok_r(NULL, " \t\n", save);
+    if (!tok || st->nproc >= MAX_PROCS) return;
+    proc_t *p = &st->proc[st->nproc++];
+    memset(p, 0, sizeof *p);
+    p->gpu = atoi(tok);
+    while ((tok = strtok_r(NULL, " \t\n", save))) {
+        char *v = strchr(tok, '=');
+        if (!v) continue;
+        *v++ = 0;
+        if (!strcmp(tok, "pid")) p->pid = (uint32_t)strtoul(v, NULL, 10);
+        else if (!strcmp(tok, "busy")) p->busy = strtod(v, NULL);
+        else if (!strcmp(tok, "gfx_ns")) p->gfx_ns = strtoull(v, NULL, 10);
+        else if (!strcmp(tok, "name")) snprintf(p->name, sizeof p->name, "%s", v);
+    }
+}
+
 static void load(state_t *st) {
     memset(st, 0, sizeof *st);
     st->version[0] = 26;
     st->count = -1;
+    st->proc_count = -1;
     char path[4096];
     Dl_info self;
     if (!dladdr((void *)load, &self) || !self.dli_fname) return;
@@ -202,6 +241,8 @@ static void load(state_t *st) {
         if (!strncmp(tok, "init_hang=", 10)) { st->init_hang = atoi(tok + 10); continue; }
         if (!strncmp(tok, "shutdown_hang=", 14)) { st->shutdown_hang = atoi(tok + 14); continue; }
         if (!strncmp(tok, "count=", 6)) { st->count = strtoll(tok + 6, NULL, 10); continue; }
+        if (!strncmp(tok, "proc_count=", 11)) { st->proc_count = strtoll(tok + 11, NULL, 10); continue; }
+        if (!strcmp(tok, "proc")) { parse_proc(st, &save); continue; }
         if (!strncmp(tok, "version=", 8)) {
             sscanf(tok + 8, "%u.%u.%u", &st->version[0], &st->version[1], &st->version[2]);
             continue;
@@ -522,6 +563,61 @@ amdsmi_status_t amdsmi_status_code_to_string(amdsmi_status_t rc, const char **ou
     }
     return SUCCESS;
 }
+
+/* ---- Processes ---- */
+
+#ifndef FAKE_AMDSMI_NO_PROCESSES
+#define OUT_OF_RESOURCES 15
+
+typedef struct {
+    char name[256];
+    uint32_t pid;
+    uint64_t mem;
+    struct {
+        uint64_t gfx, enc;
+        uint32_t reserved[12];
+    } engine_usage; /* ns */
+    struct {
+        uint64_t gtt_mem, cpu_mem, vram_mem;
+        uint32_t reserved[10];
+    } memory_usage;
+    char container_name[256];
+    uint32_t cu_occupancy, evicted_time, reserved[10];
+} amdsmi_proc_info_t; /* library 25 and later */
+
+_Static_assert(sizeof(amdsmi_proc_info_t) == 704, "amdsmi_proc_info_t is 704 bytes");
+
+amdsmi_status_t amdsmi_get_gpu_process_list(amdsmi_processor_handle h, uint32_t *max_processes,
+                                            amdsmi_proc_info_t *list) {
+    GPU_OR_RETURN(h, st, g);
+    if (!max_processes) return INVAL;
+    int gi = (int)(g - st.gpu);
+    uint32_t n = 0;
+    for (int i = 0; i < st.nproc; i++) n += st.proc[i].gpu == gi;
+    if (*max_processes == 0 || n == 0) {
+        *max_processes = st.proc_count >= 0 ? (uint32_t)st.proc_count : n;
+        return SUCCESS;
+    }
+    if (!list) return INVAL;
+    pthread_mutex_lock(&lock);
+    int64_t since_t0 = t0 < 0 ? 0 : now_ns() - t0;
+    pthread_mutex_unlock(&lock);
+    uint32_t room = *max_processes, k = 0;
+    for (int i = 0; i < st.nproc && k < room; i++) {
+        const proc_t *p = &st.proc[i];
+        if (p->gpu != gi) continue;
+        amdsmi_proc_info_t *e = &list[k++];
+        memset(e, 0, sizeof *e);
+        snprintf(e->name, sizeof e->name, "%s", p->name[0] ? p->name : "python3");
+        e->pid = p->pid;
+        e->mem = 1ULL << 30;
+        e->engine_usage.gfx = p->gfx_ns + (uint64_t)(p->busy / 100.0 * (double)since_t0);
+        e->memory_usage.vram_mem = 1ULL << 30;
+    }
+    *max_processes = n;
+    return room >= n ? SUCCESS : OUT_OF_RESOURCES;
+}
+#endif
 
 /* ---- For the tests (ctypes and libloading) ---- */
 

@@ -28,6 +28,19 @@
  *                                        the process)
  * Values are re-read on every call.
  *
+ * Processes on the GPUs (nvmlDeviceGetComputeRunningProcesses_v3, nvmlDeviceGetProcessUtilization):
+ *     proc <gpu> pid=N sm=PCT samples=K compute=1|0
+ *                          a process on GPU <gpu>: a compute process unless compute=0 (a
+ *                          graphics client, or one that has exited but left samples); with
+ *                          samples=K (default 1 where sm= is given, else 0) it has K samples of
+ *                          SM utilisation PCT, stamped (wall-clock microseconds, as NVML's) every
+ *                          sample_us back from now, the newest sample_us/2 ago
+ *     sample_us=N          the sampling period (default 166667, NVML's 1/6 s)
+ *     proc_count=N         asked for the count (a null array), the process list reports N
+ *                          however many there are; given an array, it writes what there is
+ *     procs=not_supported  both process calls answer NOT_SUPPORTED
+ * Built with -DFAKE_NVML_NO_PROCESSES, the library has neither process call, as older drivers.
+ *
  * The H100 model, for a GPU whose line has model=h100. A scripted counter cannot show what a
  * meter meets on a real H100: the energy counter refreshes only every ~100 ms (gaps 97-101 ms),
  * one read of it takes ~3.3 ms, and reported power moves only at those refreshes and lags the
@@ -96,8 +109,19 @@ typedef struct {
 
 /* One parse of the state file. Each call parses into its own copy, so that a thread reading a
  * GPU never sees another thread's parse half done (the meter reads from background threads). */
+#define MAX_PROCS 64
+
+typedef struct {
+    int gpu;
+    unsigned pid, sm, samples, compute;
+} proc_t;
+
 typedef struct {
     int init_rc, init_crash;
+    int nproc, procs_rc;
+    long long proc_count; /* -1: the processes there are */
+    unsigned long long sample_us;
+    proc_t proc[MAX_PROCS];
     int init_hang, shutdown_hang;
     long long count; /* -1: the GPUs there are */
     gpu_t gpu[MAX_GPUS];
@@ -164,10 +188,33 @@ static void set_key(gpu_t *g, const char *k, const char *v) {
         g->latch = !strcmp(v, "start") ? LATCH_START : !strcmp(v, "end") ? LATCH_END : LATCH_RANDOM;
 }
 
+static void parse_proc(state_t *st, char **save) {
+    char *tok = strtok_r(NULL, " \t\n", save);
+    if (!tok || st->nproc >= MAX_PROCS) return;
+    proc_t *p = &st->proc[st->nproc++];
+    memset(p, 0, sizeof *p);
+    p->gpu = atoi(tok);
+    p->compute = 1;
+    int samples_set = 0, sm_set = 0;
+    while ((tok = strtok_r(NULL, " \t\n", save))) {
+        char *v = strchr(tok, '=');
+        if (!v) continue;
+        *v++ = 0;
+        unsigned n = (unsigned)strtoul(v, NULL, 10);
+        if (!strcmp(tok, "pid")) p->pid = n;
+        else if (!strcmp(tok, "sm")) { p->sm = n; sm_set = 1; }
+        else if (!strcmp(tok, "samples")) { p->samples = n; samples_set = 1; }
+        else if (!strcmp(tok, "compute")) p->compute = n;
+    }
+    if (!samples_set) p->samples = sm_set ? 1 : 0;
+}
+
 static void load(state_t *st) {
     memset(st, 0, sizeof *st);
     st->init_rc = OK;
     st->count = -1;
+    st->proc_count = -1;
+    st->sample_us = 166667;
     char path[4096];
     Dl_info self;
     if (!dladdr((void *)load, &self) || !self.dli_fname) return;
@@ -189,6 +236,10 @@ static void load(state_t *st) {
         if (!strncmp(tok, "init_hang=", 10)) { st->init_hang = atoi(tok + 10); continue; }
         if (!strncmp(tok, "shutdown_hang=", 14)) { st->shutdown_hang = atoi(tok + 14); continue; }
         if (!strncmp(tok, "count=", 6)) { st->count = strtoll(tok + 6, NULL, 10); continue; }
+        if (!strncmp(tok, "proc_count=", 11)) { st->proc_count = strtoll(tok + 11, NULL, 10); continue; }
+        if (!strncmp(tok, "sample_us=", 10)) { st->sample_us = strtoull(tok + 10, NULL, 10); continue; }
+        if (!strncmp(tok, "procs=", 6)) { st->procs_rc = status(tok + 6); continue; }
+        if (!strcmp(tok, "proc")) { parse_proc(st, &save); continue; }
         if (strcmp(tok, "gpu")) continue;
         tok = strtok_r(NULL, " \t\n", &save);
         int i = tok ? atoi(tok) : -1;
@@ -665,6 +716,85 @@ int nvmlDeviceGetUtilizationRates(void *h, utilization_t *u) {
     u->memory = 0;
     return OK;
 }
+
+/* ---- Processes (see the header) ---- */
+
+#define ERR_INSUFFICIENT_SIZE 7
+
+#ifndef FAKE_NVML_NO_PROCESSES
+typedef struct {
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+    unsigned int gpuInstanceId, computeInstanceId;
+} process_info_t; /* nvmlProcessInfo_t (v2), as _v3 fills it */
+
+int nvmlDeviceGetComputeRunningProcesses_v3(void *h, unsigned int *count, process_info_t *infos) {
+    state_t st;
+    gpu_t *g = dev(h, &st);
+    if (!g || !count) return ERR_INVALID_ARGUMENT;
+    if (st.procs_rc != OK) return st.procs_rc;
+    int gi = (int)(g - st.gpu);
+    unsigned n = 0;
+    for (int i = 0; i < st.nproc; i++) n += st.proc[i].gpu == gi && st.proc[i].compute;
+    if (!infos || *count == 0) {
+        unsigned reported = st.proc_count >= 0 ? (unsigned)st.proc_count : n;
+        *count = reported;
+        return reported ? ERR_INSUFFICIENT_SIZE : OK;
+    }
+    if (*count < n) { *count = n; return ERR_INSUFFICIENT_SIZE; }
+    unsigned k = 0;
+    for (int i = 0; i < st.nproc; i++) {
+        const proc_t *p = &st.proc[i];
+        if (p->gpu != gi || !p->compute) continue;
+        infos[k] = (process_info_t){p->pid, 1ULL << 30, 0xFFFFFFFFu, 0xFFFFFFFFu};
+        k++;
+    }
+    *count = k;
+    return OK;
+}
+
+typedef struct {
+    unsigned int pid;
+    unsigned long long timeStamp;
+    unsigned int smUtil, memUtil, encUtil, decUtil;
+} process_sample_t; /* nvmlProcessUtilizationSample_t */
+
+static unsigned long long wall_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (unsigned long long)t.tv_sec * 1000000ULL + (unsigned long long)t.tv_nsec / 1000;
+}
+
+int nvmlDeviceGetProcessUtilization(void *h, process_sample_t *out, unsigned int *count,
+                                    unsigned long long last_seen) {
+    state_t st;
+    gpu_t *g = dev(h, &st);
+    if (!g || !count) return ERR_INVALID_ARGUMENT;
+    if (st.procs_rc != OK) return st.procs_rc;
+    int gi = (int)(g - st.gpu);
+    unsigned long long now = wall_us();
+    unsigned n = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        n = 0;
+        for (int i = 0; i < st.nproc; i++) {
+            const proc_t *p = &st.proc[i];
+            if (p->gpu != gi) continue;
+            for (unsigned j = 0; j < p->samples; j++) {
+                unsigned long long ts = now - st.sample_us / 2 - j * st.sample_us;
+                if (ts <= last_seen) continue;
+                if (pass == 1) out[n] = (process_sample_t){p->pid, ts, p->sm, p->sm / 2, 0, 0};
+                n++;
+            }
+        }
+        if (pass == 0) {
+            if (!n) return ERR_NOT_FOUND;
+            if (!out || *count < n) { *count = n; return ERR_INSUFFICIENT_SIZE; }
+        }
+    }
+    *count = n;
+    return OK;
+}
+#endif
 
 /* ---- Test-only: drive and inspect the H100 model. gpu is the index in the state file, times
  * are CLOCK_MONOTONIC ns (Python's time.monotonic_ns()). ---- */

@@ -5,6 +5,7 @@ use crate::clock::monotonic_ns;
 use crate::counter::Counter;
 use crate::domain::{Domain, DomainKind, Reading};
 use crate::error::Result;
+use crate::gpu_share::{self, GpuShare};
 use crate::refresh::{self, Period, StepLog};
 use crate::select::{self, PathReport, ProblemReport, RaplPath, RaplRoots};
 use crate::source::amdsmi::AmdSmiSource;
@@ -1208,6 +1209,28 @@ impl Meter {
             .flat_map(|s| match self.state(s) {
                 Some(st) => st.counters.iter().map(Counter::wraps).collect::<Vec<_>>(),
                 None => vec![0; self.sources[s].domains().len()],
+            })
+            .collect()
+    }
+
+    /// Per domain, for each GPU: the share of its energy that belongs to the processes `pids`
+    /// (as the driver numbers them) since `since_ns` (CLOCK_MONOTONIC), from its source's
+    /// process list and per-process samples (see [`crate::gpu_share`]). None for the other
+    /// domains, and for a GPU whose source knows no processes or whose reads have hung (its
+    /// library would hang this call too). Not for the hot path: it calls the vendor library
+    /// and allocates; a window's end calls it once.
+    pub fn gpu_shares(&self, pids: &[u32], since_ns: u64) -> Vec<Option<GpuShare>> {
+        (0..self.domains.len())
+            .map(|d| {
+                if self.domains[d].kind != DomainKind::Gpu {
+                    return None;
+                }
+                let (s, i) = self.locate(d);
+                if self.health[s].hung.load(Ordering::SeqCst) {
+                    return None;
+                }
+                let procs = self.sources[s].gpu_processes(i, since_ns)?;
+                Some(gpu_share::share(&procs, pids))
             })
             .collect()
     }

@@ -502,3 +502,87 @@ fn names_are_read_within_their_buffer_and_rid_of_control_characters() {
     );
     assert!(parts[1].chars().all(|c| "u-1".contains(c)), "{}", parts[1]);
 }
+
+// ---- Whose energy: the processes on a GPU ----
+
+const ONE_GPU: &str = "gpu 0 name=MI300X power_w=300\n";
+
+fn now_ns() -> u64 {
+    carbonfast_core::clock::monotonic_ns()
+}
+
+#[test]
+fn two_processes_split_it_by_their_engine_time_since_an_earlier_look() {
+    let fake = FakeAmdSmi::new(&format!(
+        "{ONE_GPU}proc 0 pid=100 busy=60 gfx_ns=5000000000\nproc 0 pid=200 busy=20\n"
+    ));
+    let meter = Meter::new(vec![Box::new(fake.discover(None))]).unwrap();
+    // A look at the window's start; before any, the processes are known but not their use.
+    let first = meter.gpu_shares(&[100], 0).remove(0).unwrap();
+    assert!(first.method.starts_with("no samples"), "{}", first.method);
+    let start = now_ns();
+    std::thread::sleep(Duration::from_millis(400));
+    let s = meter.gpu_shares(&[100], start).remove(0).unwrap();
+    // The 5 s pid 100 used before the window are not counted: 60% against 20%.
+    assert!((s.share - 0.75).abs() < 0.01, "{s:?}");
+    assert!(s.low <= s.share && s.share <= s.high, "{s:?}");
+    assert!(s.method.starts_with("SM utilisation:"), "{}", s.method);
+    assert!(s.method.ends_with("of 2 processes"), "{}", s.method);
+}
+
+#[test]
+fn a_scope_alone_on_an_amd_gpu_has_all_of_it() {
+    let fake = FakeAmdSmi::new(&format!("{ONE_GPU}proc 0 pid=100 busy=90\n"));
+    let meter = Meter::new(vec![Box::new(fake.discover(None))]).unwrap();
+    let s = meter.gpu_shares(&[100], now_ns()).remove(0).unwrap();
+    assert_eq!((s.share, s.low, s.high), (1.0, 1.0, 1.0));
+    assert_eq!(s.method, "the only compute process on it");
+}
+
+#[test]
+fn an_amd_process_list_of_2_to_the_30_is_bounded() {
+    let fake = FakeAmdSmi::new(&format!(
+        "proc_count=1073741824\n{ONE_GPU}proc 0 pid=100 busy=10\nproc 0 pid=200 busy=10\n"
+    ));
+    let lib = fake.lib();
+    let procs = common::deadline::finishes_within(30, "the process list", move || {
+        let src = AmdSmiSource::discover_with(Some(&lib), None, false, None);
+        src.gpu_processes(0, 0).expect("a list")
+    });
+    let mut pids: Vec<u32> = procs.processes.iter().map(|p| p.pid).collect();
+    pids.sort_unstable();
+    assert_eq!(pids, vec![100, 200]);
+    assert!(!procs.complete);
+}
+
+#[test]
+fn processes_are_not_read_where_the_layout_or_the_call_is_unknown() {
+    // Library 24 laid amdsmi_proc_info_t out otherwise: nothing is misread.
+    let fake = FakeAmdSmi::new(&format!(
+        "version=24.7.1\n{ONE_GPU}proc 0 pid=100 busy=90\n"
+    ));
+    let src = fake.discover(None);
+    assert_eq!(names(&src), vec!["gpu-amd-0"]);
+    assert!(src.gpu_processes(0, 0).is_none());
+    // A library without the call.
+    static LIB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let old = &LIB
+        .get_or_init(|| {
+            common::library::compile_with(
+                "fake_amdsmi.c",
+                "libamd_smi.so",
+                &["-DFAKE_AMDSMI_NO_PROCESSES"],
+            )
+        })
+        .1;
+    std::fs::write(
+        old.parent().unwrap().join("amdsmi_state"),
+        format!("{ONE_GPU}proc 0 pid=100 busy=90\n"),
+    )
+    .unwrap();
+    let src = AmdSmiSource::discover_with(Some(old), None, false, None);
+    assert_eq!(names(&src), vec!["gpu-amd-0"]);
+    assert!(src.gpu_processes(0, 0).is_none());
+    let meter = Meter::new(vec![Box::new(src)]).unwrap();
+    assert_eq!(meter.gpu_shares(&[100], 0), vec![None]);
+}

@@ -390,3 +390,126 @@ fn names_are_read_within_their_buffer_and_rid_of_control_characters() {
          \u{FFFD}[2J\u{FFFD}]0;GPU-aaaa\u{FFFD}\u{FFFD}GPU-aaaa, cuda:0"
     );
 }
+
+// ---- Whose energy: the processes on a GPU ----
+
+fn shares(fake: &FakeNvml, pids: &[u32]) -> Vec<Option<carbonfast_core::GpuShare>> {
+    let meter = Meter::new(vec![Box::new(fake.discover(None))]).unwrap();
+    let since = carbonfast_core::clock::monotonic_ns().saturating_sub(60_000_000_000);
+    meter.gpu_shares(pids, since)
+}
+
+#[test]
+fn two_processes_on_a_gpu_split_it_by_their_sm_samples() {
+    let fake = FakeNvml::new(
+        "gpu 0 uuid=GPU-1 energy_mj=5\n\
+         proc 0 pid=100 sm=60 samples=30\n\
+         proc 0 pid=200 sm=20 samples=30\n",
+    );
+    let s = shares(&fake, &[100]).remove(0).expect("a share");
+    assert!((s.share - 0.75).abs() < 1e-12, "{s:?}");
+    assert!(s.low <= s.share && s.share <= s.high, "{s:?}");
+    assert!(s.low > 0.6 && s.high < 0.9, "{s:?}");
+    assert_eq!(s.method, "SM utilisation: 60 samples of 2 processes");
+    // The other scope has the rest.
+    let t = shares(&fake, &[200]).remove(0).unwrap();
+    assert!((s.share + t.share - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn samples_before_the_time_asked_do_not_count() {
+    let fake = FakeNvml::new(
+        "gpu 0 uuid=GPU-1 energy_mj=5\n\
+         sample_us=1000000\n\
+         proc 0 pid=100 sm=50 samples=10\n\
+         proc 0 pid=200 sm=50 samples=1\n",
+    );
+    let meter = Meter::new(vec![Box::new(fake.discover(None))]).unwrap();
+    // Samples are 1 s apart, the newest half a second ago: the last 2 s hold two of pid 100's.
+    let since = carbonfast_core::clock::monotonic_ns() - 2_000_000_000;
+    let s = meter.gpu_shares(&[100], since).remove(0).unwrap();
+    assert_eq!(s.method, "SM utilisation: 3 samples of 2 processes");
+    assert!((s.share - 2.0 / 3.0).abs() < 1e-12, "{s:?}");
+}
+
+#[test]
+fn a_scope_alone_on_a_gpu_has_all_of_it() {
+    let fake = FakeNvml::new(
+        "gpu 0 uuid=GPU-1 energy_mj=5\n\
+         gpu 1 uuid=GPU-2 energy_mj=5\n\
+         proc 0 pid=100 sm=90 samples=5\n\
+         proc 1 pid=300\n",
+    );
+    let all = shares(&fake, &[100, 101]);
+    let s = all[0].as_ref().unwrap();
+    assert_eq!((s.share, s.low, s.high), (1.0, 1.0, 1.0));
+    assert_eq!(s.method, "the only compute process on it");
+    // On the other GPU, the scope has nothing; another's process has it all.
+    let t = all[1].as_ref().unwrap();
+    assert_eq!(t.share, 0.0);
+}
+
+#[test]
+fn without_samples_the_processes_split_it_evenly_within_0_to_1() {
+    let fake = FakeNvml::new(
+        "gpu 0 uuid=GPU-1 energy_mj=5\n\
+         proc 0 pid=100\n\
+         proc 0 pid=200\n",
+    );
+    let s = shares(&fake, &[100]).remove(0).unwrap();
+    assert_eq!((s.share, s.low, s.high), (0.5, 0.0, 1.0));
+    assert_eq!(
+        s.method,
+        "no samples: split by process count (1 of 2), range 0..1"
+    );
+    // A driver that offers no process calls at all for this GPU: nothing known.
+    fake.set("gpu 0 uuid=GPU-1 energy_mj=5\nprocs=not_supported\n");
+    assert_eq!(shares(&fake, &[100]), vec![None]);
+}
+
+#[test]
+fn a_process_list_of_2_to_the_30_is_bounded() {
+    let fake = FakeNvml::new(
+        "gpu 0 uuid=GPU-1 energy_mj=5\n\
+         proc_count=1073741824\n\
+         proc 0 pid=100\n",
+    );
+    let lib = fake.lib();
+    let (procs, s) = finishes_within(30, "the process list", move || {
+        let src = NvmlSource::discover_with(Some(&lib), None, false);
+        let procs = src.gpu_processes(0, 0).expect("a list");
+        let meter = Meter::new(vec![Box::new(src)]).unwrap();
+        (procs, meter.gpu_shares(&[100], 0).remove(0).unwrap())
+    });
+    // What NVML wrote is read; the count it claimed makes the list incomplete.
+    assert_eq!(procs.processes.len(), 1);
+    assert!(!procs.complete);
+    assert_eq!((s.share, s.low, s.high), (1.0, 0.0, 1.0));
+    assert!(s.method.contains("cut short"), "{}", s.method);
+}
+
+#[test]
+fn a_library_without_the_process_calls_knows_no_processes() {
+    static LIB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let old = &LIB
+        .get_or_init(|| {
+            common::library::compile_with(
+                "fake_nvml.c",
+                "libnvidia-ml.so.1",
+                &["-DFAKE_NVML_NO_PROCESSES"],
+            )
+        })
+        .1;
+    let dir = old.parent().unwrap();
+    std::fs::write(
+        dir.join("nvml_state"),
+        "gpu 0 uuid=GPU-1 energy_mj=5\nproc 0 pid=100 sm=50\n",
+    )
+    .unwrap();
+    let src = NvmlSource::discover_with(Some(old), None, false);
+    assert_eq!(names(&src), vec!["gpu-0"]);
+    assert!(src.gpu_processes(0, 0).is_none());
+    assert!(src.gpu_processes(7, 0).is_none());
+    let meter = Meter::new(vec![Box::new(src)]).unwrap();
+    assert_eq!(meter.gpu_shares(&[100], 0), vec![None]);
+}

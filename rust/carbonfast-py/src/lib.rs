@@ -603,6 +603,23 @@ impl Meter {
             .map(|d| self.inner.failure(d))
             .collect()
     }
+
+    /// Per domain, for each GPU whose processes are known: (domain index, share, low, high,
+    /// method), the part of its energy that is the processes `pids`' since `since_ns`
+    /// (CLOCK_MONOTONIC). None for the other domains.
+    #[allow(clippy::type_complexity)]
+    fn gpu_shares(
+        &self,
+        py: Python<'_>,
+        pids: Vec<u32>,
+        since_ns: u64,
+    ) -> Vec<Option<(usize, f64, f64, f64, String)>> {
+        py.detach(|| self.inner.gpu_shares(&pids, since_ns))
+            .into_iter()
+            .enumerate()
+            .map(|(d, s)| s.map(|s| (d, s.share, s.low, s.high, s.method)))
+            .collect()
+    }
 }
 
 /// The fields of a measurement window, kept natively so that opening and closing one runs no

@@ -22,10 +22,11 @@ mod visible;
 use crate::domain::{Domain, DomainKind, Reading};
 use crate::error::{Error, Result};
 
-use crate::source::{vendor, Refreshes, Source};
+use crate::clock::monotonic_ns;
+use crate::source::{vendor, GpuProcesses, Refreshes, Source};
 use api::{Handle, PowerField, Session, Status, NOT_SUPPORTED, NOT_YET_IMPLEMENTED, NO_PERM};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use api::format_bdf;
@@ -70,6 +71,20 @@ fn resolve_library(arg: Option<&Path>) -> (Vec<PathBuf>, bool) {
     }
 }
 
+/// AMD SMI gives each process's engine time since it started, not samples: the time between
+/// two looks is counted as samples of this length (NVML samples every 1/6 s), so that the
+/// shares' ranges mean the same for both.
+const SAMPLE_NS: u64 = 100_000_000;
+
+/// How many looks at its process list each GPU keeps (the first always among them).
+const LOOKS_KEPT: usize = 32;
+
+/// A look at a GPU's process list: when, and each process's engine time then.
+struct Look {
+    t_ns: u64,
+    gfx_ns: Vec<(u32, u64)>,
+}
+
 /// How a GPU's energy is read.
 #[derive(Clone, Copy)]
 enum Mode {
@@ -95,10 +110,12 @@ pub struct AmdSmiSource {
     min_interval_ns: u64,
     /// Whether an energy read took long enough at discovery to read off-thread.
     slow: bool,
+    /// Per GPU, the earlier looks at its processes (see `gpu_processes`).
+    looks: Mutex<Vec<Vec<Look>>>,
 }
 
 // SAFETY: AMD SMI handles are opaque identifiers usable from any thread; the library serialises
-// its own calls, and this source has no mutable state after discovery.
+// its own calls, and this source's only mutable state after discovery is behind a Mutex.
 unsafe impl Send for AmdSmiSource {}
 // SAFETY: as above.
 unsafe impl Sync for AmdSmiSource {}
@@ -199,6 +216,7 @@ impl AmdSmiSource {
             power_only,
             min_interval_ns: 0,
             slow: false,
+            looks: Mutex::new(Vec::new()),
         }
     }
 
@@ -580,5 +598,56 @@ impl Source for AmdSmiSource {
 
     fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// amdsmi_get_gpu_process_list: the compute processes, and the GFX engine time each has
+    /// used since the source's latest earlier look at or before `since_ns` (every call is such
+    /// a look: a call at a window's start lets the call at its end see the work within it).
+    /// Without such a look, the processes are listed with no samples. A process that started
+    /// after that look is charged all its engine time; one that has exited is not seen.
+    fn gpu_processes(&self, domain: usize, since_ns: u64) -> Option<GpuProcesses> {
+        let session = self.session.as_ref()?;
+        let gpu = self.gpus.get(domain)?;
+        let (procs, complete) = session.api.processes(gpu.handle)?;
+        let now = monotonic_ns();
+        let mut looks = self.looks.lock().unwrap_or_else(|p| p.into_inner());
+        if looks.len() < self.gpus.len() {
+            looks.resize_with(self.gpus.len(), Vec::new);
+        }
+        let mine = &mut looks[domain];
+        let base = mine
+            .iter()
+            .filter(|l| l.t_ns <= since_ns)
+            .max_by_key(|l| l.t_ns);
+        let mut out = GpuProcesses {
+            processes: Vec::with_capacity(procs.len()),
+            complete,
+            // The engine times are there; without an earlier look they only cover no span.
+            sampled: true,
+        };
+        for p in &procs {
+            let e = out.entry(p.pid);
+            e.compute = true;
+            if let Some(base) = base {
+                let before = base
+                    .gfx_ns
+                    .iter()
+                    .find(|(pid, _)| *pid == p.pid)
+                    .map_or(0, |&(_, ns)| ns);
+                let busy_ns = p.gfx_ns.saturating_sub(before);
+                let samples = now.saturating_sub(base.t_ns).div_ceil(SAMPLE_NS).max(1);
+                e.samples = u32::try_from(samples).unwrap_or(u32::MAX);
+                let percent = busy_ns as f64 / SAMPLE_NS as f64 * 100.0;
+                e.sm_sum = percent.min(100.0 * f64::from(e.samples));
+            }
+        }
+        if mine.len() >= LOOKS_KEPT {
+            mine.remove(1);
+        }
+        mine.push(Look {
+            t_ns: now,
+            gfx_ns: procs.iter().map(|p| (p.pid, p.gfx_ns)).collect(),
+        });
+        Some(out)
     }
 }

@@ -64,6 +64,68 @@ pub trait Source: Send + Sync {
     fn unreadable(&self) -> &[Unreadable] {
         &[]
     }
+
+    /// The processes on GPU domain `domain` (an index into `domains()`) and what each used of
+    /// it since `since_ns` (CLOCK_MONOTONIC), for attributing the GPU's energy (see
+    /// [`crate::gpu_share`]). None: this source knows nothing of processes (not a GPU, the
+    /// library lacks the calls, or they failed). Called at a window's end, never on the hot
+    /// path: it may allocate, but every count it takes from a library is bounded
+    /// ([`MAX_PROCESSES`]).
+    fn gpu_processes(&self, _domain: usize, _since_ns: u64) -> Option<GpuProcesses> {
+        None
+    }
+}
+
+/// The most processes (or per-process samples) taken from one GPU's list: far more than a GPU
+/// runs (MPS allows 48 clients per GPU), while a garbage count costs at most this many entries.
+pub const MAX_PROCESSES: u32 = 4096;
+
+/// What one process used of a GPU since a given time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessUse {
+    /// As the driver sees it: the host's PID namespace.
+    pub pid: u32,
+    /// Whether it is a compute process on the GPU now (NVML's compute processes; AMD SMI's
+    /// list, which holds the KFD's compute processes). A process seen only in samples (one
+    /// that has exited, a graphics client) is not.
+    pub compute: bool,
+    /// The sum of its utilisation samples since the time asked, each the percent (0-100) of
+    /// the GPU's SMs (AMD: its compute engine) busy with its work over one sampling period.
+    pub sm_sum: f64,
+    /// How many samples `sm_sum` adds up.
+    pub samples: u32,
+}
+
+/// The processes of one GPU, as a source lists them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GpuProcesses {
+    /// One entry per PID.
+    pub processes: Vec<ProcessUse>,
+    /// Whether the list of compute processes is the whole of it (not cut at
+    /// [`MAX_PROCESSES`], nor refused as too long).
+    pub complete: bool,
+    /// Whether per-process utilisation could be had at all (else every `samples` is 0 because
+    /// the library offers none, not because no process was busy).
+    pub sampled: bool,
+}
+
+impl GpuProcesses {
+    /// The entry of `pid`, added (neither computing nor sampled) if it is not there yet.
+    pub fn entry(&mut self, pid: u32) -> &mut ProcessUse {
+        let i = match self.processes.iter().position(|p| p.pid == pid) {
+            Some(i) => i,
+            None => {
+                self.processes.push(ProcessUse {
+                    pid,
+                    compute: false,
+                    sm_sum: 0.0,
+                    samples: 0,
+                });
+                self.processes.len() - 1
+            }
+        };
+        &mut self.processes[i]
+    }
 }
 
 /// A domain that exists but cannot be read: its name as a readable one would have had, and

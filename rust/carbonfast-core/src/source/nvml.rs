@@ -9,7 +9,7 @@
 //! CUDA_VISIBLE_DEVICES is honoured as CUDA reads it: indices or UUIDs (a unique prefix will
 //! do), up to the first entry that names no GPU. A MIG instance is measured at its parent GPU.
 
-use super::{vendor, Refreshes, Source};
+use super::{vendor, GpuProcesses, Refreshes, Source, MAX_PROCESSES};
 use crate::clock::monotonic_ns;
 use crate::domain::{Domain, DomainKind, Estimate, Reading};
 use crate::error::{Error, Result};
@@ -38,6 +38,8 @@ type Handle = *mut c_void;
 const SUCCESS: Ret = 0;
 const NOT_SUPPORTED: Ret = 3;
 const NO_PERMISSION: Ret = 4;
+const NOT_FOUND: Ret = 6;
+const INSUFFICIENT_SIZE: Ret = 7;
 const GPU_IS_LOST: Ret = 15;
 const FI_POWER_INSTANT: c_uint = 186;
 const VALUE_TYPE_UNSIGNED_INT: c_int = 1;
@@ -70,6 +72,29 @@ struct Utilization {
     memory: c_uint,
 }
 
+/// nvmlProcessInfo_t, as nvmlDeviceGetComputeRunningProcesses_v3 fills it (nvmlProcessInfo_v2_t).
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct ProcessInfo {
+    pid: c_uint,
+    used_gpu_memory: c_ulonglong,
+    gpu_instance_id: c_uint,
+    compute_instance_id: c_uint,
+}
+
+/// nvmlProcessUtilizationSample_t.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct ProcessSample {
+    pid: c_uint,
+    /// CPU timestamp in microseconds (wall clock, as gettimeofday gives it).
+    time_stamp: c_ulonglong,
+    sm_util: c_uint,
+    mem_util: c_uint,
+    enc_util: c_uint,
+    dec_util: c_uint,
+}
+
 /// The NVML entry points carbonfast uses. Optional ones are missing from older drivers.
 struct Api {
     init: unsafe extern "C" fn() -> Ret,
@@ -88,6 +113,9 @@ struct Api {
     utilization: Option<unsafe extern "C" fn(Handle, *mut Utilization) -> Ret>,
     is_mig: Option<unsafe extern "C" fn(Handle, *mut c_uint) -> Ret>,
     mig_parent: Option<unsafe extern "C" fn(Handle, *mut Handle) -> Ret>,
+    compute_processes: Option<unsafe extern "C" fn(Handle, *mut c_uint, *mut ProcessInfo) -> Ret>,
+    process_utilization:
+        Option<unsafe extern "C" fn(Handle, *mut ProcessSample, *mut c_uint, c_ulonglong) -> Ret>,
     // Last: the function pointers above must not outlive the library.
     _lib: Library,
 }
@@ -126,6 +154,8 @@ impl Api {
                 utilization: opt!("nvmlDeviceGetUtilizationRates"),
                 is_mig: opt!("nvmlDeviceIsMigDeviceHandle"),
                 mig_parent: opt!("nvmlDeviceGetDeviceHandleFromMigDeviceHandle"),
+                compute_processes: opt!("nvmlDeviceGetComputeRunningProcesses_v3"),
+                process_utilization: opt!("nvmlDeviceGetProcessUtilization"),
                 _lib: lib,
             })
         }
@@ -632,6 +662,46 @@ impl NvmlSource {
     }
 }
 
+/// Calls an NVML list function `f(count, array)` as its header says: first with no array to
+/// learn the count (INSUFFICIENT_SIZE and the count, or SUCCESS: none), then with room for that
+/// many, bounded by MAX_PROCESSES; once more if the list grew in between. The entries it wrote,
+/// and whether they are the whole list; Err: NVML's error (NOT_FOUND included).
+fn nvml_list<T: Default + Clone>(
+    mut f: impl FnMut(*mut c_uint, *mut T) -> Ret,
+) -> std::result::Result<(Vec<T>, bool), Ret> {
+    let mut n: c_uint = 0;
+    match f(&mut n, std::ptr::null_mut()) {
+        SUCCESS => return Ok((Vec::new(), true)),
+        INSUFFICIENT_SIZE => {}
+        rc => return Err(rc),
+    }
+    for _ in 0..2 {
+        let cap = n.clamp(1, MAX_PROCESSES);
+        let mut buf = vec![T::default(); cap as usize];
+        let mut got = cap;
+        match f(&mut got, buf.as_mut_ptr()) {
+            SUCCESS => {
+                // A count past the array it was given reads nothing more.
+                buf.truncate(got.min(cap) as usize);
+                return Ok((buf, n <= MAX_PROCESSES));
+            }
+            INSUFFICIENT_SIZE if cap < MAX_PROCESSES && got > cap => n = got,
+            // Longer than the bound: what NVML wrote is not said, so nothing is taken.
+            INSUFFICIENT_SIZE => return Ok((Vec::new(), false)),
+            rc => return Err(rc),
+        }
+    }
+    Ok((Vec::new(), false))
+}
+
+/// `monotonic` (CLOCK_MONOTONIC ns) as NVML stamps its samples: wall-clock microseconds.
+fn wall_clock_us(monotonic: u64) -> u64 {
+    let now_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    now_wall.saturating_sub(monotonic_ns().saturating_sub(monotonic) / 1000)
+}
+
 fn power_field() -> FieldValue {
     FieldValue {
         field_id: FI_POWER_INSTANT,
@@ -767,6 +837,43 @@ impl Source for NvmlSource {
 
     fn slow(&self) -> bool {
         self.slow
+    }
+
+    /// nvmlDeviceGetComputeRunningProcesses_v3 for the list, nvmlDeviceGetProcessUtilization
+    /// for the SM samples since `since_ns` (NOT_FOUND: none; not offered: `sampled` false).
+    /// Both bounded by MAX_PROCESSES entries.
+    fn gpu_processes(&self, domain: usize, since_ns: u64) -> Option<GpuProcesses> {
+        let api = self.api.as_ref()?;
+        let h = self.gpus.get(domain)?.handle;
+        let list = api.compute_processes?;
+        // SAFETY: NVML writes at most the count it is given into the array it is given (the
+        // count is the array's length, or 0 with a null array).
+        let (procs, complete) = nvml_list(|n, a| unsafe { list(h, n, a) }).ok()?;
+        let mut out = GpuProcesses {
+            processes: Vec::with_capacity(procs.len()),
+            complete,
+            sampled: false,
+        };
+        for p in &procs {
+            out.entry(p.pid).compute = true;
+        }
+        if let Some(util) = api.process_utilization {
+            let since_us = wall_clock_us(since_ns);
+            // SAFETY: as above.
+            match nvml_list(|n, a| unsafe { util(h, a, n, since_us) }) {
+                Ok((samples, _)) => {
+                    out.sampled = true;
+                    for s in samples.iter().filter(|s| s.time_stamp > since_us) {
+                        let e = out.entry(s.pid);
+                        e.sm_sum += f64::from(s.sm_util.min(100));
+                        e.samples += 1;
+                    }
+                }
+                Err(NOT_FOUND) => out.sampled = true,
+                Err(_) => {}
+            }
+        }
+        Some(out)
     }
 
     fn problems(&self) -> &[Error] {

@@ -5,6 +5,7 @@
 
 use crate::error::Error;
 use crate::source::vendor::{self, MAX_DEVICES};
+use crate::source::MAX_PROCESSES;
 use libloading::Library;
 use std::ffi::{c_char, c_uint, c_void, CStr};
 use std::mem::ManuallyDrop;
@@ -20,6 +21,8 @@ pub const SUCCESS: Status = 0;
 pub const NOT_SUPPORTED: Status = 2;
 pub const NOT_YET_IMPLEMENTED: Status = 3;
 pub const NO_PERM: Status = 10;
+/// AMDSMI_STATUS_OUT_OF_RESOURCES: a list longer than the room given (what fits is written).
+pub const OUT_OF_RESOURCES: Status = 15;
 /// AMDSMI_STATUS_DRIVER_NOT_LOADED: no amdgpu driver (ROCm 6.1 and later).
 pub const DRIVER_NOT_LOADED: Status = 34;
 
@@ -121,6 +124,23 @@ impl PowerField {
     }
 }
 
+/// amdsmi_proc_info_t from library 25 (ROCm 6.4) on: `char name[256]; uint32_t pid; uint64_t
+/// mem; struct { uint64_t gfx, enc; uint32_t reserved[12]; } engine_usage; struct { uint64_t
+/// gtt_mem, cpu_mem, vram_mem; uint32_t reserved[10]; } memory_usage; char
+/// container_name[256]; uint32_t cu_occupancy, evicted_time, reserved[10];`, 704 bytes. Earlier
+/// releases sized the names otherwise (32 bytes in ROCm 6.0-6.1), so their lists are not read.
+const PROC_INFO_SIZE: usize = 704;
+const PROC_PID: usize = 256;
+/// engine_usage.gfx: nanoseconds the process has kept the GFX (compute) engine busy.
+const PROC_GFX_NS: usize = 272;
+
+/// A process on a GPU as amdsmi_get_gpu_process_list lists it.
+pub struct GpuProcess {
+    pub pid: u32,
+    /// Nanoseconds its work has kept the GFX engine busy, since it started.
+    pub gfx_ns: u64,
+}
+
 /// A GPU's energy counter, as amdsmi_get_energy_count gives it.
 pub struct Energy {
     pub count: u64,
@@ -144,6 +164,7 @@ pub struct Api {
     lib_version: Option<unsafe extern "C" fn(*mut c_void) -> Status>,
     enumeration: Option<unsafe extern "C" fn(Handle, *mut c_void) -> Status>,
     status_string: Option<unsafe extern "C" fn(Status, *mut *const c_char) -> Status>,
+    process_list: Option<unsafe extern "C" fn(Handle, *mut u32, *mut c_void) -> Status>,
     // Last: the function pointers above must not outlive the library.
     _lib: Library,
 }
@@ -180,6 +201,7 @@ impl Api {
                 lib_version: opt!("amdsmi_get_lib_version"),
                 enumeration: opt!("amdsmi_get_gpu_enumeration_info"),
                 status_string: opt!("amdsmi_status_code_to_string"),
+                process_list: opt!("amdsmi_get_gpu_process_list"),
                 _lib: lib,
             })
         }
@@ -341,6 +363,59 @@ impl Api {
             return None;
         }
         PowerLayout::from_version(u32_at(&buf, 0), u32_at(&buf, 4))
+    }
+
+    /// The library's generation: its version's major (see [`PowerLayout::from_version`]).
+    fn generation(&self) -> Option<u32> {
+        let f = self.lib_version?;
+        let mut buf: Buffer = [0; STRUCT_BUFFER / 8];
+        // SAFETY: `buf` is larger than any release's amdsmi_version_t.
+        if unsafe { f(buf.as_mut_ptr().cast()) } != SUCCESS {
+            return None;
+        }
+        let (first, second) = (u32_at(&buf, 0), u32_at(&buf, 4));
+        Some(if first == 0 { second } else { first })
+    }
+
+    /// The compute processes on a GPU (amdsmi_get_gpu_process_list), at most MAX_PROCESSES of
+    /// them, and whether that is the whole list. None: the call is missing or failed, or the
+    /// library's amdsmi_proc_info_t is laid out in a way not known here (before library 25).
+    pub fn processes(&self, h: Handle) -> Option<(Vec<GpuProcess>, bool)> {
+        let f = self.process_list?;
+        if self.generation()? < 25 {
+            return None;
+        }
+        let mut n: u32 = 0;
+        // SAFETY: a count of 0 asks for the count alone; nothing is written to the list.
+        if unsafe { f(h, &mut n, std::ptr::null_mut()) } != SUCCESS {
+            return None;
+        }
+        let cap = n.min(MAX_PROCESSES);
+        if cap == 0 {
+            return Some((Vec::new(), true));
+        }
+        let mut buf: Vec<u64> = vec![0; cap as usize * PROC_INFO_SIZE / 8];
+        let mut got = cap;
+        // SAFETY: `buf` holds `cap` zeroed amdsmi_proc_info_t of this library's layout, and
+        // `cap` is passed: the library writes no more.
+        let rc = unsafe { f(h, &mut got, buf.as_mut_ptr().cast()) };
+        // NO_PERM: the list is filled, some names could not be read (they are not used).
+        if !matches!(rc, SUCCESS | NO_PERM | OUT_OF_RESOURCES) {
+            return None;
+        }
+        let complete = n <= MAX_PROCESSES && rc != OUT_OF_RESOURCES && got <= cap;
+        // SAFETY: u64s are plain bytes; the slice covers exactly the buffer.
+        let bytes: &[u8] =
+            unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), buf.len() * 8) };
+        let list = bytes
+            .chunks_exact(PROC_INFO_SIZE)
+            .take(got.min(cap) as usize)
+            .map(|e| GpuProcess {
+                pid: u32::from_ne_bytes(e[PROC_PID..PROC_PID + 4].try_into().unwrap()),
+                gfx_ns: u64::from_ne_bytes(e[PROC_GFX_NS..PROC_GFX_NS + 8].try_into().unwrap()),
+            })
+            .collect();
+        Some((list, complete))
     }
 
     /// The first field of `layout` that holds a power for this GPU.
