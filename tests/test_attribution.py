@@ -176,3 +176,58 @@ def test_cf_process_scope_reads_this_process() -> None:
     b = scope.read()
     assert b[0] > a[0]
     assert cf is not None
+
+
+def test_a_gpu_shared_with_another_process_is_split_by_its_sm_samples(tmp_path: Path) -> None:
+    from tests.fakes.nvml import FakeNvml
+
+    gpu = FakeNvml(tmp_path / "nvml", "gpu 0 name=A uuid=GPU-a energy_mj=1000\n")
+    state = gpu.library.with_name("nvml_state")
+    # The command puts itself on the GPU beside a stranger (pid 4000000), at 3x its SM use.
+    work = (
+        "import os, time\n"
+        f"s = {str(state)!r}\n"
+        "gpu = 'gpu 0 name=A uuid=GPU-a energy_mj={}\\n'\n"
+        "procs = f'proc 0 pid={os.getpid()} sm=60 samples=5\\n'\n"
+        "procs += 'proc 0 pid=4000000 sm=20 samples=5\\n'\n"
+        "open(s, 'w').write(gpu.format(1000) + procs)\n"
+        "time.sleep(1.2)\n"
+        "open(s, 'w').write(gpu.format(5000) + procs)\n"
+    )
+    report = tmp_path / "r.json"
+    env = {
+        **os.environ,
+        "CARBONFAST_POWERCAP_ROOT": str(tmp_path / "no-rapl"),
+        "CARBONFAST_GPU": "on",
+        "CARBONFAST_NVML_LIBRARY": str(gpu.library),
+    }
+    done = subprocess.run(
+        [*CLI, "run", "--json", str(report), "--", sys.executable, "-c", work],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(report.read_text())
+    a = data["attributed"]
+    assert a["shares"]["gpu-0"] == pytest.approx(0.75, abs=0.1)
+    assert a["domains"]["gpu-0"] == pytest.approx(a["shares"]["gpu-0"] * 4.0)
+    assert "gpu-0: SM utilisation" in a["method"]
+
+
+def test_a_library_window_reports_its_process_share(tmp_path: Path) -> None:
+    from tests.fakes.powercap import three_domain_tree
+
+    fake = three_domain_tree(tmp_path / "sys")
+    meter = cf.Meter(fake.root)
+    with meter.measure("step", attribute="process") as m:
+        fake.add("intel-rapl:0", 4_000_000)
+        sum(i * i for i in range(300_000))
+    a = m.attributed
+    assert a is not None and a.share is not None and 0 < a.share <= 1
+    assert a.scope == f"process {os.getpid()}"
+    assert a.domains["package-0"] == pytest.approx(a.share * 4.0)
+    assert m.to_dict()["attributed"]["share"] == a.share
+    with pytest.raises(ValueError, match="attribute='everyone' is not valid"):
+        cf.measure(attribute="everyone")

@@ -98,6 +98,39 @@ def attribute(
     )
 
 
+def gpu_shares(
+    domains: list[_native.DomainInfo],
+    found: list[tuple[int, float, float, float, str] | None],
+) -> dict[str, tuple[float, float, float, str]]:
+    """The GPU shares the core found (Meter.gpu_shares), by domain name."""
+    return {domains[i].name: (s, lo, hi, how) for i, s, lo, hi, how in filter(None, found)}
+
+
+def process_tree(root: int, proc: str = "/proc") -> set[int]:
+    """`root` and its descendants now, from the kernel's children lists (the pids a GPU's
+    driver names are matched against). Processes that go meanwhile are left out."""
+    import os
+
+    found: set[int] = set()
+    stack = [root]
+    while stack and len(found) < 65536:
+        pid = stack.pop()
+        if pid in found:
+            continue
+        found.add(pid)
+        try:
+            tids = os.listdir(f"{proc}/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"{proc}/{pid}/task/{tid}/children", encoding="ascii") as f:
+                    stack.extend(int(c) for c in f.read().split() if c.isdigit())
+            except (OSError, ValueError):
+                continue
+    return found
+
+
 def summary_line(a: Attributed, whose: str = "this command") -> str:
     """ "of which this command: 89 J (49% of the CPU time)" for the console."""
     from carbonfast.report.console import format_joules

@@ -368,8 +368,11 @@ def _run_measured(
                 live.start()
             try:
                 readings.append(_read_scope(scope))
-                returncode = _run_forwarding_signals(command, mask)
+                watch = _GpuScope(meter, m.start_ns) if scope is not None else None
+                returncode = _run_forwarding_signals(command, mask, watch)
                 readings.append(_read_scope(scope))
+                if watch is not None:
+                    watch.close()
             finally:
                 if live is not None:
                     live.stop()
@@ -462,7 +465,40 @@ def _attributed(args: argparse.Namespace, scope: Any, m: Any, readings: list[Any
         scope.label = f"process tree of {_command_pid}"
     # The CPU estimate (no counter) already follows the process tree's own CPU time.
     follows = resolve(("scope",), {"scope": args.scope})["scope"] == "process"
-    return attribute(m, scope, readings[0], readings[1], estimate_follows_scope=follows)
+    gpus = _GpuScope.last.shares if _GpuScope.last is not None else None
+    return attribute(m, scope, readings[0], readings[1], gpus, estimate_follows_scope=follows)
+
+
+class _GpuScope:
+    """The command's processes, for its share of each GPU: its process tree is looked at
+    while it runs (twice a second), and the GPUs' processes since the window opened are
+    matched against every pid it had."""
+
+    last: _GpuScope | None = None
+    PERIOD_S = 0.5
+
+    def __init__(self, meter: Any, since_ns: int) -> None:
+        self.meter = meter
+        self.since_ns = since_ns
+        self.gpus = any(d.kind == "gpu" for d in meter.domains)
+        self.pids: set[int] = set()
+        self.shares: dict[str, tuple[float, float, float, str]] = {}
+        if self.gpus:
+            meter.native.gpu_shares([], since_ns)  # a first look, for drivers that need two
+        _GpuScope.last = self
+
+    def tick(self, pid: int) -> None:
+        if self.gpus:
+            from carbonfast.attribution import process_tree
+
+            self.pids |= process_tree(pid)
+
+    def close(self) -> None:
+        if self.gpus:
+            from carbonfast.attribution import gpu_shares
+
+            found = self.meter.native.gpu_shares(sorted(self.pids), self.since_ns)
+            self.shares = gpu_shares(self.meter.domains, found)
 
 
 class _CannotStart(Exception):
@@ -961,10 +997,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 _command_pid: int | None = None
 
 
-def _run_forwarding_signals(command: list[str], mask: Any) -> int:
+def _run_forwarding_signals(command: list[str], mask: Any, watch: Any = None) -> int:
     """Runs `command` to completion; returns its return code (negative: killed by signal).
     The signals in _FORWARDED must be blocked in this thread: they are taken here and passed
-    on, and carbonfast does not return while the command lives."""
+    on, and carbonfast does not return while the command lives. `watch.tick(pid)` is called
+    every watch.PERIOD_S while it runs."""
     from carbonfast import guard
 
     guard.tell("starting")
@@ -1000,7 +1037,14 @@ def _run_forwarding_signals(command: list[str], mask: Any) -> int:
             code = os.waitstatus_to_exitcode(status)
             guard.tell(f"ended {code if code >= 0 else 128 - code}")
             return code
-        info = signal.sigwaitinfo(waited)
+        if watch is not None:
+            watch.tick(pid)
+            got = signal.sigtimedwait(waited, watch.PERIOD_S)
+            if got is None:
+                continue
+            info = got
+        else:
+            info = signal.sigwaitinfo(waited)
         if info.si_signo == signal.SIGCHLD:
             continue
         if info.si_signo in (signal.SIGINT, signal.SIGWINCH) and info.si_code == _SI_KERNEL:

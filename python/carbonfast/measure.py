@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from carbonfast.config import GpuEnergy, RaplSource, Scope
     from carbonfast.distributed import HostPart, Job, JobWindow, RankPart
     from carbonfast.report.history import WindowRecorder
-    from carbonfast.report.record import Record
+    from carbonfast.report.record import Attributed, Record
     from carbonfast.trace import Trace
 
     F = TypeVar("F", bound=Callable[..., Any])
@@ -335,6 +335,38 @@ class Measurement(_native.MeasurementBase):
         )
 
 
+class AttributedMeasurement(Measurement):
+    """A Measurement that also knows its scope's share of the energy (`attributed`): the CPU
+    time of this process (or its tree, a thread, a cgroup) beside the machine's, read at the
+    window's edges. See carbonfast.attribution."""
+
+    __slots__ = ("_gpus", "_pids", "_readings", "_scope")
+    _gpus: list[tuple[int, float, float, float, str] | None]
+    _pids: list[int]
+    _readings: list[tuple[int, int]]
+    _scope: _native.Attribution
+
+    @property
+    def attributed(self) -> Attributed | None:
+        """The scope's share of `energy_j` (None until the window has closed, or where the
+        scope's CPU time could not be read)."""
+        readings = getattr(self, "_readings", [])
+        if not self.closed or len(readings) != 2:
+            return None
+        from carbonfast.attribution import attribute, gpu_shares
+
+        gpus = gpu_shares(self.meter.domains, getattr(self, "_gpus", []))
+        follows = self.meter._estimate_scope == "process"
+        return attribute(
+            self, self._scope, readings[0], readings[1], gpus, estimate_follows_scope=follows
+        )
+
+    def record(self) -> Record:
+        r = super().record()
+        r.attributed = self.attributed
+        return r
+
+
 class DistributedMeasurement(Measurement):
     """A window of a distributed job (see carbonfast.distributed).
 
@@ -615,6 +647,61 @@ class Window(_native.WindowBase):
         return False
 
 
+class _AttributedWindow(Window):
+    """A window that reads its scope's CPU time beside the counters at each edge (a file read
+    or a clock, some microseconds: only where attribution is asked for)."""
+
+    __slots__ = ("_open_here", "_scope_name")
+    _scope_name: str
+    _open_here: dict[int, list[AttributedMeasurement]]
+
+    def __enter__(self) -> Any:
+        m = super().__enter__()
+        meter = m.meter
+        m._scope = meter._attribution(self._scope_name)
+        m._pids = [os.getpid()]
+        m._readings = [m._scope.read()]
+        meter._native.gpu_shares(m._pids, m.start_ns)  # a look, for those that need two
+        self._open_here.setdefault(threading.get_ident(), []).append(m)
+        return m
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> Literal[False]:
+        stack = self._open_here.get(threading.get_ident())
+        m = stack.pop() if stack else None
+        if m is not None:
+            m._readings.append(m._scope.read())
+            m._gpus = m.meter._native.gpu_shares(m._pids, m.start_ns)
+        super().__exit__(kind, value, traceback)
+        return False
+
+    def __call__(self, func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def _checked_scope(scope: str) -> str:
+    from carbonfast.attribution import SCOPES
+
+    if scope in SCOPES[:-1] or (scope.startswith("cgroup:") and len(scope) > len("cgroup:")):
+        return scope
+    raise ValueError(f"attribute={scope!r} is not valid; expected off, {', '.join(SCOPES)}")
+
+
+def _attributed_window(
+    label: str | None, meter: Meter | None, sync: Sync, keep: bool, scope: str
+) -> Window:
+    w = _AttributedWindow(
+        label, meter, _resolve_sync(sync), AttributedMeasurement, default_meter, keep
+    )
+    w._scope_name = scope
+    w._open_here = {}
+    return w
+
+
 class _JobWindow(Window):
     """A window whose close is gathered to rank 0 when its meter belongs to a job with an
     engine. Entered and exited natively, as any window; the gather follows the exit."""
@@ -722,6 +809,7 @@ if TYPE_CHECKING:
         sync: Sync = None,
         keep: bool = False,
         distributed: Distributed = None,
+        attribute: str | None = None,
     ) -> F: ...
     @overload
     def measure(
@@ -731,6 +819,7 @@ if TYPE_CHECKING:
         sync: Sync = None,
         keep: bool = False,
         distributed: Distributed = None,
+        attribute: str | None = None,
     ) -> Window: ...
 
 
@@ -741,6 +830,7 @@ def measure(
     sync: Sync = None,
     keep: bool = False,
     distributed: Distributed = None,
+    attribute: str | None = None,
 ) -> Any:
     """Measure a block (`with cf.measure("step") as m:`) or every call of a function.
 
@@ -758,7 +848,19 @@ def measure(
     same windows in the same order. `distributed=False` keeps a window to this rank alone (its
     own part); `distributed=True` makes it a job's window even where no launcher is found (a
     job of one rank).
+
+    `attribute` ("process": this process; "tree": with its descendants; "thread": the thread
+    that opens the window; "cgroup" or "cgroup:PATH") also reports the share of the machine's
+    energy that is that scope's, as `m.attributed` (see carbonfast.attribution): each edge then
+    reads the scope's CPU time beside the counters.
     """
+    if attribute is not None and attribute != "off":
+        if distributed:
+            raise ValueError("attribute= is not available for a distributed window")
+        scope = _checked_scope(attribute)
+        if callable(label):
+            return _attributed_window(None, meter, sync, keep, scope)(label)
+        return _attributed_window(label, meter, sync, keep, scope)
     if callable(label):
         return _window(None, meter, sync, keep, distributed)(label)
     return _window(label, meter, sync, keep, distributed)
@@ -986,6 +1088,12 @@ class Meter:
         )
         self.domains: list[_native.DomainInfo] = self._native.domains
         self.domain_names: list[str] = [d.name for d in self.domains]
+        # For attributed windows: where the scopes' CPU times are, the scopes opened so far,
+        # and what the CPU estimate follows.
+        self._proc_root: str = settings["proc_root"]
+        self._cgroup_root: str = settings["cgroup_root"]
+        self._estimate_scope: str = settings["scope"]
+        self._scopes: dict[str, _native.Attribution] = {}
         self.estimated = any(d.estimated and d.counts_in_total for d in self.domains)
         self._estimate_notes = [
             f"{d.name} is estimated, not measured: {d.method}; inputs in `carbonfast info`"
@@ -1041,10 +1149,28 @@ class Meter:
         sync: Sync = None,
         keep: bool = False,
         distributed: Distributed = None,
+        attribute: str | None = None,
     ) -> Window:
+        """A window on this meter (see carbonfast.measure). `attribute` ("process", "tree",
+        "thread", "cgroup" or "cgroup:PATH") also reports that scope's share of the energy,
+        as `m.attributed`."""
+        if attribute is not None and attribute != "off":
+            if distributed:
+                raise ValueError("attribute= is not available for a distributed window")
+            return _attributed_window(label, self, sync, keep, _checked_scope(attribute))
         if sync is None and distributed is None and self.job is None:  # the common case
             return Window(label, self, None, Measurement, default_meter, keep)
         return _window(label, self, sync, keep, distributed)
+
+    def _attribution(self, scope: str) -> _native.Attribution:
+        """The scope's CPU clock, opened once per meter (per thread for "thread")."""
+        key = f"{scope}@{threading.get_ident()}" if scope == "thread" else scope
+        found = self._scopes.get(key)
+        if found is None:
+            from carbonfast.attribution import open_scope
+
+            found = self._scopes[key] = open_scope(scope, self._proc_root, self._cgroup_root)
+        return found
 
     def begin(self, name: str) -> None:
         """Opens the window `name`. Raises ValueError if a window of that name is open."""
