@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -231,3 +232,43 @@ def test_a_library_window_reports_its_process_share(tmp_path: Path) -> None:
     assert m.to_dict()["attributed"]["share"] == a.share
     with pytest.raises(ValueError, match="attribute='everyone' is not valid"):
         cf.measure(attribute="everyone")
+
+
+def test_the_codecarbon_drop_in_process_mode_reports_the_measured_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CodeCarbon's tracking_mode="process" scales an estimate; the drop-in's gives this
+    process's measured share of the counters: its CPU time over the machine's."""
+    from carbonfast.compat.codecarbon import OfflineEmissionsTracker, _meter
+    from tests.fakes.powercap import three_domain_tree
+
+    fake = three_domain_tree(tmp_path / "sys")
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    schedstat = proc / "schedstat"
+    monkeypatch.setenv("CARBONFAST_POWERCAP_ROOT", str(fake.root))
+    monkeypatch.setenv("CARBONFAST_PROC_ROOT", str(proc))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_meter, "_meters", {})
+
+    def run(mode: str) -> Any:
+        scope = _native.Attribution("process")
+        schedstat.write_text("version 15\ncpu0 0 0 0 0 0 0 0 0 0\n")
+        tracker = OfflineEmissionsTracker(
+            country_iso_code="FRA", tracking_mode=mode, output_methods=[]
+        )
+        tracker.start()
+        before = scope.read()[0]
+        sum(i * i for i in range(300_000))
+        used = scope.read()[0] - before
+        # The machine was busy four times as long as this process.
+        schedstat.write_text(f"version 15\ncpu0 0 0 0 0 0 0 {4 * used} 0 0\n")
+        fake.add("intel-rapl:0", 36_000_000)
+        tracker.stop()
+        return tracker.final_emissions_data
+
+    machine = run("machine")
+    own = run("process")
+    assert machine.cpu_energy == pytest.approx(36 / 3.6e6)
+    assert own.tracking_mode == "process"
+    assert own.cpu_energy == pytest.approx(machine.cpu_energy / 4, rel=0.15)

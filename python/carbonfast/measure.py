@@ -348,14 +348,18 @@ class AttributedMeasurement(Measurement):
 
     @property
     def attributed(self) -> Attributed | None:
-        """The scope's share of `energy_j` (None until the window has closed, or where the
+        """The scope's share of `energy_j` (while the window is open, up to now; None where the
         scope's CPU time could not be read)."""
-        readings = getattr(self, "_readings", [])
-        if not self.closed or len(readings) != 2:
+        readings = list(getattr(self, "_readings", []))
+        found = getattr(self, "_gpus", [])
+        if not self.closed and len(readings) == 1:
+            readings.append(self._scope.read())
+            found = self.meter._native.gpu_shares(self._pids, self.start_ns)
+        if len(readings) != 2:
             return None
         from carbonfast.attribution import attribute, gpu_shares
 
-        gpus = gpu_shares(self.meter.domains, getattr(self, "_gpus", []))
+        gpus = gpu_shares(self.meter.domains, found)
         follows = self.meter._estimate_scope == "process"
         return attribute(
             self, self._scope, readings[0], readings[1], gpus, estimate_follows_scope=follows

@@ -21,9 +21,16 @@ _J_PER_KWH = 3.6e6
 
 
 def _split(
-    record: Record, *, rapl_prefer_psys: bool, rapl_include_dram: bool
+    record: Record, *, rapl_prefer_psys: bool, rapl_include_dram: bool, own: bool = False
 ) -> tuple[float, float, float, float | None]:
-    """(CPU, GPU, RAM, total) joules, as the rapl_* options ask."""
+    """(CPU, GPU, RAM, total) joules, as the rapl_* options ask; `own` (tracking_mode
+    "process"): this process's share of them, where it is known."""
+    if own and record.attributed is not None and record.attributed.energy_j is not None:
+        parts = record.energy_by_kind(attributed=True)
+        cpu, gpu, ram = parts["cpu"], parts["gpu"], parts["ram"]
+        if rapl_include_dram:
+            cpu, ram = cpu + ram, 0.0
+        return cpu, gpu, ram, record.attributed.energy_j
     parts = record.energy_by_kind()
     cpu, gpu, ram = parts["cpu"], parts["gpu"], parts["ram"]
     total = record.energy_j

@@ -178,8 +178,10 @@ class BaseEmissionsTracker(_Settings, ABC):
         :param experiment_id: the run's experiment (default CodeCarbon's).
         :param experiment_name: names the task file emissions_<experiment_name>_<run_id>.csv
             (default "base").
-        :param tracking_mode: "machine" (default) or "process": what an estimate follows
-            where no counter is readable.
+        :param tracking_mode: "machine" (default) or "process": this process's measured share
+            of the machine's energy (its CPU time over the machine's, its GPU processes' SM
+            use), where CodeCarbon only scales its estimate; an estimate then follows this
+            process's CPU time too.
         :param log_level: the "codecarbon" logger's level (default "info").
         :param on_csv_write: "append" a row at each flush and stop (default), or "update" the
             run's row in place.
@@ -344,6 +346,12 @@ class BaseEmissionsTracker(_Settings, ABC):
 
     # -- what is measured, and where ---------------------------------------------------------
 
+    @property
+    def _attribute(self) -> str | None:
+        """tracking_mode "process": the figures are this process's measured share of the
+        machine's (carbonfast.attribution), not the machine's."""
+        return "process" if self._tracking_mode == "process" else None
+
     def _make_meter(self) -> Meter:
         return _shared_meter(
             scope="machine" if self._tracking_mode == "machine" else "process",
@@ -445,7 +453,7 @@ class BaseEmissionsTracker(_Settings, ABC):
             self._run_usage = self._usage()
             self._run_tasks = []
             self._previous_emissions = None
-            self._window = self._meter.measure(self._project_name)
+            self._window = self._meter.measure(self._project_name, attribute=self._attribute)
             self._measurement = self._window.__enter__()
         self._start_live_updates()
 
@@ -469,7 +477,7 @@ class BaseEmissionsTracker(_Settings, ABC):
                 self._previous_emissions = None
             task = Task(task_name)
             task._usage = self._usage()
-            task._window = self._meter.measure(task_name)
+            task._window = self._meter.measure(task_name, attribute=self._attribute)
             task._measurement = task._window.__enter__()
             self._tasks[task_name] = task
             self._active_task = task_name
@@ -649,6 +657,7 @@ class BaseEmissionsTracker(_Settings, ABC):
                 record,
                 rapl_prefer_psys=self._rapl_prefer_psys,
                 rapl_include_dram=self._rapl_include_dram,
+                own=self._tracking_mode == "process",
             ),
             usage,
             g_per_kwh=self._carbon_intensity().g_per_kwh,
