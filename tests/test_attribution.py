@@ -272,3 +272,17 @@ def test_the_codecarbon_drop_in_process_mode_reports_the_measured_share(
     assert machine.cpu_energy == pytest.approx(36 / 3.6e6)
     assert own.tracking_mode == "process"
     assert own.cpu_energy == pytest.approx(machine.cpu_energy / 4, rel=0.15)
+
+
+def test_the_console_and_html_reports_show_the_share() -> None:
+    from carbonfast.report import html
+    from carbonfast.report.console import format_summary
+    from carbonfast.report.record import Attributed, Record
+
+    r = Record(kind="run", started_at="", duration_s=2.0, energy_j=180.0, command=["train"])
+    r.attributed = Attributed(
+        energy_j=89.0, share=0.49, scope="process tree of 4312", method="CPU-time share: ..."
+    )
+    assert "of which this command: 89.0000 J (49% of the CPU time)" in format_summary(r)
+    page = html.render(r)
+    assert "process tree of 4312" in page and "89.0000 J (49% of the CPU time)" in page

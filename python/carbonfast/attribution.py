@@ -98,6 +98,60 @@ def attribute(
     )
 
 
+# The baseline is the lowest mean power over a stretch at least this long: shorter ones catch
+# the dips between a counter's refreshes, not idle.
+BASELINE_SPAN_S = 0.5
+
+
+def with_dynamic(a: Attributed, trace: Mapping[str, object], duration_s: float) -> None:
+    """Adds `dynamic_j` to `a`: its domains' energy above each one's idle baseline, the lowest
+    mean power seen over BASELINE_SPAN_S in the trace (what Kepler attributes: idle power to
+    no one). Nothing where the trace is too short to tell."""
+    t = trace.get("t_s")
+    powers = trace.get("power_w")
+    if not isinstance(t, list) or not isinstance(powers, dict) or duration_s <= 0:
+        return
+    dynamic = 0.0
+    floors = []
+    for name, attributed in a.domains.items():
+        share = a.shares.get(name)
+        series = powers.get(name)
+        if attributed is None or share is None or not isinstance(series, list):
+            return
+        floor = lowest_mean_power(t, series, BASELINE_SPAN_S)
+        if floor is None:
+            return
+        floors.append(f"{name} {floor:.3g} W")
+        machine = attributed / share if share > 0 else 0.0
+        dynamic += share * max(0.0, machine - floor * duration_s)
+    a.dynamic_j = dynamic
+    a.baseline = (
+        f"the lowest mean power over {BASELINE_SPAN_S:g} s seen in the run's trace "
+        f"({', '.join(floors)}): idle only if the machine idled at some point"
+    )
+
+
+def lowest_mean_power(t: list[float], power: list[float | None], span_s: float) -> float | None:
+    """The lowest mean of `power` (each over the interval ending at its time) over any stretch
+    of at least `span_s`; None where the trace is shorter or has gaps."""
+    best: float | None = None
+    start = 1
+    energy = 0.0
+    for end in range(1, len(t)):
+        p = power[end]
+        if p is None:
+            return None
+        energy += p * (t[end] - t[end - 1])
+        while start < end and t[end] - t[start] >= span_s:
+            energy -= (power[start] or 0.0) * (t[start] - t[start - 1])
+            start += 1
+        span = t[end] - t[start - 1]
+        if span >= span_s:
+            mean = energy / span
+            best = mean if best is None else min(best, mean)
+    return best
+
+
 def gpu_shares(
     domains: list[_native.DomainInfo],
     found: list[tuple[int, float, float, float, str] | None],

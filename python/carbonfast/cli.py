@@ -399,6 +399,11 @@ def _run_measured(
     trace = None
     if args.sample_hz and failure is None:
         trace = _attempt("the power trace", lambda: _trace_dict(meter, m))
+    if trace and record.attributed is not None:
+        from carbonfast.attribution import with_dynamic
+
+        attributed, length = record.attributed, record.duration_s
+        _attempt("the idle baseline", lambda: with_dynamic(attributed, trace, length))
     if history:
         record.id = _attempt(history, lambda: _record_run(history, record, trace))
     if args.json:

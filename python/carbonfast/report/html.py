@@ -76,6 +76,12 @@ def render(record: Record, trace: dict | None = None) -> str:
     if record.estimated and record.energy_range_j:
         lo, hi = record.energy_range_j
         rows.append(("estimated range", f"{lo:.4g} J to {hi:.4g} J"))
+    if record.attributed is not None:
+        from carbonfast.attribution import summary_line
+
+        a = record.attributed
+        rows.append((a.scope, summary_line(a, "it").removeprefix("of which it: ")))
+        rows.append(("how it is shared", a.method))
     if record.emissions_kg is not None:
         rows.append(("emissions", f"{fmt_mass(record.emissions_kg)} CO2e"))
         rows.append(
