@@ -5,7 +5,7 @@ is loaded into; prints what cf.bench found beside the truth, as JSON on stdout.
 
 Each variant is ["busy", t] (t seconds of this thread's CPU time, however the scheduler shares
 the CPU) or ["sleep", t]. The truth of a variant is taken as `timeit` takes a bare call's time,
-before and after cf.bench, from runs of calls timed alone: the wall time per call, and this
+from runs of calls timed alone in turns with runs of cf.bench: the wall time per call, and this
 thread's CPU time per call, which the fake charges at CPU_W on top of IDLE_W.
 """
 
@@ -48,38 +48,41 @@ def bare(call: Callable[[], object], seconds: float = 0.15) -> tuple[float, floa
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    min_time = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
+    min_time = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
     calls = {name: make(kind, float(t)) for name, (kind, t) in spec.items()}
     nowhere = Path(tempfile.mkdtemp()) / "nowhere"
     meter = cf.Meter(msr_root=nowhere, perf_root=nowhere, estimate=False, history="off")
     for call in calls.values():
         bare(call, 0.05)  # warm-up
-    totals = {name: [0.0, 0.0, 0] for name in calls}
-
-    def measure_bare() -> None:
-        for _ in range(2):  # interleaved, so that the machine's load weighs on all alike
-            for name, call in calls.items():
-                wall, cpu, n = bare(call)
-                t = totals[name]
-                t[0], t[1], t[2] = t[0] + wall, t[1] + cpu, t[2] + n
-
-    measure_bare()
-    res = cf.bench(calls, meter=meter, min_time=min_time, record=False)
-    measure_bare()
+    totals: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in calls}
+    found: dict[str, list[tuple[float, float, int]]] = {name: [] for name in calls}
+    # Bare runs and cf.bench in turns, so that a machine whose load changes weighs on both alike.
+    chunks = 4
+    period = 0.0
+    for _ in range(chunks):
+        for name, call in calls.items():
+            wall, cpu, n = bare(call, 0.05)
+            t = totals[name]
+            t[0], t[1], t[2] = t[0] + wall, t[1] + cpu, t[2] + n
+        res = cf.bench(calls, meter=meter, min_time=min_time / chunks, record=False)
+        period = res.update_period_s
+        for name in calls:
+            v = res[name]
+            found[name].append((v.seconds_per_call, v.joules_per_call, v.samples))
     out = {}
     for name in calls:
-        wall, cpu, n = totals[name]
-        v = res[name]
+        wall, cpu, count = totals[name]
+        runs = found[name]
+        weight = sum(k for _, _, k in runs)
         out[name] = {
-            "bare_s": wall / n,
-            "bare_cpu_s": cpu / n,
-            "truth_j": IDLE_W * wall / n + CPU_W * cpu / n,
-            "seconds_per_call": v.seconds_per_call,
-            "joules_per_call": v.joules_per_call,
-            "joules_per_call_ci": list(v.joules_per_call_ci),
-            "samples": v.samples,
+            "bare_s": wall / count,
+            "bare_cpu_s": cpu / count,
+            "truth_j": IDLE_W * wall / count + CPU_W * cpu / count,
+            "seconds_per_call": sum(s * k for s, _, k in runs) / weight,
+            "joules_per_call": sum(j * k for _, j, k in runs) / weight,
+            "samples": weight,
         }
-    out["_update_period_s"] = res.update_period_s  # type: ignore[assignment]
+    out["_update_period_s"] = period  # type: ignore[assignment]
     print(json.dumps(out))
 
 

@@ -51,9 +51,7 @@ def bench_on_slow_counter(tmp_path: Path, variants: dict[str, list[Any]]) -> dic
 def test_a_busy_call_is_charged_its_own_time_and_energy_on_a_counter_with_slow_reads(
     tmp_path: Path,
 ) -> None:
-    found = bench_on_slow_counter(
-        tmp_path, {"400us": ["busy", 400e-6], "50us": ["busy", 50e-6]}
-    )
+    found = bench_on_slow_counter(tmp_path, {"400us": ["busy", 400e-6], "50us": ["busy", 50e-6]})
     for name, v in found.items():
         # (10 + 40) W x the bare call's time, on a quiet machine; the share of it that the
         # scheduler gave to other processes draws 10 W only.
@@ -65,9 +63,7 @@ def test_a_busy_call_is_charged_its_own_time_and_energy_on_a_counter_with_slow_r
 def test_a_sleep_and_a_spin_of_equal_time_are_told_apart_on_a_counter_with_slow_reads(
     tmp_path: Path,
 ) -> None:
-    found = bench_on_slow_counter(
-        tmp_path, {"spin": ["busy", 400e-6], "sleep": ["sleep", 400e-6]}
-    )
+    found = bench_on_slow_counter(tmp_path, {"spin": ["busy", 400e-6], "sleep": ["sleep", 400e-6]})
     spin, sleep = found["spin"], found["sleep"]
     # A sleep draws 10 W and 40 W for what its own system calls run; a spin draws 50 W while
     # it runs, 10 W while the scheduler runs others.

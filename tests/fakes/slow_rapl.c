@@ -8,7 +8,9 @@
  *            resolution (CLOCK_PROCESS_CPUTIME_ID);
  *   refresh: every period_us, by a thread of its own that wakes at each boundary, as RAPL
  *            refreshes on its own clock whoever reads it; a read returns the energy as of the
- *            latest refresh;
+ *            latest refresh. Where that thread has been kept from running for two periods or
+ *            more (a busy machine, a CPU quota), the read refreshes the counter itself, so
+ *            that it never stands still longer than real RAPL does;
  *   a read costs delay_us, spent busy on the reading thread: a counter behind a FUSE file, a
  *            slow hwmon sensor or an ACPI power meter whose method the kernel evaluates on the
  *            caller's CPU (drawing full power while it does: the harness's reads are never
@@ -53,8 +55,12 @@ static ino_t target_ino;
 static long long delay_ns, period_ns;
 static double idle_w = 10.0, cpu_w = 40.0;
 
-/* The served value, in microjoules, as of the latest refresh. */
+/* The served value, in microjoules, as of the latest refresh, and that refresh's period
+ * number (CLOCK_MONOTONIC / period_ns). */
 static _Atomic unsigned long long value_uj;
+static long long value_tick;
+static pthread_mutex_t value_lock = PTHREAD_MUTEX_INITIALIZER;
+static clockid_t refresher_clock; /* the refresh thread's CPU clock, left out of the power */
 static int running;                 /* a refresh thread runs in this process */
 static unsigned long long base_uj;  /* energy before this process's clocks start */
 static long long t0_ns, cpu0_ns;
@@ -107,16 +113,26 @@ static unsigned long long energy_now(long long own_cpu_ns) {
     return base_uj + (unsigned long long)((idle_w * wall + cpu_w * cpu) * 1e6);
 }
 
+static void refresh(long long tick, long long own_cpu_ns) {
+    pthread_mutex_lock(&value_lock);
+    if (tick > value_tick) {
+        unsigned long long v = energy_now(own_cpu_ns);
+        if (v > atomic_load(&value_uj))
+            atomic_store(&value_uj, v);
+        value_tick = tick;
+    }
+    pthread_mutex_unlock(&value_lock);
+}
+
 static void *refresher(void *arg) {
     (void)arg;
+    pthread_getcpuclockid(pthread_self(), &refresher_clock);
     long long next = (ns_of(CLOCK_MONOTONIC) / period_ns + 1) * period_ns;
     for (;;) {
         struct timespec ts = {(time_t)(next / 1000000000LL), (long)(next % 1000000000LL)};
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0) {
         }
-        unsigned long long v = energy_now(ns_of(CLOCK_THREAD_CPUTIME_ID));
-        if (v > atomic_load(&value_uj))
-            atomic_store(&value_uj, v);
+        refresh(next / period_ns, ns_of(CLOCK_THREAD_CPUTIME_ID));
         long long now = ns_of(CLOCK_MONOTONIC);
         next += period_ns;
         if (next <= now) /* fell behind (a busy machine): the next boundary from now */
@@ -128,6 +144,7 @@ static void *refresher(void *arg) {
 static void after_fork_child(void) {
     running = 0;
     pthread_mutex_init(&start_lock, NULL);
+    pthread_mutex_init(&value_lock, NULL);
 }
 
 static void ensure_running(void) {
@@ -139,6 +156,8 @@ static void ensure_running(void) {
         t0_ns = ns_of(CLOCK_MONOTONIC);
         cpu0_ns = ns_of(CLOCK_PROCESS_CPUTIME_ID);
         atomic_store(&value_uj, base_uj);
+        value_tick = t0_ns / period_ns;
+        refresher_clock = CLOCK_THREAD_CPUTIME_ID; /* until the thread has named its own */
         pthread_t th;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -175,7 +194,13 @@ static int is_marked(int fd) { return fd >= 0 && fd < MAX_FD && atomic_load(&mar
 
 static ssize_t serve(void *buf, size_t count, long long off) {
     long long end = ns_of(CLOCK_MONOTONIC) + delay_ns;
-    while (ns_of(CLOCK_MONOTONIC) < end) {
+    long long now;
+    while ((now = ns_of(CLOCK_MONOTONIC)) < end) {
+    }
+    long long tick = now / period_ns;
+    if (tick > value_tick + 1) { /* the refresh thread is late: refresh here */
+        clockid_t c = refresher_clock;
+        refresh(tick, c == CLOCK_THREAD_CPUTIME_ID ? 0 : ns_of(c));
     }
     char text[32];
     int len = snprintf(text, sizeof text, "%llu\n", atomic_load(&value_uj));
