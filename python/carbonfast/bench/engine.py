@@ -22,20 +22,23 @@ sensors and ACPI power meters. Looking twice per refresh period, a sample is the
 reads or more, and the calls would be charged with them. So each batch is timed by the clock:
   - time: a sample's seconds are those its batches ran inside it; the looks between batches
     are left out, exactly;
-  - energy: what the looks drew is taken off, at the looks' own power, measured the same way as
-    a variant's: a sample of looks alone (no calls) between two refreshes, taken in each round
-    beside the variants' while the looks take more than LOOK_SHARE of a sample. Where they take
-    less, they are taken off at the sample's own power (an error below LOOK_SHARE x the
-    difference between the two powers).
+  - energy: what the looks drew is taken off at their own power, as they draw it beside this
+    variant's calls (after a sleep a look may run at a power that looks alone never do). Once
+    the looks take more than LOOK_SHARE of a sample, every other round reads the counters
+    LOOK_READS times per look, and a least-squares fit over the variant's samples,
+    joules = J/call x calls + W x look seconds, gives that power (criterion's linear sampling,
+    with the looks as the varied count). Below LOOK_SHARE they are taken off at the sample's
+    own power (an error under LOOK_SHARE x the two powers' difference).
 Why this and not the other ways. Looking less often only dilutes the reads (to reach 1% with
 300 us reads on a 1 ms counter, a look every 30 refreshes), and each refresh is then known only
 to within the long batch before it, for much noisier samples; a background reader costs the
-package the same elsewhere. Regressing sample energy on calls and reads (criterion's linear
-sampling) needs samples whose ratio of reads to calls differs widely, but the batch length is
-pinned by the refresh period (a look at least twice per period places the refreshes), so the
-regression would have little leverage and amplify the samples' noise. Measuring the looks
-directly has none of this: the looks alone are dense, so their samples' edges are sharp and
-their power precise, and the result does not depend on what a read costs.
+package the same elsewhere. Varying the calls per look instead (criterion's way) would move
+the batches off the refresh period that pins them (a look at least twice per period places
+the refreshes); varying the reads per look keeps the batches and the edges as they are, and
+gives the fit a ratio of look time to call time that differs threefold between its samples.
+Samples of looks alone were tried and measured the looks' power well but out of context: a
+thread that only reads is preempted more on a busy machine than one that reads after a sleep.
+The time taken off is exact, and the energy taken off does not depend on what a read costs.
 """
 
 from __future__ import annotations
