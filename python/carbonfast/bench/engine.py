@@ -9,12 +9,36 @@ therefore taken between two refreshes of the slowest counter in the total, while
   2. the sample opens at a refresh that comes once the calls have run for one refresh period
      (so that a device's power has settled on this variant's load), and closes at the refresh
      at least 25 refreshes later; the calls go on until it is seen;
-  3. its energy is the counter's difference between those two refreshes, with no modelled
-     correction; the calls it holds are counted by time, a batch that straddles a refresh
-     counted in part.
+  3. its energy is the counter's difference between those two refreshes, less what the looks
+     inside it drew (below); the calls it holds are counted by time, a batch that straddles a
+     refresh counted in part.
 Variants are interleaved (A B A B ...) so that drift (temperature, frequency, other load)
 falls on all of them alike; warm-up calls are never measured. Counters that move on every read
 (models) need no synchronisation: a sample is then a calibrated number of calls.
+
+A call alone, never the harness's reads. A look at the counters costs what a read costs: about
+a microsecond on RAPL's own files, but 100 us and more behind a FUSE file, on some hwmon
+sensors and ACPI power meters. Looking twice per refresh period, a sample is then a fifth part
+reads or more, and the calls would be charged with them. So each batch is timed by the clock:
+  - time: a sample's seconds are those its batches ran inside it; the looks between batches
+    are left out, exactly;
+  - energy: what the looks drew is taken off at their own power, as they draw it beside this
+    variant's calls (after a sleep a look may run at a power that looks alone never do). Once
+    the looks take more than LOOK_SHARE of a sample, every other round reads the counters
+    LOOK_READS times per look, and a least-squares fit over the variant's samples,
+    joules = J/call x calls + W x look seconds, gives that power (criterion's linear sampling,
+    with the looks as the varied count). Below LOOK_SHARE they are taken off at the sample's
+    own power (an error under LOOK_SHARE x the two powers' difference).
+Why this and not the other ways. Looking less often only dilutes the reads (to reach 1% with
+300 us reads on a 1 ms counter, a look every 30 refreshes), and each refresh is then known only
+to within the long batch before it, for much noisier samples; a background reader costs the
+package the same elsewhere. Varying the calls per look instead (criterion's way) would move
+the batches off the refresh period that pins them (a look at least twice per period places
+the refreshes); varying the reads per look keeps the batches and the edges as they are, and
+gives the fit a ratio of look time to call time that differs threefold between its samples.
+Samples of looks alone were tried and measured the looks' power well but out of context: a
+thread that only reads is preempted more on a busy machine than one that reads after a sleep.
+The time taken off is exact, and the energy taken off does not depend on what a read costs.
 """
 
 from __future__ import annotations
@@ -53,10 +77,13 @@ clock = time.monotonic
 
 # Refreshes of the slowest counter each sample spans.
 REFRESHES_PER_SAMPLE = 25
-# Batches per refresh period: how often the engine looks at the counters while calling. Each
-# look costs a few microseconds that the calls are charged with; two per period keep that
-# near 1% of a RAPL period, and place each refresh within half a period.
+# Batches per refresh period: how often the engine looks at the counters while calling; two
+# place each refresh within half a period. The looks' time and energy are taken off the calls.
 BATCHES_PER_PERIOD = 2
+# Above this share of a sample, the looks' own power is measured: every other round, each look
+# reads the counters LOOK_READS times.
+LOOK_SHARE = 0.005
+LOOK_READS = 3
 
 
 class MeterReader:
@@ -162,54 +189,70 @@ class Engine:
         self.period = reader.period
         self.refreshes = refreshes
         self.last_span = (0.0, 0.0)
-        # Widths of the refresh intervals seen lately (see _precise).
-        self._widths: list[float] = []
+        # Widths of the refresh intervals seen lately (see _precise), by reads per look.
+        self._widths: dict[int, list[float]] = {}
 
-    def sample(self, call: Callable[[], object], n: int) -> tuple[float, float, float]:
-        """(joules, seconds, calls) of one sample: `n` calls per batch between refreshes, or
-        `n` calls in all where the counters move on every read. `last_span` holds its
-        (start, end) in CLOCK_MONOTONIC seconds."""
+    def sample(
+        self, call: Callable[[], object], n: int, reads: int = 1
+    ) -> tuple[float, float, float, float]:
+        """(joules, seconds in calls, calls, seconds in looks) of one sample: `n` calls per
+        batch between refreshes, each look reading the counters `reads` times, or `n` calls in
+        all where the counters move on every read. `last_span` holds its (start, end) in
+        CLOCK_MONOTONIC seconds."""
         if self.period <= 0:
             return self._sample_continuous(call, n)
         reader, sync = self.reader, self.sync
         t, count, _, unlogged = reader.poll(None)
         settle = t + self.period
+        # Calls done by each instant: they progress inside batches only, never during a look.
         calls: list[tuple[float, float]] = [(t, 0.0)]
+        ran: list[tuple[float, float]] = []
         fast: list[tuple[float, float]] = [(t, unlogged)]
         edges: list[float] = []
+        widths = self._widths.setdefault(reads, [])
         done = 0
         while len(edges) <= self.refreshes:
+            start = clock()
             for _ in range(n):
                 call()
             if sync is not None:
                 sync()
+            end = clock()
+            ran.append((start, end))
+            calls.append((start, float(done)))
             done += n
+            calls.append((end, float(done)))
             batch = t
             t, count, new, unlogged = reader.poll(count)
-            calls.append((t, float(done)))
+            for _ in range(reads - 1):
+                t, count, more, unlogged = reader.poll(count)
+                new += more
             fast.append((t, unlogged))
             if new:
                 # Until the usual width is known: within a period, or the batch it fell in.
                 first = max(self.period, 1.5 * (t - batch))
-                edges.extend(m for m, w in new if m >= settle and self._precise(w, first))
-                self._widths.extend(w for _, w in new)
-                del self._widths[:-64]
+                edges.extend(m for m, w in new if m >= settle and self._precise(widths, w, first))
+                widths.extend(w for _, w in new)
+                del widths[:-64]
         t1, t2 = edges[0], edges[-1]
         self.last_span = (t1, t2)
         joules = reader.logged_energy(t1, t2) + _at(fast, t2) - _at(fast, t1)
-        return joules, t2 - t1, _at(calls, t2) - _at(calls, t1)
+        inside = sum(max(0.0, min(b, t2) - max(a, t1)) for a, b in ran)
+        return joules, inside, _at(calls, t2) - _at(calls, t1), (t2 - t1) - inside
 
-    def _precise(self, width: float, first: float) -> bool:
+    def _precise(self, widths: list[float], width: float, first: float) -> bool:
         """Whether a refresh is known well enough to close a sample on: its interval no wider
         than three times the usual one. How wide that is depends on who reads the counter (a
         background poller: two reads; this engine: one batch); now and then a refresh is seen
         late, and its midpoint could be off by half a period."""
-        if len(self._widths) < 5:
+        if len(widths) < 5:
             return width <= first
-        usual = sorted(self._widths)[len(self._widths) // 2]
+        usual = sorted(widths)[len(widths) // 2]
         return width <= 3 * usual
 
-    def _sample_continuous(self, call: Callable[[], object], n: int) -> tuple[float, float, float]:
+    def _sample_continuous(
+        self, call: Callable[[], object], n: int
+    ) -> tuple[float, float, float, float]:
         sync = self.sync
         t_a, e_a = self.reader.read()
         start = clock()
@@ -220,7 +263,7 @@ class Engine:
         end = clock()
         t_b, e_b = self.reader.read()
         self.last_span = (t_a, t_b)
-        return e_b - e_a, end - start, float(n)
+        return e_b - e_a, end - start, float(n), max(0.0, (t_b - t_a) - (end - start))
 
     def calibrate(self, call: Callable[[], object], target_s: float) -> int:
         """Calls per batch (or per sample) so that it lasts about `target_s`."""
@@ -261,26 +304,61 @@ def run(
             call()
     n = {name: engine.calibrate(call, target) for name, call in calls.items()}
     idle_w = _idle_power(reader.read, max(0.2, 10 * engine.period)) if baseline else None
-    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in calls}
+    taken: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in calls}
     spans: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
+    kinds: set[int] = set()
     started = clock()
     done = 0
+    # Once the looks are seen to take more than LOOK_SHARE of a sample, every other round
+    # reads the counters LOOK_READS times per look, for the looks' own power (see _alone).
+    vary = False
     while True:
+        reads = LOOK_READS if vary and done % 2 else 1
+        kinds.add(reads)
         for name, call in calls.items():
-            samples[name].append(engine.sample(call, n[name]))
+            taken[name].append(engine.sample(call, n[name], reads))
             spans[name].append(engine.last_span)
         done += 1
+        vary = vary or (engine.period > 0 and _look_share(taken) > LOOK_SHARE)
         if rounds is not None:
             if done >= rounds:
                 break
-        elif done >= 5 and clock() - started >= min_time:
+        elif done >= 5 and clock() - started >= min_time and (not vary or done >= 6):
             break
     return {
-        "samples": samples,
+        "samples": {name: _alone(xs, fit=len(kinds) > 1) for name, xs in taken.items()},
         "spans": spans,
         "update_period_s": engine.period,
         "idle_power_w": idle_w,
     }
+
+
+def _look_share(taken: dict[str, list[tuple[float, float, float, float]]]) -> float:
+    """The largest share of a sample's time that its looks took."""
+    return max(
+        (h / (s + h) for xs in taken.values() for _, s, _, h in xs if s + h > 0), default=0.0
+    )
+
+
+def _alone(
+    samples: list[tuple[float, float, float, float]], fit: bool
+) -> list[tuple[float, float, float]]:
+    """(joules, seconds, calls) of the calls alone in each sample: the looks' time left out,
+    and their energy taken off at their own power. That power is the looks' as they draw it
+    beside these calls (after a sleep, a look may run at a power that looks alone never do),
+    fitted (`fit`) by least squares over samples whose looks read once and LOOK_READS times:
+    joules = J/call x calls + W x look seconds. Where the looks all read once (they took too
+    little of the samples for it to matter), they are taken off at the sample's own power."""
+    n_n = n_h = h_h = n_e = h_e = 0.0
+    for e, _, c, h in samples:
+        n_n, n_h, h_h, n_e, h_e = n_n + c * c, n_h + c * h, h_h + h * h, n_e + c * e, h_e + h * e
+    det = n_n * h_h - n_h * n_h
+    look_w = max(0.0, (n_n * h_e - n_h * n_e) / det) if fit and det > 0 else None
+    out = []
+    for e, s, c, h in samples:
+        w = look_w if look_w is not None else (e / (s + h) if s + h > 0 else 0.0)
+        out.append((e - w * h, s, c))
+    return out
 
 
 def _bind(f: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Callable[[], Any]:
