@@ -32,7 +32,6 @@ READ_COST_US = 100
 
 def bench_on_slow_counter(tmp_path: Path, variants: dict[str, list[Any]]) -> dict[str, Any]:
     env = slow_rapl_env(tmp_path / "sys", delay_us=READ_COST_US)
-    env["PYTHONPATH"] = str(ROOT / "python")
     r = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "bench_alone_worker.py"), json.dumps(variants)],
         env=env,

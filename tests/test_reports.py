@@ -93,7 +93,7 @@ def test_csv_has_codecarbons_columns_units_and_one_header(
     out_csv = tmp_path / "emissions.csv"
     for _ in range(2):
         r = _cli(
-            "--country", "FR", "run", "--csv", str(out_csv), "--",
+            "--country", "FR", "run", "--attribute", "off", "--csv", str(out_csv), "--",
             *_bump(fake, "intel-rapl:0", 36_000_000),
             root=fake.root, cwd=tmp_path,
         )  # fmt: skip
@@ -111,6 +111,8 @@ def test_csv_has_codecarbons_columns_units_and_one_header(
     assert float(row["cpu_power"]) == pytest.approx(36 / duration)  # W
     assert (row["country_iso_code"], row["country_name"]) == ("FRA", "France")
     assert row["project_name"] == "carbonfast" and row["on_cloud"] == "N"
+    # The machine's figures, as without attribution.
+    assert row["tracking_mode"] == "machine"
 
 
 def test_a_csv_with_other_columns_is_kept_aside(tmp_path: Path) -> None:
