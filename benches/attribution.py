@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import carbonfast as cf  # noqa: E402
-from carbonfast import _native  # noqa: E402
-from tests.fakes.powercap import three_domain_tree  # noqa: E402
+import carbonfast as cf
+from carbonfast import _native
+from tests.fakes.powercap import three_domain_tree
 
 
 def per_op_ns(op, n: int, batches: int) -> float:
@@ -45,7 +45,9 @@ def main() -> None:
     n, batches, runs = (300, 9, 6) if quick else (2000, 21, 20)
     os.environ["CARBONFAST_HISTORY"] = "off"
     os.environ["CARBONFAST_GPU"] = "off"
-    base = Path(tempfile.mkdtemp(prefix="cf-attr-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    base = Path(
+        tempfile.mkdtemp(prefix="cf-attr-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None)
+    )
     fake = three_domain_tree(base / "sys")
     meter = cf.Meter(fake.root)
 
