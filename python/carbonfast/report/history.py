@@ -125,11 +125,24 @@ class History:
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        try:
-            self._open()
-        except _NotAHistory as e:
-            self._not_a_history(e)
-            self._open()
+        for attempt in range(_OPEN_ATTEMPTS):
+            try:
+                try:
+                    self._open()
+                except _NotAHistory as e:
+                    self._not_a_history(e)
+                    self._open()
+                return
+            except sqlite3.OperationalError as e:
+                # Another writer moved a damaged file aside and started a new history between
+                # this one's look at the file and SQLite's use of it: the connection then holds
+                # the old file under the new one's -wal and -shm ("disk I/O error"). Opened
+                # again, it finds the new history.
+                if "disk I/O error" not in str(e) or attempt == _OPEN_ATTEMPTS - 1:
+                    raise
+                import time
+
+                time.sleep(0.01 * (attempt + 1))
 
     def _open(self) -> None:
         # Records hold command lines, which can hold secrets: the file is the owner's alone
@@ -845,6 +858,10 @@ def _use_wal(db: sqlite3.Connection, wait_s: float = 30.0) -> None:
             time.sleep(0.005)
 
 
+# Opens of a history that another process replaced meanwhile are tried again this many times.
+_OPEN_ATTEMPTS = 5
+
+
 class _NotAHistory(Exception):
     def __init__(self, what: str) -> None:
         super().__init__(what)
@@ -938,33 +955,50 @@ def _newer(version: object) -> bool:
 def _move_aside(path: Path, inode: int | None) -> Path | None:
     """Moves the file at `path` (the one with `inode`) to `path.bak-<time>-<random>`, a name
     first created exclusively, so that nothing anyone else made there is replaced; its WAL
-    goes with it. Returns the new name, or None where the file was not there any more (another
-    process moved it first)."""
+    goes with it. Returns the new name, or None where the file is not the one judged any more
+    (another process moved it first and started a new history). Those that find one damaged
+    file at once take turns under a lock beside it, so that it alone is moved, once."""
+    import fcntl
     import secrets
     import time
 
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    while True:
-        backup = path.with_name(f"{path.name}.bak-{stamp}-{secrets.token_hex(4)}")
-        try:
-            os.close(os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-            break
-        except FileExistsError:
-            continue
+    lock_path = path.with_name(f"{path.name}.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        os.rename(path, backup)  # replaces only the placeholder made above
-    except FileNotFoundError:
-        os.unlink(backup)
-        return None
-    if inode is not None and os.lstat(backup).st_ino != inode:
-        # Replaced between the look and the move (another process started a new history):
-        # that one goes back, unless yet another file is there by now.
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ValueError(
+                        f"{lock_path} stayed locked for 10 s by another process repairing the "
+                        "history; try again, or name another history (CARBONFAST_HISTORY)"
+                    ) from None
+                time.sleep(0.01)
         try:
-            os.link(backup, path)
-            os.unlink(backup)
-        except OSError:
-            return backup
-        return None
+            if os.lstat(path).st_ino != inode:
+                return None
+        except FileNotFoundError:
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        while True:
+            backup = path.with_name(f"{path.name}.bak-{stamp}-{secrets.token_hex(4)}")
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                os.close(os.open(backup, flags, 0o600))
+                break
+            except FileExistsError:
+                continue
+        os.rename(path, backup)  # replaces only the placeholder made above
+        _move_wal(path, backup)
+        return backup
+    finally:
+        os.close(fd)
+
+
+def _move_wal(path: Path, backup: Path) -> None:
     wal = Path(f"{path}-wal")
     if wal.is_file() and not wal.is_symlink():
         with contextlib.suppress(OSError):
@@ -972,4 +1006,3 @@ def _move_aside(path: Path, inode: int | None) -> Path | None:
             os.rename(wal, f"{backup}-wal")
     with contextlib.suppress(OSError):
         os.unlink(f"{path}-shm")
-    return backup
