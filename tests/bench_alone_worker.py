@@ -12,6 +12,7 @@ thread's CPU time per call, which the fake charges at CPU_W on top of IDLE_W.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -56,19 +57,27 @@ def main() -> None:
         bare(call, 0.05)  # warm-up
     totals: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in calls}
     found: dict[str, list[tuple[float, float, int]]] = {name: [] for name in calls}
-    # Bare runs and cf.bench in turns, so that a machine whose load changes weighs on both alike.
-    chunks = 4
+    # Per turn and variant: cf.bench's figures over the bare call's, taken just before it.
+    ratios: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
+    # Bare runs and cf.bench in turns, so that a machine whose load changes weighs on both
+    # alike; each turn is compared with its own bare run, and the median turn is the result,
+    # so that a burst of load on one of them does not decide it.
+    chunks = 6
     period = 0.0
     for _ in range(chunks):
+        bare_now = {}
         for name, call in calls.items():
             wall, cpu, n = bare(call, 0.05)
             t = totals[name]
             t[0], t[1], t[2] = t[0] + wall, t[1] + cpu, t[2] + n
+            bare_now[name] = (wall / n, IDLE_W * wall / n + CPU_W * cpu / n)
         res = cf.bench(calls, meter=meter, min_time=min_time / chunks, record=False)
         period = res.update_period_s
         for name in calls:
             v = res[name]
             found[name].append((v.seconds_per_call, v.joules_per_call, v.samples))
+            s_bare, j_bare = bare_now[name]
+            ratios[name].append((v.seconds_per_call / s_bare, v.joules_per_call / j_bare))
     out = {}
     for name in calls:
         wall, cpu, count = totals[name]
@@ -81,6 +90,8 @@ def main() -> None:
             "seconds_per_call": sum(s * k for s, _, k in runs) / weight,
             "joules_per_call": sum(j * k for _, j, k in runs) / weight,
             "samples": weight,
+            "time_ratio": statistics.median(r for r, _ in ratios[name]),
+            "energy_ratio": statistics.median(r for _, r in ratios[name]),
         }
     out["_update_period_s"] = period  # type: ignore[assignment]
     print(json.dumps(out))
