@@ -232,11 +232,7 @@ impl Source for HwmonSource {
     }
 
     fn read_raw(&self, out: &mut [u64]) -> Result<()> {
-        let mut first = None;
-        self.read_each(out, &mut |_, e| {
-            first.get_or_insert(e);
-        })?;
-        first.map_or(Ok(()), Err)
+        super::first_failure(|failed| self.read_each(out, failed))
     }
 
     #[inline]

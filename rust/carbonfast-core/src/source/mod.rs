@@ -128,6 +128,18 @@ impl GpuProcesses {
     }
 }
 
+/// `read_each` as `read_raw` answers it, for the sources that read domain by domain: the first
+/// domain that failed fails the read.
+pub(crate) fn first_failure(
+    read_each: impl FnOnce(&mut dyn FnMut(usize, Error)) -> Result<()>,
+) -> Result<()> {
+    let mut first = None;
+    read_each(&mut |_, e| {
+        first.get_or_insert(e);
+    })?;
+    first.map_or(Ok(()), Err)
+}
+
 /// A domain that exists but cannot be read: its name as a readable one would have had, and
 /// its kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
