@@ -86,8 +86,16 @@ pub struct Window {
 }
 
 /// A counter in the total that shows no energy at all over this long, since the meter
-/// started, is taken for a dead one.
+/// started, is taken for a dead one (where its refresh is not known; see FROZEN_REFRESHES).
 pub const STALLED_NS: u64 = 1_000_000_000;
+
+/// A RAPL counter (package, core, uncore, DRAM, psys) refreshes about every millisecond, and
+/// even an idle package draws watts: one that shows no energy over this many of its refreshes
+/// is frozen (an emulated RAPL returning constants, a static copy of sysfs), not idle.
+pub const FROZEN_REFRESHES: u64 = 250;
+
+/// A RAPL counter's refresh, where start-up could not learn it (nothing moved).
+const RAPL_REFRESH_NS: u64 = 1_000_000;
 
 /// A stepped counter whose refresh period is at least this long is polled by a background
 /// thread while windows are open, so that each refresh is timestamped (NVML: ~100 ms).
@@ -922,8 +930,28 @@ impl Meter {
         self.in_total[d]
             && dom.reading == Reading::Energy
             && !dom.estimated()
-            && (duration_ns >= STALLED_NS || self.stuck[d])
+            && (duration_ns >= self.frozen_after_ns(d) || self.stuck[d])
             && end.totals[d] == 0
+    }
+
+    /// How long counter `d` may show no energy at all before it is taken for a frozen one:
+    /// FROZEN_REFRESHES of its refresh where that is known (learned, or RAPL's ~1 ms), else
+    /// STALLED_NS.
+    pub fn frozen_after_ns(&self, d: usize) -> u64 {
+        let dom = &self.domains[d];
+        let rapl = matches!(
+            dom.kind,
+            DomainKind::Package
+                | DomainKind::Core
+                | DomainKind::Uncore
+                | DomainKind::Dram
+                | DomainKind::Psys
+        );
+        match dom.update_period_ns.filter(|&p| p > 0) {
+            Some(p) => p.saturating_mul(FROZEN_REFRESHES).min(STALLED_NS),
+            None if rapl => RAPL_REFRESH_NS * FROZEN_REFRESHES,
+            None => STALLED_NS,
+        }
     }
 
     /// The total energy between two snapshots, as `window` counts it, without its per-domain
