@@ -286,11 +286,16 @@ class Measurement(_native.MeasurementBase):
                 )
         for d, stalled in zip(self._meter.domains, w.stalled, strict=True):
             if stalled:
+                frozen = (
+                    "RAPL is present but frozen: "
+                    if d.kind in ("package", "core", "uncore", "dram", "psys")
+                    else ""
+                )
                 notes.append(
-                    f"{d.name} has not moved since carbonfast started (while other counters "
-                    "stepped, or for a second or more): a working counter always does, so it "
-                    "is taken as unreadable and left out of the total, not counted as 0 J; "
-                    "`carbonfast info` shows it"
+                    f"{frozen}{d.name} has not moved since carbonfast started (while other "
+                    "counters stepped, or over far more of its refreshes than a working counter "
+                    "ever stands still): it is taken as unreadable and left out of the total, "
+                    "not counted as 0 J; `carbonfast info` shows it"
                 )
         reasons = self._meter._native.failures()
         for d, failed, why in zip(self._meter.domains, w.failed, reasons, strict=True):

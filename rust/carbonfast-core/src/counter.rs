@@ -87,6 +87,11 @@ impl Counter {
             }
         };
         if step(last) > u128::from(max_step) {
+            // The same bad answer read again (a read before the counter's next refresh, or a
+            // value stuck for a while) tells nothing new: only a reading that differs decides.
+            if self.suspect == Some(raw) {
+                return self.total;
+            }
             // One bad answer (a glitch), or a counter that really started again (a reset)?
             // The next reading tells: near the last good one, or near this one.
             match self.suspect.take() {
@@ -199,6 +204,24 @@ mod tests {
         assert_eq!(c.update_checked(0, 5_000, 0), 0); // one bad answer
         assert_eq!(c.update_checked(1_002_000, 5_000, 0), 2_000);
         assert_eq!(c.anomalies(), 1);
+    }
+
+    #[test]
+    fn a_bad_reading_read_twice_is_not_taken_for_a_reset() {
+        let mut c = Counter::new(262_143_328_850);
+        c.update_checked(5_000_000, 10, 0);
+        assert_eq!(c.update_checked(4_999_000, 1_500, 1_000), 0);
+        // Read again before the counter refreshed: the same value, no new evidence.
+        assert_eq!(c.update_checked(4_999_000, 1_500, 1_000), 0);
+        // Near the last good reading: the bad one was a glitch, counted from the good one.
+        assert_eq!(c.update_checked(5_001_000, 1_500, 1_000), 1_000);
+        assert_eq!((c.anomalies(), c.uncertain()), (1, 1_000));
+        // A real reset still shows as one once the counter moves on from where it restarted.
+        let mut r = Counter::new(u64::MAX);
+        r.update_checked(5_000_000, 10, 0);
+        r.update_checked(100, 1_500, 0);
+        r.update_checked(100, 1_500, 0);
+        assert_eq!(r.update_checked(600, 1_500, 0), 500);
     }
 
     #[test]

@@ -86,8 +86,16 @@ pub struct Window {
 }
 
 /// A counter in the total that shows no energy at all over this long, since the meter
-/// started, is taken for a dead one.
+/// started, is taken for a dead one (where its refresh is not known; see FROZEN_REFRESHES).
 pub const STALLED_NS: u64 = 1_000_000_000;
+
+/// A RAPL counter (package, core, uncore, DRAM, psys) refreshes about every millisecond, and
+/// even an idle package draws watts: one that shows no energy over this many of its refreshes
+/// is frozen (an emulated RAPL returning constants, a static copy of sysfs), not idle.
+pub const FROZEN_REFRESHES: u64 = 250;
+
+/// A RAPL counter's refresh, where start-up could not learn it (nothing moved).
+const RAPL_REFRESH_NS: u64 = 1_000_000;
 
 /// A stepped counter whose refresh period is at least this long is polled by a background
 /// thread while windows are open, so that each refresh is timestamped (NVML: ~100 ms).
@@ -244,19 +252,22 @@ impl PowerIntegral {
     /// As `update`, but a reading above `max_mw` (more than the hardware can draw: a garbage
     /// value, a driver's error code read as a number) is not integrated: the previous reading
     /// stands for the interval, which is noted as holding up to `max_mw` of unknown energy.
-    fn update_checked(&mut self, milliwatts: u64, t_ns: u64, max_mw: u64) -> u64 {
+    ///
+    /// None where no plausible reading has been seen yet: there is nothing to hold, and the
+    /// domain is unknown until one comes (never integrated as 0 W).
+    fn update_checked(&mut self, milliwatts: u64, t_ns: u64, max_mw: u64) -> Option<u64> {
         match self.last {
             Some((mw, t)) if milliwatts > max_mw => {
                 self.anomalies += 1;
                 let dt_ns = t_ns.saturating_sub(t) as f64;
                 self.uncertain_nj += max_mw.saturating_sub(mw) as f64 * dt_ns * 1e-3;
-                self.update(mw, t_ns)
+                Some(self.update(mw, t_ns))
             }
             None if milliwatts > max_mw => {
                 self.anomalies += 1;
-                self.update(0, t_ns)
+                None
             }
-            _ => self.update(milliwatts, t_ns),
+            _ => Some(self.update(milliwatts, t_ns)),
         }
     }
 }
@@ -708,11 +719,12 @@ impl Meter {
                     continue;
                 }
                 let raw = state.raw[i];
-                *total = match source.domains()[i].reading {
-                    Reading::Energy if !source.domains()[i].estimated() => {
+                // The meter's own list: it holds what start-up learned (refresh periods).
+                let d = &self.domains[r.start + i];
+                *total = match d.reading {
+                    Reading::Energy if !d.estimated() => {
                         // A stepped counter shows a whole refresh's energy at once, however
                         // close the reads: the time is that, or more.
-                        let d = &source.domains()[i];
                         let refresh = d.update_period_ns.map_or(REFRESH_SLACK_NS, |p| 2 * p);
                         let units = |ns: u64| {
                             let w = d.max_power_w.unwrap_or(MAX_POWER_W);
@@ -723,8 +735,24 @@ impl Meter {
                     }
                     Reading::Energy => state.counters[i].update(raw),
                     Reading::PowerMilliwatts => {
-                        let w = source.domains()[i].max_power_w.unwrap_or(MAX_POWER_W);
-                        state.power[i].update_checked(raw, t, (w * 1e3) as u64)
+                        let w = d.max_power_w.unwrap_or(MAX_POWER_W);
+                        match state.power[i].update_checked(raw, t, (w * 1e3) as u64) {
+                            Some(total) => total,
+                            None => {
+                                // No plausible reading yet: nothing to integrate from, so the
+                                // domain is unknown, never a measured 0 W.
+                                health.fail(
+                                    i,
+                                    &format_args!(
+                                        "{}: no plausible reading yet ({raw} mW read, above \
+                                         the {w} W it can draw)",
+                                        d.name
+                                    ),
+                                );
+                                *total = health.last_totals[i].load(Ordering::Relaxed);
+                                continue;
+                            }
+                        }
                     }
                 };
                 health.last_totals[i].store(*total, Ordering::Relaxed);
@@ -858,10 +886,14 @@ impl Meter {
         };
         let joules = unknown(joules_of(&start.totals, &end.totals));
         let (joules_low, joules_high) = if self.bounded {
-            (
-                unknown(joules_of(&start.low, &end.low)),
-                unknown(joules_of(&start.high, &end.high)),
-            )
+            let low = unknown(joules_of(&start.low, &end.low));
+            let high = unknown(joules_of(&start.high, &end.high));
+            // A value always lies inside its own range.
+            let low = (low.iter().zip(&joules)).map(|(&l, &j)| l.min(j)).collect();
+            let high = (high.iter().zip(&joules))
+                .map(|(&h, &j)| h.max(j))
+                .collect();
+            (low, high)
         } else {
             (joules.clone(), joules.clone())
         };
@@ -898,8 +930,28 @@ impl Meter {
         self.in_total[d]
             && dom.reading == Reading::Energy
             && !dom.estimated()
-            && (duration_ns >= STALLED_NS || self.stuck[d])
+            && (duration_ns >= self.frozen_after_ns(d) || self.stuck[d])
             && end.totals[d] == 0
+    }
+
+    /// How long counter `d` may show no energy at all before it is taken for a frozen one:
+    /// FROZEN_REFRESHES of its refresh where that is known (learned, or RAPL's ~1 ms), else
+    /// STALLED_NS.
+    pub fn frozen_after_ns(&self, d: usize) -> u64 {
+        let dom = &self.domains[d];
+        let rapl = matches!(
+            dom.kind,
+            DomainKind::Package
+                | DomainKind::Core
+                | DomainKind::Uncore
+                | DomainKind::Dram
+                | DomainKind::Psys
+        );
+        match dom.update_period_ns.filter(|&p| p > 0) {
+            Some(p) => p.saturating_mul(FROZEN_REFRESHES).min(STALLED_NS),
+            None if rapl => RAPL_REFRESH_NS * FROZEN_REFRESHES,
+            None => STALLED_NS,
+        }
     }
 
     /// The total energy between two snapshots, as `window` counts it, without its per-domain
@@ -955,8 +1007,9 @@ impl Meter {
                 let counted = (!short).then(|| (w.joules[d] * upj).round() as u64);
                 if let Some(r) = refresh::resolve(&steps, a, b, counted, min_power) {
                     w.joules[d] = r.value / upj;
-                    w.joules_low[d] = r.low / upj;
-                    w.joules_high[d] = r.high / upj;
+                    // A value always lies inside its own range.
+                    w.joules_low[d] = r.low.min(r.value) / upj;
+                    w.joules_high[d] = r.high.max(r.value) / upj;
                     w.interpolated[d] = r.interpolated;
                     changed = true;
                 }
@@ -1423,7 +1476,7 @@ mod tests {
                                                // 4.3 GW for a second: the 100 W before stands for it.
         assert_eq!(
             p.update_checked(4_294_967_295, 1_000_000_000, 700_000),
-            100_000_000_000
+            Some(100_000_000_000)
         );
         assert_eq!(p.anomalies, 1);
         // Up to 700 W - 100 W over that second may be missing: 600 J.
@@ -1431,10 +1484,11 @@ mod tests {
         // Plausible again: integrated as before.
         p.update_checked(100_000, 2_000_000_000, 700_000);
         assert_eq!(p.nanojoules as u64, 200_000_000_000);
-        // A first reading past the hardware starts the integral at 0 W.
+        // A first reading past the hardware gives nothing to integrate from: unknown until
+        // a plausible one comes, which starts the integral.
         let mut q = PowerIntegral::default();
-        q.update_checked(u64::MAX, 0, 700_000);
-        assert_eq!(q.update_checked(0, 1_000_000_000, 700_000), 0);
+        assert_eq!(q.update_checked(u64::MAX, 0, 700_000), None);
+        assert_eq!(q.update_checked(0, 1_000_000_000, 700_000), Some(0));
         assert_eq!(q.anomalies, 1);
     }
 

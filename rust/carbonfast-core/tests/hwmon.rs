@@ -672,3 +672,47 @@ fn an_amd_energy_socket_that_cannot_be_read_is_estimated_beside_the_one_that_can
         ]
     );
 }
+
+#[test]
+fn a_sensor_with_no_valid_reading_is_unknown_never_a_measured_zero() {
+    // amdgpu answering 4.3 GW (or u64::MAX) from the start, and a Jetson rail at -5 V.
+    for bad in ["4294967295000", "18446744073709551615"] {
+        let mut f = FakeHwmon::new();
+        let hw = f.amdgpu("0000:03:00.0", 40_000_000);
+        let powercap = FakePowercap::new();
+        let meter = discover(&powercap, &f.root, false);
+        write(&hw, "power1_average", bad);
+        let a = meter.read().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let w = meter.window(&a, &meter.read().unwrap());
+        let d = meter
+            .domains()
+            .iter()
+            .position(|d| d.kind == DomainKind::Gpu);
+        let d = d.unwrap();
+        // Held at its last plausible 40 W, and noted, once it has had one.
+        assert!(!w.failed[d] && w.joules[d] > 0.0, "{bad}: {:?}", w.joules);
+        assert!(meter.anomalies()[d].0 >= 1);
+        // None at all: unknown, not 0 J.
+        let mut f = FakeHwmon::new();
+        let hw = f.amdgpu("0000:03:00.0", 40_000_000);
+        let src = HwmonSource::discover(Some(&f.root), &gpus_on());
+        write(&hw, "power1_average", bad);
+        let meter = Meter::new(vec![Box::new(src)]).unwrap();
+        let a = meter.read().unwrap();
+        let w = meter.window(&a, &meter.read().unwrap());
+        assert!(w.failed[0] && w.joules[0].is_nan(), "{bad}: {w:?}");
+        assert_eq!(w.total_j, None);
+        assert!(meter.failure(0).unwrap().contains("no plausible reading"));
+    }
+    let mut f = FakeHwmon::new();
+    f.ina3221("1-0040", &[("VDD_IN", 5_080, 1_234, true)]);
+    let src = HwmonSource::discover(Some(&f.root), &gpus_on());
+    let meter = Meter::new(vec![Box::new(src)]).unwrap();
+    write(&f.root.join("hwmon0"), "in1_input", -5000);
+    let a = meter.read().unwrap();
+    let w = meter.window(&a, &meter.read().unwrap());
+    assert!(w.failed[0] && w.joules[0].is_nan(), "{w:?}");
+    let why = meter.failure(0).unwrap();
+    assert!(why.contains("in1_input") && why.contains("-5000"), "{why}");
+}

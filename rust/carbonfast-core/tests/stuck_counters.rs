@@ -108,3 +108,22 @@ fn with_nothing_stepping_nothing_is_judged() {
     let w = meter.window(&a, &meter.read().unwrap());
     assert_eq!(w.stalled, vec![false, false]);
 }
+
+#[test]
+fn with_every_counter_frozen_past_its_refreshes_none_reads_zero() {
+    // An emulated RAPL returning constants, a static copy of sysfs: a RAPL counter refreshes
+    // about every millisecond and an idle package draws watts, so hundreds of refreshes
+    // without a step are no measured 0 J.
+    let source = TwoPackages {
+        domains: vec![package(0), package(1)],
+        t0: u64::MAX, // package-0 reads 0 throughout
+        package_1: Arc::new(AtomicU64::new(7_000)),
+    };
+    let mut meter = Meter::new(vec![Box::new(source)]).unwrap();
+    meter.learn_periods(4 * PERIOD_NS);
+    let a = meter.read().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let w = meter.window(&a, &meter.read().unwrap());
+    assert_eq!(w.stalled, vec![true, true]);
+    assert_eq!(w.total_j, None);
+}

@@ -93,6 +93,10 @@ impl Sensor {
     }
 }
 
+/// The most a signed reading (mV, mA) may fall below zero and still be taken for a shunt's
+/// noise on an idle rail (read as 0): further below is no valid reading at all.
+const NOISE_BELOW_ZERO: u64 = 50;
+
 /// One attribute file, open.
 #[derive(Debug)]
 pub(crate) struct Attr {
@@ -125,7 +129,15 @@ impl Attr {
         }
         let text = &buf[..n];
         let value = match text.strip_prefix(b"-") {
-            Some(rest) if self.signed => parse_u64(rest).map(|_| 0),
+            Some(rest) if self.signed => match parse_u64(rest) {
+                Some(v) if v > NOISE_BELOW_ZERO => {
+                    return Err(self.malformed(format!(
+                        "a reading of -{v}, far below zero: no valid reading (a faulty sensor \
+                         or driver)"
+                    )))
+                }
+                v => v.map(|_| 0),
+            },
             _ => parse_u64(text),
         };
         value.ok_or_else(|| {
