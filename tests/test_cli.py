@@ -107,6 +107,23 @@ def test_run_without_counters_still_runs_and_says_energy_is_unknown(tmp_path: Pa
     assert "unknown" in out.stderr
 
 
+def test_run_without_counters_leaves_every_part_of_the_csv_empty(tmp_path: Path) -> None:
+    """Nothing measured the CPU, the RAM or the GPU: their cells are empty, never 0.0."""
+    import csv
+
+    emissions = tmp_path / "e.csv"
+    out = _carbonfast(
+        "--no-estimate", "run", "--csv", str(emissions), "--", "true", root=tmp_path / "none"
+    )
+    assert out.returncode == 0, out.stderr
+    [row] = list(csv.DictReader(emissions.open()))
+    for column in ("energy_consumed", "emissions"):
+        assert row[column] == "", (column, row[column])
+    for part in ("cpu", "gpu", "ram"):
+        for column in (f"{part}_energy", f"{part}_power"):
+            assert row[column] == "", (column, row[column])
+
+
 @pytest.mark.parametrize(
     ("sig", "expected"),
     [(signal.SIGTERM, 42), (signal.SIGINT, 130)],
