@@ -210,6 +210,11 @@ def test_to_dict_is_json_ready(fake: FakePowercap) -> None:
         fake.add("intel-rapl:0:1", 1_000_000)
     d = json.loads(json.dumps(m.to_dict()))
     assert d["energy_j"] == 1.0
-    assert d["domains"]["dram-0"] == {"energy_j": 1.0, "kind": "dram", "estimated": False}
+    assert d["domains"]["dram-0"] == {
+        "energy_j": 1.0,
+        "kind": "dram",
+        "estimated": False,
+        "part": "ram",
+    }
     assert d["label"] == "j"
     assert d["started_at"].endswith("+00:00")
