@@ -69,19 +69,24 @@ def test_variants_twice_as_costly_are_reported_at_2x_and_significant(
 
 
 def test_a_50_us_call_is_measured_within_6_percent(counter: CpuTimeCounter) -> None:
-    def call() -> None:
-        busy(50e-6)
+    """The truth is what the fake declares for the calls the benchmark made: 50 W over the CPU
+    time each call itself took, counted inside the call as it ran. A busy machine moves wall
+    time and the harness's overhead, not this; no run of calls timed apart is compared."""
+    spent = [0.0, 0]
 
-    before = cpu_per_call(call)
+    def call() -> None:
+        t0 = time.thread_time()
+        busy(50e-6)
+        spent[0] += time.thread_time() - t0
+        spent[1] += 1
+
     res = cf.bench(call, meter=counter, min_time=1.0, record=False)
-    after = cpu_per_call(call)
     [v] = res.variants
-    # 50 us of CPU time and the call's own overhead, whatever else runs on the machine. The
-    # engine's look at the counters between batches is charged to the calls too: 0 to 4% of
-    # a 50 us call in repeated runs here.
-    truth = WATTS * (before + after) / 2
+    truth = WATTS * spent[0] / spent[1]
     assert truth >= WATTS * 50e-6
-    assert v.joules_per_call == pytest.approx(truth, rel=0.06)
+    # The engine's look at the counters between batches, and each call's way in and out, are
+    # charged to the calls too: a few percent of a 50 us call above the calls' own time.
+    assert truth * 0.99 <= v.joules_per_call <= truth * 1.06, (v.joules_per_call, truth)
     assert v.joules_per_call_ci[0] <= v.joules_per_call <= v.joules_per_call_ci[1]
     assert v.seconds_per_call >= 50e-6
 

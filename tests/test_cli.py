@@ -70,7 +70,12 @@ def test_run_reports_the_commands_energy_exactly(fake: FakePowercap, tmp_path: P
     data = json.loads(report.read_text())
     assert data["energy_j"] == 3.25
     assert data["estimated"] is False
-    assert data["domains"]["package-0"] == {"energy_j": 3.0, "kind": "package", "estimated": False}
+    assert data["domains"]["package-0"] == {
+        "energy_j": 3.0,
+        "kind": "package",
+        "estimated": False,
+        "part": "cpu",
+    }
     assert data["domains"]["dram-0"]["energy_j"] == 0.25
     assert data["command"] == [sys.executable, "-c", code]
     assert data["exit_code"] == 0
@@ -105,6 +110,23 @@ def test_run_without_counters_still_runs_and_says_energy_is_unknown(tmp_path: Pa
     assert data["energy_j"] is None
     assert any("energy unknown" in n for n in data["notes"])
     assert "unknown" in out.stderr
+
+
+def test_run_without_counters_leaves_every_part_of_the_csv_empty(tmp_path: Path) -> None:
+    """Nothing measured the CPU, the RAM or the GPU: their cells are empty, never 0.0."""
+    import csv
+
+    emissions = tmp_path / "e.csv"
+    out = _carbonfast(
+        "--no-estimate", "run", "--csv", str(emissions), "--", "true", root=tmp_path / "none"
+    )
+    assert out.returncode == 0, out.stderr
+    [row] = list(csv.DictReader(emissions.open()))
+    for column in ("energy_consumed", "emissions"):
+        assert row[column] == "", (column, row[column])
+    for part in ("cpu", "gpu", "ram"):
+        for column in (f"{part}_energy", f"{part}_power"):
+            assert row[column] == "", (column, row[column])
 
 
 @pytest.mark.parametrize(
@@ -265,3 +287,34 @@ def test_python_m_carbonfast_is_the_command(fake: FakePowercap, tmp_path: Path) 
     )
     assert info.returncode == 0, info.stderr
     assert "package-0" in json.loads(info.stdout)["total_sums"]
+
+
+@pytest.mark.parametrize("flag", ["--json", "--csv", "--html"])
+def test_an_output_that_cannot_be_made_stops_the_run_before_the_command(
+    fake: FakePowercap, tmp_path: Path, flag: str
+) -> None:
+    """/proc takes no new file, even from root: the run exits 2 naming the path given, and
+    the command never starts."""
+    started = tmp_path / "started"
+    out = _carbonfast(
+        "run", flag, "/proc/x.out", "--", sys.executable, "-c",
+        f"open({str(started)!r}, 'w').close()", root=fake.root,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert f"{flag} /proc/x.out" in out.stderr, out.stderr
+    assert not started.exists()
+    assert ".tmp" not in out.stderr, out.stderr
+
+
+def test_an_existing_csv_is_checked_by_opening_it_and_kept(
+    fake: FakePowercap, tmp_path: Path
+) -> None:
+    emissions = tmp_path / "e.csv"
+    out = _carbonfast("run", "--csv", str(emissions), "--", "true", root=fake.root)
+    assert out.returncode == 0, out.stderr
+    first = emissions.read_text()
+    out = _carbonfast("run", "--csv", str(emissions), "--", "true", root=fake.root)
+    assert out.returncode == 0, out.stderr
+    text = emissions.read_text()
+    assert text.startswith(first) and len(text.splitlines()) == 3
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".e.csv")] == []

@@ -83,7 +83,7 @@ def test_a_machine_with_packages_but_no_dram_estimates_only_dram(tmp_path: Path)
     lo, hi = m.energy_range_j
     assert 2.0 < lo < m.energy_j < hi
     d = m.to_dict()["domains"]
-    assert d["package-0"] == {"energy_j": 2.0, "kind": "package", "estimated": False}
+    assert d["package-0"] == {"energy_j": 2.0, "kind": "package", "estimated": False, "part": "cpu"}
     assert d["ram"]["estimated"] is True and d["ram"]["kind"] == "dram"
 
 

@@ -359,6 +359,20 @@ def test_merge_refuses_a_fifo_or_a_device_at_once(tmp_path: Path, what: str) -> 
         json.dumps(_part(missing_ranks=["x"])),
         json.dumps(_part(hosts={"h": {"ranks": "0"}})),
         json.dumps([_part(), 5]),
+        # Numbers outside their ranges, held as strictly as live readings.
+        json.dumps(_part(energy_j=1e308)),
+        json.dumps(_part(energy_j=-1e308)),
+        json.dumps(_part(energy_j=-1.0)),
+        json.dumps(_part(duration_s=1e300)),
+        json.dumps(_part(energy_j=5.0, energy_range_j=[6.0, 9.0])),
+        json.dumps(_part(energy_j=5.0, energy_range_j=[9.0, 1.0])),
+        json.dumps(_part(domains={"gpu-0": {"energy_j": 1e308, "kind": "gpu"}})),
+        json.dumps(_part(domains={"gpu-0": {"energy_j": -3.0, "kind": "gpu"}})),
+        json.dumps(
+            _part(domains={"gpu-0": {"energy_j": 3.0, "kind": "gpu", "energy_range_j": [4, 5]}})
+        ),
+        json.dumps(_part(hosts={"h": {"energy_j": -1e308, "ranks": [0]}})),
+        json.dumps(_part(emissions_kg=-1.0)),
     ],
 )
 def test_merge_names_the_file_of_a_part_that_is_no_report(tmp_path: Path, text: str) -> None:
@@ -380,6 +394,33 @@ def test_a_stored_part_with_an_absurd_world_size_does_not_spin(tmp_path: Path) -
     out = _cli("history", "--job", "j", "--history", str(path), cwd=tmp_path, timeout=30)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     assert "world_size 1000000000000 is not 1 to" in out.stderr
+
+
+@pytest.mark.parametrize("energy", ["NaN", "1e308", "-1e308"])
+def test_a_stored_part_with_an_absurd_energy_is_skipped_not_added(
+    tmp_path: Path, energy: str
+) -> None:
+    """A part edited in the history (NaN, or +-1e308 J in one second) is named and left out:
+    the job's total is the sane parts' own, never "nan J" or 309 digits."""
+    path = tmp_path / "h.sqlite"
+    history = History(path)
+    for rank in (0, 1):
+        history.add(_run_record("train", job_id="j", host="h", rank=rank, world_size=2))
+    history.close()
+    with sqlite3.connect(path) as db:  # NaN: json_set cannot write it, text can
+        [(rid, report)] = db.execute("SELECT id, report FROM runs WHERE rank = 1").fetchall()
+        d = json.loads(report)
+        text = json.dumps(d).replace(f'"energy_j": {json.dumps(d["energy_j"])}', "@", 1)
+        db.execute(
+            "UPDATE runs SET report = ? WHERE id = ?",
+            (text.replace("@", f'"energy_j": {energy}'), rid),
+        )
+    out = _cli("history", "--job", "j", "--history", str(path), cwd=tmp_path, timeout=30)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert "skipped" in out.stderr, out.stderr
+    assert "nan" not in out.stdout.lower() and "0000000000" not in out.stdout, out.stdout
+    good = _run_record("train", job_id="j", host="h", rank=0, world_size=2).energy_j
+    assert f"{good:.4f} J over the job" in out.stdout, out.stdout
 
 
 def test_missing_ranks_are_listed_as_spans(tmp_path: Path) -> None:

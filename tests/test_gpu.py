@@ -40,7 +40,7 @@ def test_gpus_are_measured_beside_the_cpu_and_counted_in_the_total(
     assert m.domains["gpu-0"] == 150.0 and m.domains["gpu-1"] == 50.5
     assert m.energy_j == 10.0 + 150.0 + 50.5
     d = m.to_dict()["domains"]
-    assert d["gpu-1"] == {"energy_j": 50.5, "kind": "gpu", "estimated": False}
+    assert d["gpu-1"] == {"energy_j": 50.5, "kind": "gpu", "estimated": False, "part": "gpu"}
 
 
 def test_run_reports_each_gpu_in_the_json(fake: FakePowercap, nvml: FakeNvml, tmp_path) -> None:
@@ -63,7 +63,12 @@ def test_run_reports_each_gpu_in_the_json(fake: FakePowercap, nvml: FakeNvml, tm
     )
     assert out.returncode == 0, out.stderr
     data = json.loads(report.read_text())
-    assert data["domains"]["gpu-0"] == {"energy_j": 3.0, "kind": "gpu", "estimated": False}
+    assert data["domains"]["gpu-0"] == {
+        "energy_j": 3.0,
+        "kind": "gpu",
+        "estimated": False,
+        "part": "gpu",
+    }
     assert data["domains"]["gpu-1"]["energy_j"] == 0.0
     assert data["energy_j"] == 3.0
     assert "gpu-0" in out.stderr

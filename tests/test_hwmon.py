@@ -38,6 +38,8 @@ def _run(
     powercap: Path | None = None,
     *flags: str,
     gpu: bool = True,
+    csv_path: Path | None = None,
+    attribute: str | None = None,
 ) -> dict[str, Any]:
     """`carbonfast run --json` of WORK, with hwmon (and powercap) at the fakes; the report."""
     report = tmp_path / "run.json"
@@ -50,7 +52,12 @@ def _run(
         "CARBONFAST_NVML_LIBRARY": str(tmp_path / "no-libnvidia-ml.so.1"),
         "CARBONFAST_AMDSMI_LIBRARY": str(tmp_path / "no-libamd_smi.so"),
     }
-    cmd = [sys.executable, "-m", "carbonfast.cli", *flags, "run", "--quiet", "--json"]
+    cmd = [sys.executable, "-m", "carbonfast.cli", *flags, "run", "--quiet"]
+    if csv_path is not None:
+        cmd += ["--csv", str(csv_path)]
+    if attribute is not None:
+        cmd += ["--attribute", attribute]
+    cmd.append("--json")
     out = subprocess.run(
         [*cmd, str(report), "--", sys.executable, "-c", WORK],
         env=env,
@@ -138,6 +145,32 @@ def test_with_a_power_meter_the_total_is_the_meter_alone(
     # Not 400 + 150 + 40 + 60: the meter alone.
     assert data["energy_j"] == pytest.approx(_energy(data, "platform-0"))
     assert _close(data["energy_j"], 400.0, t)
+
+
+def test_the_csv_under_a_power_meter_holds_the_gpus_energy_and_the_meters_total(
+    tmp_path: Path, hwmon: FakeHwmon
+) -> None:
+    """An ACPI power meter of the whole machine (400 W) beside an AMD GPU (150 W): the CSV's
+    gpu_energy is what the GPU measured, energy_consumed the meter's, and the CPU and the RAM,
+    which nothing measured, are empty cells, not 0."""
+    import csv
+
+    hwmon.power_meter("ACPI000D:00", 400.0)
+    hwmon.amdgpu("0000:03:00.0", 150.0)
+    emissions = tmp_path / "e.csv"
+    data = _run(tmp_path, hwmon, None, "--no-estimate", csv_path=emissions, attribute="off")
+    [row] = list(csv.DictReader(emissions.open()))
+    assert row["tracking_mode"] == "machine"
+    t = float(row["duration"])
+    assert t == pytest.approx(data["duration_s"])
+    kwh = 3.6e6
+    assert float(row["gpu_energy"]) * kwh == pytest.approx(150.0 * t, rel=0.03)
+    assert float(row["gpu_power"]) == pytest.approx(150.0, rel=0.03)
+    assert float(row["energy_consumed"]) * kwh == pytest.approx(400.0 * t, rel=0.03)
+    for column in ("cpu_energy", "cpu_power", "ram_energy", "ram_power"):
+        assert row[column] == "", (column, row[column])
+    assert data["domains"]["gpu-0000:03:00.0"]["part"] == "gpu"
+    assert data["domains"]["platform-0"]["part"] is None
 
 
 def test_amd_energy_is_not_counted_twice_beside_rapl(

@@ -210,6 +210,99 @@ def test_to_dict_is_json_ready(fake: FakePowercap) -> None:
         fake.add("intel-rapl:0:1", 1_000_000)
     d = json.loads(json.dumps(m.to_dict()))
     assert d["energy_j"] == 1.0
-    assert d["domains"]["dram-0"] == {"energy_j": 1.0, "kind": "dram", "estimated": False}
+    assert d["domains"]["dram-0"] == {
+        "energy_j": 1.0,
+        "kind": "dram",
+        "estimated": False,
+        "part": "ram",
+    }
     assert d["label"] == "j"
     assert d["started_at"].endswith("+00:00")
+
+
+def test_track_of_an_async_function_measures_the_awaited_run(fake: FakePowercap) -> None:
+    import asyncio
+
+    meter = cf.Meter(fake.root, history="off")
+
+    @cf.track(meter=meter)
+    async def work() -> int:
+        await asyncio.sleep(0.1)
+        return 7
+
+    assert asyncio.run(work()) == 7
+    assert work.energy.calls == 1  # type: ignore[attr-defined]
+    assert work.energy.duration_s >= 0.09  # type: ignore[attr-defined]
+
+
+def test_measure_of_an_async_function_with_attribution_measures_each_awaited_run(
+    fake: FakePowercap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import sys
+    import time
+
+    cls = sys.modules["carbonfast.measure"]._AttributedWindow
+    opened: list[float] = []
+    spans: list[float] = []
+    enter, leave = cls.__enter__, cls.__exit__
+
+    def spy_enter(self, *a):  # type: ignore[no-untyped-def]
+        opened.append(time.monotonic())
+        return enter(self, *a)
+
+    def spy_exit(self, *a):  # type: ignore[no-untyped-def]
+        spans.append(time.monotonic() - opened.pop(0))
+        return leave(self, *a)
+
+    monkeypatch.setattr(cls, "__enter__", spy_enter)
+    monkeypatch.setattr(cls, "__exit__", spy_exit)
+    meter = cf.Meter(fake.root, history="off")
+
+    @cf.measure(meter=meter, attribute="process")
+    async def work(s: float) -> None:
+        await asyncio.sleep(s)
+
+    async def both() -> None:  # interleaved on one thread
+        await asyncio.gather(work(0.1), work(0.1))
+
+    asyncio.run(both())
+    assert len(spans) == 2 and min(spans) >= 0.09, spans
+
+
+def test_track_of_a_generator_measures_its_iteration(fake: FakePowercap) -> None:
+    import time
+
+    meter = cf.Meter(fake.root, history="off")
+
+    @cf.track(meter=meter)
+    def items(n: int):  # type: ignore[no-untyped-def]
+        for i in range(n):
+            time.sleep(0.03)
+            yield i
+        return "done"
+
+    gen = items(4)
+    assert items.energy.calls == 0  # type: ignore[attr-defined]  # nothing ran yet
+    assert list(gen) == [0, 1, 2, 3]
+    assert items.energy.calls == 1  # type: ignore[attr-defined]
+    assert items.energy.duration_s >= 0.11  # type: ignore[attr-defined]
+
+
+def test_track_of_an_async_generator_measures_its_iteration(fake: FakePowercap) -> None:
+    import asyncio
+
+    meter = cf.Meter(fake.root, history="off")
+
+    @cf.track(meter=meter)
+    async def items(n: int):  # type: ignore[no-untyped-def]
+        for i in range(n):
+            await asyncio.sleep(0.03)
+            yield i
+
+    async def consume() -> list[int]:
+        return [i async for i in items(4)]
+
+    assert asyncio.run(consume()) == [0, 1, 2, 3]
+    assert items.energy.calls == 1  # type: ignore[attr-defined]
+    assert items.energy.duration_s >= 0.11  # type: ignore[attr-defined]

@@ -214,7 +214,7 @@ def test_every_entry_the_history_lists_opens_as_a_report(
         assert as_html.returncode == 0 and "<html>" in html_file.read_text(), as_html.stderr
 
 
-def test_the_csv_parts_add_up_to_the_total_on_a_psys_only_machine(
+def test_the_csv_cpu_part_is_the_total_on_a_psys_only_machine(
     empty_fake: FakePowercap, tmp_path: Path
 ) -> None:
     from carbonfast.report import emissions_csv
@@ -225,8 +225,10 @@ def test_the_csv_parts_add_up_to_the_total_on_a_psys_only_machine(
         empty_fake.add("intel-rapl:0", 7_200_000)
     assert m.total_domains == ["psys"] and m.energy_j == pytest.approx(7.2)
     row = emissions_csv.row(m.record())
-    parts = row["cpu_energy"] + row["gpu_energy"] + row["ram_energy"]
-    assert parts == pytest.approx(row["energy_consumed"]) and parts == pytest.approx(2e-6)
+    # psys stands for the CPU; nothing measured the GPU or the RAM: empty, not 0.
+    assert row["cpu_energy"] == pytest.approx(row["energy_consumed"])
+    assert row["cpu_energy"] == pytest.approx(2e-6)
+    assert row["gpu_energy"] == row["ram_energy"] == ""
 
 
 def test_kept_windows_land_in_the_history_one_by_one(fake: FakePowercap, tmp_path: Path) -> None:
@@ -648,3 +650,24 @@ def test_codecarbon_save_to_file_false_writes_nothing_at_all(
         fake.add("intel-rapl:0", 3_600_000)
     track_emissions(save_to_file=False)(lambda: None)()
     assert os.listdir(work) == []
+
+
+def test_each_domain_of_a_record_carries_the_part_the_core_gives_it(
+    empty_fake: FakePowercap,
+) -> None:
+    """The part (cpu, gpu, ram) is the core's rule, stored with the domain, and kept through
+    the record's JSON form."""
+    from carbonfast.report.record import Record
+
+    empty_fake.zone("intel-rapl:0", "package-0", 1_000)
+    empty_fake.zone("intel-rapl:0:0", "core", 1_000)
+    empty_fake.zone("intel-rapl:0:1", "dram", 1_000)
+    meter = cf.Meter(empty_fake.root, gpu=False, estimate=False, history="off")
+    with meter.measure() as m:
+        empty_fake.add("intel-rapl:0", 1_000_000)
+    record = m.record()
+    expected = {d.name: d.part for d in meter.domains}
+    assert {"cpu", "ram", None} <= set(expected.values())
+    assert {n: d.part for n, d in record.domains.items()} == expected
+    again = Record.from_dict(record.to_dict())
+    assert {n: d.part for n, d in again.domains.items()} == expected

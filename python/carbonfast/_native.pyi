@@ -13,6 +13,7 @@ from typing import Any, Literal, final
 from typing_extensions import Self, disjoint_base
 
 __all__ = [
+    "MAX_POWER_W",
     "Attribution",
     "DomainInfo",
     "MeasurementBase",
@@ -30,6 +31,9 @@ __all__ = [
     "time_raw_preads",
     "time_sleep_loop",
 ]
+
+# The most power one domain is taken to draw: a reading that needs more is not counted.
+MAX_POWER_W: float
 
 class SensorUnavailable(OSError):
     """An energy sensor is missing or cannot be read."""
@@ -91,6 +95,9 @@ class DomainInfo:
         """Energy the counter covers before it wraps; None where it never wraps in practice."""
     @property
     def counts_in_total(self) -> bool: ...
+    @property
+    def part(self) -> str | None:
+        """The CodeCarbon part ("cpu", "gpu", "ram") its energy is reported in; None for none."""
     @property
     def reading(self) -> str:
         """ "energy" (a counter) or "power" (integrated by the meter)."""

@@ -658,8 +658,10 @@ def _append_csv(args: argparse.Namespace, record: Record, cpu_seconds: float) ->
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Before the command starts: every output can be written where it was asked for."""
-    from carbonfast.report.files import check_target
+    """Before the command starts: every output can be written where it was asked for. A
+    file is made (then removed) where each will be written, as it will be; an existing CSV,
+    which a run appends to, is only opened for appending."""
+    from carbonfast.report.files import check_target, probe
 
     for flag, path in (("--json", args.json), ("--csv", args.csv), ("--html", args.html)):
         if path is None:
@@ -676,6 +678,11 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} {path}: the directory {parent} does not exist")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise ValueError(f"{flag} {path}: the directory {parent} is not writable")
+        try:
+            probe(target, append=flag == "--csv")
+        except (OSError, ValueError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise ValueError(f"{flag} {path}: cannot be written there ({why})") from None
     if args.html:
         import importlib.util
 

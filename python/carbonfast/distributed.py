@@ -653,6 +653,8 @@ class RankPart:
                 d.energy_range_j,
                 d.interpolated,
                 d.method,
+                d.part,
+                d.stalled,
             )
             for n, d in self.domains.items()
         )

@@ -20,7 +20,7 @@ from carbonfast import _native
 # block, the interpreter skips it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any, Literal, TypeVar, overload
 
     from carbonfast.carbon.intensity import Intensity
@@ -629,6 +629,32 @@ class Window(_native.WindowBase):
         gathered = isinstance(self, _JobWindow)
         meter_of = _default_distributed_meter if self._is_forced() else default_meter
 
+        if _lazy(func):
+            import contextlib
+
+            @contextlib.contextmanager
+            def window() -> Iterator[None]:
+                meter = fixed_meter or meter_of()
+                if sync is not None:
+                    sync()
+                cls = DistributedMeasurement if gathered else Measurement
+                m = cls(label, meter, meter._native.open_window())
+                try:
+                    yield
+                finally:
+                    try:
+                        if sync is not None:
+                            sync()
+                    finally:
+                        meter._native.finish(m, keep)
+                        if gathered:
+                            _gather(m)
+                        stats.record(m)
+
+            lazy = _wrap_lazy(func, window)
+            lazy.energy = stats  # type: ignore[attr-defined]
+            return lazy  # type: ignore[return-value]
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             meter = fixed_meter or meter_of()
@@ -684,12 +710,75 @@ class _AttributedWindow(Window):
         return False
 
     def __call__(self, func: F) -> F:
+        if _lazy(func):
+            # A window of its own for each call: calls that interleave on one thread (tasks
+            # of one event loop, generators iterated by turns) close their own windows.
+            def fresh() -> Window:
+                return _attributed_window(
+                    self.label, self._meter, self._sync, self._keep, self._scope_name
+                )
+
+            return _wrap_lazy(func, fresh)  # type: ignore[return-value]
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with self:
                 return func(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+
+def _lazy(func: Callable[..., Any]) -> bool:
+    """Whether calling `func` only makes the object that runs it later: a coroutine, a
+    generator or an asynchronous generator."""
+    import inspect
+
+    return (
+        inspect.iscoroutinefunction(func)
+        or inspect.isgeneratorfunction(func)
+        or inspect.isasyncgenfunction(func)
+    )
+
+
+def _wrap_lazy(func: Callable[..., Any], window: Callable[[], Any]) -> Callable[..., Any]:
+    """`func` (a coroutine or generator function) measured where its work runs, not where
+    calling it makes a coroutine or a generator (microseconds, whatever the work):
+
+    - `async def`: the window spans the awaited run, from its first step to its return;
+    - a generator (sync or async): the window opens at the first item asked for and closes
+      when the iteration ends (exhausted, closed, or collected). It spans the iteration as
+      its consumer sees it, the consumer's own work between items included: a generator's
+      work cannot be told apart from the loop it feeds, and refusing to decorate generators
+      would leave streaming code (a data loader, a token stream) unmeasured.
+
+    `window()` gives a fresh context manager for each call, so that calls interleaving on one
+    thread each close their own window."""
+    import inspect
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            with window():
+                return await func(*args, **kwargs)
+
+        return run
+    if inspect.isasyncgenfunction(func):
+
+        @functools.wraps(func)
+        async def iterate_async(*args: Any, **kwargs: Any) -> Any:
+            with window():
+                async for item in func(*args, **kwargs):
+                    yield item
+
+        return iterate_async
+
+    @functools.wraps(func)
+    def iterate(*args: Any, **kwargs: Any) -> Any:
+        with window():
+            return (yield from func(*args, **kwargs))
+
+    return iterate
 
 
 def _checked_scope(scope: str) -> str:

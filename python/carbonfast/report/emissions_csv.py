@@ -72,8 +72,10 @@ def row(
     experiment_id: str = "",
     cpu_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """One CSV row from a record. CPU, GPU and RAM energy are the total's parts, so that they
-    add up to energy_consumed. Where the record holds the share of its scope (`attributed`,
+    """One CSV row from a record. CPU, GPU and RAM energy are what measured each part (the
+    core's rule of which part a domain is), empty where nothing did; energy_consumed is the
+    record's total, which under a meter of the whole machine is the meter's, so the parts need
+    not add up to it. Where the record holds the share of its scope (`attributed`,
     known), the row holds that share's figures, and its tracking_mode is "process"; else the
     machine's, "machine"."""
     from carbonfast import __version__
@@ -96,16 +98,17 @@ def row(
         emissions = None if emissions is None else emissions * share
     tracking_mode = "process" if own else "machine"
 
-    unknown = record.unknown_parts(attributed=own)
-
     def power(j: float) -> float:
         return j / duration if duration > 0 else 0.0
 
+    # A part that nothing measured, or that holds an unknown domain, is an empty cell, never 0.
     def part_power(part: str) -> float | str:
-        return "" if part in unknown else power(by_kind[part])
+        j = by_kind[part]
+        return "" if j is None else power(j)
 
     def part_energy(part: str) -> float | str:
-        return "" if part in unknown else by_kind[part] / J_PER_KWH
+        j = by_kind[part]
+        return "" if j is None else j / J_PER_KWH
 
     return {
         "timestamp": record.started_at[:19],

@@ -51,3 +51,27 @@ def open_for_append(path: str | os.PathLike[str]) -> int:
     return os.open(
         path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
     )
+
+
+def probe(path: str | os.PathLike[str], *, append: bool = False) -> None:
+    """Makes sure `path` can be written as it will be, before anything runs: a file is created
+    (exclusively, under a random name, where write_atomically puts its temporary one) and
+    removed; `append` (the CSV): an existing file is opened for appending and left as it is,
+    an absent one created and removed. Raises OSError or ValueError saying why not."""
+    path = Path(path)
+    check_target(path)
+    if append:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = os.open(
+                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            )
+            os.close(fd)
+            os.unlink(path)
+        else:
+            os.close(fd)
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.unlink(tmp)

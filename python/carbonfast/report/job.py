@@ -39,6 +39,11 @@ MAX_PART_BYTES = 16 << 20
 # No job has more ranks than this: a part naming more is garbage, and would make every listing
 # of its missing ranks endless.
 MAX_WORLD_SIZE = 1 << 20
+# No run, window or benchmark lasts longer than this (a century): past it, a duration is garbage.
+MAX_DURATION_S = 100 * 365.25 * 86_400.0
+# A reading may be a refresh late at each edge (GPU counters refresh every ~100 ms): the
+# energy a domain's joules may hold beyond its most power x the duration.
+_EDGE_S = 1.0
 
 
 def part_path(job_dir: str | Path, job_id: str | None, host: str, rank: int) -> Path:
@@ -196,8 +201,8 @@ def part_problem(d: object) -> str | None:
     for key in ("started_at", "duration_s"):
         if d.get(key) is None:
             return f"{key} is missing"
-    if d["duration_s"] < 0:
-        return "duration_s is negative"
+    if not 0 <= d["duration_s"] <= MAX_DURATION_S:
+        return f"duration_s {d['duration_s']!r} is not 0 to {MAX_DURATION_S:.0f} s"
     world, rank = d.get("world_size"), d.get("rank")
     if world is not None and not 1 <= world <= MAX_WORLD_SIZE:
         return f"world_size {world} is not 1 to {MAX_WORLD_SIZE}"
@@ -228,11 +233,18 @@ def part_problem(d: object) -> str | None:
         for r in d.get("missing_ranks") or []
     ):
         return "missing_ranks are not ranks"
+    problem = _ranges_problem(d)
+    if problem is not None:
+        return problem
+    domains = d.get("domains") or {}
+    most = _most_j(d) * max(1, len(domains)) if domains else math.inf
     for host, h in (d.get("hosts") or {}).items():
         if not isinstance(h, dict):
             return f"host {host!r} is not an object"
         if h.get("energy_j") is not None and not _finite(h["energy_j"]):
             return f"host {host!r}: energy_j is not a number"
+        if h.get("energy_j") is not None and not 0 <= h["energy_j"] <= most:  # its domains
+            return f"host {host!r}: energy_j {h['energy_j']!r} is not 0 to {most:.6g} J"
         for key in ("ranks", "missing_ranks"):
             if not isinstance(h.get(key) or [], list) or not all(
                 isinstance(r, int) and not isinstance(r, bool) for r in h.get(key) or []
@@ -240,6 +252,56 @@ def part_problem(d: object) -> str | None:
                 return f"host {host!r}: {key} are not ranks"
     if not all(isinstance(a, dict) for a in d.get("advice") or []):
         return "advice is not a list of objects"
+    return None
+
+
+def _most_j(d: dict[str, Any]) -> float:
+    """The most energy a domain of `d` can hold: its hardware's most power (the core's
+    MAX_POWER_W, which bounds live readings too) over its duration, a refresh either side."""
+    from carbonfast._native import MAX_POWER_W
+
+    return MAX_POWER_W * (float(d["duration_s"]) + 2 * _EDGE_S)
+
+
+def _ranges_problem(d: dict[str, Any]) -> str | None:
+    """What puts a number of `d` (its types already checked) outside its range: an energy
+    below 0 or above what its domains can draw in its duration, a range the wrong way round
+    or that its value lies outside, negative emissions or intensity."""
+    domains = d.get("domains") or {}
+    most = _most_j(d)
+    whole = d.get("hosts") is not None
+    # A total adds its domains; one of a whole job (or of parts with no domains listed) adds
+    # up to a world of ranks: bounded by the domains it lists where it lists them.
+    total_most = most * max(1, len(domains)) if domains or not whole else math.inf
+
+    def check(what: str, value: Any, rng: Any, bound: float) -> str | None:
+        if value is not None and _finite(value) and not 0 <= value <= bound:
+            return f"{what} {value!r} is not 0 to {bound:.6g} J"
+        if isinstance(rng, list) and len(rng) == 2 and all(_finite(v) for v in rng):
+            low, high = rng
+            if not 0 <= low <= high <= bound:
+                return f"{what} range {rng!r} is not 0 <= low <= high <= {bound:.6g} J"
+            slack = 1e-6 * max(1.0, abs(high))
+            if value is not None and _finite(value) and not low - slack <= value <= high + slack:
+                return f"{what} {value!r} lies outside its range {rng!r}"
+        return None
+
+    problem = check("energy_j", d.get("energy_j"), d.get("energy_range_j"), total_most)
+    if problem is not None:
+        return problem
+    for name, x in domains.items():
+        if isinstance(x, dict):
+            problem = check(
+                f"domain {name!r}: energy_j", x.get("energy_j"), x.get("energy_range_j"), most
+            )
+            if problem is not None:
+                return problem
+    for key in ("emissions_kg", "intensity_g_per_kwh", "pue", "cpu_seconds"):
+        if d.get(key) is not None and d[key] < 0:
+            return f"{key} {d[key]!r} is negative"
+    rng = d.get("emissions_range_kg")
+    if rng is not None and not 0 <= rng[0] <= rng[1]:
+        return f"emissions_range_kg {rng!r} is not 0 <= low <= high"
     return None
 
 

@@ -31,12 +31,18 @@ class DomainRecord:
     energy_range_j: tuple[float, float] | None = None
     interpolated: bool = False
     method: str | None = None
+    # The CodeCarbon part ("cpu", "gpu", "ram") its energy is reported in, as the core's
+    # domain rules said when it was measured; None: no part (it covers or sits inside others).
+    part: str | None = None
+    # A counter that never moved: no measured 0, so its part is unknown.
+    stalled: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "energy_j": self.energy_j,
             "kind": self.kind,
             "estimated": self.estimated,
+            "part": self.part,
         }
         if self.energy_range_j is not None:
             out["energy_range_j"] = list(self.energy_range_j)
@@ -44,11 +50,17 @@ class DomainRecord:
             out["interpolated"] = True
         if self.method is not None:
             out["method"] = self.method
+        if self.stalled:
+            out["stalled"] = True
         return out
 
 
-# The CodeCarbon part each counted kind is reported as.
-_PART = {"package": "cpu", "psys": "cpu", "dram": "ram", "gpu": "gpu"}
+PARTS = ("cpu", "gpu", "ram")
+
+# For records stored before domains carried their part: the part each kind was reported as
+# then (psys only where it was in the total, that is, where no package was measured). Records
+# made now store the core's rule with each domain.
+_OLD_PART = {"package": "cpu", "psys": "cpu", "dram": "ram", "gpu": "gpu"}
 
 
 def domain_records(domains: Any, w: Any) -> dict[str, DomainRecord]:
@@ -73,6 +85,8 @@ def domain_records(domains: Any, w: Any) -> dict[str, DomainRecord]:
             energy_range_j=(lo, hi) if not failed and (d.estimated or interp or lo != hi) else None,
             interpolated=bool(interp) and not failed,
             method=d.method if d.estimated else None,
+            part=d.part,
+            stalled=bool(stalled),
         )
     return out
 
@@ -217,31 +231,23 @@ class Record:
             return shlex.join(self.command)
         return self.label or ""
 
-    def energy_by_kind(self, attributed: bool = False) -> dict[str, float]:
-        """The total split as CodeCarbon splits it: CPU, GPU and RAM, from the domains in the
-        total only, so that the parts add up to it (psys, the whole platform where no package
-        counter exists, is reported as CPU). `attributed`: the scope's share of each part."""
-        out = {"cpu": 0.0, "gpu": 0.0, "ram": 0.0}
-        for part, energy in self._parts(attributed):
-            if energy is not None:
-                out[part] += energy
-        return out
-
-    def unknown_parts(self, attributed: bool = False) -> set[str]:
-        """The parts (cpu, gpu, ram) that hold a domain whose energy is unknown (a read of it
-        failed during the window, or its share is not known): their figure is incomplete, and
-        shown as unknown."""
-        return {part for part, energy in self._parts(attributed, failed_too=True) if energy is None}
-
-    def _parts(self, attributed: bool, failed_too: bool = False) -> list[tuple[str, float | None]]:
-        """(part, joules) of each domain in the total (and, `failed_too`, of each failed one),
-        the machine's or the scope's share."""
+    def energy_by_kind(self, attributed: bool = False) -> dict[str, float | None]:
+        """The energy of each CodeCarbon part (cpu, gpu, ram) as what measured it says, the
+        part each domain belongs to being the core's rule, stored with the domain. A part is
+        None (unknown, never 0) where nothing measured it, or where a domain of it is unknown
+        (a read failed, a counter never moved, its share is not known). Under a meter of the
+        whole machine the parts need not add up to energy_j: it is the meter's.
+        `attributed`: the scope's share of each part."""
         shares = self.attributed.domains if attributed and self.attributed else None
-        out: list[tuple[str, float | None]] = []
-        for name, d in self.domains.items():
-            if d.kind not in _PART or not (d.in_total or (failed_too and d.energy_j is None)):
-                continue
-            out.append((_PART[d.kind], d.energy_j if shares is None else shares.get(name)))
+        out: dict[str, float | None] = {}
+        for part in PARTS:
+            energies = [
+                None if d.stalled else d.energy_j if shares is None else shares.get(name)
+                for name, d in self.domains.items()
+                if d.part == part
+            ]
+            known = [e for e in energies if e is not None]
+            out[part] = sum(known) if energies and len(known) == len(energies) else None
         return out
 
     # Building ----------------------------------------------------------------------------
@@ -351,6 +357,8 @@ class Record:
                 energy_range_j=(rng[0], rng[1]) if rng else None,
                 interpolated=bool(x.get("interpolated")),
                 method=x.get("method"),
+                part=_part_of(x, name, listed),
+                stalled=bool(x.get("stalled")),
             )
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in d.items() if k in names and k not in ("domains", "attributed")}
@@ -423,6 +431,18 @@ class Record:
 
 def _counts(kind: object) -> bool:
     return kind in ("package", "dram", "gpu")
+
+
+def _part_of(x: dict[str, Any], name: str, listed: Any) -> str | None:
+    """A stored domain's part: as stored with it; for a record stored before domains carried
+    one, the part its kind was reported as then (of a domain in the total only)."""
+    if "part" in x:
+        part = x["part"]
+        return part if part in PARTS else None
+    kind = str(x.get("kind"))
+    if kind == "psys":
+        return "cpu" if (name in listed if listed is not None else False) else None
+    return _OLD_PART.get(kind)
 
 
 def _carbon_of(m: Any) -> dict[str, Any]:

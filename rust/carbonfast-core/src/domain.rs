@@ -66,6 +66,44 @@ impl DomainKind {
             DomainKind::Package | DomainKind::Dram | DomainKind::Gpu
         )
     }
+
+    /// The CodeCarbon part whose figure this kind's energy is: a package is CPU, DRAM is RAM,
+    /// a GPU is GPU. Core and uncore sit inside their package and parts inside another domain,
+    /// so they would count twice; psys, platform meters and modules cover several parts at
+    /// once, so they are none of them (see `meter::parts` for psys standing for the CPU).
+    pub fn part(self) -> Option<Part> {
+        match self {
+            DomainKind::Package => Some(Part::Cpu),
+            DomainKind::Dram => Some(Part::Ram),
+            DomainKind::Gpu => Some(Part::Gpu),
+            _ => None,
+        }
+    }
+}
+
+/// The part of the machine that CodeCarbon's CSV splits energy into (cpu_energy, gpu_energy,
+/// ram_energy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    Cpu,
+    Gpu,
+    Ram,
+}
+
+impl Part {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Cpu => "cpu",
+            Part::Gpu => "gpu",
+            Part::Ram => "ram",
+        }
+    }
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl fmt::Display for DomainKind {
@@ -126,6 +164,10 @@ pub struct Domain {
 impl Domain {
     pub fn counts_in_total(&self) -> bool {
         self.kind.counts_in_total()
+    }
+
+    pub fn part(&self) -> Option<Part> {
+        self.kind.part()
     }
 
     pub fn estimated(&self) -> bool {
@@ -222,5 +264,22 @@ mod tests {
         assert!(!DomainKind::Platform.counts_in_total());
         assert!(!DomainKind::Module.counts_in_total());
         assert!(!DomainKind::Part.counts_in_total());
+    }
+
+    #[test]
+    fn packages_are_cpu_dram_is_ram_gpus_are_gpu_and_nothing_else_is_a_part() {
+        assert_eq!(DomainKind::Package.part(), Some(Part::Cpu));
+        assert_eq!(DomainKind::Dram.part(), Some(Part::Ram));
+        assert_eq!(DomainKind::Gpu.part(), Some(Part::Gpu));
+        for kind in [
+            DomainKind::Core,
+            DomainKind::Uncore,
+            DomainKind::Psys,
+            DomainKind::Platform,
+            DomainKind::Module,
+            DomainKind::Part,
+        ] {
+            assert_eq!(kind.part(), None, "{kind}");
+        }
     }
 }

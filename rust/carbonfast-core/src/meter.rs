@@ -3,7 +3,7 @@
 
 use crate::clock::monotonic_ns;
 use crate::counter::Counter;
-use crate::domain::{Domain, DomainKind, Reading};
+use crate::domain::{Domain, DomainKind, Part, Reading};
 use crate::error::Result;
 use crate::gpu_share::{self, GpuShare};
 use crate::refresh::{self, Period, StepLog};
@@ -576,6 +576,11 @@ impl Meter {
     /// Whether each domain adds to the total.
     pub fn in_total(&self) -> &[bool] {
         &self.in_total
+    }
+
+    /// The CodeCarbon part each domain is reported in (see `parts`).
+    pub fn parts(&self) -> Vec<Option<Part>> {
+        parts(&self.domains)
     }
 
     pub fn sources(&self) -> &[Box<dyn Source>] {
@@ -1356,6 +1361,21 @@ pub fn in_total(domains: &[Domain]) -> Vec<bool> {
         .collect()
 }
 
+/// The CodeCarbon part (cpu, gpu, ram) each domain's energy is reported in, whatever the
+/// total is: a package is CPU, DRAM is RAM, a GPU is GPU, each as it measured. psys stands
+/// for the CPU where no package is measured (it covers the packages); a platform meter or a
+/// module is no part (it covers them all), and core, uncore and parts sit inside another.
+pub fn parts(domains: &[Domain]) -> Vec<Option<Part>> {
+    let packages = domains.iter().any(|d| d.kind == DomainKind::Package);
+    domains
+        .iter()
+        .map(|d| match d.kind {
+            DomainKind::Psys if !packages => Some(Part::Cpu),
+            kind => kind.part(),
+        })
+        .collect()
+}
+
 fn sum_in_total(in_total: &[bool], joules: &[f64]) -> Option<f64> {
     let mut any = false;
     let mut sum = 0.0;
@@ -1403,6 +1423,35 @@ mod tests {
             sum_in_total(&in_total(&ds), &[10.0, 6.0, 2.0, 3.0, 50.0]),
             Some(13.0)
         );
+    }
+
+    #[test]
+    fn parts_are_what_each_measured_whatever_the_total() {
+        let ds = [
+            domain("power-meter", DomainKind::Platform),
+            domain("package-0", DomainKind::Package),
+            domain("core-0", DomainKind::Core),
+            domain("dram-0", DomainKind::Dram),
+            domain("gpu-0", DomainKind::Gpu),
+            domain("psys", DomainKind::Psys),
+        ];
+        assert_eq!(in_total(&ds), [true, false, false, false, false, false]);
+        assert_eq!(
+            parts(&ds),
+            [
+                None,
+                Some(Part::Cpu),
+                None,
+                Some(Part::Ram),
+                Some(Part::Gpu),
+                None
+            ]
+        );
+        let psys_only = [
+            domain("psys", DomainKind::Psys),
+            domain("dram-0", DomainKind::Dram),
+        ];
+        assert_eq!(parts(&psys_only), [Some(Part::Cpu), Some(Part::Ram)]);
     }
 
     #[test]

@@ -93,6 +93,8 @@ struct DomainInfo {
     /// power, counters too wide to wrap in a century).
     range_j: Option<f64>,
     counts_in_total: bool,
+    /// The CodeCarbon part ("cpu", "gpu", "ram") its energy is reported in; None for none.
+    part: Option<&'static str>,
     /// "energy" (a counter) or "power" (integrated by the meter).
     reading: &'static str,
     label: String,
@@ -525,7 +527,8 @@ impl Meter {
             .domains()
             .iter()
             .zip(self.inner.in_total())
-            .map(|(d, &in_total)| DomainInfo {
+            .zip(self.inner.parts())
+            .map(|((d, &in_total), part)| DomainInfo {
                 name: d.name.clone(),
                 kind: d.kind.as_str(),
                 source: d.source,
@@ -534,6 +537,7 @@ impl Meter {
                 max_raw: d.max_raw,
                 range_j: d.wraps_after_j(),
                 counts_in_total: in_total,
+                part: part.map(core::Part::as_str),
                 reading: match d.reading {
                     core::Reading::Energy => "energy",
                     core::Reading::PowerMilliwatts => "power",
@@ -817,5 +821,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(become_subreaper, m)?)?;
     m.add_function(wrap_pyfunction!(time_sleep_loop, m)?)?;
     m.add("SensorUnavailable", m.py().get_type::<SensorUnavailable>())?;
+    m.add("MAX_POWER_W", core::meter::MAX_POWER_W)?;
     Ok(())
 }

@@ -26,12 +26,12 @@ def _split(
     """(CPU, GPU, RAM, total) joules, as the rapl_* options ask; `own` (tracking_mode
     "process"): this process's share of them, where it is known."""
     if own and record.attributed is not None and record.attributed.energy_j is not None:
-        parts = record.energy_by_kind(attributed=True)
+        parts = _known(record.energy_by_kind(attributed=True))
         cpu, gpu, ram = parts["cpu"], parts["gpu"], parts["ram"]
         if rapl_include_dram:
             cpu, ram = cpu + ram, 0.0
         return cpu, gpu, ram, record.attributed.energy_j
-    parts = record.energy_by_kind()
+    parts = _known(record.energy_by_kind())
     cpu, gpu, ram = parts["cpu"], parts["gpu"], parts["ram"]
     total = record.energy_j
     psys = [
@@ -44,6 +44,11 @@ def _split(
     elif rapl_include_dram:
         cpu, ram = cpu + ram, 0.0
     return cpu, gpu, ram, total
+
+
+def _known(parts: dict[str, float | None]) -> dict[str, float]:
+    # CodeCarbon's EmissionsData holds a number for each part.
+    return {k: 0.0 if v is None else v for k, v in parts.items()}
 
 
 def _emissions_data(
