@@ -618,8 +618,12 @@ def test_a_frozen_rapl_tree_is_never_a_measured_zero(tmp_path: Path, estimate: b
     report, table = tmp_path / "r.json", tmp_path / "e.csv"
     flags = [] if estimate else ["--no-estimate"]
     r = subprocess.run(
-        [*CLI, *flags, "--powercap-root", str(fake.root), "run", "--json", str(report)]
-        + ["--csv", str(table), "--", "sleep", "0.5"],
+        [
+            *CLI,
+            *flags,
+            *("--powercap-root", str(fake.root), "run", "--json", str(report)),
+            *("--csv", str(table), "--", "sleep", "0.5"),
+        ],
         env=env_for(tmp_path),
         capture_output=True,
         text=True,
