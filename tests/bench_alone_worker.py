@@ -47,6 +47,19 @@ def bare(call: Callable[[], object], seconds: float = 0.15) -> tuple[float, floa
         n = max(n * 2, int(n * seconds / max(wall, 1e-9)) + 1)
 
 
+def timed(call: Callable[[], None], acc: list) -> Callable[[], None]:
+    """`call`, adding its own wall and thread CPU seconds and one call to `acc` each time."""
+
+    def run() -> None:
+        w0, c0 = time.perf_counter(), time.thread_time()
+        call()
+        acc[0] += time.perf_counter() - w0
+        acc[1] += time.thread_time() - c0
+        acc[2] += 1
+
+    return run
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     min_time = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
@@ -57,27 +70,33 @@ def main() -> None:
         bare(call, 0.05)  # warm-up
     totals: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in calls}
     found: dict[str, list[tuple[float, float, int]]] = {name: [] for name in calls}
-    # Per turn and variant: cf.bench's figures over the bare call's, taken just before it.
+    # Per turn and variant: cf.bench's figures over the calls' own, timed inside them.
     ratios: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
-    # Bare runs and cf.bench in turns, so that a machine whose load changes weighs on both
-    # alike; each turn is compared with its own bare run, and the median turn is the result,
-    # so that a burst of load on one of them does not decide it.
+    # Bare runs (timeit's figure, reported beside) and cf.bench in turns; each turn of cf.bench
+    # is compared with its calls' own time, and the median turn is the result.
     chunks = 6
     period = 0.0
     for _ in range(chunks):
-        bare_now = {}
         for name, call in calls.items():
             wall, cpu, n = bare(call, 0.05)
             t = totals[name]
             t[0], t[1], t[2] = t[0] + wall, t[1] + cpu, t[2] + n
-            bare_now[name] = (wall / n, IDLE_W * wall / n + CPU_W * cpu / n)
-        res = cf.bench(calls, meter=meter, min_time=min_time / chunks, record=False)
+        # The calls' own time during this turn of cf.bench, timed inside each call: the truth
+        # each figure is compared with, taken under the same load as the figure itself.
+        own = {name: [0.0, 0.0, 0] for name in calls}
+        res = cf.bench(
+            {name: timed(call, own[name]) for name, call in calls.items()},
+            meter=meter,
+            min_time=min_time / chunks,
+            record=False,
+        )
         period = res.update_period_s
         for name in calls:
             v = res[name]
             found[name].append((v.seconds_per_call, v.joules_per_call, v.samples))
-            s_bare, j_bare = bare_now[name]
-            ratios[name].append((v.seconds_per_call / s_bare, v.joules_per_call / j_bare))
+            wall, cpu, n = own[name]
+            s_own, j_own = wall / n, (IDLE_W * wall + CPU_W * cpu) / n
+            ratios[name].append((v.seconds_per_call / s_own, v.joules_per_call / j_own))
     out = {}
     for name in calls:
         wall, cpu, count = totals[name]
