@@ -85,7 +85,7 @@ def test_carbonfast_run_stores_an_h100_trace_of_its_power(tmp_path: Path, hz: in
     # The meter's first refresh comes within a period of its start (the fake's model starts
     # with the child's first NVML call); the samples before it are left out.
     after = [k for k in range(1, len(t)) if t[k - 1] >= t[0] + 0.11]
-    assert len(after) >= hz, (len(after), t)
+    assert len(after) >= 0.6 * hz, (len(after), t)
     known = [power[k] for k in after if power[k] is not None]
     assert len(known) >= 0.9 * len(after), power
     assert out_of_range(known) == [], power
