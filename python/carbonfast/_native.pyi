@@ -187,7 +187,8 @@ class Meter:
         the decorator, begin/end)."""
     def trace(self) -> tuple[bytes, int, int]:
         """The sampled trace: (bytes of row-major f64 [t_s, energy_j per domain...], rows,
-        width)."""
+        width). A stepped counter's energy is interpolated between its refreshes; NaN where
+        they are not known yet."""
     @property
     def open_windows(self) -> int | None:
         """Windows open on this meter now, where it keeps count (it has a sampler or wrap

@@ -757,7 +757,12 @@ _TRACE_POINTS = 1000
 
 
 def _trace_dict(meter: Any, m: Any) -> dict[str, Any] | None:
-    """The samples inside the window, downsampled, as plain lists (no numpy needed)."""
+    """The samples inside the window, downsampled, as plain lists (no numpy needed).
+
+    A counter that refreshes in steps is traced between its timestamped refreshes (the core
+    interpolates it); where that is not known yet (before the first refresh it placed, after
+    the last one seen) a sample is unknown (NaN). Such samples at either end are left out, and a
+    power that nothing measured inside is None, never 0."""
     from array import array
 
     data, rows, width = meter.native.trace()
@@ -765,6 +770,13 @@ def _trace_dict(meter: Any, m: Any) -> dict[str, Any] | None:
     table.frombytes(data[: rows * width * 8])
     t0, t1 = m.start_ns * 1e-9, (m.end_ns or m.start_ns) * 1e-9
     keep = [r for r in range(rows) if t0 <= table[r * width] <= t1]
+
+    def known(r: int) -> bool:
+        return all(v == v for v in table[r * width + 1 : (r + 1) * width])  # NaN != NaN
+
+    first = next((k for k, r in enumerate(keep) if known(r)), len(keep))
+    last = next((k for k in range(len(keep) - 1, -1, -1) if known(keep[k])), -1)
+    keep = keep[first : last + 1]
     if len(keep) < 2:
         return None
     keep = keep[:: max(1, len(keep) // _TRACE_POINTS)]
@@ -772,7 +784,8 @@ def _trace_dict(meter: Any, m: Any) -> dict[str, Any] | None:
     power: dict[str, list[float | None]] = {}
     for col, name in enumerate(meter.domain_names, start=1):
         e = [table[r * width + col] for r in keep]
-        power[name] = [None] + [(e[k] - e[k - 1]) / (t[k] - t[k - 1]) for k in range(1, len(e))]
+        p = [(e[k] - e[k - 1]) / (t[k] - t[k - 1]) for k in range(1, len(e))]
+        power[name] = [None] + [w if w == w else None for w in p]
     return {"t_s": t, "power_w": power}
 
 

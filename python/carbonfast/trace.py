@@ -13,6 +13,11 @@ class Trace:
     `t_s`: CLOCK_MONOTONIC seconds of each sample. `energy_j[name]`: each domain's cumulative
     energy since the meter started, a view into the one buffer the samples were copied into.
     `power_w[name]`: mean power over the interval ending at each sample (NaN for the first).
+
+    A counter that refreshes in steps (RAPL about every millisecond, an H100's NVML counter
+    every 100 ms) is traced as its energy interpolated between the timestamped refreshes
+    around each sample, as short windows are: it shows power, not steps. A sample after the
+    last refresh seen, or before the first one placed, is unknown: NaN, never 0.
     """
 
     def __init__(self, data: bytes, rows: int, width: int, names: list[str]) -> None:

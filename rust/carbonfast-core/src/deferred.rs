@@ -14,11 +14,15 @@
 //!   the same thread, done within microseconds of the edge, and wakes the poller.
 //!
 //! Either way the slow part of an edge is filled in when someone asks for the energy.
+//!
+//! A meter that samples a trace keeps the poller reading all the time (`poll_always`): the
+//! trace is interpolated between the refreshes it timestamps, and a slow counter read only at
+//! the sampler's pace (once a refresh period) would place them no better than to a period.
 
 use crate::clock::monotonic_ns;
 use crate::meter::{Meter, Snapshot, Window, READ_DEADLINE_NS};
 use crate::refresh::StepLog;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
@@ -170,6 +174,8 @@ struct Worker {
 struct Signals {
     /// The poller reads until this instant (CLOCK_MONOTONIC ns).
     active_until: AtomicU64,
+    /// The poller reads whether or not windows are open (a meter that samples a trace).
+    always: AtomicBool,
     /// Bumped after each background read, for those waiting on the logs.
     progress: Mutex<u64>,
     progressed: Condvar,
@@ -289,6 +295,18 @@ impl Deferred {
         self.shared.keep_polling(monotonic_ns());
     }
 
+    /// Keeps the poller reading for as long as the meter lives, windows open or not: a
+    /// sampled trace is interpolated between the refreshes it timestamps. A counter that has
+    /// shown no refresh for two periods is then read a few times a period, not back to back.
+    pub fn poll_always(&self) {
+        let sh = &self.shared;
+        if sh.polled.is_empty() {
+            return;
+        }
+        sh.signals.always.store(true, Ordering::SeqCst);
+        sh.send(Msg::Wake);
+    }
+
     /// Parks the background thread where it is safe to fork: not inside a read, holding no
     /// lock (a lock held by a thread at fork stays held forever in the child).
     pub fn pause_for_fork(&self) {
@@ -321,6 +339,9 @@ impl Deferred {
         *lock(&signals.control) = Control::default();
         signals.active_until.store(0, Ordering::SeqCst);
         *lock(&self.shared.worker) = None;
+        if signals.always.load(Ordering::SeqCst) {
+            self.shared.send(Msg::Wake);
+        }
     }
 }
 
@@ -503,8 +524,9 @@ impl Poller {
         loop {
             self.park_while_paused();
             let now = monotonic_ns();
-            let active = now < self.signals.active_until.load(Ordering::SeqCst);
-            let due = self.polled.iter().map(|&s| self.due(s)).min();
+            let asked = now < self.signals.active_until.load(Ordering::SeqCst);
+            let active = asked || self.signals.always.load(Ordering::SeqCst);
+            let due = self.polled.iter().map(|&s| self.due(s, !asked, now)).min();
             let msg = match due.filter(|_| active) {
                 None => match rx.recv() {
                     Ok(m) => Some(m),
@@ -528,8 +550,9 @@ impl Poller {
                 Some(Msg::Wake) => continue,
                 None => {
                     let now = monotonic_ns();
+                    let asked = now < self.signals.active_until.load(Ordering::SeqCst);
                     for &s in &self.polled {
-                        if self.due(s) <= now
+                        if self.due(s, !asked, now) <= now
                             && self.meter.read_source_into(s, &mut scratch).is_err()
                         {
                             // A device that stopped answering: do not spin on it.
@@ -560,20 +583,31 @@ impl Poller {
 
     /// When source `s` should next be read: just before its next refresh is due (by the last
     /// one seen precisely, a period, less the jitter and one read's time), or now when no
-    /// refresh has been seen precisely yet, or the one due has not come.
-    fn due(&self, s: usize) -> u64 {
+    /// refresh has been seen precisely yet, or the one due has not come. With `backoff` (the
+    /// poller reads only for a trace, no window asked), a counter that has shown no refresh
+    /// for two periods (a stalled device) is read every quarter period, not back to back.
+    fn due(&self, s: usize, backoff: bool, now: u64) -> u64 {
         let m = &self.meter;
         let cost = m.read_cost_ns(s);
+        let last_read = m.last_read_ns(s);
         (0..m.sources()[s].domains().len())
             .filter_map(|i| {
                 m.with_log(s, i, |log| {
                     let p = log.period();
-                    match log.last() {
+                    let due = match log.last() {
                         Some(l) if l.hi_ns - l.lo_ns <= p.nominal_ns / 4 => {
                             let early = p.nominal_ns * 6 / 100 + cost;
                             (l.mid_ns() + p.nominal_ns).saturating_sub(early)
                         }
                         _ => 0,
+                    };
+                    let stalled = log
+                        .last()
+                        .is_some_and(|l| l.hi_ns.saturating_add(2 * p.max_ns) < now);
+                    if backoff && stalled {
+                        due.max(last_read + p.nominal_ns / 4)
+                    } else {
+                        due
                     }
                 })
             })

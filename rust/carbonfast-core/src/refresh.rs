@@ -226,6 +226,16 @@ impl StepLog {
         let new = (self.count.saturating_sub(count) as usize).min(self.len);
         self.steps().skip(self.len - new)
     }
+
+    /// Copies the newest refreshes kept into `out`, oldest first, as many as fit; returns how
+    /// many. Allocates nothing.
+    pub fn copy_newest(&self, out: &mut [Step]) -> usize {
+        let n = out.len().min(self.len);
+        for (slot, step) in out.iter_mut().zip(self.steps().skip(self.len - n)) {
+            *slot = step;
+        }
+        n
+    }
 }
 
 /// A reading's own edge: a read takes a microsecond or so, and a refresh inside it is as
@@ -235,15 +245,26 @@ pub const EDGE_TOLERANCE_NS: u64 = 2_000;
 /// Narrows each refresh's interval with the period: where a step holds at most one refresh,
 /// the refresh before it came between `min_ns` and `max_ns` earlier. Intervals the period
 /// cannot explain (the counter changed its pace) are left as they were.
+/// Allocates nothing for up to 64 steps (the sampler's trace tightens a few at a time).
 pub fn tighten(steps: &mut [Step], period: Period) {
     // Judged on the intervals as observed: a narrowed interval may still hide several refreshes.
-    let single: Vec<bool> = steps
-        .iter()
-        .map(|s| s.hi_ns - s.lo_ns < period.min_ns)
-        .collect();
+    let single = |s: &Step| s.hi_ns - s.lo_ns < period.min_ns;
+    if steps.len() <= 64 {
+        let mask = steps
+            .iter()
+            .enumerate()
+            .fold(0u64, |m, (i, s)| m | (u64::from(single(s)) << i));
+        tighten_with(steps, period, |i| (mask >> i) & 1 == 1);
+    } else {
+        let flags: Vec<bool> = steps.iter().map(single).collect();
+        tighten_with(steps, period, |i| flags[i]);
+    }
+}
+
+fn tighten_with(steps: &mut [Step], period: Period, single: impl Fn(usize) -> bool) {
     for i in (0..steps.len().saturating_sub(1)).rev() {
         let next = steps[i + 1];
-        if single[i + 1] {
+        if single(i + 1) {
             let lo = steps[i].lo_ns.max(next.lo_ns.saturating_sub(period.max_ns));
             let hi = steps[i].hi_ns.min(next.hi_ns.saturating_sub(period.min_ns));
             if lo <= hi {
@@ -253,7 +274,7 @@ pub fn tighten(steps: &mut [Step], period: Period) {
     }
     for i in 1..steps.len() {
         let prev = steps[i - 1];
-        if single[i] {
+        if single(i) {
             let lo = steps[i].lo_ns.max(prev.lo_ns + period.min_ns);
             let hi = steps[i].hi_ns.min(prev.hi_ns + period.max_ns);
             if lo <= hi {
@@ -345,6 +366,17 @@ pub fn interpolate(steps: &[Step], t_ns: u64) -> Option<f64> {
         1.0
     };
     Some(p.total as f64 + (q.total as f64 - p.total as f64) * frac)
+}
+
+/// `interpolate` for a trace: None also where the refresh before `t_ns` is the first value
+/// read, whose instant is unknown (it came at some time before that read) unless the period
+/// placed it: a trace shows power only between refreshes it can place.
+pub fn trace_energy(steps: &[Step], t_ns: u64) -> Option<f64> {
+    let i = steps.iter().rposition(|s| s.mid_ns() <= t_ns)?;
+    if steps[i].lo_ns == 0 {
+        return None;
+    }
+    interpolate(steps, t_ns)
 }
 
 /// The counter's value at `t_ns` as an instantaneous read would have returned it: that of the
@@ -484,6 +516,29 @@ mod tests {
             read(&mut log, k);
         }
         assert_eq!(log.value_at(edge, mark), 49 * 7);
+    }
+
+    #[test]
+    fn a_trace_places_no_energy_before_the_first_refresh_it_can_place() {
+        let w = 7e-4;
+        let log = polled(w, 100 * MS, 37 * MS, 3_300_000, 5 * MS, 600 * MS);
+        let mut steps = [Step {
+            lo_ns: 0,
+            hi_ns: 0,
+            total: 0,
+        }; 4];
+        let n = log.copy_newest(&mut steps);
+        assert_eq!(n, 4);
+        assert_eq!(steps[3], log.last().unwrap());
+        let all: Vec<Step> = log.steps().collect();
+        // The first value was read at 5 ms, from a refresh at some time before: unknown.
+        assert_eq!(trace_energy(&all, all[1].mid_ns() - MS), None);
+        // Past the first refresh, the energy interpolated at an instant is the truth's.
+        let steps = tightened(&log);
+        let t = 250 * MS;
+        let e = trace_energy(&steps, t).unwrap();
+        assert!((e - w * t as f64).abs() < 0.01 * w * t as f64, "{e}");
+        assert_eq!(trace_energy(&steps, 700 * MS), None);
     }
 
     #[test]

@@ -8,12 +8,19 @@
 //!   counter wraps twice between two reads (a 32-bit MSR counter wraps within minutes at high
 //!   power), so that windows of hours stay exact.
 //!
+//! A counter that refreshes in steps (an H100's every 100 ms, RAPL about every millisecond) is
+//! not traced as read: a sample between two refreshes would show 0 W and the one after them a
+//! whole refresh's energy at once. Its samples are re-expressed, as window edges are, as the
+//! energy interpolated between the timestamped refreshes around them (see [`crate::refresh`]),
+//! once the refresh after them has been seen; until then they are unknown (NaN), never 0.
+//!
 //! A stop or pause wakes the sleep at once: dropping a meter sampling at 1 Hz does not wait for
 //! its next deadline. The thread never touches Python, and once started it allocates nothing
 //! per sample.
 
 use crate::clock::monotonic_ns;
 use crate::meter::{Meter, Snapshot};
+use crate::refresh::{self, Step};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -59,6 +66,28 @@ pub struct SamplerStats {
     pub period_ns: u64,
 }
 
+/// A total in the ring that nothing measured (a sample before the first refresh a stepped
+/// counter can place, or older than the refreshes at hand): NaN in the trace.
+const UNKNOWN: u64 = u64::MAX;
+
+/// Refreshes copied out of a log at a time, to re-express the samples since the last look: the
+/// new ones and two before them (for the interpolation and the period's narrowing).
+const TRACE_STEPS: usize = 32;
+
+/// A domain whose counter refreshes in steps (it keeps a refresh log): its column holds the
+/// energy interpolated between refreshes, up to `until_ns`; the rows after it hold the raw
+/// reading until the refresh after them is seen, and read as unknown.
+struct SteppedColumn {
+    /// The domain's index, and its source and index there (for its log).
+    domain: usize,
+    source: usize,
+    index: usize,
+    /// The log's refresh count when last looked at.
+    count: u64,
+    /// Rows at or before this instant are final.
+    until_ns: u64,
+}
+
 /// Samples in arrival order: each row is t_ns then every domain's cumulative total.
 struct Ring {
     width: usize,
@@ -67,16 +96,64 @@ struct Ring {
     /// Index of the next row to write.
     head: usize,
     len: usize,
+    stepped: Vec<SteppedColumn>,
 }
 
 impl Ring {
-    fn new(width: usize, capacity: usize) -> Self {
+    fn new(width: usize, capacity: usize, stepped: Vec<SteppedColumn>) -> Self {
         Ring {
             width,
             capacity,
             data: vec![0; width * capacity],
             head: 0,
             len: 0,
+            stepped,
+        }
+    }
+
+    /// Re-expresses the stepped counters' samples that a refresh seen since the last call
+    /// places: each as its counter's energy interpolated at the sample's time. Allocates
+    /// nothing: the newest refreshes are copied to the stack and narrowed there.
+    fn resolve_steps(&mut self, meter: &Meter) {
+        let mut buf = [Step {
+            lo_ns: 0,
+            hi_ns: 0,
+            total: 0,
+        }; TRACE_STEPS];
+        for c in 0..self.stepped.len() {
+            let col = &self.stepped[c];
+            let (source, index, seen) = (col.source, col.index, col.count);
+            let Some(Some((count, n, period))) = meter.with_log(source, index, |log| {
+                let count = log.count();
+                if count == seen {
+                    return None;
+                }
+                let want = (count.saturating_sub(seen) as usize)
+                    .saturating_add(2)
+                    .min(TRACE_STEPS);
+                Some((count, log.copy_newest(&mut buf[..want]), log.period()))
+            }) else {
+                continue;
+            };
+            let steps = &mut buf[..n];
+            refresh::tighten(steps, period);
+            let newest = steps.last().map_or(0, Step::mid_ns);
+            let column = 1 + self.stepped[c].domain;
+            let until = self.stepped[c].until_ns;
+            for k in 0..self.len {
+                let r = (self.head + self.capacity - 1 - k) % self.capacity;
+                let row = &mut self.data[r * self.width..(r + 1) * self.width];
+                if row[0] <= until {
+                    break;
+                }
+                if row[0] <= newest {
+                    row[column] = refresh::trace_energy(steps, row[0])
+                        .map_or(UNKNOWN, |e| e.round().min(UNKNOWN as f64 - 1.0) as u64);
+                }
+            }
+            let col = &mut self.stepped[c];
+            col.count = count;
+            col.until_ns = col.until_ns.max(newest);
         }
     }
 
@@ -171,11 +248,23 @@ impl Sampler {
         let period_ns = guard.map_or(period_ns, |g| period_ns.min(g)).max(1);
         let width = 1 + meter.domains().len();
         let capacity = if sampling { config.capacity } else { 0 };
+        let stepped = (0..meter.domains().len())
+            .filter_map(|domain| {
+                let (source, index) = meter.locate(domain);
+                meter.step_period(source, index).map(|_| SteppedColumn {
+                    domain,
+                    source,
+                    index,
+                    count: 0,
+                    until_ns: 0,
+                })
+            })
+            .collect();
         let shared = Arc::new(Shared {
             meter,
             sampling,
             period_ns,
-            ring: Mutex::new(Ring::new(width, capacity)),
+            ring: Mutex::new(Ring::new(width, capacity, stepped)),
             open_windows: AtomicUsize::new(0),
             control: Mutex::new(Control::default()),
             wake: Condvar::new(),
@@ -238,6 +327,9 @@ impl Sampler {
 
     /// Writes the samples in the ring, oldest first, straight into `out` (row-major, each row
     /// t in seconds then each domain's cumulative energy in joules). Returns the rows written.
+    /// A counter that refreshes in steps gives its energy interpolated between the refreshes
+    /// around each sample; NaN where they are not known yet (after the last refresh seen, or
+    /// before the first one placed).
     pub fn trace_into(&self, out: &mut [f64]) -> usize {
         self.fill(out.len(), |i, v| out[i] = v)
     }
@@ -259,6 +351,11 @@ impl Sampler {
             put(base, row[0] as f64 * 1e-9);
             for (k, (d, &total)) in domains.iter().zip(&row[1..]).enumerate() {
                 put(base + 1 + k, total as f64 / d.units_per_joule);
+            }
+            for col in &ring.stepped {
+                if row[0] > col.until_ns || row[1 + col.domain] == UNKNOWN {
+                    put(base + 1 + col.domain, f64::NAN);
+                }
             }
         }
         rows
@@ -353,8 +450,12 @@ fn run(shared: &Shared) {
         match shared.meter.sample_into(&mut snap) {
             Ok(()) => {
                 shared.samples.fetch_add(1, Ordering::Relaxed);
-                if shared.sampling && lock(&shared.ring).push(&snap) {
-                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                if shared.sampling {
+                    let mut ring = lock(&shared.ring);
+                    if ring.push(&snap) {
+                        shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ring.resolve_steps(&shared.meter);
                 }
             }
             Err(_) => {

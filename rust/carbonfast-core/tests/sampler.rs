@@ -15,6 +15,9 @@ struct ClockSource {
     watts: fn(f64) -> f64,
     read_delay: Duration,
     min_interval_ns: u64,
+    /// A counter that refreshes in steps: it shows the energy as of the latest multiple of
+    /// this many ns since t0.
+    refresh_ns: Option<u64>,
     reads: std::sync::atomic::AtomicU64,
 }
 
@@ -38,6 +41,7 @@ impl ClockSource {
             watts,
             read_delay: Duration::ZERO,
             min_interval_ns: 0,
+            refresh_ns: None,
             reads: 0.into(),
         }
     }
@@ -62,7 +66,9 @@ impl Source for ClockSource {
         if !self.read_delay.is_zero() {
             std::thread::sleep(self.read_delay);
         }
-        let t = (monotonic_ns() - self.t0) as f64 * 1e-9;
+        let ns = monotonic_ns() - self.t0;
+        let ns = self.refresh_ns.map_or(ns, |p| ns / p * p);
+        let t = ns as f64 * 1e-9;
         out[0] = match self.domains[0].reading {
             // Constant power only (the energy of a varying profile would need its integral).
             Reading::Energy => {
@@ -199,6 +205,51 @@ fn a_trace_of_a_known_power_profile_matches_it() {
         checked += 1;
     }
     assert!(checked > 400, "{checked} intervals checked");
+}
+
+#[test]
+fn a_trace_of_a_stepped_counter_shows_its_power_not_its_steps() {
+    // 20 W on a counter that refreshes every 10 ms, sampled at 1 kHz: read as it is, nine
+    // samples in ten would be 0 W and the tenth 200 W.
+    const PERIOD: u64 = 10_000_000;
+    let mut src = ClockSource::new(Reading::Energy, u64::MAX, |_| 20.0);
+    src.refresh_ns = Some(PERIOD);
+    src.domains[0].update_period_ns = Some(PERIOD);
+    let m = meter(src);
+    let s = Sampler::start(m, &sampling(1000.0, 10_000)).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let rows = trace(&s);
+    drop(s);
+    assert!(rows.len() > 300, "{} rows", rows.len());
+    // Before the first refresh the sampler can place, and after the last one it has seen, a
+    // sample is unknown: NaN, never 0 W.
+    let known: Vec<usize> = (0..rows.len()).filter(|&r| !rows[r][1].is_nan()).collect();
+    let (first, last) = (known[0], *known.last().unwrap());
+    assert!(first < 30, "first known sample: {first}");
+    assert!(
+        rows.len() - last < 30,
+        "{} unknown at the end",
+        rows.len() - last
+    );
+    assert_eq!(
+        known.len(),
+        last - first + 1,
+        "a gap among the known samples"
+    );
+    let mut powers: Vec<f64> = (first + 1..=last)
+        .map(|r| (rows[r][1] - rows[r - 1][1]) / (rows[r][0] - rows[r - 1][0]))
+        .collect();
+    powers.sort_by(f64::total_cmp);
+    let median = powers[powers.len() / 2];
+    assert!((median - 20.0).abs() < 1.0, "median {median} W");
+    // Reads of a microsecond every millisecond place each refresh within about a millisecond of
+    // a 10 ms period; a sample late on a busy machine may place one a few more off.
+    let close = powers.iter().filter(|&&p| (p - 20.0).abs() < 4.0).count();
+    assert!(close * 10 >= powers.len() * 9, "{powers:?}");
+    assert!(
+        powers[0] > 5.0 && powers[powers.len() - 1] < 60.0,
+        "{powers:?}"
+    );
 }
 
 #[test]

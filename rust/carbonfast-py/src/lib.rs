@@ -309,6 +309,12 @@ impl Meter {
         };
         let sampler = core::Sampler::start(inner.clone(), &sampler_config);
         let deferred = core::Deferred::new(inner.clone());
+        if let (Some(d), Some(s)) = (&deferred, &sampler) {
+            if s.sampling() {
+                // The trace is interpolated between the refreshes the poller timestamps.
+                d.poll_always();
+            }
+        }
         Ok(Meter {
             inner,
             sampler,
@@ -383,6 +389,8 @@ impl Meter {
     }
 
     /// The sampled trace: (bytes of row-major f64 [t_s, energy_j per domain...], rows, width).
+    /// A stepped counter's energy is interpolated between its refreshes; NaN where they are not
+    /// known yet (see core::Sampler::trace_into).
     fn trace<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, usize, usize)> {
         let Some(s) = self.sampler.as_ref().filter(|s| s.sampling()) else {
             return Err(PyValueError::new_err(
