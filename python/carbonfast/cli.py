@@ -785,7 +785,8 @@ def _trace_dict(meter: Any, m: Any) -> dict[str, Any] | None:
     for col, name in enumerate(meter.domain_names, start=1):
         e = [table[r * width + col] for r in keep]
         p = [(e[k] - e[k - 1]) / (t[k] - t[k - 1]) for k in range(1, len(e))]
-        power[name] = [None] + [w if w == w else None for w in p]
+        first_point: list[float | None] = [None]  # no power before the first sample
+        power[name] = first_point + [w if w == w else None for w in p]
     return {"t_s": t, "power_w": power}
 
 
