@@ -56,14 +56,13 @@ class FileOutput(BaseOutput):
             emissions_csv.append(self.save_file_path, row)
 
     def task_out(self, data: list[TaskEmissionsData], experiment_name: str) -> None:
-        """Rewrites the run's task file with a row per task, under CodeCarbon's fixed header:
-        every column is written, an unknown one (the drop-in never looks the place up: region,
-        longitude, latitude, often the country) as an empty cell, so that tools reading the
-        file by its header find each column."""
+        """Rewrites the run's task file with a row per task. Columns unknown in every row
+        (offline: region, longitude, latitude) are left out, as pandas leaves them out of
+        CodeCarbon's."""
         from carbonfast.report.files import write_atomically
 
         rows = [dict(d.values) for d in data]
-        columns = list(_TASK_COLUMNS)
+        columns = [c for c in _TASK_COLUMNS if any(r[c] is not None for r in rows)]
         text = io.StringIO()
         writer = csv.DictWriter(
             text, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
