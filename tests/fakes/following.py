@@ -117,7 +117,11 @@ class FollowingMachine:
         package_uj = (self.idle_w * elapsed_ns + self.busy_w * cpu_ns_total) / 1000
         self.powercap.set("intel-rapl:0", int(package_uj))
         self.powercap.set("intel-rapl:0:0", int(self.dram_w * elapsed_ns / 1000))
-        line = f"cpu0 0 0 0 0 0 0 {cpu_ns_total} 0 0\n"
-        tmp = self.proc / "schedstat.tmp"
-        tmp.write_text(f"version 15\ntimestamp 0\n{line}")
-        os.replace(tmp, self.proc / "schedstat")
+        # In place and of one length (zero-padded), as the kernel's file is one the reader keeps
+        # open: one pwrite, so that a reader sees the old text or the new, never a mix of sizes.
+        text = f"version 15\ntimestamp 0\ncpu0 0 0 0 0 0 0 {cpu_ns_total:020d} 0 0\n"
+        fd = os.open(self.proc / "schedstat", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, text.encode(), 0)
+        finally:
+            os.close(fd)

@@ -102,6 +102,9 @@ enum Busy {
 pub struct Attribution {
     scope: ScopeClock,
     busy: Busy,
+    /// The machine's busy-time file, kept open, and the buffer it is read into (grown once).
+    busy_file: File,
+    buf: std::sync::Mutex<Vec<u8>>,
     cpus: usize,
     label: String,
 }
@@ -153,9 +156,18 @@ impl Attribution {
             }
         };
         let (busy, cpus) = machine_busy(proc_root)?;
+        let path = match &busy {
+            Busy::Schedstat(p) | Busy::ProcStat(p, _) => p.clone(),
+        };
+        let busy_file = crate::source::open_regular(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
         let a = Attribution {
             scope,
             busy,
+            busy_file,
+            buf: std::sync::Mutex::new(Vec::with_capacity(4096)),
             cpus,
             label,
         };
@@ -233,21 +245,22 @@ impl Attribution {
     }
 
     fn busy_ns(&self) -> Result<u64> {
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        let path = match &self.busy {
+            Busy::Schedstat(p) | Busy::ProcStat(p, _) => p,
+        };
+        read_whole(&self.busy_file, &mut buf).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let text = std::str::from_utf8(&buf).map_err(|_| malformed(path, "text"))?;
         match &self.busy {
-            Busy::Schedstat(path) => {
-                let text = read_small(path, 4 << 20).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                schedstat_busy_ns(&text).ok_or_else(|| malformed(path, "cpuN lines"))
+            Busy::Schedstat(_) => {
+                schedstat_busy_ns(text).ok_or_else(|| malformed(path, "cpuN lines"))
             }
-            Busy::ProcStat(path, tick_ns) => {
-                let text = read_small(path, 4 << 20).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+            Busy::ProcStat(_, tick_ns) => {
                 let ticks =
-                    proc_stat_cpu_busy_ticks(&text).ok_or_else(|| malformed(path, "cpuN lines"))?;
+                    proc_stat_cpu_busy_ticks(text).ok_or_else(|| malformed(path, "cpuN lines"))?;
                 Ok((ticks as f64 * tick_ns) as u64)
             }
         }
@@ -349,12 +362,36 @@ fn machine_busy(proc_root: &Path) -> Result<(Busy, usize)> {
     Ok((Busy::ProcStat(stat, tick_ns()), cpus))
 }
 
-/// The lines of one CPU each ("cpu0 ...", not the aggregate "cpu ..."), split in fields.
-fn cpu_lines(text: &str) -> impl Iterator<Item = Vec<&str>> {
+/// Reads all of `file` from its start into `buf` (procfs files are generated at each read; a
+/// machine of many CPUs makes them long): at most 4 MiB.
+fn read_whole(file: &File, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    loop {
+        if buf.len() == buf.capacity() {
+            if buf.len() >= 4 << 20 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "longer than 4 MiB",
+                ));
+            }
+            buf.reserve(buf.capacity().max(4096));
+        }
+        let len = buf.len();
+        buf.resize(buf.capacity(), 0);
+        let n = file.read_at(&mut buf[len..], len as u64)?;
+        buf.truncate(len + n);
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// The lines of one CPU each ("cpu0 ...", not the aggregate "cpu ..."), their fields after the
+/// name.
+fn cpu_lines(text: &str) -> impl Iterator<Item = std::str::SplitAsciiWhitespace<'_>> {
     text.lines().filter_map(|line| {
-        let fields: Vec<&str> = line.split_ascii_whitespace().collect();
-        let name = fields.first()?;
-        let n = name.strip_prefix("cpu")?;
+        let mut fields = line.split_ascii_whitespace();
+        let n = fields.next()?.strip_prefix("cpu")?;
         (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(fields)
     })
 }
@@ -364,8 +401,8 @@ fn cpu_lines(text: &str) -> impl Iterator<Item = Vec<&str>> {
 fn schedstat_busy_ns(text: &str) -> Option<u64> {
     let mut total = 0u64;
     let mut any = false;
-    for fields in cpu_lines(text) {
-        let v = parse_u64(fields.get(7)?.as_bytes())?;
+    for mut fields in cpu_lines(text) {
+        let v = parse_u64(fields.nth(6)?.as_bytes())?;
         total = total.saturating_add(v);
         any = true;
     }
@@ -378,8 +415,12 @@ fn proc_stat_cpu_busy_ticks(text: &str) -> Option<u64> {
     let mut total = 0u64;
     let mut any = false;
     for fields in cpu_lines(text) {
-        let n = |i: usize| fields.get(i).and_then(|f| parse_u64(f.as_bytes()));
-        let busy = n(1)? + n(2)? + n(3)? + n(6)? + n(7)?;
+        let mut v = [0u64; 7];
+        for (slot, f) in v.iter_mut().zip(fields) {
+            *slot = parse_u64(f.as_bytes())?;
+        }
+        // user nice system idle iowait irq softirq
+        let busy = v[0] + v[1] + v[2] + v[5] + v[6];
         total = total.saturating_add(busy);
         any = true;
     }
