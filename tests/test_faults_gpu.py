@@ -153,3 +153,46 @@ def test_a_vendor_library_that_crashes_never_costs_the_command_or_its_code(
     assert ran.read_text() == "once\n", "the command ran once, and only once"
     assert "carbonfast: warning: the measurement process" in done.stderr, done.stderr
     assert time.monotonic() - t0 < 30
+
+
+def test_a_shutdown_that_crashes_at_exit_does_not_take_the_exit_code(tmp_path: Path) -> None:
+    gpu = FakeNvml(tmp_path / "nvml", "shutdown_segv=1\n" + H100)
+    env = {
+        **os.environ,
+        "CARBONFAST_POWERCAP_ROOT": str(tmp_path / "no-rapl"),
+        "CARBONFAST_GPU": "on",
+        "CARBONFAST_NVML_LIBRARY": str(gpu.library),
+    }
+    done = subprocess.run(
+        [*CLI, "run", "--", "sh", "-c", "exit 5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 5, done.stderr
+
+
+@pytest.mark.parametrize("reads", [0, 1, 3])
+def test_an_amd_gpu_lost_while_it_is_probed_does_not_stop_the_command(
+    tmp_path: Path, reads: int
+) -> None:
+    from tests.fakes.amdsmi import FakeAmdSmi
+
+    gpu = FakeAmdSmi(tmp_path / "amdsmi", f"gpu 0 power_w=50 lost_after={reads}\n")
+    ran = tmp_path / "ran"
+    env = {
+        **os.environ,
+        "CARBONFAST_POWERCAP_ROOT": str(tmp_path / "no-rapl"),
+        "CARBONFAST_GPU": "on",
+        "CARBONFAST_AMDSMI_LIBRARY": str(gpu.library),
+    }
+    done = subprocess.run(
+        [*CLI, "run", "--", "sh", "-c", f"touch {ran}; exit 4"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 4, done.stderr
+    assert ran.exists()

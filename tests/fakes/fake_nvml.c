@@ -12,6 +12,7 @@
  *                            driver installs have been seen to)
  *     init_hang=1          nvmlInit_v2 never returns (a GPU fallen off the bus, Xid 79)
  *     shutdown_hang=1      nvmlShutdown never returns
+ *     shutdown_segv=1      nvmlShutdown crashes the process (as at exit on broken installs)
  *     count=N              nvmlDeviceGetCount_v2 reports N devices, however many there are
  *     gpu <index> name=... uuid=GPU-... energy_mj=N power_mw=N limit_mw=N util=PCT
  *                 energy=ok|not_supported|no_permission|gpu_lost   (same for power=, field=)
@@ -122,7 +123,7 @@ typedef struct {
     long long proc_count; /* -1: the processes there are */
     unsigned long long sample_us;
     proc_t proc[MAX_PROCS];
-    int init_hang, shutdown_hang;
+    int init_hang, shutdown_hang, shutdown_segv;
     long long count; /* -1: the GPUs there are */
     gpu_t gpu[MAX_GPUS];
 } state_t;
@@ -235,6 +236,7 @@ static void load(state_t *st) {
         }
         if (!strncmp(tok, "init_hang=", 10)) { st->init_hang = atoi(tok + 10); continue; }
         if (!strncmp(tok, "shutdown_hang=", 14)) { st->shutdown_hang = atoi(tok + 14); continue; }
+        if (!strncmp(tok, "shutdown_segv=", 14)) { st->shutdown_segv = atoi(tok + 14); continue; }
         if (!strncmp(tok, "count=", 6)) { st->count = strtoll(tok + 6, NULL, 10); continue; }
         if (!strncmp(tok, "proc_count=", 11)) { st->proc_count = strtoll(tok + 11, NULL, 10); continue; }
         if (!strncmp(tok, "sample_us=", 10)) { st->sample_us = strtoull(tok + 10, NULL, 10); continue; }
@@ -537,6 +539,7 @@ int nvmlShutdown(void) {
     state_t st;
     load(&st);
     if (st.shutdown_hang) hang();
+    if (st.shutdown_segv) *(volatile int *)0 = 0;
     initialized = 0;
     return OK;
 }
