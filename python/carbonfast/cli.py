@@ -351,8 +351,9 @@ def _run_measured(
     from carbonfast.report.console import LiveLine
 
     label = args.label or shlex.join(command)
-    scope = _attribution_scope(args)
+    scope, of_command = _attribution_scope(args)
     readings: list[tuple[int, int] | None] = []
+    watch: _CommandWatch | None = None
     before = os.times()
     # The command's time and start, which a run keeps even where its measurement fails.
     started_at = datetime.now(timezone.utc).isoformat()
@@ -368,7 +369,7 @@ def _run_measured(
                 live.start()
             try:
                 readings.append(_read_scope(scope))
-                watch = _GpuScope(meter, m.start_ns) if scope is not None else None
+                watch = _CommandWatch(meter, m.start_ns) if scope is not None else None
                 returncode = _run_forwarding_signals(command, mask, watch)
                 readings.append(_read_scope(scope))
                 if watch is not None:
@@ -392,9 +393,11 @@ def _run_measured(
     exit_code = returncode if returncode >= 0 else 128 - returncode
     cpu_seconds = sum(after[i] - before[i] for i in range(4))  # self and children
     record = _safe_report(m, command, exit_code, label, cpu_seconds, failure, ran)
-    if scope is not None and m is not None and failure is None and None not in readings:
+    if scope is not None and watch is not None and failure is None and None not in readings:
+        if of_command and watch.pid is not None:
+            scope.label = f"process tree of {watch.pid}"
         record.attributed = _attempt(
-            "attributing the energy", lambda: _attributed(args, scope, m, readings)
+            "attributing the energy", lambda: _attributed(args, scope, m, readings, watch.shares)
         )
     trace = None
     if args.sample_hz and failure is None:
@@ -427,10 +430,10 @@ def _run_measured(
     return exit_code
 
 
-def _attribution_scope(args: argparse.Namespace) -> Any:
-    """The scope whose share of the energy the run reports (None: off): by default the command
-    and all it starts (the children this process reaps), or a cgroup. One that cannot be
-    opened is a warning, and the run goes on without it."""
+def _attribution_scope(args: argparse.Namespace) -> tuple[Any, bool]:
+    """The scope whose share of the energy the run reports (None: off), and whether it is the
+    command's: by default the command and all it starts (the children this process reaps), or
+    a cgroup. One that cannot be opened is a warning, and the run goes on without it."""
     from carbonfast.attribution import open_scope
     from carbonfast.config import resolve
 
@@ -438,17 +441,17 @@ def _attribution_scope(args: argparse.Namespace) -> Any:
     s = resolve(("attribute", "proc_root", "cgroup_root"), {"attribute": given})
     chosen = s["attribute"] or "command"
     if chosen == "off":
-        return None
+        return None, False
     try:
         scope = open_scope(
             "children" if chosen == "command" else chosen, s["proc_root"], s["cgroup_root"]
         )
     except (OSError, ValueError) as e:
         _warn(f"the command's share of the energy cannot be attributed ({e})")
-        return None
+        return None, False
     if chosen == "command":
         scope.label = "the command's process tree"
-    return scope
+    return scope, chosen == "command"
 
 
 def _read_scope(scope: Any) -> tuple[int, int] | None:
@@ -462,37 +465,36 @@ def _read_scope(scope: Any) -> tuple[int, int] | None:
         return None
 
 
-def _attributed(args: argparse.Namespace, scope: Any, m: Any, readings: list[Any]) -> Any:
+def _attributed(
+    args: argparse.Namespace, scope: Any, m: Any, readings: list[Any], gpus: Any
+) -> Any:
     from carbonfast.attribution import attribute
     from carbonfast.config import resolve
 
-    if _command_pid is not None and scope.label == "the command's process tree":
-        scope.label = f"process tree of {_command_pid}"
     # The CPU estimate (no counter) already follows the process tree's own CPU time.
     follows = resolve(("scope",), {"scope": args.scope})["scope"] == "process"
-    gpus = _GpuScope.last.shares if _GpuScope.last is not None else None
     return attribute(m, scope, readings[0], readings[1], gpus, estimate_follows_scope=follows)
 
 
-class _GpuScope:
-    """The command's processes, for its share of each GPU: its process tree is looked at
-    while it runs (twice a second), and the GPUs' processes since the window opened are
-    matched against every pid it had."""
+class _CommandWatch:
+    """The command's pid, and its processes for its share of each GPU: its process tree is
+    looked at while it runs (twice a second), and the GPUs' processes since the window
+    opened are matched against every pid it had."""
 
-    last: _GpuScope | None = None
     PERIOD_S = 0.5
 
     def __init__(self, meter: Any, since_ns: int) -> None:
         self.meter = meter
         self.since_ns = since_ns
         self.gpus = any(d.kind == "gpu" for d in meter.domains)
+        self.pid: int | None = None
         self.pids: set[int] = set()
         self.shares: dict[str, tuple[float, float, float, str]] = {}
         if self.gpus:
             meter.native.gpu_shares([], since_ns)  # a first look, for drivers that need two
-        _GpuScope.last = self
 
     def tick(self, pid: int) -> None:
+        self.pid = pid
         if self.gpus:
             from carbonfast.attribution import process_tree
 
@@ -1019,10 +1021,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# The pid of the command `run` started last (for naming its process tree).
-_command_pid: int | None = None
-
-
 def _run_forwarding_signals(command: list[str], mask: Any, watch: Any = None) -> int:
     """Runs `command` to completion; returns its return code (negative: killed by signal).
     The signals in _FORWARDED must be blocked in this thread: they are taken here and passed
@@ -1053,9 +1051,9 @@ def _run_forwarding_signals(command: list[str], mask: Any, watch: Any = None) ->
                 126,
             ) from None
         raise _CannotStart(f"cannot execute {command[0]}: {e.strerror}", 126) from None
-    global _command_pid
-    _command_pid = pid
     guard.tell(f"started {pid}")
+    if watch is not None:
+        watch.tick(pid)
     waited = (*_FORWARDED, signal.SIGCHLD)
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -1064,9 +1062,9 @@ def _run_forwarding_signals(command: list[str], mask: Any, watch: Any = None) ->
             guard.tell(f"ended {code if code >= 0 else 128 - code}")
             return code
         if watch is not None:
-            watch.tick(pid)
             got = signal.sigtimedwait(waited, watch.PERIOD_S)
             if got is None:
+                watch.tick(pid)
                 continue
             info = got
         else:
