@@ -8,10 +8,13 @@ meter evaluated by the kernel does. Such a read draws the full 50 W: reads that 
 left in a sample would be charged at the call's own power, or above it.
 
 The truth is taken from what the child declares and measures, not from the scheduler: a busy
-call runs for a declared CPU time (tests.fakes.counter.busy), and the bare call is timed as
-`timeit` times it, before and after cf.bench: wall time and this thread's CPU time per call,
-which the fake charges at 10 W and 40 W. On a quiet machine that is (10 + 40) W x the bare call's
-time for a busy call, and about 10 W x its time for a sleep.
+call runs for a declared CPU time (tests.fakes.counter.busy), and each call is timed inside
+itself: its wall time and this thread's CPU time, which the fake charges at 10 W and 40 W. The
+truth of a sample is the calls it held, so that a figure and its truth are taken under the same
+load: on a busy machine the scheduler stretches some calls by milliseconds, and the bare call
+timed apart (as `timeit` does, reported beside) can differ from the benchmarked one by 50%.
+On a quiet machine the truth is (10 + 40) W x the bare call's time for a busy call, and about
+10 W x its time for a sleep.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from tests.fakes.slow_rapl import slow_rapl_env
 
 ROOT = Path(__file__).resolve().parent.parent
 READ_COST_US = 100
-# How far a figure may lie from its truth here (see the first test).
-TOLERANCE = 0.1
+# How far a figure may lie from its truth: the issue's 5%, quiet machine or busy.
+TOLERANCE = 0.05
 
 
 def bench_on_slow_counter(tmp_path: Path, variants: dict[str, list[Any]]) -> dict[str, Any]:
@@ -54,12 +57,10 @@ def test_a_busy_call_is_charged_its_own_time_and_energy_on_a_counter_with_slow_r
 ) -> None:
     found = bench_on_slow_counter(tmp_path, {"400us": ["busy", 400e-6], "50us": ["busy", 50e-6]})
     for name, v in found.items():
-        # (10 + 40) W x the bare call's time, on a quiet machine; the share of it that the
-        # scheduler gave to other processes draws 10 W only.
-        assert v["truth_j"] <= 50.0 * v["bare_s"] * 1.001, name
-        # Each turn of cf.bench against its calls' own time and energy; the median turn. On a
-        # quiet machine the figures land within 5% (benches/bench_read_cost.py); with two
-        # busy loops beside the suite they move by up to 9%, which this bound allows.
+        # (10 + 40) W x the call's time; the share of it that the scheduler gave to other
+        # processes draws 10 W only.
+        assert v["own_j"] <= 50.0 * v["own_s"] * 1.001, name
+        assert v["own_j"] >= 10.0 * v["own_s"] + 40.0 * float(name.removesuffix("us")) * 1e-6
         assert v["time_ratio"] == pytest.approx(1.0, abs=TOLERANCE), (name, v)
         assert v["energy_ratio"] == pytest.approx(1.0, abs=TOLERANCE), (name, v)
 
@@ -72,8 +73,10 @@ def test_a_sleep_and_a_spin_of_equal_time_are_told_apart_on_a_counter_with_slow_
     # A sleep draws 10 W and 40 W for what its own system calls run; a spin draws 50 W while
     # it runs, 10 W while the scheduler runs others.
     assert sleep["bare_cpu_s"] < 0.25 * sleep["bare_s"]
-    assert 50.0 * spin["bare_cpu_s"] <= spin["truth_j"] <= 50.0 * spin["bare_s"] * 1.001
-    assert sleep["energy_ratio"] == pytest.approx(1.0, abs=2 * TOLERANCE), sleep
+    assert 50.0 * spin["bare_cpu_s"] <= spin["bare_j"] <= 50.0 * spin["bare_s"] * 1.001
+    # A sleep's own energy is a fifth of its looks' (100 us reads at 50 W beside 400 us at
+    # 10 W): an error in what is taken off for them weighs five times more on it.
+    assert sleep["energy_ratio"] == pytest.approx(1.0, abs=3 * TOLERANCE), sleep
     assert spin["energy_ratio"] == pytest.approx(1.0, abs=TOLERANCE), spin
     assert sleep["time_ratio"] == pytest.approx(1.0, abs=TOLERANCE), sleep
     assert spin["time_ratio"] == pytest.approx(1.0, abs=TOLERANCE), spin

@@ -13,14 +13,22 @@ class CpuTimeCounter:
         self.watts, self.period = watts, period
         self._tick = -1
         self._value = 0.0
+        self._last = (time.monotonic(), time.thread_time())
 
     def read(self) -> tuple[float, float]:
-        """(CLOCK_MONOTONIC seconds, cumulative joules), as cf.bench reads a meter."""
-        now = time.monotonic()
+        """(CLOCK_MONOTONIC seconds, cumulative joules), as cf.bench reads a meter. The value
+        is the energy as of the latest period boundary, as RAPL's is as of its latest refresh
+        whoever reads it: the CPU time at the boundary is interpolated between this read and
+        the one before (the thread ran its calls in between)."""
+        now, cpu = time.monotonic(), time.thread_time()
         tick = int(now / self.period)
-        if tick != self._tick:  # a refresh: the value jumps to the energy so far
+        if tick != self._tick:  # a refresh since the last read
             self._tick = tick
-            self._value = self.watts * time.thread_time()
+            t0, c0 = self._last
+            boundary = max(t0, tick * self.period)
+            at = c0 + (cpu - c0) * (boundary - t0) / (now - t0) if now > t0 else cpu
+            self._value = max(self._value, self.watts * at)
+        self._last = (now, cpu)
         return now, self._value
 
 

@@ -8,9 +8,10 @@
  *            resolution (CLOCK_PROCESS_CPUTIME_ID);
  *   refresh: every period_us, by a thread of its own that wakes at each boundary, as RAPL
  *            refreshes on its own clock whoever reads it; a read returns the energy as of the
- *            latest refresh. Where that thread has been kept from running for two periods or
- *            more (a busy machine, a CPU quota), the read refreshes the counter itself, so
- *            that it never stands still longer than real RAPL does;
+ *            latest refresh. Where that thread has not yet run for the latest boundary (a
+ *            busy machine, a CPU quota, or its wake-up still under way), the read refreshes the
+ *            counter itself, as of that boundary: the counter never stands still longer than
+ *            real RAPL does, and each refresh holds one period's idle energy, as real RAPL's do;
  *   a read costs delay_us, spent busy on the reading thread: a counter behind a FUSE file, a
  *            slow hwmon sensor or an ACPI power meter whose method the kernel evaluates on the
  *            caller's CPU (drawing full power while it does: the harness's reads are never
@@ -107,8 +108,11 @@ static void resolve(void) {
     cpu_w = env_num("FAKE_RAPL_CPU_W", 40);
 }
 
-static unsigned long long energy_now(long long own_cpu_ns) {
-    double wall = (ns_of(CLOCK_MONOTONIC) - t0_ns) * 1e-9;
+/* The energy at the period boundary `tick`: idle power up to the boundary, CPU power for the
+ * process's CPU time as of now (read within a read's time of the boundary). */
+static unsigned long long energy_at(long long tick, long long own_cpu_ns) {
+    long long at = tick * period_ns;
+    double wall = (at > t0_ns ? at - t0_ns : 0) * 1e-9;
     double cpu = (ns_of(CLOCK_PROCESS_CPUTIME_ID) - cpu0_ns - own_cpu_ns) * 1e-9;
     return base_uj + (unsigned long long)((idle_w * wall + cpu_w * cpu) * 1e6);
 }
@@ -116,7 +120,7 @@ static unsigned long long energy_now(long long own_cpu_ns) {
 static void refresh(long long tick, long long own_cpu_ns) {
     pthread_mutex_lock(&value_lock);
     if (tick > value_tick) {
-        unsigned long long v = energy_now(own_cpu_ns);
+        unsigned long long v = energy_at(tick, own_cpu_ns);
         if (v > atomic_load(&value_uj))
             atomic_store(&value_uj, v);
         value_tick = tick;
@@ -198,7 +202,7 @@ static ssize_t serve(void *buf, size_t count, long long off) {
     while ((now = ns_of(CLOCK_MONOTONIC)) < end) {
     }
     long long tick = now / period_ns;
-    if (tick > value_tick + 1) { /* the refresh thread is late: refresh here */
+    if (tick > value_tick) { /* the refresh thread is late: refresh here, as of the boundary */
         clockid_t c = refresher_clock;
         refresh(tick, c == CLOCK_THREAD_CPUTIME_ID ? 0 : ns_of(c));
     }

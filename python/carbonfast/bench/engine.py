@@ -28,7 +28,10 @@ reads or more, and the calls would be charged with them. So each batch is timed 
     LOOK_READS times per look, and a least-squares fit over the variant's samples,
     joules = J/call x calls + W x look seconds, gives that power (criterion's linear sampling,
     with the looks as the varied count). Below LOOK_SHARE they are taken off at the sample's
-    own power (an error under LOOK_SHARE x the two powers' difference).
+    own power (an error under LOOK_SHARE x the two powers' difference). On a busy machine the
+    scheduler holds the thread up for milliseconds, in calls and in looks alike; the fit then
+    tells the seconds a look ran from those it was held (this thread's CPU clock at each
+    batch's edges), so that a look held up is not charged as one that ran (see _alone).
 Why this and not the other ways. Looking less often only dilutes the reads (to reach 1% with
 300 us reads on a 1 ms counter, a look every 30 refreshes), and each refresh is then known only
 to within the long batch before it, for much noisier samples; a background reader costs the
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import os
 import time
 
@@ -57,6 +61,10 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     from carbonfast.measure import Meter
+
+    # (joules, seconds in calls, calls, seconds in looks, CPU seconds this thread ran in
+    # calls, and in looks) of a sample.
+    Sample = tuple[float, float, float, float, float, float]
 
     Variants = dict[str, Callable[..., Any]]
 
@@ -74,6 +82,7 @@ if TYPE_CHECKING:
 
 # CLOCK_MONOTONIC, the clock the meter stamps its readings with.
 clock = time.monotonic
+thread_clock = time.thread_time
 
 # Refreshes of the slowest counter each sample spans.
 REFRESHES_PER_SAMPLE = 25
@@ -84,6 +93,12 @@ BATCHES_PER_PERIOD = 2
 # reads the counters LOOK_READS times.
 LOOK_SHARE = 0.005
 LOOK_READS = 3
+# ... or more, up to MAX_LOOK_READS, so that those looks take LOOK_SPREAD of a batch.
+LOOK_SPREAD = 0.25
+MAX_LOOK_READS = 64
+# Above this share of the samples' time held up by the scheduler, the looks' power is fitted
+# apart from the power drawn while they were held (see _alone).
+HELD_SHARE = 0.01
 
 
 class MeterReader:
@@ -192,13 +207,11 @@ class Engine:
         # Widths of the refresh intervals seen lately (see _precise), by reads per look.
         self._widths: dict[int, list[float]] = {}
 
-    def sample(
-        self, call: Callable[[], object], n: int, reads: int = 1
-    ) -> tuple[float, float, float, float]:
-        """(joules, seconds in calls, calls, seconds in looks) of one sample: `n` calls per
-        batch between refreshes, each look reading the counters `reads` times, or `n` calls in
-        all where the counters move on every read. `last_span` holds its (start, end) in
-        CLOCK_MONOTONIC seconds."""
+    def sample(self, call: Callable[[], object], n: int, reads: int = 1) -> Sample:
+        """(joules, seconds in calls, calls, seconds in looks, CPU seconds this thread ran in
+        calls and in looks) of one sample: `n` calls per batch between refreshes, each look
+        reading the counters `reads` times, or `n` calls in all where the counters move on
+        every read. `last_span` holds its (start, end) in CLOCK_MONOTONIC seconds."""
         if self.period <= 0:
             return self._sample_continuous(call, n)
         reader, sync = self.reader, self.sync
@@ -208,16 +221,21 @@ class Engine:
         calls: list[tuple[float, float]] = [(t, 0.0)]
         ran: list[tuple[float, float]] = []
         fast: list[tuple[float, float]] = [(t, unlogged)]
+        # This thread's CPU time at each batch's start and end: how long the scheduler kept it
+        # from running, in calls and in looks.
+        cpu: list[tuple[float, float]] = []
         edges: list[float] = []
         widths = self._widths.setdefault(reads, [])
         done = 0
         while len(edges) <= self.refreshes:
+            cpu_start = thread_clock()
             start = clock()
             for _ in range(n):
                 call()
             if sync is not None:
                 sync()
             end = clock()
+            cpu.append((cpu_start, thread_clock()))
             ran.append((start, end))
             calls.append((start, float(done)))
             done += n
@@ -237,8 +255,19 @@ class Engine:
         t1, t2 = edges[0], edges[-1]
         self.last_span = (t1, t2)
         joules = reader.logged_energy(t1, t2) + _at(fast, t2) - _at(fast, t1)
-        inside = sum(max(0.0, min(b, t2) - max(a, t1)) for a, b in ran)
-        return joules, inside, _at(calls, t2) - _at(calls, t1), (t2 - t1) - inside
+        inside = calls_cpu = looks_cpu = 0.0
+        for i, (a, b) in enumerate(ran):
+            part = max(0.0, min(b, t2) - max(a, t1))
+            inside += part
+            if b > a:
+                calls_cpu += part / (b - a) * (cpu[i][1] - cpu[i][0])
+            if i + 1 < len(ran):  # the look after this batch
+                la, lb = b, ran[i + 1][0]
+                look = max(0.0, min(lb, t2) - max(la, t1))
+                if lb > la:
+                    looks_cpu += look / (lb - la) * (cpu[i + 1][0] - cpu[i][1])
+        done_calls = _at(calls, t2) - _at(calls, t1)
+        return joules, inside, done_calls, (t2 - t1) - inside, calls_cpu, looks_cpu
 
     def _precise(self, widths: list[float], width: float, first: float) -> bool:
         """Whether a refresh is known well enough to close a sample on: its interval no wider
@@ -250,20 +279,21 @@ class Engine:
         usual = sorted(widths)[len(widths) // 2]
         return width <= 3 * usual
 
-    def _sample_continuous(
-        self, call: Callable[[], object], n: int
-    ) -> tuple[float, float, float, float]:
+    def _sample_continuous(self, call: Callable[[], object], n: int) -> Sample:
         sync = self.sync
         t_a, e_a = self.reader.read()
+        cpu_a = thread_clock()
         start = clock()
         for _ in range(n):
             call()
         if sync is not None:
             sync()
         end = clock()
+        cpu_b = thread_clock()
         t_b, e_b = self.reader.read()
         self.last_span = (t_a, t_b)
-        return e_b - e_a, end - start, float(n), max(0.0, (t_b - t_a) - (end - start))
+        looks = max(0.0, (t_b - t_a) - (end - start))
+        return e_b - e_a, end - start, float(n), looks, cpu_b - cpu_a, looks
 
     def calibrate(self, call: Callable[[], object], target_s: float) -> int:
         """Calls per batch (or per sample) so that it lasts about `target_s`."""
@@ -304,61 +334,149 @@ def run(
             call()
     n = {name: engine.calibrate(call, target) for name, call in calls.items()}
     idle_w = _idle_power(reader.read, max(0.2, 10 * engine.period)) if baseline else None
-    taken: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in calls}
+    taken: dict[str, list[Sample]] = {name: [] for name in calls}
     spans: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
-    kinds: set[int] = set()
+    reads_of: dict[str, list[int]] = {name: [] for name in calls}
     started = clock()
     done = 0
     # Once the looks are seen to take more than LOOK_SHARE of a sample, every other round
-    # reads the counters LOOK_READS times per look, for the looks' own power (see _alone).
+    # reads the counters LOOK_READS times or more per look, for the looks' own power (see _alone).
     vary = False
+    more = LOOK_READS
     while True:
-        reads = LOOK_READS if vary and done % 2 else 1
-        kinds.add(reads)
+        reads = more if vary and done % 2 else 1
         for name, call in calls.items():
-            taken[name].append(engine.sample(call, n[name], reads))
+            taken[name].append(_retried(engine, call, n[name], reads))
+            reads_of[name].append(reads)
             spans[name].append(engine.last_span)
         done += 1
-        vary = vary or (engine.period > 0 and _look_share(taken) > LOOK_SHARE)
+        if not vary and engine.period > 0 and _look_share(taken) > LOOK_SHARE:
+            vary, more = True, _more_reads(taken)
         if rounds is not None:
             if done >= rounds:
                 break
         elif done >= 5 and clock() - started >= min_time and (not vary or done >= 6):
             break
     return {
-        "samples": {name: _alone(xs, fit=len(kinds) > 1) for name, xs in taken.items()},
+        "samples": {name: _alone(xs, reads_of[name]) for name, xs in taken.items()},
         "spans": spans,
         "update_period_s": engine.period,
         "idle_power_w": idle_w,
     }
 
 
-def _look_share(taken: dict[str, list[tuple[float, float, float, float]]]) -> float:
+def _retried(
+    engine: Engine, call: Callable[[], object], n: int, reads: int, tries: int = 3
+) -> Sample:
+    """A sample, taken again where the refreshes around it were not seen in time (a reader
+    kept from running for longer than the counter's log waits, on a busy machine): seconds
+    of benchmark are not lost to one late refresh, and a counter that stopped still fails."""
+    from carbonfast._native import SensorUnavailable
+
+    for attempt in range(tries):
+        try:
+            return engine.sample(call, n, reads)
+        except SensorUnavailable:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _more_reads(taken: dict[str, list[Sample]]) -> int:
+    """Reads per look in the varied rounds: at least LOOK_READS, and enough that those looks
+    take about LOOK_SPREAD of a batch, so that cheap reads (a few microseconds) still differ
+    enough between the rounds for their power to be fitted well."""
+    shares = sorted(h / (s + h) for xs in taken.values() for _, s, _, h, _, _ in xs if s + h > 0)
+    share = shares[len(shares) // 2] if shares else 1.0
+    if share <= 0:
+        return LOOK_READS
+    return max(LOOK_READS, min(MAX_LOOK_READS, math.ceil(LOOK_SPREAD * (1 - share) / share)))
+
+
+def _look_share(taken: dict[str, list[Sample]]) -> float:
     """The largest share of a sample's time that its looks took."""
     return max(
-        (h / (s + h) for xs in taken.values() for _, s, _, h in xs if s + h > 0), default=0.0
+        (h / (s + h) for xs in taken.values() for _, s, _, h, _, _ in xs if s + h > 0), default=0.0
     )
 
 
-def _alone(
-    samples: list[tuple[float, float, float, float]], fit: bool
-) -> list[tuple[float, float, float]]:
+def _alone(samples: list[Sample], reads: list[int]) -> list[tuple[float, float, float]]:
     """(joules, seconds, calls) of the calls alone in each sample: the looks' time left out,
     and their energy taken off at their own power. That power is the looks' as they draw it
     beside these calls (after a sleep, a look may run at a power that looks alone never do),
-    fitted (`fit`) by least squares over samples whose looks read once and LOOK_READS times:
-    joules = J/call x calls + W x look seconds. Where the looks all read once (they took too
-    little of the samples for it to matter), they are taken off at the sample's own power."""
-    n_n = n_h = h_h = n_e = h_e = 0.0
-    for e, _, c, h in samples:
-        n_n, n_h, h_h, n_e, h_e = n_n + c * c, n_h + c * h, h_h + h * h, n_e + c * e, h_e + h * e
-    det = n_n * h_h - n_h * n_h
-    look_w = max(0.0, (n_n * h_e - n_h * n_e) / det) if fit and det > 0 else None
+    fitted by least squares over samples whose looks read once and LOOK_READS times (`reads`),
+    per call: joules/call = J/call + W x look seconds/call.
+    On a busy machine the scheduler keeps this thread from running now and then, in calls and
+    in looks, and the power drawn meanwhile is not the looks' own: a look held up for 4 ms
+    would be charged 4 ms at W. So where the thread was held up, the fit tells the seconds it
+    ran from those it was held (this thread's CPU clock, at each batch's edges):
+    joules/call = J/call + W x look CPU seconds/call + P x held seconds/call, the held seconds
+    of calls and looks alike, and takes off only the looks' part. Held time in calls stays
+    theirs, as it does in the calls' own wall time. Where the looks all read once (they took
+    too little of the samples for it to matter), they are taken off at the sample's own
+    power."""
+    fit = None
+    if len(set(reads)) > 1:
+        rows = [
+            (e / c, h_cpu / c, ((s - s_cpu) + (h - h_cpu)) / c, h / c)
+            for e, s, c, h, s_cpu, h_cpu in samples
+            if c > 0
+        ]
+        # Held time is fitted only where there is some: on a quiet machine its few
+        # microseconds give its power no meaning, and a wild one would be taken off the looks.
+        span = sum(s + h for _, s, _, h, _, _ in samples)
+        held = sum((s - s_cpu) + (h - h_cpu) for _, s, _, h, s_cpu, h_cpu in samples)
+        ceiling = 2 * max(e / (s + h) for e, s, _, h, _, _ in samples if s + h > 0)
+        two = (
+            _least_squares([(y, (x1, x2)) for y, x1, x2, _ in rows])
+            if held > HELD_SHARE * span
+            else None
+        )
+        if two is not None and 0 <= two[1] <= ceiling:
+            fit = (max(0.0, two[0]), two[1])
+        else:
+            one = _least_squares([(y, (x,)) for y, _, _, x in rows])
+            if one is not None:
+                fit = (max(0.0, one[0]), max(0.0, one[0]))
     out = []
-    for e, s, c, h in samples:
-        w = look_w if look_w is not None else (e / (s + h) if s + h > 0 else 0.0)
-        out.append((e - w * h, s, c))
+    for e, s, c, h, _, h_cpu in samples:
+        if fit is not None:
+            looks_j = fit[0] * h_cpu + fit[1] * max(0.0, h - h_cpu)
+        else:
+            looks_j = h * (e / (s + h) if s + h > 0 else 0.0)
+        out.append((e - looks_j, s, c))
     return out
+
+
+def _least_squares(points: list[tuple[float, tuple[float, ...]]]) -> tuple[float, ...] | None:
+    """The slopes of y = a + sum(b_k x_k) through `points`, (y, xs) each, by ordinary least
+    squares with an intercept (one or two xs); None where the xs do not vary enough, or vary
+    together, to tell the slopes apart."""
+    if not points:
+        return None
+    k = len(points[0][1])
+    n = len(points)
+    if n < k + 2:
+        return None
+    my = sum(y for y, _ in points) / n
+    mx = [sum(xs[j] for _, xs in points) / n for j in range(k)]
+    s = [
+        [sum((xs[i] - mx[i]) * (xs[j] - mx[j]) for _, xs in points) for j in range(k)]
+        for i in range(k)
+    ]
+    sy = [sum((xs[i] - mx[i]) * (y - my) for y, xs in points) for i in range(k)]
+    # A regressor that barely moves (no held time on a quiet machine) cannot be fitted.
+    if any(s[i][i] <= (1e-3 * mx[i]) ** 2 * n + 1e-30 for i in range(k)):
+        return None
+    if k == 1:
+        return (sy[0] / s[0][0],)
+    det = s[0][0] * s[1][1] - s[0][1] * s[1][0]
+    if det <= 0.01 * s[0][0] * s[1][1]:  # the two move together: |correlation| > 0.995
+        return None
+    return (
+        (sy[0] * s[1][1] - sy[1] * s[0][1]) / det,
+        (sy[1] * s[0][0] - sy[0] * s[1][0]) / det,
+    )
 
 
 def _bind(f: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Callable[[], Any]:

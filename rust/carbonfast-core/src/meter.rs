@@ -510,9 +510,9 @@ impl Meter {
             let start = monotonic_ns();
             let mut before = start;
             let cpu_start = crate::clock::thread_cpu_ns();
-            // A counter seen to step is watched on for a few more steps, up to ten times the
-            // budget of the probe's own running time: a busy machine that keeps the probe
-            // waiting does not use it up (within PROBE_WALL_CAP_NS of waiting, at most).
+            // A counter seen to step is watched on for a few more steps, up to PROBE_RUN_CAP
+            // times the budget of the probe's own running time: a busy machine that keeps the
+            // probe waiting does not use it up (within PROBE_WALL_CAP_NS of waiting, at most).
             // Per counter: gaps seen between changes one refresh apart.
             let mut exact: Vec<usize> = vec![0; n];
             let enough = |exact: &[usize]| unknown.iter().all(|&i| exact[i] >= 3);
@@ -521,9 +521,12 @@ impl Meter {
             loop {
                 let elapsed = monotonic_ns() - start;
                 let ran = crate::clock::thread_cpu_ns() - cpu_start;
-                if ran >= 10 * budget_ns
+                // A counter that never moved is given up on only once the probe has run for a
+                // quarter of the budget: one preempted before its second read saw nothing.
+                let still = !seen(&changes) && 4 * ran >= budget_ns;
+                if ran >= PROBE_RUN_CAP * budget_ns
                     || elapsed >= PROBE_WALL_CAP_NS
-                    || (elapsed >= budget_ns && (!seen(&changes) || enough(&exact)))
+                    || (elapsed >= budget_ns && (still || enough(&exact)))
                 {
                     break;
                 }
@@ -1323,6 +1326,12 @@ fn step_period(changes: &[(u64, u64)]) -> Option<u64> {
 
 /// The longest the start-up probe may wait on a busy machine for its running time.
 const PROBE_WALL_CAP_NS: u64 = 500_000_000;
+
+/// How many times its budget the start-up probe may run, watching a counter that steps, for
+/// three changes one refresh apart. On a busy machine the scheduler may hold the probe up
+/// every other refresh, so that such pairs are rare: at 10 times, a tenth of a millisecond
+/// read beside two busy loops on two CPUs missed the period in one start-up in twenty.
+const PROBE_RUN_CAP: u64 = 25;
 
 fn step_log(d: &Domain) -> Option<StepLog> {
     let period = d.update_period_ns.filter(|&p| p > 0)?;

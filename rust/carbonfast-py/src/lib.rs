@@ -524,7 +524,8 @@ impl Meter {
         })
         .ok_or_else(|| {
             SensorUnavailable::new_err(
-                "the counters' refreshes around the benchmark sample are no longer known (the                  counter stopped refreshing, or the reader fell behind)",
+                "the counters' refreshes around the benchmark sample are no longer known (the counter \
+                 stopped refreshing, or the reader fell behind)",
             )
         })
     }
