@@ -65,7 +65,8 @@ _OLD_PART = {"package": "cpu", "psys": "cpu", "dram": "ram", "gpu": "gpu"}
 
 def domain_records(domains: Any, w: Any) -> dict[str, DomainRecord]:
     """Each domain of a native window `w` (of a meter whose domains are `domains`) as the
-    record has it: a domain that failed is unknown and out of the total, never 0."""
+    record has it: a domain that failed, or whose counter never moved, is unknown and out of
+    the total, never 0."""
     out = {}
     for d, j, lo, hi, interp, stalled, failed in zip(
         domains,
@@ -77,13 +78,16 @@ def domain_records(domains: Any, w: Any) -> dict[str, DomainRecord]:
         w.failed,
         strict=True,
     ):
+        unknown = bool(failed or stalled)
         out[d.name] = DomainRecord(
-            energy_j=None if failed else j,
+            energy_j=None if unknown else j,
             kind=d.kind,
             estimated=d.estimated,
-            in_total=d.counts_in_total and not stalled and not failed,
-            energy_range_j=(lo, hi) if not failed and (d.estimated or interp or lo != hi) else None,
-            interpolated=bool(interp) and not failed,
+            in_total=d.counts_in_total and not unknown,
+            energy_range_j=(lo, hi)
+            if not unknown and (d.estimated or interp or lo != hi)
+            else None,
+            interpolated=bool(interp) and not unknown,
             method=d.method if d.estimated else None,
             part=d.part,
             stalled=bool(stalled),
