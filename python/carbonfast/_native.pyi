@@ -12,10 +12,13 @@ from typing import Any, Literal, final
 
 from typing_extensions import Self, disjoint_base
 
+from carbonfast._typing import DomainKind, MeterConfig, PartName, RoleName
+
 __all__ = [
     "MAX_POWER_W",
     "Attribution",
     "DomainInfo",
+    "KindRule",
     "MeasurementBase",
     "Meter",
     "PathInfo",
@@ -28,12 +31,40 @@ __all__ = [
     "Window",
     "WindowBase",
     "become_subreaper",
+    "kind_rules",
+    "meter_rules",
     "time_raw_preads",
     "time_sleep_loop",
 ]
 
 # The most power one domain is taken to draw: a reading that needs more is not counted.
 MAX_POWER_W: float
+
+@final
+class KindRule:
+    """The core's rule for one domain kind (see kind_rules)."""
+
+    @property
+    def name(self) -> DomainKind: ...
+    @property
+    def counts_in_total(self) -> bool:
+        """Added to the total where no platform meter, module or lone psys is the total."""
+    @property
+    def part(self) -> PartName | None:
+        """The CodeCarbon part its energy is the figure of, where it is one."""
+    @property
+    def role(self) -> RoleName:
+        """ "added", "inside" (another domain) or "covers" (several others)."""
+    @property
+    def rapl(self) -> bool:
+        """Read through RAPL: a host counter refreshing about every millisecond."""
+
+def kind_rules() -> list[KindRule]:
+    """Every domain kind with its rules, in the order reports list them."""
+
+def meter_rules(kinds: Sequence[str]) -> list[tuple[bool, PartName | None]]:
+    """For a meter whose domains are of `kinds`, in order: whether each is in the total, and
+    the CodeCarbon part it is reported in. ValueError for a name that is not a kind."""
 
 class SensorUnavailable(OSError):
     """An energy sensor is missing or cannot be read."""
@@ -81,7 +112,7 @@ class DomainInfo:
     @property
     def name(self) -> str: ...
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> DomainKind: ...
     @property
     def source(self) -> str: ...
     @property
@@ -96,7 +127,7 @@ class DomainInfo:
     @property
     def counts_in_total(self) -> bool: ...
     @property
-    def part(self) -> str | None:
+    def part(self) -> PartName | None:
         """The CodeCarbon part ("cpu", "gpu", "ram") its energy is reported in; None for none."""
     @property
     def reading(self) -> str:
@@ -170,7 +201,7 @@ class SamplerStats:
 
 @final
 class Meter:
-    def __new__(cls, config: Mapping[str, Any]) -> Meter:
+    def __new__(cls, config: MeterConfig | Mapping[str, Any]) -> Meter:
         """`config`: every key of carbonfast.config's hardware and estimate settings, resolved,
         with sample_hz and capacity (and optionally max_power_w; skip_host, which leaves out
         the host's CPU and DRAM, measured or estimated; gpu_indices, the CUDA indices of the

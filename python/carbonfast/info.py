@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from carbonfast import kinds
 from carbonfast.measure import Meter
 
 TYPE_CHECKING = False
@@ -88,9 +89,10 @@ def _role(domain: dict[str, Any], total: list[str]) -> str:
     """How a domain stands to the total, in words."""
     if domain["counts_in_total"]:
         return "in total"
-    if domain["kind"] in ("core", "uncore", "part"):
+    role = kinds.role(domain["kind"])
+    if role == "inside":
         return "inside another domain, not added"
-    if domain["kind"] in ("psys", "platform", "module") or not total:
+    if role == "covers" or not total:
         return "reported, not added"
     return f"covered by {', '.join(total)}, not added"
 

@@ -29,7 +29,69 @@ pub enum DomainKind {
     Part,
 }
 
+/// How a domain's energy stands to the total (see `DomainKind::role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Added to the total beside the others (packages, DRAM, GPUs).
+    Added,
+    /// Inside another measured domain (core, uncore, a part): never added.
+    Inside,
+    /// Covers several others (psys, a platform meter, superchip modules): the total where
+    /// present (see `meter::in_total`), never added to what it covers.
+    Covers,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Added => "added",
+            Role::Inside => "inside",
+            Role::Covers => "covers",
+        }
+    }
+}
+
 impl DomainKind {
+    /// Every kind, in the order reports list them.
+    pub const ALL: [DomainKind; 9] = [
+        DomainKind::Package,
+        DomainKind::Core,
+        DomainKind::Uncore,
+        DomainKind::Dram,
+        DomainKind::Psys,
+        DomainKind::Gpu,
+        DomainKind::Platform,
+        DomainKind::Module,
+        DomainKind::Part,
+    ];
+
+    /// The kind named `name` (as `as_str` writes it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// How this kind's energy stands to the total.
+    pub fn role(self) -> Role {
+        match self {
+            DomainKind::Package | DomainKind::Dram | DomainKind::Gpu => Role::Added,
+            DomainKind::Core | DomainKind::Uncore | DomainKind::Part => Role::Inside,
+            DomainKind::Psys | DomainKind::Platform | DomainKind::Module => Role::Covers,
+        }
+    }
+
+    /// Whether RAPL (powercap, MSRs, perf_event) reads this kind: a counter that refreshes
+    /// about every millisecond, and of the host, not of a device.
+    pub fn is_rapl(self) -> bool {
+        matches!(
+            self,
+            DomainKind::Package
+                | DomainKind::Core
+                | DomainKind::Uncore
+                | DomainKind::Dram
+                | DomainKind::Psys
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DomainKind::Package => "package",
@@ -61,10 +123,7 @@ impl DomainKind {
     /// inside another domain, and psys, platform meters and modules cover the others, so adding
     /// them would count energy twice (see `meter::in_total` for when those are the total).
     pub fn counts_in_total(self) -> bool {
-        matches!(
-            self,
-            DomainKind::Package | DomainKind::Dram | DomainKind::Gpu
-        )
+        self.role() == Role::Added
     }
 
     /// The CodeCarbon part whose figure this kind's energy is: a package is CPU, DRAM is RAM,
@@ -281,5 +340,21 @@ mod tests {
         ] {
             assert_eq!(kind.part(), None, "{kind}");
         }
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_one_name_and_one_role() {
+        for k in DomainKind::ALL {
+            assert_eq!(DomainKind::from_name(k.as_str()), Some(k));
+            assert_eq!(k.counts_in_total(), k.role() == Role::Added);
+            // A part is only ever the figure of a kind that is added.
+            assert!(k.part().is_none() || k.role() == Role::Added, "{k}");
+        }
+        assert_eq!(DomainKind::from_name("nonsense"), None);
     }
 }

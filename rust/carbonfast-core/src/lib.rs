@@ -25,7 +25,7 @@ pub mod threads;
 pub use counter::Counter;
 pub use cputime::Scope;
 pub use deferred::{Deferred, EdgeSnapshot};
-pub use domain::{Domain, DomainKind, Estimate, Part, Reading};
+pub use domain::{Domain, DomainKind, Estimate, Part, Reading, Role};
 pub use error::{Error, Result};
 pub use gpu_share::GpuShare;
 pub use meter::{DiscoverConfig, Meter, Snapshot, Window};

@@ -947,14 +947,7 @@ impl Meter {
     /// STALLED_NS.
     pub fn frozen_after_ns(&self, d: usize) -> u64 {
         let dom = &self.domains[d];
-        let rapl = matches!(
-            dom.kind,
-            DomainKind::Package
-                | DomainKind::Core
-                | DomainKind::Uncore
-                | DomainKind::Dram
-                | DomainKind::Psys
-        );
+        let rapl = dom.kind.is_rapl();
         match dom.update_period_ns.filter(|&p| p > 0) {
             Some(p) => p.saturating_mul(FROZEN_REFRESHES).min(STALLED_NS),
             None if rapl => RAPL_REFRESH_NS * FROZEN_REFRESHES,
@@ -1351,7 +1344,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// - Else packages, DRAM and GPUs; psys alone where there is no package (it covers the
 ///   platform, so it never adds to packages).
 pub fn in_total(domains: &[Domain]) -> Vec<bool> {
-    let has = |kind| domains.iter().any(|d| d.kind == kind);
+    in_total_of_kinds(&domains.iter().map(|d| d.kind).collect::<Vec<_>>())
+}
+
+/// `in_total` for the kinds of a meter's domains, in their order.
+pub fn in_total_of_kinds(kinds: &[DomainKind]) -> Vec<bool> {
+    let has = |kind| kinds.contains(&kind);
     let whole = if has(DomainKind::Platform) {
         Some(DomainKind::Platform)
     } else if has(DomainKind::Module) {
@@ -1361,11 +1359,11 @@ pub fn in_total(domains: &[Domain]) -> Vec<bool> {
     } else {
         None
     };
-    domains
+    kinds
         .iter()
-        .map(|d| match whole {
-            Some(kind) => d.kind == kind,
-            None => d.counts_in_total(),
+        .map(|&k| match whole {
+            Some(kind) => k == kind,
+            None => k.counts_in_total(),
         })
         .collect()
 }
@@ -1375,10 +1373,15 @@ pub fn in_total(domains: &[Domain]) -> Vec<bool> {
 /// for the CPU where no package is measured (it covers the packages); a platform meter or a
 /// module is no part (it covers them all), and core, uncore and parts sit inside another.
 pub fn parts(domains: &[Domain]) -> Vec<Option<Part>> {
-    let packages = domains.iter().any(|d| d.kind == DomainKind::Package);
-    domains
+    parts_of_kinds(&domains.iter().map(|d| d.kind).collect::<Vec<_>>())
+}
+
+/// `parts` for the kinds of a meter's domains, in their order.
+pub fn parts_of_kinds(kinds: &[DomainKind]) -> Vec<Option<Part>> {
+    let packages = kinds.contains(&DomainKind::Package);
+    kinds
         .iter()
-        .map(|d| match d.kind {
+        .map(|&kind| match kind {
             DomainKind::Psys if !packages => Some(Part::Cpu),
             kind => kind.part(),
         })

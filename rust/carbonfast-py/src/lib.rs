@@ -199,6 +199,55 @@ struct MeterConfig {
     gpu_indices: Option<Vec<usize>>,
 }
 
+/// The core's rule for one domain kind, for Python to read rather than re-code.
+#[pyclass(frozen, get_all, module = "carbonfast._native")]
+struct KindRule {
+    name: &'static str,
+    /// Added to the total where no platform meter, module or lone psys is the total.
+    counts_in_total: bool,
+    /// The CodeCarbon part its energy is the figure of, where it is one.
+    part: Option<&'static str>,
+    /// "added", "inside" (another domain) or "covers" (several others).
+    role: &'static str,
+    /// Read through RAPL: a host counter refreshing about every millisecond.
+    rapl: bool,
+}
+
+/// Every domain kind with its rules, in the order reports list them.
+#[pyfunction]
+fn kind_rules() -> Vec<KindRule> {
+    core::DomainKind::ALL
+        .into_iter()
+        .map(|k| KindRule {
+            name: k.as_str(),
+            counts_in_total: k.counts_in_total(),
+            part: k.part().map(core::Part::as_str),
+            role: k.role().as_str(),
+            rapl: k.is_rapl(),
+        })
+        .collect()
+}
+
+/// For a meter whose domains are of `kinds`, in order: whether each is in the total, and the
+/// CodeCarbon part it is reported in (the core's `in_total` and `parts`).
+#[pyfunction]
+fn meter_rules(kinds: Vec<String>) -> PyResult<Vec<(bool, Option<&'static str>)>> {
+    let kinds = kinds
+        .iter()
+        .map(|k| {
+            core::DomainKind::from_name(k)
+                .ok_or_else(|| PyValueError::new_err(format!("{k:?} is not a domain kind")))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let totals = core::meter::in_total_of_kinds(&kinds);
+    let parts = core::meter::parts_of_kinds(&kinds);
+    Ok(totals
+        .into_iter()
+        .zip(parts)
+        .map(|(t, p)| (t, p.map(core::Part::as_str)))
+        .collect())
+}
+
 #[pyclass(frozen, module = "carbonfast._native")]
 struct Meter {
     inner: Arc<core::Meter>,
@@ -826,6 +875,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<MeasurementBase>()?;
     m.add_class::<WindowBase>()?;
     m.add_class::<tally::Tally>()?;
+    m.add_class::<KindRule>()?;
+    m.add_function(wrap_pyfunction!(kind_rules, m)?)?;
+    m.add_function(wrap_pyfunction!(meter_rules, m)?)?;
     m.add_function(wrap_pyfunction!(time_raw_preads, m)?)?;
     m.add_function(wrap_pyfunction!(become_subreaper, m)?)?;
     m.add_function(wrap_pyfunction!(time_sleep_loop, m)?)?;
