@@ -19,6 +19,7 @@ pub mod refresh;
 pub mod sampler;
 pub mod select;
 pub mod source;
+pub mod tally;
 pub mod tdp;
 pub mod threads;
 
