@@ -533,17 +533,7 @@ fn lost(api: &api::Api, path: &Path, name: &str, rc: Status) -> Error {
 }
 
 impl Source for AmdSmiSource {
-    fn name(&self) -> &'static str {
-        "amdsmi"
-    }
-
-    fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn domains(&self) -> &[Domain] {
-        &self.domains
-    }
+    found_getters!("amdsmi");
 
     fn read_raw(&self, out: &mut [u64]) -> Result<()> {
         super::first_failure(|failed| self.read_each(out, failed))
@@ -586,14 +576,6 @@ impl Source for AmdSmiSource {
 
     fn slow(&self) -> bool {
         self.slow
-    }
-
-    fn problems(&self) -> &[Error] {
-        &self.problems
-    }
-
-    fn notes(&self) -> &[String] {
-        &self.notes
     }
 
     /// amdsmi_get_gpu_process_list: the compute processes, and the GFX engine time each has

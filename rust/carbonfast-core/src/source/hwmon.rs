@@ -219,17 +219,7 @@ impl HwmonSource {
 }
 
 impl Source for HwmonSource {
-    fn name(&self) -> &'static str {
-        "hwmon"
-    }
-
-    fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn domains(&self) -> &[Domain] {
-        &self.domains
-    }
+    found_getters!("hwmon");
 
     fn read_raw(&self, out: &mut [u64]) -> Result<()> {
         super::first_failure(|failed| self.read_each(out, failed))
@@ -255,14 +245,6 @@ impl Source for HwmonSource {
 
     fn slow(&self) -> bool {
         self.slow
-    }
-
-    fn problems(&self) -> &[Error] {
-        &self.problems
-    }
-
-    fn notes(&self) -> &[String] {
-        &self.notes
     }
 
     fn unreadable(&self) -> &[Unreadable] {

@@ -1,6 +1,32 @@
 //! Sources of energy readings. Each source discovers its domains once and then reads their raw
 //! counters on demand, without allocating.
 
+/// The getters every source has over fields of its own named `root`, `domains`, `problems`
+/// and `notes`, inside its `impl Source`: `found_getters!("powercap");`.
+macro_rules! found_getters {
+    ($name:literal) => {
+        fn name(&self) -> &'static str {
+            $name
+        }
+
+        fn root(&self) -> &std::path::Path {
+            &self.root
+        }
+
+        fn domains(&self) -> &[crate::domain::Domain] {
+            &self.domains
+        }
+
+        fn problems(&self) -> &[crate::error::Error] {
+            &self.problems
+        }
+
+        fn notes(&self) -> &[String] {
+            &self.notes
+        }
+    };
+}
+
 pub mod amdsmi;
 pub mod estimate;
 pub mod hwmon;

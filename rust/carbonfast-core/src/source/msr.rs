@@ -339,17 +339,7 @@ impl MsrSource {
 }
 
 impl Source for MsrSource {
-    fn name(&self) -> &'static str {
-        "msr"
-    }
-
-    fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn domains(&self) -> &[Domain] {
-        &self.domains
-    }
+    found_getters!("msr");
 
     #[inline]
     fn read_raw(&self, out: &mut [u64]) -> Result<()> {
@@ -371,14 +361,6 @@ impl Source for MsrSource {
             }
         }
         Ok(())
-    }
-
-    fn problems(&self) -> &[Error] {
-        &self.problems
-    }
-
-    fn notes(&self) -> &[String] {
-        &self.notes
     }
 
     fn unreadable(&self) -> &[Unreadable] {

@@ -122,40 +122,30 @@ struct Api {
 
 impl Api {
     fn load(path: &Path) -> std::result::Result<Api, String> {
-        // SAFETY: loading NVML runs its initialisers, which have no preconditions of ours.
-        let lib = unsafe { Library::new(path) }.map_err(|e| e.to_string())?;
-        // SAFETY (for each symbol): the types are those of NVML's public header, nvml.h.
+        let lib = vendor::open_library(path)?;
+        // SAFETY (for each symbol): the types are those of NVML's public header, nvml.h,
+        // and the pointers live no longer than `_lib`, dropped last.
         unsafe {
-            macro_rules! req {
-                ($name:literal) => {
-                    *lib.get(concat!($name, "\0").as_bytes())
-                        .map_err(|e| format!("{}: {e}", $name))?
-                };
-            }
-            macro_rules! opt {
-                ($name:literal) => {
-                    lib.get(concat!($name, "\0").as_bytes()).ok().map(|s| *s)
-                };
-            }
+            use vendor::{optional as opt, required as req};
             Ok(Api {
-                init: req!("nvmlInit_v2"),
-                shutdown: req!("nvmlShutdown"),
-                error_string: opt!("nvmlErrorString"),
-                count: req!("nvmlDeviceGetCount_v2"),
-                by_index: req!("nvmlDeviceGetHandleByIndex_v2"),
-                by_uuid: opt!("nvmlDeviceGetHandleByUUID"),
-                index: opt!("nvmlDeviceGetIndex"),
-                name: req!("nvmlDeviceGetName"),
-                uuid: req!("nvmlDeviceGetUUID"),
-                total_energy: opt!("nvmlDeviceGetTotalEnergyConsumption"),
-                power_usage: opt!("nvmlDeviceGetPowerUsage"),
-                field_values: opt!("nvmlDeviceGetFieldValues"),
-                power_limit: opt!("nvmlDeviceGetEnforcedPowerLimit"),
-                utilization: opt!("nvmlDeviceGetUtilizationRates"),
-                is_mig: opt!("nvmlDeviceIsMigDeviceHandle"),
-                mig_parent: opt!("nvmlDeviceGetDeviceHandleFromMigDeviceHandle"),
-                compute_processes: opt!("nvmlDeviceGetComputeRunningProcesses_v3"),
-                process_utilization: opt!("nvmlDeviceGetProcessUtilization"),
+                init: req(&lib, "nvmlInit_v2")?,
+                shutdown: req(&lib, "nvmlShutdown")?,
+                error_string: opt(&lib, "nvmlErrorString"),
+                count: req(&lib, "nvmlDeviceGetCount_v2")?,
+                by_index: req(&lib, "nvmlDeviceGetHandleByIndex_v2")?,
+                by_uuid: opt(&lib, "nvmlDeviceGetHandleByUUID"),
+                index: opt(&lib, "nvmlDeviceGetIndex"),
+                name: req(&lib, "nvmlDeviceGetName")?,
+                uuid: req(&lib, "nvmlDeviceGetUUID")?,
+                total_energy: opt(&lib, "nvmlDeviceGetTotalEnergyConsumption"),
+                power_usage: opt(&lib, "nvmlDeviceGetPowerUsage"),
+                field_values: opt(&lib, "nvmlDeviceGetFieldValues"),
+                power_limit: opt(&lib, "nvmlDeviceGetEnforcedPowerLimit"),
+                utilization: opt(&lib, "nvmlDeviceGetUtilizationRates"),
+                is_mig: opt(&lib, "nvmlDeviceIsMigDeviceHandle"),
+                mig_parent: opt(&lib, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle"),
+                compute_processes: opt(&lib, "nvmlDeviceGetComputeRunningProcesses_v3"),
+                process_utilization: opt(&lib, "nvmlDeviceGetProcessUtilization"),
                 _lib: lib,
             })
         }
@@ -729,17 +719,7 @@ impl Drop for NvmlSource {
 }
 
 impl Source for NvmlSource {
-    fn name(&self) -> &'static str {
-        "nvml"
-    }
-
-    fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn domains(&self) -> &[Domain] {
-        &self.domains
-    }
+    found_getters!("nvml");
 
     fn read_raw(&self, out: &mut [u64]) -> Result<()> {
         super::first_failure(|failed| self.read_each(out, failed))
@@ -870,13 +850,5 @@ impl Source for NvmlSource {
             }
         }
         Some(out)
-    }
-
-    fn problems(&self) -> &[Error] {
-        &self.problems
-    }
-
-    fn notes(&self) -> &[String] {
-        &self.notes
     }
 }

@@ -415,17 +415,7 @@ impl PerfSource {
 }
 
 impl Source for PerfSource {
-    fn name(&self) -> &'static str {
-        "perf"
-    }
-
-    fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn domains(&self) -> &[Domain] {
-        &self.domains
-    }
+    found_getters!("perf");
 
     #[inline]
     fn read_raw(&self, out: &mut [u64]) -> Result<()> {
@@ -437,14 +427,6 @@ impl Source for PerfSource {
             })?;
         }
         Ok(())
-    }
-
-    fn problems(&self) -> &[Error] {
-        &self.problems
-    }
-
-    fn notes(&self) -> &[String] {
-        &self.notes
     }
 
     fn unreadable(&self) -> &[Unreadable] {

@@ -190,17 +190,7 @@ impl PowercapSource {
 }
 
 impl Source for PowercapSource {
-    fn name(&self) -> &'static str {
-        "powercap"
-    }
-
-    fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn domains(&self) -> &[Domain] {
-        &self.domains
-    }
+    found_getters!("powercap");
 
     #[inline]
     fn read_raw(&self, out: &mut [u64]) -> Result<()> {
@@ -229,14 +219,6 @@ impl Source for PowercapSource {
             }
         }
         Ok(())
-    }
-
-    fn problems(&self) -> &[Error] {
-        &self.problems
-    }
-
-    fn notes(&self) -> &[String] {
-        &self.notes
     }
 
     fn unreadable(&self) -> &[Unreadable] {

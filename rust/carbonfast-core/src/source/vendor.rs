@@ -17,6 +17,7 @@
 
 use crate::error::Error;
 use crate::threads::spawn_quiet;
+use libloading::Library;
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -148,6 +149,36 @@ pub fn text(bytes: &[u8]) -> String {
 
 fn unsafe_char(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Opens a vendor library, running its initialisers (which have no preconditions of ours).
+pub(crate) fn open_library(path: &Path) -> std::result::Result<Library, String> {
+    // SAFETY: loading a library runs its initialisers; they need nothing from carbonfast.
+    unsafe { Library::new(path) }.map_err(|e| e.to_string())
+}
+
+/// The entry point `name` of `lib`; an error naming it where the library lacks it.
+///
+/// # Safety
+/// `T` must be the function pointer type that the library's public header gives `name`, and
+/// the pointer must not outlive `lib`.
+pub(crate) unsafe fn required<T: Copy>(
+    lib: &Library,
+    name: &str,
+) -> std::result::Result<T, String> {
+    // SAFETY: as the caller promises.
+    unsafe { lib.get::<T>(name.as_bytes()) }
+        .map(|s| *s)
+        .map_err(|e| format!("{name}: {e}"))
+}
+
+/// The entry point `name` of `lib`, where this release of the library has it.
+///
+/// # Safety
+/// As [`required`].
+pub(crate) unsafe fn optional<T: Copy>(lib: &Library, name: &str) -> Option<T> {
+    // SAFETY: as the caller promises.
+    unsafe { lib.get::<T>(name.as_bytes()) }.ok().map(|s| *s)
 }
 
 #[cfg(test)]

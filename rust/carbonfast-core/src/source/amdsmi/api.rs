@@ -171,37 +171,27 @@ pub struct Api {
 
 impl Api {
     fn load(path: &Path) -> std::result::Result<Api, String> {
-        // SAFETY: loading AMD SMI runs its initialisers, which have no preconditions of ours.
-        let lib = unsafe { Library::new(path) }.map_err(|e| e.to_string())?;
-        // SAFETY (for each symbol): the types are those of AMD SMI's public header, amdsmi.h.
+        let lib = vendor::open_library(path)?;
+        // SAFETY (for each symbol): the types are those of AMD SMI's public header, amdsmi.h,
+        // and the pointers live no longer than `_lib`, dropped last.
         unsafe {
-            macro_rules! req {
-                ($name:literal) => {
-                    *lib.get(concat!($name, "\0").as_bytes())
-                        .map_err(|e| format!("{}: {e}", $name))?
-                };
-            }
-            macro_rules! opt {
-                ($name:literal) => {
-                    lib.get(concat!($name, "\0").as_bytes()).ok().map(|s| *s)
-                };
-            }
+            use vendor::{optional as opt, required as req};
             Ok(Api {
-                init: req!("amdsmi_init"),
-                shut_down: req!("amdsmi_shut_down"),
-                socket_handles: req!("amdsmi_get_socket_handles"),
-                processor_handles: req!("amdsmi_get_processor_handles"),
-                processor_type: opt!("amdsmi_get_processor_type"),
-                bdf: opt!("amdsmi_get_gpu_device_bdf"),
-                uuid: opt!("amdsmi_get_gpu_device_uuid"),
-                asic_info: opt!("amdsmi_get_gpu_asic_info"),
-                energy_count: opt!("amdsmi_get_energy_count"),
-                power_info: opt!("amdsmi_get_power_info"),
-                power_cap_info: opt!("amdsmi_get_power_cap_info"),
-                lib_version: opt!("amdsmi_get_lib_version"),
-                enumeration: opt!("amdsmi_get_gpu_enumeration_info"),
-                status_string: opt!("amdsmi_status_code_to_string"),
-                process_list: opt!("amdsmi_get_gpu_process_list"),
+                init: req(&lib, "amdsmi_init")?,
+                shut_down: req(&lib, "amdsmi_shut_down")?,
+                socket_handles: req(&lib, "amdsmi_get_socket_handles")?,
+                processor_handles: req(&lib, "amdsmi_get_processor_handles")?,
+                processor_type: opt(&lib, "amdsmi_get_processor_type"),
+                bdf: opt(&lib, "amdsmi_get_gpu_device_bdf"),
+                uuid: opt(&lib, "amdsmi_get_gpu_device_uuid"),
+                asic_info: opt(&lib, "amdsmi_get_gpu_asic_info"),
+                energy_count: opt(&lib, "amdsmi_get_energy_count"),
+                power_info: opt(&lib, "amdsmi_get_power_info"),
+                power_cap_info: opt(&lib, "amdsmi_get_power_cap_info"),
+                lib_version: opt(&lib, "amdsmi_get_lib_version"),
+                enumeration: opt(&lib, "amdsmi_get_gpu_enumeration_info"),
+                status_string: opt(&lib, "amdsmi_status_code_to_string"),
+                process_list: opt(&lib, "amdsmi_get_gpu_process_list"),
                 _lib: lib,
             })
         }
