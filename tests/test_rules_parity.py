@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from carbonfast import _native, kinds
-from carbonfast._typing import DomainKind, MeterConfig, PartName, RoleName
+from carbonfast._typing import (
+    DomainKind,
+    EstimateScope,
+    GpuEnergy,
+    MeterConfig,
+    PartName,
+    RaplSource,
+    RoleName,
+)
 
 
 def test_the_literal_kinds_parts_and_roles_are_the_cores() -> None:
@@ -76,3 +84,10 @@ def test_the_meter_config_names_every_key_the_bindings_read() -> None:
     body = body[: body.index("\n}")]
     fields = re.findall(r"^\s+(\w+): ", body, flags=re.MULTILINE)
     assert set(fields) == set(MeterConfig.__annotations__)
+
+
+def test_the_literal_choices_are_those_the_core_accepts() -> None:
+    choices = _native.choices()
+    assert list(typing.get_args(RaplSource)) == choices["source"]
+    assert list(typing.get_args(EstimateScope)) == choices["scope"]
+    assert list(typing.get_args(GpuEnergy)) == choices["gpu_energy"]

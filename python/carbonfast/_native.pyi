@@ -31,6 +31,7 @@ __all__ = [
     "Window",
     "WindowBase",
     "become_subreaper",
+    "choices",
     "kind_rules",
     "meter_rules",
     "time_raw_preads",
@@ -58,6 +59,10 @@ class KindRule:
     @property
     def rapl(self) -> bool:
         """Read through RAPL: a host counter refreshing about every millisecond."""
+
+def choices() -> dict[str, list[str]]:
+    """The values the core accepts for each setting that is one of a few names (source,
+    scope, gpu_energy)."""
 
 def kind_rules() -> list[KindRule]:
     """Every domain kind with its rules, in the order reports list them."""

@@ -18,6 +18,8 @@ PartName = Literal["cpu", "gpu", "ram"]
 RoleName = Literal["added", "inside", "covers"]
 # Where RAPL is read from.
 RaplSource = Literal["auto", "powercap", "msr", "perf"]
+# Whose CPU time an estimate follows.
+EstimateScope = Literal["process", "container", "machine"]
 # Where a GPU's energy comes from: its energy counter where it has one, or integrated power.
 GpuEnergy = Literal["auto", "power"]
 
@@ -42,7 +44,7 @@ class MeterConfig(TypedDict, total=False):
     gpu: bool
     gpu_energy: GpuEnergy
     estimate: bool
-    scope: str
+    scope: EstimateScope
     cpu_tdp_w: float | None
     cpu_threads: int | None
     ram_gb: float | None

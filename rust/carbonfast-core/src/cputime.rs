@@ -27,6 +27,8 @@ pub enum Scope {
 
 impl Scope {
     pub const NAMES: &'static str = "process, container, machine";
+    /// Every scope's name, as settings accept them.
+    pub const CHOICES: [&'static str; 3] = ["process", "container", "machine"];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -22,6 +22,8 @@ pub enum RaplPath {
 
 impl RaplPath {
     pub const NAMES: &'static str = "auto, powercap, msr, perf";
+    /// Every path's name, as settings accept them.
+    pub const CHOICES: [&'static str; 4] = ["auto", "powercap", "msr", "perf"];
 }
 
 impl FromStr for RaplPath {
@@ -37,6 +39,22 @@ impl FromStr for RaplPath {
                 RaplPath::NAMES
             )),
         }
+    }
+}
+
+/// Where a GPU's energy comes from: "auto", its energy counter where it has one (else its
+/// power readings, integrated), or "power", integrated power readings always.
+pub const GPU_ENERGY_CHOICES: [&str; 2] = ["auto", "power"];
+
+/// Whether the `gpu_energy` setting asks for power readings only.
+pub fn gpu_power_only(gpu_energy: &str) -> std::result::Result<bool, String> {
+    match gpu_energy {
+        "auto" => Ok(false),
+        "power" => Ok(true),
+        other => Err(format!(
+            "gpu_energy={other:?} is not valid; expected \"auto\" (the energy counter where \
+             there is one) or \"power\" (integrate power readings)"
+        )),
     }
 }
 

@@ -213,6 +213,17 @@ struct KindRule {
     rapl: bool,
 }
 
+/// The values the core accepts for each setting that is one of a few names: settings read them
+/// from here rather than list them again.
+#[pyfunction]
+fn choices() -> std::collections::BTreeMap<&'static str, Vec<&'static str>> {
+    std::collections::BTreeMap::from([
+        ("source", core::RaplPath::CHOICES.to_vec()),
+        ("scope", core::Scope::CHOICES.to_vec()),
+        ("gpu_energy", core::select::GPU_ENERGY_CHOICES.to_vec()),
+    ])
+}
+
 /// Every domain kind with its rules, in the order reports list them.
 #[pyfunction]
 fn kind_rules() -> Vec<KindRule> {
@@ -293,16 +304,8 @@ impl Meter {
         } = config;
         let (source, scope, gpu_energy) = (source.as_str(), scope.as_str(), gpu_energy.as_str());
         let max_power_w = max_power_w.unwrap_or(core::sampler::DEFAULT_MAX_POWER_W);
-        let gpu_power_only = match gpu_energy {
-            "auto" => false,
-            "power" => true,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "gpu_energy={other:?} is not valid; expected \"auto\" (the energy counter \
-                     where there is one) or \"power\" (integrate power readings)"
-                )))
-            }
-        };
+        let gpu_power_only =
+            core::select::gpu_power_only(gpu_energy).map_err(PyValueError::new_err)?;
         let rapl = source
             .parse()
             .map_err(|e: String| PyValueError::new_err(format!("source: {e}")))?;
@@ -877,6 +880,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tally::Tally>()?;
     m.add_class::<KindRule>()?;
     m.add_function(wrap_pyfunction!(kind_rules, m)?)?;
+    m.add_function(wrap_pyfunction!(choices, m)?)?;
     m.add_function(wrap_pyfunction!(meter_rules, m)?)?;
     m.add_function(wrap_pyfunction!(time_raw_preads, m)?)?;
     m.add_function(wrap_pyfunction!(become_subreaper, m)?)?;
