@@ -214,7 +214,7 @@ class Engine:
         every read. `last_span` holds its (start, end) in CLOCK_MONOTONIC seconds."""
         if self.period <= 0:
             return self._sample_continuous(call, n)
-        reader, sync = self.reader, self.sync
+        reader = self.reader
         t, count, _, unlogged = reader.poll(None)
         settle = t + self.period
         # Calls done by each instant: they progress inside batches only, never during a look.
@@ -228,14 +228,8 @@ class Engine:
         widths = self._widths.setdefault(reads, [])
         done = 0
         while len(edges) <= self.refreshes:
-            cpu_start = thread_clock()
-            start = clock()
-            for _ in range(n):
-                call()
-            if sync is not None:
-                sync()
-            end = clock()
-            cpu.append((cpu_start, thread_clock()))
+            start, end, cpu_s = self._batch(call, n)
+            cpu.append(cpu_s)
             ran.append((start, end))
             calls.append((start, float(done)))
             done += n
@@ -280,31 +274,33 @@ class Engine:
         return width <= 3 * usual
 
     def _sample_continuous(self, call: Callable[[], object], n: int) -> Sample:
-        sync = self.sync
         t_a, e_a = self.reader.read()
-        cpu_a = thread_clock()
-        start = clock()
-        for _ in range(n):
-            call()
-        if sync is not None:
-            sync()
-        end = clock()
-        cpu_b = thread_clock()
+        start, end, (cpu_a, cpu_b) = self._batch(call, n)
         t_b, e_b = self.reader.read()
         self.last_span = (t_a, t_b)
         looks = max(0.0, (t_b - t_a) - (end - start))
         return e_b - e_a, end - start, float(n), looks, cpu_b - cpu_a, looks
 
+    def _batch(
+        self, call: Callable[[], object], n: int
+    ) -> tuple[float, float, tuple[float, float]]:
+        """`n` calls (and the device's sync): their start and end on the clock, and this
+        thread's CPU clock around them."""
+        cpu_start = thread_clock()
+        start = clock()
+        for _ in range(n):
+            call()
+        if self.sync is not None:
+            self.sync()
+        end = clock()
+        return start, end, (cpu_start, thread_clock())
+
     def calibrate(self, call: Callable[[], object], target_s: float) -> int:
         """Calls per batch (or per sample) so that it lasts about `target_s`."""
         n = 1
         while True:
-            start = clock()
-            for _ in range(n):
-                call()
-            if self.sync is not None:
-                self.sync()
-            elapsed = clock() - start
+            start, end, _ = self._batch(call, n)
+            elapsed = end - start
             if elapsed >= target_s / 4 or n >= 1 << 30:
                 return max(1, int(n * target_s / max(elapsed, 1e-9)))
             n *= 4
