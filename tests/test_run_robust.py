@@ -639,6 +639,14 @@ def test_a_frozen_rapl_tree_is_never_a_measured_zero(tmp_path: Path, estimate: b
         assert data["domains"][name]["energy_j"] is None, data["domains"][name]
         assert data["domains"][name]["stalled"], data["domains"][name]
     assert data["energy_j"] is None or (data["energy_j"] > 0 and data["estimated"]), data
+    info = subprocess.run(
+        [*CLI, *flags, "--powercap-root", str(fake.root), "info"],
+        env=env_for(tmp_path),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "RAPL is present but frozen" in info.stdout, info.stdout
     if not estimate:
         assert data["energy_j"] is None
         [row] = list(csv.DictReader(table.open()))

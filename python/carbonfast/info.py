@@ -66,7 +66,7 @@ def info(powercap_root: str | os.PathLike[str] | None = None, **estimate: Any) -
             }
             for s in native.sources
         ],
-        "problems": [_problem(p) for p in native.problems],
+        "problems": [_problem(p) for p in native.problems] + _frozen_rapl(meter),
         "paths": [
             {
                 "name": p.name,
@@ -79,6 +79,50 @@ def info(powercap_root: str | os.PathLike[str] | None = None, **estimate: Any) -
             for p in native.paths
         ],
     }
+
+
+# How long `info` watches RAPL counters that start-up saw stand still: 50 of their refreshes.
+FROZEN_WATCH_S = 0.05
+
+
+def _frozen_rapl(meter: Meter) -> list[dict[str, Any]]:
+    """A problem where the RAPL counters of the total are frozen: start-up learned no refresh
+    for any of them, and none moves while `info` watches them (RAPL refreshes every
+    millisecond, and an idle package draws watts). Measurements then leave them out as
+    unknown, never a measured 0 J."""
+    import time
+
+    rapl = [
+        i
+        for i, d in enumerate(meter.domains)
+        if d.counts_in_total and kinds.is_rapl(d.kind) and not d.estimated
+    ]
+    if not rapl or any(meter.domains[i].update_period_s for i in rapl):
+        return []
+    first = meter.native.read().totals
+    time.sleep(FROZEN_WATCH_S)
+    last = meter.native.read().totals
+    if any(first[i] != last[i] for i in rapl):
+        return []
+    names = ", ".join(meter.domains[i].name for i in rapl)
+    return [
+        {
+            "source": "rapl",
+            "kind": "frozen",
+            "path": meter.domains[rapl[0]].path,
+            "reason": (
+                f"RAPL is present but frozen: {names} did not move over "
+                f"{FROZEN_WATCH_S * 1000:.0f} ms, where RAPL refreshes every millisecond and "
+                "an idle package draws watts (an emulated RAPL returning constants, or a "
+                "static copy of sysfs). Measurements leave these counters out as unknown, "
+                "never 0 J"
+            ),
+            "fix": (
+                "on a virtual machine, ask for the host's RAPL to be passed through; "
+                "`--source msr` or `--source perf` may read working counters"
+            ),
+        }
+    ]
 
 
 def _problem(p: Any) -> dict[str, Any]:
