@@ -152,6 +152,12 @@ class Measurement(_native.MeasurementBase):
             self._intensity = self._meter.carbon.intensity()
         return self._intensity
 
+    @intensity.setter
+    def intensity(self, value: Intensity) -> None:
+        # Set by those that look the intensity up once for many windows (the history's
+        # recorder, per batch), rather than once per window.
+        self._intensity = value
+
     @property
     def intensity_g_per_kwh(self) -> float:
         return self.intensity.g_per_kwh

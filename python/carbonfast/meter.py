@@ -17,7 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from carbonfast.config import GpuEnergy, RaplSource, Scope
     from carbonfast.distributed import Job
-    from carbonfast.report.history import WindowRecorder
+    from carbonfast.recording import WindowRecorder
     from carbonfast.trace import Trace
     from carbonfast.windows import Distributed, Sync, Window
 
@@ -279,6 +279,13 @@ class Meter:
         not be read."""
         return [*self._source_notes, *self._estimate_notes, *self._problem_notes]
 
+    def drain_window_sums(self) -> list[tuple]:
+        """The label sums of the windows closed since the last drain (none where nothing is
+        recorded), as the native tally adds them up; for the history's recorder."""
+        if self._tally is None or not len(self._tally):
+            return []
+        return self._tally.drain()
+
     def wall_clock_s(self, t_ns: int) -> float:
         """A window's CLOCK_MONOTONIC stamp as wall-clock seconds since the epoch (report
         metadata only; durations are monotonic)."""
@@ -415,7 +422,7 @@ def _recorder(path: str | None) -> WindowRecorder | None:
     if path is None:
         return None
     if path not in _recorders:
-        from carbonfast.report.history import WindowRecorder
+        from carbonfast.recording import WindowRecorder
 
         _recorders[path] = WindowRecorder(path)
     return _recorders[path]
