@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from carbonfast.distributed import Job
     from carbonfast.measurement import Measurement
-    from carbonfast.report.record import DomainRecord
+    from carbonfast.record import DomainRecord
 
 # Notes a rank sends with its part, at most: the part stays one small message.
 _MAX_NOTES = 16
@@ -83,7 +83,7 @@ class RankPart:
 
     @classmethod
     def from_wire(cls, wire: tuple[Any, ...]) -> RankPart:
-        from carbonfast.report.record import DomainRecord
+        from carbonfast.record import DomainRecord
 
         (
             rank,
@@ -174,7 +174,7 @@ class JobWindow:
 def rank_part(m: Measurement, job: Job) -> RankPart:
     """The closed window `m` as this rank's part of the job's window: its domains (those in
     the total, as Record has them) and its notes."""
-    from carbonfast.report.record import domain_records
+    from carbonfast.record import domain_records
 
     own = m.local()
     w = own.window()

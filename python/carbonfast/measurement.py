@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from carbonfast.carbon.intensity import Intensity
     from carbonfast.distributed import HostPart, Job, JobWindow, RankPart
     from carbonfast.meter import Meter
-    from carbonfast.report.record import Attributed, Record
+    from carbonfast.record import Attributed, Record
 
 # Windows shorter than this span few RAPL counter updates (about one per millisecond), so their
 # energy is coarse; the measurement says so instead of presenting it as precise.
@@ -315,7 +315,7 @@ class Measurement(_native.MeasurementBase):
 
     def record(self) -> Record:
         """This window as a Record: what every report and the history read."""
-        from carbonfast.report.record import Record
+        from carbonfast.record import Record
 
         return Record.from_measurement(self)
 
@@ -494,7 +494,7 @@ class DistributedMeasurement(Measurement):
     def record(self) -> Record:
         """On rank 0, the job's window with its hosts and ranks; elsewhere this rank's own
         part; both tagged with the job, host, rank and world size."""
-        from carbonfast.report.record import Record
+        from carbonfast.record import Record
 
         jw = self._jw()
         if jw is None:

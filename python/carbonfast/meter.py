@@ -142,7 +142,8 @@ class Meter:
         distributed_timeout_s: float | None = None,
     ) -> None:
         # Loaded before the counters' files are opened: a process short of descriptors can
-        # still make its records.
+        # still make its records (the record's old home too, which some callers still use).
+        import carbonfast.record
         import carbonfast.report.record  # noqa: F401
         from carbonfast.carbon import Carbon
         from carbonfast.config import (

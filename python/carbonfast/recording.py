@@ -19,13 +19,13 @@ if TYPE_CHECKING:
 
     from carbonfast.measurement import Measurement
     from carbonfast.meter import Meter
-    from carbonfast.report.record import Record
+    from carbonfast.record import Record
 
 
 def window_record(m: Measurement, intensities: dict[int, Any]) -> Record:
     """The stored form of a closed window (less its notes), with the grid intensity looked up
     once per meter and batch."""
-    from carbonfast.report.record import Record
+    from carbonfast.record import Record
 
     meter = m.meter
     it = intensities.get(id(meter))

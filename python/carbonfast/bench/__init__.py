@@ -146,8 +146,8 @@ def _record(result: BenchResult, label: str) -> int | None:
     path = resolve(("history",), {})["history"]
     if not path:
         return None
+    from carbonfast.record import Record
     from carbonfast.report.history import History
-    from carbonfast.report.record import Record
 
     return History(path).add(Record.for_bench(result, label))
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-    from carbonfast.report.record import Record
+    from carbonfast.record import Record
 
 SCHEMA_VERSION = 1
 # Records past this many are pruned, oldest first, so that the file stays bounded.
@@ -571,7 +571,7 @@ def job_records(
 def _record(report: Any, kind: Any, *, part: bool = False) -> Record:
     """The Record of a stored report; TypeError or ValueError where there is none (`part`:
     or where it is no sane part of a job)."""
-    from carbonfast.report.record import KINDS, Record
+    from carbonfast.record import KINDS, Record
 
     d = json.loads(report)
     if not isinstance(d, dict):

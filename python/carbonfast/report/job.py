@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any
 
-    from carbonfast.report.record import Record
+    from carbonfast.record import Record
 
 
 # A merged part is read whole: past this size it is no report (one is a few kB).
@@ -136,7 +136,7 @@ def _from_json(path: Path) -> list[Record]:
 
 
 def _part_record(d: dict[str, Any]) -> Record:
-    from carbonfast.report.record import Record
+    from carbonfast.record import Record
 
     return Record.from_dict(d)
 
@@ -182,7 +182,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
 def part_problem(d: object) -> str | None:
     """What makes `d` no sane report of a rank (None: nothing): a field of the wrong type, a
     number that is not finite, a rank or world size out of bounds."""
-    from carbonfast.report.record import KINDS
+    from carbonfast.record import KINDS
 
     if not isinstance(d, dict):
         return "expected an object"

@@ -11,7 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from carbonfast.report.record import Record
+    from carbonfast.record import Record
 
 
 @dataclass
@@ -75,7 +75,7 @@ class WindowSums:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def record(self) -> Record:
-        from carbonfast.report.record import Record
+        from carbonfast.record import Record
 
         return Record(
             kind="windows",

@@ -20,8 +20,8 @@ def _remember(report: dict[str, Any], label: str) -> None:
         path = settings["history"]
         if path is None or "history" not in settings.origins:
             return
+        from carbonfast.record import Record
         from carbonfast.report.history import History
-        from carbonfast.report.record import Record
 
         History(path).add(Record.from_dict({**report, "label": label}, "run"))
     except Exception as e:

@@ -647,7 +647,7 @@ class BaseEmissionsTracker(_Settings, ABC):
 
     def _data(self, report: dict[str, Any], usage: _system.Usage | None) -> EmissionsData:
         """The EmissionsData of a run or task report, written now."""
-        from carbonfast.report.record import Record
+        from carbonfast.record import Record
 
         assert self._hardware is not None
         record = Record.from_dict(report)
