@@ -377,6 +377,45 @@ class Record:
         values.setdefault("energy_j", None)
         return cls(domains=domains, **values)
 
+    # Adding up ---------------------------------------------------------------------------
+
+    @classmethod
+    def sum(cls, records: list[Record], label: str | None = None) -> Record:
+        """The records added up as one (a run measured only inside its tasks, a job's parts).
+
+        One rule for what is unknown: a figure is unknown (None, never 0) in the sum where it
+        is unknown in any record, never the smaller sum of those that are known. That holds
+        for the energy, the emissions, their ranges, and each domain (a domain one record
+        lacks is unknown in the sum), and so for each part (cpu, gpu, ram), which its domains
+        make. Durations are summed; estimated and partial hold where any record's does; the
+        notes are every record's, once. Where, how and since when (kind, start, intensity,
+        place, job tags) are the first record's; `label` names the sum (default: the first
+        record's)."""
+        if not records:
+            raise ValueError("Record.sum needs at least one record")
+        first = records[0]
+        energy = _sum_known([r.energy_j for r in records])
+        return dataclasses.replace(
+            first,
+            label=first.label if label is None else label,
+            duration_s=sum(r.duration_s for r in records),
+            energy_j=energy,
+            energy_range_j=_sum_ranges([(r.energy_j, r.energy_range_j) for r in records]),
+            estimated=any(r.estimated for r in records),
+            partial=any(r.partial for r in records),
+            emissions_kg=_sum_known([r.emissions_kg for r in records]),
+            emissions_range_kg=_sum_ranges(
+                [(r.emissions_kg, r.emissions_range_kg) for r in records]
+            ),
+            domains={
+                name: _sum_domain([r.domains.get(name) for r in records])
+                for name in dict.fromkeys(n for r in records for n in r.domains)
+            },
+            notes=list(dict.fromkeys(n for r in records for n in r.notes or ())),
+            attributed=None,
+            id=None,
+        )
+
     # Output ------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -431,6 +470,42 @@ class Record:
         if self.id is not None:
             out["id"] = self.id
         return out
+
+
+def _sum_known(values: list[float | None]) -> float | None:
+    """The sum, or None where any value is unknown (Record.sum's rule)."""
+    known = [v for v in values if v is not None]
+    return sum(known) if len(known) == len(values) else None
+
+
+def _sum_ranges(
+    items: list[tuple[float | None, tuple[float, float] | None]],
+) -> tuple[float, float] | None:
+    """The sum of (value, range) pairs as a range: None where no item has a range, or where
+    a value is unknown; an item without a range is exact (value, value)."""
+    if all(rng is None for _, rng in items) or any(v is None for v, _ in items):
+        return None
+    ranges = [rng or (v, v) for v, rng in items if v is not None]
+    return (sum(lo for lo, _ in ranges), sum(hi for _, hi in ranges))
+
+
+def _sum_domain(parts: list[DomainRecord | None]) -> DomainRecord:
+    """One domain added up over records; unknown where a record lacks it or has it unknown."""
+    present = [p for p in parts if p is not None]
+    first = present[0]
+    energies = [None if p is None else p.energy_j for p in parts]
+    known = len(present) == len(parts)
+    return dataclasses.replace(
+        first,
+        energy_j=_sum_known(energies),
+        estimated=any(p.estimated for p in present),
+        in_total=any(p.in_total for p in present),
+        energy_range_j=_sum_ranges([(p.energy_j, p.energy_range_j) for p in present])
+        if known
+        else None,
+        interpolated=any(p.interpolated for p in present),
+        stalled=any(p.stalled for p in present),
+    )
 
 
 def _counts(kind: object) -> bool:
