@@ -280,6 +280,16 @@ class Meter:
         not be read."""
         return [*self._source_notes, *self._estimate_notes, *self._problem_notes]
 
+    @property
+    def problem_notes(self) -> list[str]:
+        """What could not be read, as every window's notes say it."""
+        return list(self._problem_notes)
+
+    @property
+    def estimate_notes(self) -> list[str]:
+        """Which domains are estimated rather than measured, and how."""
+        return list(self._estimate_notes)
+
     def drain_window_sums(self) -> list[tuple]:
         """The label sums of the windows closed since the last drain (none where nothing is
         recorded), as the native tally adds them up; for the history's recorder."""

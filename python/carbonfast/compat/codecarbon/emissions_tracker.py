@@ -476,9 +476,7 @@ class BaseEmissionsTracker(_Settings, ABC):
                 self._run_tasks = []
                 self._previous_emissions = None
             task = Task(task_name)
-            task._usage = self._usage()
-            task._window = self._meter.measure(task_name, attribute=self._attribute)
-            task._measurement = task._window.__enter__()
+            task.begin(self._meter.measure(task_name, attribute=self._attribute), self._usage())
             self._tasks[task_name] = task
             self._active_task = task_name
 
@@ -491,9 +489,8 @@ class BaseEmissionsTracker(_Settings, ABC):
             if task is None or not task.is_active:
                 logger.warning("stop_task : No active task to stop.")
                 return None
-            task._window.__exit__(None, None, None)
-            report = task._measurement.record()
-            data = self._data(report, task._usage)
+            report = task.end()
+            data = self._data(report, task.usage)
             task.emissions_data = data
             task.is_active = False
             if self._active_task == name:
