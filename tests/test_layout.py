@@ -67,10 +67,12 @@ def _imported(name: str, path: Path, node: ast.Import | ast.ImportFrom) -> list[
 
 
 def _extensions() -> set[str]:
-    """The compiled modules (the native core): they import nothing of the package."""
+    """The compiled modules (the native core), known by their stubs or built files: they
+    import nothing of the package."""
     return {
         ".".join((*path.relative_to(PACKAGE.parent).parts[:-1], path.name.split(".")[0]))
-        for path in PACKAGE.rglob("*.so")
+        for pattern in ("*.pyi", "*.so")
+        for path in PACKAGE.rglob(pattern)
     }
 
 
