@@ -8,6 +8,7 @@ module gathers them where they have always been imported from.
 
 from __future__ import annotations
 
+from carbonfast import decorator, meter, windows
 from carbonfast.decorator import CallStats as CallStats
 from carbonfast.measurement import AttributedMeasurement as AttributedMeasurement
 from carbonfast.measurement import DistributedMeasurement as DistributedMeasurement
@@ -23,6 +24,16 @@ from carbonfast.windows import _ForcedJobWindow as _ForcedJobWindow
 from carbonfast.windows import _JobWindow as _JobWindow
 from carbonfast.windows import measure as measure
 from carbonfast.windows import track as track
+
+# Their names from before the split, for code that still reaches for them here.
+_lazy = decorator.is_lazy
+_wrap_lazy = decorator.wrap_lazy
+_resolve_sync = decorator.resolve_sync
+_default_distributed_meter = meter.default_distributed_meter
+_maybe_in_job = meter.maybe_in_job
+_attributed_window = windows.attributed_window
+_checked_scope = windows.checked_scope
+_window = windows.make_window
 
 __all__ = [
     "MAX_CAPACITY",
