@@ -639,4 +639,5 @@ def test_an_older_history_gains_the_job_columns_and_lists_a_job(tmp_path: Path) 
     (group,) = summarize(history.job_records("j9"))
     assert group.energy_j == pytest.approx(17.0)
     assert group.missing_ranks == [3]
+    assert group.unknown_ranks == [1]  # left out of the total, and named
     assert group.hosts["b"]["energy_j"] == pytest.approx(7.0)

@@ -14,7 +14,7 @@ resolution; this module only combines them with the measurement's domains.
 from __future__ import annotations
 
 from carbonfast import _native
-from carbonfast.report.record import Attributed
+from carbonfast.record import Attributed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -62,7 +62,8 @@ def bench(
     from carbonfast.bench.result import BenchResult
     from carbonfast.carbon import Carbon
     from carbonfast.config import CARBON_KEYS, resolve
-    from carbonfast.measure import Meter, _resolve_sync, default_meter
+    from carbonfast.decorator import resolve_sync
+    from carbonfast.meter import Meter, default_meter
 
     variants = funcs if isinstance(funcs, dict) else {_name(funcs): funcs}
     if not variants:
@@ -91,7 +92,7 @@ def bench(
         "min_time": min_time,
         "rounds": rounds,
         "warmup": warmup,
-        "sync": _resolve_sync(sync),
+        "sync": resolve_sync(sync),
         "baseline": baseline,
     }
     raw = engine.isolated(variants, **options) if isolate else engine.run(variants, **options)
@@ -145,8 +146,8 @@ def _record(result: BenchResult, label: str) -> int | None:
     path = resolve(("history",), {})["history"]
     if not path:
         return None
+    from carbonfast.record import Record
     from carbonfast.report.history import History
-    from carbonfast.report.record import Record
 
     return History(path).add(Record.for_bench(result, label))
 

@@ -173,7 +173,7 @@ def _idle(m: Measurement, energy_j: float, cpu_seconds: float, threads: int) -> 
     utilisation = min(cpu_seconds / (duration * threads), 1.0)
     kinds = m.domain_kinds
     in_total = m.total_domains
-    info = {d.name: d for d in m._meter.domains}
+    info = {d.name: d for d in m.meter.domains}
     # Domains in the total are known (a failed one is left out of it).
     known = {n: j for n, j in m.domains.items() if n in in_total and j is not None}
     idle_j = sum(j for n, j in known.items() if kinds[n] == "dram")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-    from carbonfast.report.record import Record
+    from carbonfast.record import Record
 
 # CodeCarbon 3.x's emissions.csv header.
 COLUMNS = (

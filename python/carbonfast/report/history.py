@@ -9,18 +9,24 @@ windows neither slows down nor grows the file. Past MAX_ROWS records the oldest 
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import dataclasses
 import json
 import os
 import socket
 import sqlite3
 import threading
-import weakref
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
+
+from carbonfast.report.history_file import (
+    OPEN_ATTEMPTS,
+    NotAHistory,
+    is_corrupt,
+    move_aside,
+    sniff,
+    use_wal,
+    warn,
+)
+from carbonfast.report.window_sums import WindowSums as WindowSums
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,8 +35,7 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-    from carbonfast.measure import Measurement
-    from carbonfast.report.record import Record
+    from carbonfast.record import Record
 
 SCHEMA_VERSION = 1
 # Records past this many are pruned, oldest first, so that the file stays bounded.
@@ -88,7 +93,6 @@ CREATE TABLE IF NOT EXISTS traces (
 _CORE_COLUMNS = frozenset(
     {"id", "kind", "label", "started_at", "duration_s", "energy_j", "estimated", "report"}
 )
-_HEADER = b"SQLite format 3\x00"
 
 # A distributed job's tags, as columns (see Record).
 _JOB_COLUMNS = (
@@ -119,17 +123,17 @@ class History:
         self.path = Path(path)
         self.read_only = read_only
         self.timeout = timeout
-        self._say = say or _warn
+        self._say = say or warn
         # Where a file that was not a history went (None: nothing was moved).
         self.moved_aside: Path | None = None
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        for attempt in range(_OPEN_ATTEMPTS):
+        for attempt in range(OPEN_ATTEMPTS):
             try:
                 try:
                     self._open()
-                except _NotAHistory as e:
+                except NotAHistory as e:
                     self._not_a_history(e)
                     self._open()
                 return
@@ -138,7 +142,7 @@ class History:
                 # this one's look at the file and SQLite's use of it: the connection then holds
                 # the old file under the new one's -wal and -shm ("disk I/O error"). Opened
                 # again, it finds the new history.
-                if "disk I/O error" not in str(e) or attempt == _OPEN_ATTEMPTS - 1:
+                if "disk I/O error" not in str(e) or attempt == OPEN_ATTEMPTS - 1:
                     raise
                 import time
 
@@ -154,9 +158,9 @@ class History:
             with contextlib.suppress(FileExistsError):
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         # What the file is, from its first bytes, before SQLite is let near it.
-        self._inode, what = _sniff(self.path)
+        self._inode, what = sniff(self.path)
         if what is not None:
-            raise _NotAHistory(what)
+            raise NotAHistory(what)
         self._db = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
         try:
             self._set_up()
@@ -170,13 +174,13 @@ class History:
                 self._db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
             )
         except sqlite3.DatabaseError as e:
-            if _corrupt(e):
-                raise _NotAHistory(f"a damaged SQLite database ({e})") from None
+            if is_corrupt(e):
+                raise NotAHistory(f"a damaged SQLite database ({e})") from None
             raise
         foreign = _foreign(self._db, tables)
         if foreign is not None:
-            raise _NotAHistory(foreign)
-        _use_wal(self._db, wait_s=self.timeout)
+            raise NotAHistory(foreign)
+        use_wal(self._db, wait_s=self.timeout)
         # In WAL mode NORMAL is durable against a killed process; only a power cut can lose
         # the last transactions.
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -209,7 +213,7 @@ class History:
                     "(CARBONFAST_HISTORY)"
                 )
 
-    def _not_a_history(self, e: _NotAHistory) -> None:
+    def _not_a_history(self, e: NotAHistory) -> None:
         """A file that is not a history: read-only, a ValueError saying what it is and how to
         go on; else the file is moved aside, which is said, and a new history started."""
         if self.read_only:
@@ -219,7 +223,7 @@ class History:
                 "history (--history FILE, CARBONFAST_HISTORY); the next recorded run moves it "
                 "aside itself"
             ) from None
-        backup = _move_aside(self.path, self._inode)
+        backup = move_aside(self.path, self._inode)
         self.moved_aside = backup
         if backup is None:
             return  # another process moved it (or replaced it) first
@@ -235,11 +239,11 @@ class History:
         try:
             return step()
         except sqlite3.DatabaseError as e:
-            if not _corrupt(e):
+            if not is_corrupt(e):
                 raise
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
-            self._not_a_history(_NotAHistory(f"a damaged SQLite database ({e})"))
+            self._not_a_history(NotAHistory(f"a damaged SQLite database ({e})"))
             self._open()
             return step()
 
@@ -535,6 +539,12 @@ class History:
             self._db.close()
 
 
+def _version() -> str:
+    from carbonfast import __version__
+
+    return __version__
+
+
 def job_records(
     db: sqlite3.Connection, job: str | None, say: Callable[[str], None] | None = None
 ) -> list[Record]:
@@ -551,7 +561,7 @@ def job_records(
         try:
             record = _record(report, kind, part=True)
         except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError):
-            (say or _warn)(f"run {run_id} has no readable report ({_what(report)}); skipped")
+            (say or warn)(f"run {run_id} has no readable report ({_what(report)}); skipped")
             continue
         record.id = run_id
         out.append(record)
@@ -561,7 +571,7 @@ def job_records(
 def _record(report: Any, kind: Any, *, part: bool = False) -> Record:
     """The Record of a stored report; TypeError or ValueError where there is none (`part`:
     or where it is no sane part of a job)."""
-    from carbonfast.report.record import KINDS, Record
+    from carbonfast.record import KINDS, Record
 
     d = json.loads(report)
     if not isinstance(d, dict):
@@ -606,331 +616,6 @@ def trace_summary(trace: dict) -> dict[str, Any]:
     return out
 
 
-def window_record(m: Measurement, intensities: dict[int, Any]) -> Record:
-    """The stored form of a closed window (less its notes), with the grid intensity looked up
-    once per meter and batch."""
-    from carbonfast.report.record import Record
-
-    meter = m.meter
-    it = intensities.get(id(meter))
-    if it is None:
-        it = intensities[id(meter)] = meter.carbon.intensity()
-    m._intensity = it
-    return Record.from_measurement(m, "window", notes=False)
-
-
-@dataclass
-class WindowSums:
-    """One label's windows added up: what the history keeps of windows not kept one by one."""
-
-    label: str
-    count: int
-    known: int  # windows whose energy is known
-    energy_j: float | None
-    min_j: float | None
-    max_j: float | None
-    duration_s: float
-    first_at: str
-    last_at: str
-    estimated: bool = False
-    intensity_g_per_kwh: float | None = None
-    intensity_source: str = ""
-    location: str | None = None
-    pue: float | None = None
-
-    @property
-    def emissions_kg(self) -> float | None:
-        if self.energy_j is None or self.intensity_g_per_kwh is None:
-            return None
-        from carbonfast.carbon import emissions_kg
-
-        return emissions_kg(self.energy_j, self.intensity_g_per_kwh, self.pue or 1.0)
-
-    def merge(self, new: WindowSums) -> WindowSums:
-        """These sums and `new`'s, the intensity being the newest."""
-
-        def add(a: float | None, b: float | None) -> float | None:
-            return b if a is None else a if b is None else a + b
-
-        def pick(f: Any, a: float | None, b: float | None) -> float | None:
-            return b if a is None else a if b is None else f(a, b)
-
-        return dataclasses.replace(
-            new,
-            count=self.count + new.count,
-            known=self.known + new.known,
-            energy_j=add(self.energy_j, new.energy_j),
-            min_j=pick(min, self.min_j, new.min_j),
-            max_j=pick(max, self.max_j, new.max_j),
-            duration_s=self.duration_s + new.duration_s,
-            first_at=min(self.first_at, new.first_at),
-            last_at=max(self.last_at, new.last_at),
-            estimated=self.estimated or new.estimated,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["mean_j"] = self.energy_j / self.known if self.energy_j and self.known else None
-        return out
-
-    @classmethod
-    def from_json(cls, text: str) -> WindowSums:
-        d = json.loads(text)
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def record(self) -> Record:
-        from carbonfast.report.record import Record
-
-        return Record(
-            kind="windows",
-            label=self.label,
-            started_at=self.first_at,
-            duration_s=self.duration_s,
-            energy_j=self.energy_j,
-            estimated=self.estimated,
-            emissions_kg=self.emissions_kg,
-            intensity_g_per_kwh=self.intensity_g_per_kwh,
-            intensity_source=self.intensity_source,
-            location=self.location,
-            pue=self.pue,
-            sums=self.to_dict(),
-            notes=[
-                f"{self.count} windows labelled {self.label!r} added up, from {self.first_at} "
-                f"to {self.last_at}; cf.measure(..., keep=True) records each on its own"
-            ],
-        )
-
-
-def sums_of(meter: Any, rows: list[tuple]) -> list[WindowSums]:
-    """A meter's drained tally as WindowSums, stamped with wall-clock times."""
-    from datetime import datetime, timezone
-
-    it = meter.carbon.intensity()
-
-    def wall(t_ns: int) -> str:
-        t = meter._wall_minus_monotonic + t_ns * 1e-9
-        return datetime.fromtimestamp(t, timezone.utc).isoformat()
-
-    out = []
-    for label, count, known, energy, lo, hi, seconds, first_ns, last_ns in rows:
-        out.append(
-            WindowSums(
-                label=label,
-                count=count,
-                known=known,
-                energy_j=energy if known else None,
-                min_j=lo if known else None,
-                max_j=hi if known else None,
-                duration_s=seconds,
-                first_at=wall(first_ns),
-                last_at=wall(last_ns),
-                estimated=meter.estimated,
-                intensity_g_per_kwh=it.g_per_kwh,
-                intensity_source=it.source,
-                location=it.location,
-                pue=meter.carbon.pue,
-            )
-        )
-    return out
-
-
-def _version() -> str:
-    from carbonfast import __version__
-
-    return __version__
-
-
-class WindowRecorder:
-    """Writes windows to the history from a background thread: each watched meter's label
-    sums (its native tally), and the windows asked to be kept, queued one by one.
-
-    The thread wakes twice a second, and at exit whatever is pending is written. Kept windows
-    closing faster than the history can take them (tens of thousands a second) fill the queue;
-    past MAX_PENDING they are dropped, counted, and a warning says so once, rather than memory
-    growing without bound. Sums never are: they take a few bytes per label.
-    """
-
-    FLUSH_S = 0.5
-    MAX_PENDING = 100_000
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._queue: deque[Measurement] = deque()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pid = -1
-        self._history: History | None = None
-        self._flush_lock = threading.Lock()
-        self._meters: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._flushes = 0
-        self.dropped = 0
-        self.failed = False
-        atexit.register(self.flush)
-
-    def watch(self, meter: Any) -> None:
-        """Writes `meter`'s label sums (meter._tally) from now on."""
-        self._meters.add(meter)
-        if self._pid != os.getpid():
-            self._start()
-
-    def record(self, m: Measurement) -> None:
-        if len(self._queue) >= self.MAX_PENDING:
-            self.dropped += 1
-            if self.dropped == 1:
-                import warnings
-
-                warnings.warn(
-                    f"carbonfast: kept windows close faster than the history ({self.path}) can "
-                    "record them; further ones are dropped and counted. Leave keep=False for "
-                    "windows in loops (they are added up per label), or use cf.bench.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            return
-        self._queue.append(m)
-        if self._pid != os.getpid():  # first use, or a child after fork: threads are gone
-            self._start()
-
-    def _start(self) -> None:
-        self._pid = os.getpid()
-        self._history = None
-        self._thread = threading.Thread(target=self._run, name="carbonfast-history", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(self.FLUSH_S)
-            self._wake.clear()
-            self.flush()
-
-    def flush(self) -> None:
-        """Writes every queued window and the label sums now."""
-        with self._flush_lock:
-            batch: list[tuple[Record, dict | None]] = []
-            intensities: dict[int, Any] = {}
-            while self._queue:
-                m = self._queue.popleft()
-                batch.append((window_record(m, intensities), None))
-            sums = []
-            for meter in list(self._meters):
-                if meter._tally is not None and len(meter._tally):
-                    sums += sums_of(meter, meter._tally.drain())
-            if not (batch or sums) or self.failed:
-                return
-            try:
-                if self._history is None:
-                    self._history = History(self.path)
-                if batch:
-                    self._history.add_many(batch)
-                if sums:
-                    self._history.add_sums(sums)
-                self._flushes += 1
-                if batch and self._flushes % 20 == 1:
-                    self._history.prune()
-            except Exception as e:
-                # The program goes on; its windows are not recorded, and it is told once.
-                self.failed = True
-                import warnings
-
-                warnings.warn(
-                    f"carbonfast: the history {self.path} cannot be written ({e}); windows are "
-                    "not recorded from now on. Set CARBONFAST_HISTORY to another file, or off.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-
-
-def _use_wal(db: sqlite3.Connection, wait_s: float = 30.0) -> None:
-    """Puts the file in WAL mode. Switching needs the file to itself and, unlike other
-    statements, answers "database is locked" at once rather than waiting while another
-    connection opens it too: retried, for as long as the connection's own timeout."""
-    import time
-
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.005)
-
-
-# Opens of a history that another process replaced meanwhile are tried again this many times.
-_OPEN_ATTEMPTS = 5
-
-
-class _NotAHistory(Exception):
-    def __init__(self, what: str) -> None:
-        super().__init__(what)
-        self.what = what
-
-
-def _warn(message: str) -> None:
-    import warnings
-
-    warnings.warn(f"carbonfast: {message}", RuntimeWarning, stacklevel=3)
-
-
-def _corrupt(e: sqlite3.Error) -> bool:
-    """Whether SQLite found the file damaged or not a database (rather than busy, locked or
-    unwritable)."""
-    code = getattr(e, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
-    return type(e) is sqlite3.DatabaseError
-
-
-def _sniff(path: Path) -> tuple[int | None, str | None]:
-    """The file's inode, and what it is where that is plainly not an SQLite database (None:
-    empty, or an SQLite database). Read without blocking: a FIFO planted there is no file.
-    A database that looks cut short may be one another process is creating this instant: it
-    is judged truncated only if it stays so for a while."""
-    import time
-
-    for _ in range(10):
-        ino, what = _sniff_once(path)
-        if what is None or not what.startswith("a truncated"):
-            break
-        time.sleep(0.05)
-    return ino, what
-
-
-def _sniff_once(path: Path) -> tuple[int | None, str | None]:
-    import stat
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None, None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{path} is not a regular file; carbonfast writes only regular files")
-        head = os.read(fd, 512)
-        st = os.fstat(fd)  # after the read: its size covers what was read
-    finally:
-        os.close(fd)
-    if not head:
-        return st.st_ino, None
-    if head.startswith(_HEADER):
-        if st.st_size < 100:
-            return st.st_ino, f"a truncated SQLite database ({st.st_size} bytes)"
-        return st.st_ino, None
-    if _HEADER.startswith(head):
-        return st.st_ino, f"a truncated SQLite database ({st.st_size} bytes)"
-    text: str | None
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as e:
-        text = head[: e.start].decode("utf-8") if e.start > len(head) - 4 else None
-    if text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
-        return st.st_ino, f"a text file ({st.st_size} bytes)"
-    return st.st_ino, f"not a database: {st.st_size} bytes of unrecognised data"
-
-
 def _foreign(db: sqlite3.Connection, tables: dict[str, str]) -> str | None:
     """What the database is where it holds tables but not a history's (None: a history, or
     empty)."""
@@ -952,57 +637,14 @@ def _newer(version: object) -> bool:
         return True  # not a version this carbonfast wrote
 
 
-def _move_aside(path: Path, inode: int | None) -> Path | None:
-    """Moves the file at `path` (the one with `inode`) to `path.bak-<time>-<random>`, a name
-    first created exclusively, so that nothing anyone else made there is replaced; its WAL
-    goes with it. Returns the new name, or None where the file is not the one judged any more
-    (another process moved it first and started a new history). Those that find one damaged
-    file at once take turns under a lock beside it, so that it alone is moved, once."""
-    import fcntl
-    import secrets
-    import time
-
-    lock_path = path.with_name(f"{path.name}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        deadline = time.monotonic() + 10.0
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ValueError(
-                        f"{lock_path} stayed locked for 10 s by another process repairing the "
-                        "history; try again, or name another history (CARBONFAST_HISTORY)"
-                    ) from None
-                time.sleep(0.01)
-        try:
-            if os.lstat(path).st_ino != inode:
-                return None
-        except FileNotFoundError:
-            return None
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        while True:
-            backup = path.with_name(f"{path.name}.bak-{stamp}-{secrets.token_hex(4)}")
-            try:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                os.close(os.open(backup, flags, 0o600))
-                break
-            except FileExistsError:
-                continue
-        os.rename(path, backup)  # replaces only the placeholder made above
-        _move_wal(path, backup)
-        return backup
-    finally:
-        os.close(fd)
+# The window-to-history link moved to carbonfast.recording, which builds on this module: it is
+# still found here, looked up when asked for rather than imported (that would be a cycle).
+_MOVED_TO_RECORDING = ("WindowRecorder", "sums_of", "window_record")
 
 
-def _move_wal(path: Path, backup: Path) -> None:
-    wal = Path(f"{path}-wal")
-    if wal.is_file() and not wal.is_symlink():
-        with contextlib.suppress(OSError):
-            os.close(os.open(f"{backup}-wal", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            os.rename(wal, f"{backup}-wal")
-    with contextlib.suppress(OSError):
-        os.unlink(f"{path}-shm")
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_RECORDING:
+        from carbonfast import recording
+
+        return getattr(recording, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

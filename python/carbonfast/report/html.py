@@ -12,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from carbonfast.report.record import Record
+    from carbonfast.record import Record
 
 
 def _png(fig: Any) -> str:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any
 
-    from carbonfast.report.record import Record
+    from carbonfast.record import Record
 
 
 # A merged part is read whole: past this size it is no report (one is a few kB).
@@ -136,7 +136,7 @@ def _from_json(path: Path) -> list[Record]:
 
 
 def _part_record(d: dict[str, Any]) -> Record:
-    from carbonfast.report.record import Record
+    from carbonfast.record import Record
 
     return Record.from_dict(d)
 
@@ -182,7 +182,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
 def part_problem(d: object) -> str | None:
     """What makes `d` no sane report of a rank (None: nothing): a field of the wrong type, a
     number that is not finite, a rank or world size out of bounds."""
-    from carbonfast.report.record import KINDS
+    from carbonfast.record import KINDS
 
     if not isinstance(d, dict):
         return "expected an object"
@@ -339,6 +339,8 @@ class Group:
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
     ranks: list[int] = field(default_factory=list)
     missing_ranks: list[int] = field(default_factory=list)
+    # Ranks whose part is here but whose energy is unknown: left out of the total, and named.
+    unknown_ranks: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -350,12 +352,15 @@ class Group:
             "hosts": self.hosts,
             "ranks": self.ranks,
             "missing_ranks": self.missing_ranks,
+            "unknown_ranks": self.unknown_ranks,
         }
 
 
 def summarize(records: list[Record]) -> list[Group]:
     """The job's parts, grouped by kind and label, each added up by host; the ranks of the
     job that left no record are named."""
+    from carbonfast.record import Record
+
     groups: dict[tuple[str, str | None], list[Record]] = {}
     for r in records:
         if r.hosts is None:  # a rank's part, not a whole job's record
@@ -364,6 +369,18 @@ def summarize(records: list[Record]) -> list[Group]:
     for (kind, label), parts in groups.items():
         world = max((p.world_size for p in parts if p.world_size is not None), default=None)
         g = Group(kind=kind, label=label, world_size=world)
+        # A part whose energy is unknown is set apart and named (`unknown_ranks`), and the
+        # total is Record.sum's over the parts that measured: Record.sum's rule would make
+        # the whole job unknown for one rank's failed counter, where what the others measured
+        # is worth having; set apart and named, an unknown part is still never silently
+        # dropped.
+        measured = [p for p in parts if p.energy_j is not None]
+        g.unknown_ranks = sorted(
+            {p.rank for p in parts if p.energy_j is None and p.rank is not None}
+        )
+        if measured:
+            g.energy_j = Record.sum(measured).energy_j
+        by_host: dict[str, list[Record]] = {}
         for p in parts:
             host = g.hosts.setdefault(
                 p.host or "?", {"energy_j": None, "ranks": [], "measured_by": None}
@@ -371,11 +388,12 @@ def summarize(records: list[Record]) -> list[Group]:
             if p.rank is not None:
                 host["ranks"] = sorted({*host["ranks"], p.rank})
             if p.energy_j is not None:
-                host["energy_j"] = (host["energy_j"] or 0.0) + p.energy_j
-                g.energy_j = (g.energy_j or 0.0) + p.energy_j
+                by_host.setdefault(p.host or "?", []).append(p)
             if any(d.kind in ("package", "dram", "psys") for d in p.domains.values()):
                 host["measured_by"] = p.rank
-            g.estimated = g.estimated or p.estimated
+        for name, known in by_host.items():
+            g.hosts[name]["energy_j"] = Record.sum(known).energy_j
+        g.estimated = any(p.estimated for p in parts)
         g.ranks = sorted({p.rank for p in parts if p.rank is not None})
         if world is not None and world <= MAX_WORLD_SIZE:
             seen = set(g.ranks)
@@ -401,6 +419,11 @@ def format_job(job: str, records: list[Record], groups: list[Group]) -> str:
             by = "" if h["measured_by"] is None else f", CPU and memory by rank {h['measured_by']}"
             ranks = ", ".join(map(str, h["ranks"]))
             lines.append(f"    host {host}: {e}, ranks {ranks}{by}")
+        if g.unknown_ranks:
+            lines.append(
+                f"    UNKNOWN: rank(s) {_spans(g.unknown_ranks)} could not measure their "
+                "energy: the total leaves out their part"
+            )
         if g.missing_ranks:
             lines.append(
                 f"    MISSING: rank(s) {_spans(g.missing_ranks)} left no record "

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from carbonfast.compat.codecarbon import _system
     from carbonfast.compat.codecarbon._place import _Place
-    from carbonfast.report.record import Record
+    from carbonfast.record import Record
 
 _J_PER_KWH = 3.6e6
 

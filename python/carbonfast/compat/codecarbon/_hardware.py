@@ -46,7 +46,7 @@ def _log_tracker_metadata(
             or "nothing (no readable counter, estimates off)"
         )
     )
-    for note in (*meter._problem_notes, *meter._estimate_notes):
+    for note in (*meter.problem_notes, *meter.estimate_notes):
         logger.warning(note)
     if rapl_prefer_psys and not any(d.kind == "psys" for d in meter.domains):
         logger.warning(

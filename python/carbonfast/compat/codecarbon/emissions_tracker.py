@@ -40,7 +40,6 @@ from carbonfast.compat.codecarbon._outputs import (
 )
 from carbonfast.compat.codecarbon._place import _resolve_place
 from carbonfast.compat.codecarbon._settings import _Settings
-from carbonfast.compat.codecarbon._task_sums import _tasks_as_run
 from carbonfast.compat.codecarbon.core.config import (
     get_hierarchical_config_with_sources,
     log_config_sources,
@@ -64,6 +63,7 @@ if TYPE_CHECKING:
 
     from carbonfast.carbon.intensity import Intensity
     from carbonfast.measure import Meter
+    from carbonfast.record import Record
 
     F = TypeVar("F", bound=Callable[..., Any])
 
@@ -380,7 +380,7 @@ class BaseEmissionsTracker(_Settings, ABC):
         self._tasks: dict[str, Task] = {}
         self._active_task: str | None = None
         # The reports of the tasks stopped since the run began: a run without start() is them.
-        self._run_tasks: list[dict[str, Any]] = []
+        self._run_tasks: list[Record] = []
         self._previous_emissions: EmissionsData | None = None
         self._intensity: Intensity | None = None
         self._hardware: dict[str, Any] | None = None
@@ -476,9 +476,7 @@ class BaseEmissionsTracker(_Settings, ABC):
                 self._run_tasks = []
                 self._previous_emissions = None
             task = Task(task_name)
-            task._usage = self._usage()
-            task._window = self._meter.measure(task_name, attribute=self._attribute)
-            task._measurement = task._window.__enter__()
+            task.begin(self._meter.measure(task_name, attribute=self._attribute), self._usage())
             self._tasks[task_name] = task
             self._active_task = task_name
 
@@ -491,9 +489,8 @@ class BaseEmissionsTracker(_Settings, ABC):
             if task is None or not task.is_active:
                 logger.warning("stop_task : No active task to stop.")
                 return None
-            task._window.__exit__(None, None, None)
-            report = task._measurement.to_dict()
-            data = self._data(report, task._usage)
+            report = task.end()
+            data = self._data(report, task.usage)
             task.emissions_data = data
             task.is_active = False
             if self._active_task == name:
@@ -613,14 +610,16 @@ class BaseEmissionsTracker(_Settings, ABC):
 
     # -- data ----------------------------------------------------------------------------------
 
-    def _run_report(self) -> dict[str, Any] | None:
+    def _run_report(self) -> Record | None:
         """The run so far: the window opened by start() or, for a tracker used only through
-        tasks, those stopped since the run began (CodeCarbon measures nothing between them)."""
+        tasks, those stopped since the run began (CodeCarbon measures nothing between them),
+        added up: a part unknown in any task is unknown in the run, never smaller."""
+        from carbonfast.record import Record
+
         if self._measurement is not None:
-            report: dict[str, Any] = self._measurement.to_dict()
-            return report
+            return self._measurement.record()
         if self._run_tasks:
-            return _tasks_as_run(self._run_tasks, self._project_name)
+            return Record.sum(self._run_tasks, label=self._project_name)
         return None
 
     def _run_data(self) -> EmissionsData | None:
@@ -645,12 +644,9 @@ class BaseEmissionsTracker(_Settings, ABC):
                 logger.warning(self._intensity.note)
         return self._intensity
 
-    def _data(self, report: dict[str, Any], usage: _system.Usage | None) -> EmissionsData:
-        """The EmissionsData of a run or task report, written now."""
-        from carbonfast.report.record import Record
-
+    def _data(self, record: Record, usage: _system.Usage | None) -> EmissionsData:
+        """The EmissionsData of a run or task record, written now."""
         assert self._hardware is not None
-        record = Record.from_dict(report)
         return _emissions_data(
             record,
             _split(

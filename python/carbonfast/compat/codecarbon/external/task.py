@@ -13,7 +13,10 @@ from carbonfast.compat.codecarbon.output_methods.emissions_data import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from carbonfast.compat.codecarbon._system import Usage
+    from carbonfast.measurement import Measurement
+    from carbonfast.record import Record
+    from carbonfast.windows import Window
 
 _TASK_FIELDS = tuple(f.name for f in fields(TaskEmissionsData) if f.name != "task_name")
 
@@ -31,9 +34,21 @@ class Task:
         self.start_time = time.perf_counter()
         self.is_active = True
         # The carbonfast window measuring the task, and what the tracker needs to describe it.
-        self._window: Any = None
-        self._measurement: Any = None
-        self._usage: Any = None
+        self._window: Window | None = None
+        self._measurement: Measurement | None = None
+        self.usage: Usage | None = None
+
+    def begin(self, window: Window, usage: Usage) -> None:
+        """Opens the task's window; `usage` samples the machine's load while it runs."""
+        self.usage = usage
+        self._window = window
+        self._measurement = window.__enter__()
+
+    def end(self) -> Record:
+        """Closes the task's window and returns its record."""
+        assert self._window is not None and self._measurement is not None
+        self._window.__exit__(None, None, None)
+        return self._measurement.record()
 
     def out(self) -> TaskEmissionsData:
         """The task's row of the task file."""
