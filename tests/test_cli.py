@@ -214,7 +214,7 @@ def test_settings_work_after_the_command_too(fake: FakePowercap, tmp_path: Path)
     assert r.returncode == 0 and json.loads(before.read_text())["location"] == "DE"
     from carbonfast.config import SETTINGS
 
-    helped = _carbonfast("run", "--help", root=fake.root).stdout
+    helped = _carbonfast("run", "--help-all", root=fake.root).stdout
     options = [s for s in SETTINGS.values() if s.group]
     assert len(options) >= 20
     for name, setting in SETTINGS.items():
@@ -222,6 +222,52 @@ def test_settings_work_after_the_command_too(fake: FakePowercap, tmp_path: Path)
             assert "--" + name.replace("_", "-") in helped and setting.env in helped
     assert "--no-estimate" in helped and "--no-gpu" in helped
     assert "--electricitymaps-token" not in helped  # a secret in argv shows in ps
+
+
+_HARDWARE_OPTIONS = (
+    "--powercap-root",
+    "--msr-root",
+    "--hwmon-root",
+    "--proc-root",
+    "--nvml-library",
+    "--amdsmi-library",
+)
+_JOB_OPTIONS = ("--job-id", "--host-id", "--job-dir", "--distributed")
+
+
+def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", [(), ("run",), ("info",), ("history",), ("serve",)])
+def test_help_fits_a_screen_and_help_all_has_the_rest(
+    where: tuple[str, ...], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # the terminal's width decides how argparse wraps
+    short = _help(capsys, *where, "--help")
+    lines = short.splitlines()
+    assert len(lines) <= 40, short
+    assert len(lines[0]) <= 100  # the usage line
+    for option in (*_HARDWARE_OPTIONS, *_JOB_OPTIONS):
+        assert option not in short
+    assert "--help-all" in short and "--country" in short
+    full = _help(capsys, *where, "--help-all")
+    for option in (*_HARDWARE_OPTIONS, *_JOB_OPTIONS):
+        assert option in full
+    assert "hardware:" in full and "distributed jobs:" in full
+
+
+def test_hidden_options_still_work(fake: FakePowercap, tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    r = _carbonfast(
+        "run", "--powercap-root", str(fake.root), "--json", str(report), "--", "true",
+        root=tmp_path / "elsewhere",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(report.read_text())["energy_j"] is not None
 
 
 def test_the_hardware_roots_are_settings_a_config_file_can_give(
