@@ -364,3 +364,34 @@ def test_an_existing_csv_is_checked_by_opening_it_and_kept(
     text = emissions.read_text()
     assert text.startswith(first) and len(text.splitlines()) == 3
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".e.csv")] == []
+
+
+def test_the_summary_is_short_by_default(fake: FakePowercap, tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    r = _carbonfast("run", "--no-history", "--json", str(report), "--", "true", root=fake.root)
+    assert r.returncode == 0, r.stderr
+    advice = json.loads(report.read_text())["advice"]
+    assert len(advice) > 1  # the world average leaves cleaner places to name
+    shown = [line for line in r.stderr.splitlines() if line.startswith("  advice: ")]
+    assert len(shown) == 1
+    best = max(
+        (a for a in advice if a["kind"] in ("location", "idle")),
+        key=lambda a: a["figures"].get("saved_kg", a["figures"].get("idle_emissions_kg")),
+    )
+    assert shown[0] == f"  advice: {best['message']}"
+    assert "--verbose: " in r.stderr.splitlines()[-1]
+    assert "total" in r.stderr and "emissions" in r.stderr
+
+
+def test_the_summary_has_every_advice_with_verbose(fake: FakePowercap, tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    r = _carbonfast(
+        "run", "--no-history", "--verbose", "--json", str(report), "--", "true", root=fake.root
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    data = json.loads(report.read_text())
+    shown = [line[len("  advice: ") :] for line in r.stderr.splitlines() if "  advice: " in line]
+    assert shown == [a["message"] for a in data["advice"]]
+    notes = [line[len("  note: ") :] for line in r.stderr.splitlines() if "  note: " in line]
+    assert notes == data["notes"]
+    assert "--verbose" not in r.stderr

@@ -18,12 +18,15 @@ def add_parser(
     p: argparse.ArgumentParser = sub.add_parser(
         "report",
         parents=[common],
-        usage="carbonfast report RUN_ID [--html FILE] [--json]",
+        usage="carbonfast report RUN_ID [--html FILE] [--json] [-v]",
         help="show a recorded run; write it as HTML",
     )
     p.add_argument("run_id", type=int, metavar="RUN_ID", help="from `carbonfast history`")
     p.add_argument("--html", metavar="FILE", type=Path, help="write an HTML report")
     p.add_argument("--json", action="store_true", help="print the stored report as JSON")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="every advice and note in the summary"
+    )
     p.set_defaults(handler=handle)
     add_history_option(p)
     return p
@@ -42,7 +45,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(record.to_dict(), indent=2))
     else:
-        print(format_summary(record))
+        print(format_summary(record, verbose=args.verbose))
     if args.html:
         from carbonfast.report import html
 

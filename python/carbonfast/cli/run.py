@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from carbonfast.cli.run_attribution import CommandWatch
     from carbonfast.report.record import Record
 
-USAGE = "carbonfast run [--json FILE] [--csv FILE] [--html FILE] [--quiet] -- CMD [ARGS...]"
+USAGE = "carbonfast run [--json FILE] [--csv FILE] [--html FILE] [--quiet | -v] -- CMD [ARGS...]"
 
 
 def add_parser(
@@ -60,6 +60,9 @@ def add_parser(
     )
     p.add_argument("--no-history", action="store_true", help="do not record the run")
     p.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="every advice and note in the summary"
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
     p.set_defaults(handler=handle)
     return p
@@ -197,7 +200,7 @@ def _run_measured(
     if not args.quiet:
         from carbonfast.report.console import format_summary
 
-        attempt("the summary", lambda: say(format_summary(record)))
+        attempt("the summary", lambda: say(format_summary(record, verbose=args.verbose)))
         if record.id is not None:
             say(f"  saved as run {record.id} in {history}")
     return exit_code
