@@ -395,3 +395,17 @@ def test_the_summary_has_every_advice_with_verbose(fake: FakePowercap, tmp_path:
     notes = [line[len("  note: ") :] for line in r.stderr.splitlines() if "  note: " in line]
     assert notes == data["notes"]
     assert "--verbose" not in r.stderr
+
+
+def test_only_the_command_given_is_loaded_and_values_are_not_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from carbonfast.cli import COMMANDS
+    from carbonfast.cli.options import command_in
+
+    assert command_in(["--job-id", "run", "history", "--json"], COMMANDS) == "history"
+    assert command_in(["--country=FR", "info"], COMMANDS) == "info"
+    assert command_in(["--no-gpu", "--", "run"], COMMANDS) is None
+    none = str(tmp_path / "none.sqlite")
+    assert main(["--job-id", "run", "history", "--history", none, "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"

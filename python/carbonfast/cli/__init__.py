@@ -5,22 +5,35 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import signal
 import sys
 from typing import Any
 
-from carbonfast.cli import bench, history, info, options, report, run, serve
+from carbonfast.cli import options
 
 __all__ = ["main"]
 
-_SUBCOMMANDS = (info, run, bench, history, report, serve)
+# Each command's module, loaded only for that command: `run` starts its guard process sooner.
+COMMANDS = {
+    "info": "which energy counters exist, which are readable, and why not",
+    "run": "run a command and report the energy it used",
+    "bench": "compare functions or statements by energy and time per call",
+    "history": "runs and windows recorded so far, newest first",
+    "report": "show a recorded run; write it as HTML",
+    "serve": "export this host's energy to Prometheus (pip install 'carbonfast[serve]')",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(show_all=options.wants_help_all(argv))
+    show_all = options.wants_help_all(argv)
+    parser = build_parser(show_all, options.command_in(argv, COMMANDS))
     args = parser.parse_args(argv)
+    if getattr(args, "unloaded", False):  # the command was not where the first look found it
+        parser = build_parser(show_all, args.cmd)
+        args = parser.parse_args(argv)
     if args.cmd is None:
         parser.print_help()
         return 2
@@ -40,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
-    """The command's parser; `show_all`: every option in the help, as --help-all shows it."""
+def build_parser(show_all: bool = False, command: str | None = None) -> argparse.ArgumentParser:
+    """The command's parser, with the options of `command` (None: of every command);
+    `show_all`: every option in the help, as --help-all shows it."""
     from carbonfast import __version__
 
     # No abbreviations at the top: it sees every option of the command line, and would take
@@ -60,9 +74,15 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     options.add_settings(common, show_all, default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", prog="carbonfast")
-    for command in _SUBCOMMANDS:
-        q = command.add_parser(sub, common, show_all)
-        options.add_help_all(q, show_all)
+    for name, summary in COMMANDS.items():
+        if command in (None, name):
+            module = importlib.import_module(f"carbonfast.cli.{name}")
+            q = module.add_parser(sub, common, summary)
+            options.add_help_all(q, show_all)
+        else:  # named in `carbonfast --help`; takes anything, and says it was not loaded
+            stub = sub.add_parser(name, help=summary, add_help=False)
+            stub.add_argument("rest", nargs=argparse.REMAINDER)
+            stub.set_defaults(unloaded=True)
     return p
 
 

@@ -12,13 +12,11 @@ from carbonfast.cli.messages import write_atomically
 from carbonfast.cli.options import meter_args
 
 
-def add_parser(
-    sub: Any, common: argparse.ArgumentParser, show_all: bool
-) -> argparse.ArgumentParser:
+def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "bench",
         parents=[common],
-        help="compare functions or statements by energy and time per call",
+        help=summary,
         usage="carbonfast bench [MOD:FUNC ...] [--stmt CODE ...] [--setup CODE] [--json FILE]",
     )
     p.add_argument("targets", nargs="*", metavar="MOD:FUNC", help="functions to compare")

@@ -13,14 +13,12 @@ from carbonfast.cli.messages import warn
 from carbonfast.cli.options import add_history_option, history_path
 
 
-def add_parser(
-    sub: Any, common: argparse.ArgumentParser, show_all: bool
-) -> argparse.ArgumentParser:
+def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "history",
         parents=[common],
         usage="carbonfast history [--label TEXT] [--limit N] [--kind KIND] [--job ID] [--json]",
-        help="runs and windows recorded so far, newest first",
+        help=summary,
     )
     p.add_argument("--label", metavar="TEXT", help="only those whose label contains this")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (default 20)")

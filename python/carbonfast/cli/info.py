@@ -8,13 +8,11 @@ from typing import Any
 from carbonfast.cli.options import meter_args
 
 
-def add_parser(
-    sub: Any, common: argparse.ArgumentParser, show_all: bool
-) -> argparse.ArgumentParser:
+def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "info",
         parents=[common],
-        help="which energy counters exist, which are readable, and why not",
+        help=summary,
         usage="carbonfast info [--json] [OPTIONS]",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")

@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 # The --help sections of the settings' options.
 _GROUPS = {
     "hardware": ("hardware", "where the counters are, and which to read"),
@@ -48,6 +52,21 @@ def wants_help_all(argv: list[str]) -> bool:
     """Whether the command line asks for every option's help (before any `--`)."""
     words = argv[: argv.index("--")] if "--" in argv else argv
     return "--help-all" in words
+
+
+def command_in(argv: list[str], commands: Iterable[str]) -> str | None:
+    """The command named on the command line, as far as a look that skips the values of the
+    options before it can tell (None: none found); the parse is the judge."""
+    from carbonfast.config import SETTINGS
+
+    valued = {"--" + k.replace("_", "-") for k, s in SETTINGS.items() if s.group and not s.is_flag}
+    names = set(commands)
+    i = 0
+    while i < len(argv) and argv[i] != "--":
+        if argv[i] in names:
+            return argv[i]
+        i += 2 if argv[i] in valued else 1
+    return None
 
 
 class _HelpAll(argparse.Action):

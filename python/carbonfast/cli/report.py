@@ -12,14 +12,12 @@ from carbonfast.cli.messages import warn
 from carbonfast.cli.options import add_history_option, history_path
 
 
-def add_parser(
-    sub: Any, common: argparse.ArgumentParser, show_all: bool
-) -> argparse.ArgumentParser:
+def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "report",
         parents=[common],
         usage="carbonfast report RUN_ID [--html FILE] [--json] [-v]",
-        help="show a recorded run; write it as HTML",
+        help=summary,
     )
     p.add_argument("run_id", type=int, metavar="RUN_ID", help="from `carbonfast history`")
     p.add_argument("--html", metavar="FILE", type=Path, help="write an HTML report")

@@ -8,11 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import signal
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +26,14 @@ if TYPE_CHECKING:
 USAGE = "carbonfast run [--json FILE] [--csv FILE] [--html FILE] [--quiet | -v] -- CMD [ARGS...]"
 
 
-def add_parser(
-    sub: Any, common: argparse.ArgumentParser, show_all: bool
-) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "run", parents=[common], help="run a command and report the energy it used", usage=USAGE
-    )
+def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser("run", parents=[common], help=summary, usage=USAGE)
     p.add_argument("--json", metavar="FILE", type=Path, help="also write the report as JSON")
     p.add_argument(
-        "--csv", metavar="FILE", type=Path, help="append a row to a CodeCarbon-style emissions.csv"
+        "--csv",
+        metavar="FILE",
+        type=Path,
+        help="append a row to a CodeCarbon-style emissions.csv",
     )
     p.add_argument("--html", metavar="FILE", type=Path, help="write an HTML report with plots")
     p.add_argument("--label", help="name of the run in the history (default: the command)")
@@ -116,6 +113,9 @@ def _run_measured(
 ) -> int:
     """Runs the command in a window of `meter`. Once the command has started, whatever fails
     is a warning, and the command's exit code is returned."""
+    import shlex
+    from datetime import datetime, timezone
+
     from carbonfast.cli.run_attribution import (
         CommandWatch,
         attribute_to_scope,

@@ -11,14 +11,12 @@ from carbonfast.cli.messages import say
 from carbonfast.cli.options import meter_args
 
 
-def add_parser(
-    sub: Any, common: argparse.ArgumentParser, show_all: bool
-) -> argparse.ArgumentParser:
+def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "serve",
         parents=[common],
         usage="carbonfast serve [--address ADDRESS] [--port PORT]",
-        help="export this host's energy to Prometheus (pip install 'carbonfast[serve]')",
+        help=summary,
         description="Serve this host's energy, power and emissions at http://ADDRESS:PORT/metrics "
         "for Prometheus to scrape; the counters are read at each scrape. Estimates follow the "
         "whole machine's CPU time unless --scope says otherwise.",
