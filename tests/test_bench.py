@@ -211,6 +211,10 @@ def test_the_command_prints_the_comparison_table(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "cannot import 'nosuchmodule'" in bad.stderr
 
 
+# The plugin as its entry point names it in this tree, whatever an older install's names.
+_PLUGIN = ("-p", "no:carbonfast", "-p", "carbonfast_pytest")
+
+
 def test_the_pytest_plugin_saves_compares_and_fails_regressions(
     pytester: pytest.Pytester,
 ) -> None:
@@ -232,7 +236,7 @@ def test_the_pytest_plugin_saves_compares_and_fails_regressions(
     for k, v in env.items():
         pytester._monkeypatch.setenv(k, v)
     pytester._monkeypatch.setenv("WORK_S", "0.0002")
-    saved = pytester.runpytest("-p", "no:cacheprovider", "--energy-save=base")
+    saved = pytester.runpytest(*_PLUGIN, "-p", "no:cacheprovider", "--energy-save=base")
     saved.assert_outcomes(passed=1)
     # Every figure with its unit, and the energy said to be estimated (no RAPL here).
     summary = saved.stdout.str().split("energy benchmarks (carbonfast)")[1]
@@ -243,13 +247,15 @@ def test_the_pytest_plugin_saves_compares_and_fails_regressions(
     assert re.search(r"^g CO2e at [\d.]+ g CO2e/kWh x PUE 1$", summary, re.M)
     assert "warning: energy is ESTIMATED from a model of CPU time" in summary
     assert (pytester.path / ".carbonfast" / "bench" / "base.json").exists()
-    same = pytester.runpytest("--energy-compare=base", "--energy-compare-fail=energy:50%")
+    same = pytester.runpytest(*_PLUGIN, "--energy-compare=base", "--energy-compare-fail=energy:50%")
     same.assert_outcomes(passed=1)
     pytester._monkeypatch.setenv("WORK_S", "0.0004")
-    slower = pytester.runpytest("--energy-compare=base", "--energy-compare-fail=energy:5%")
+    slower = pytester.runpytest(
+        *_PLUGIN, "--energy-compare=base", "--energy-compare-fail=energy:5%"
+    )
     slower.assert_outcomes(failed=1)
     assert "energy per call regressed" in slower.stdout.str()
-    usage = pytester.runpytest("--energy-compare-fail=energy")
+    usage = pytester.runpytest(*_PLUGIN, "--energy-compare-fail=energy")
     assert usage.ret != 0
     # A test the saved results do not hold is run and said not to be compared.
     pytester.makepyfile(
@@ -258,7 +264,9 @@ def test_the_pytest_plugin_saves_compares_and_fails_regressions(
             energy_benchmark(sum, range(100))
         """
     )
-    new = pytester.runpytest("test_new.py", "--energy-compare=base", "--energy-min-time=0.1")
+    new = pytester.runpytest(
+        *_PLUGIN, "test_new.py", "--energy-compare=base", "--energy-min-time=0.1"
+    )
     new.assert_outcomes(passed=1)
     assert "not in 'base', not compared" in new.stdout.str()
 
@@ -273,7 +281,7 @@ def test_the_pytest_plugin_takes_missing_saved_results_as_a_usage_error(
         """
     )
     pytester._monkeypatch.setenv("CARBONFAST_HISTORY", "off")
-    missing = pytester.runpytest("--energy-compare=missing")
+    missing = pytester.runpytest(*_PLUGIN, "--energy-compare=missing")
     # Nothing runs: the run stops at once, as for any bad option, instead of failing tests.
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
     assert "collected" not in missing.stdout.str()
@@ -284,11 +292,45 @@ def test_the_pytest_plugin_takes_missing_saved_results_as_a_usage_error(
     storage = pytester.path / ".carbonfast" / "bench"
     storage.mkdir(parents=True)
     (storage / "main.json").write_text("{not json")
-    broken = pytester.runpytest("--energy-compare=main")
+    broken = pytester.runpytest(*_PLUGIN, "--energy-compare=main")
     assert broken.ret == pytest.ExitCode.USAGE_ERROR
     assert f"--energy-compare=main: cannot read {path.with_name('main.json')}" in (
         broken.stderr.str()
     )
-    other = pytester.runpytest("--energy-compare=nope")
+    other = pytester.runpytest(*_PLUGIN, "--energy-compare=nope")
     assert other.ret == pytest.ExitCode.USAGE_ERROR
     assert "(saved there: main)" in other.stderr.str()
+
+
+def test_the_pytest_plugin_loads_nothing_of_carbonfast_until_asked(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_plain="""
+        import sys
+
+        def test_plain():
+            loaded = [m for m in sys.modules if m.split(".")[0] == "carbonfast"]
+            assert loaded == []
+        """
+    )
+    plain = pytester.runpytest_subprocess(*_PLUGIN, "-p", "no:cacheprovider")
+    plain.assert_outcomes(passed=1)
+    helped = pytester.runpytest_subprocess(*_PLUGIN, "--help")
+    assert "--energy-compare-fail=METRIC:PCT" in helped.stdout.str()
+
+
+def test_the_pytest_plugin_works_when_named_as_it_was(pytester: pytest.Pytester) -> None:
+    # An install made before the entry point moved names carbonfast.bench.pytest_plugin.
+    pytester.makepyfile(
+        test_work="""
+        def test_work(energy_benchmark):
+            assert energy_benchmark(sum, range(100)) == 4950
+        """
+    )
+    pytester._monkeypatch.setenv("CARBONFAST_HISTORY", "off")
+    old = ("-p", "no:carbonfast", "-p", "carbonfast.bench.pytest_plugin")
+    r = pytester.runpytest(*old, "-p", "no:cacheprovider", "--energy-min-time=0.1")
+    r.assert_outcomes(passed=1)
+    assert "energy benchmarks (carbonfast)" in r.stdout.str()

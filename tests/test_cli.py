@@ -214,7 +214,7 @@ def test_settings_work_after_the_command_too(fake: FakePowercap, tmp_path: Path)
     assert r.returncode == 0 and json.loads(before.read_text())["location"] == "DE"
     from carbonfast.config import SETTINGS
 
-    helped = _carbonfast("run", "--help", root=fake.root).stdout
+    helped = _carbonfast("run", "--help-all", root=fake.root).stdout
     options = [s for s in SETTINGS.values() if s.group]
     assert len(options) >= 20
     for name, setting in SETTINGS.items():
@@ -222,6 +222,52 @@ def test_settings_work_after_the_command_too(fake: FakePowercap, tmp_path: Path)
             assert "--" + name.replace("_", "-") in helped and setting.env in helped
     assert "--no-estimate" in helped and "--no-gpu" in helped
     assert "--electricitymaps-token" not in helped  # a secret in argv shows in ps
+
+
+_HARDWARE_OPTIONS = (
+    "--powercap-root",
+    "--msr-root",
+    "--hwmon-root",
+    "--proc-root",
+    "--nvml-library",
+    "--amdsmi-library",
+)
+_JOB_OPTIONS = ("--job-id", "--host-id", "--job-dir", "--distributed")
+
+
+def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", [(), ("run",), ("info",), ("history",), ("serve",)])
+def test_help_fits_a_screen_and_help_all_has_the_rest(
+    where: tuple[str, ...], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # the terminal's width decides how argparse wraps
+    short = _help(capsys, *where, "--help")
+    lines = short.splitlines()
+    assert len(lines) <= 40, short
+    assert len(lines[0]) <= 100  # the usage line
+    for option in (*_HARDWARE_OPTIONS, *_JOB_OPTIONS):
+        assert option not in short
+    assert "--help-all" in short and "--country" in short
+    full = _help(capsys, *where, "--help-all")
+    for option in (*_HARDWARE_OPTIONS, *_JOB_OPTIONS):
+        assert option in full
+    assert "hardware:" in full and "distributed jobs:" in full
+
+
+def test_hidden_options_still_work(fake: FakePowercap, tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    r = _carbonfast(
+        "run", "--powercap-root", str(fake.root), "--json", str(report), "--", "true",
+        root=tmp_path / "elsewhere",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(report.read_text())["energy_j"] is not None
 
 
 def test_the_hardware_roots_are_settings_a_config_file_can_give(
@@ -318,3 +364,48 @@ def test_an_existing_csv_is_checked_by_opening_it_and_kept(
     text = emissions.read_text()
     assert text.startswith(first) and len(text.splitlines()) == 3
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".e.csv")] == []
+
+
+def test_the_summary_is_short_by_default(fake: FakePowercap, tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    r = _carbonfast("run", "--no-history", "--json", str(report), "--", "true", root=fake.root)
+    assert r.returncode == 0, r.stderr
+    advice = json.loads(report.read_text())["advice"]
+    assert len(advice) > 1  # the world average leaves cleaner places to name
+    shown = [line for line in r.stderr.splitlines() if line.startswith("  advice: ")]
+    assert len(shown) == 1
+    best = max(
+        (a for a in advice if a["kind"] in ("location", "idle")),
+        key=lambda a: a["figures"].get("saved_kg", a["figures"].get("idle_emissions_kg")),
+    )
+    assert shown[0] == f"  advice: {best['message']}"
+    assert "--verbose: " in r.stderr.splitlines()[-1]
+    assert "total" in r.stderr and "emissions" in r.stderr
+
+
+def test_the_summary_has_every_advice_with_verbose(fake: FakePowercap, tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    r = _carbonfast(
+        "run", "--no-history", "--verbose", "--json", str(report), "--", "true", root=fake.root
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    data = json.loads(report.read_text())
+    shown = [line[len("  advice: ") :] for line in r.stderr.splitlines() if "  advice: " in line]
+    assert shown == [a["message"] for a in data["advice"]]
+    notes = [line[len("  note: ") :] for line in r.stderr.splitlines() if "  note: " in line]
+    assert notes == data["notes"]
+    assert "--verbose" not in r.stderr
+
+
+def test_only_the_command_given_is_loaded_and_values_are_not_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from carbonfast.cli import COMMANDS
+    from carbonfast.cli.options import command_in
+
+    assert command_in(["--job-id", "run", "history", "--json"], COMMANDS) == "history"
+    assert command_in(["--country=FR", "info"], COMMANDS) == "info"
+    assert command_in(["--no-gpu", "--", "run"], COMMANDS) is None
+    none = str(tmp_path / "none.sqlite")
+    assert main(["--job-id", "run", "history", "--history", none, "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"

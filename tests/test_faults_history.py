@@ -161,7 +161,7 @@ def test_a_history_locked_past_the_wait_is_named_in_a_warning(fake, tmp_path: Pa
     History(path).close()
     holder = _hold(path, 60.0)
     code = (
-        "import sys, carbonfast.cli as c; c._HISTORY_WAIT_S = 1.0; "
+        "import sys, carbonfast.cli as c, carbonfast.cli.run_outputs as o; o.HISTORY_WAIT_S = 1.0; "
         "sys.exit(c.main(['run', '--', sys.executable, '-c', 'raise SystemExit(3)']))"
     )
     try:

@@ -225,11 +225,11 @@ class _Guard:
         return self._code(code)
 
     def _run_unmeasured(self) -> int:
-        from carbonfast.cli import _run_forwarding_signals
+        from carbonfast.cli.run_command import run_forwarding_signals
 
         try:
-            return self._code(_run_forwarding_signals(self.command, self.mask))
-        except Exception as e:  # _CannotStart: the shell's code for why
+            return self._code(run_forwarding_signals(self.command, self.mask))
+        except Exception as e:  # CannotStart: the shell's code for why
             _say(f"carbonfast: {e}")
             return int(getattr(e, "code", 127))
 

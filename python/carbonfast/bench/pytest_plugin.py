@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import carbonfast_pytest
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,26 +33,12 @@ _CONTEXT_KEY = pytest.StashKey[dict]()
 _BASELINE_KEY = pytest.StashKey[dict]()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("carbonfast", "energy benchmarks (carbonfast)")
-    group.addoption("--energy-save", metavar="NAME", help="save J/call per test under NAME")
-    group.addoption("--energy-compare", metavar="NAME", help="compare with results saved as NAME")
-    group.addoption(
-        "--energy-compare-fail",
-        metavar="METRIC:PCT",
-        action="append",
-        default=[],
-        help="fail a test whose METRIC (energy or time) per call grew by more than PCT%%, "
-        "significantly, against --energy-compare; e.g. energy:5%%",
-    )
-    group.addoption(
-        "--energy-min-time", type=float, default=0.5, help="seconds of sampling per test"
-    )
-    group.addoption(
-        "--energy-storage",
-        default=".carbonfast/bench",
-        help="folder of saved results (default .carbonfast/bench)",
-    )
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    # Loaded as a plugin by name (`-p carbonfast.bench.pytest_plugin`, an entry point from an
+    # older install), this module brings the options itself; registered by carbonfast_pytest,
+    # which has added them already, it must not add them twice.
+    if not carbonfast_pytest.registered(pluginmanager, "carbonfast_pytest"):
+        carbonfast_pytest.add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -155,10 +143,8 @@ class EnergyBenchmark:
         return func(*args, **kwargs)
 
 
-@pytest.fixture
-def energy_benchmark(request: pytest.FixtureRequest) -> EnergyBenchmark:
-    """Benchmarks a function's energy per call: `energy_benchmark(func, *args, **kwargs)`."""
-    return EnergyBenchmark(request)
+# The fixture, for a session that loads this module by name rather than carbonfast_pytest.
+energy_benchmark = carbonfast_pytest.energy_benchmark
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -7,7 +7,7 @@ import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import TextIO
+    from typing import Any, TextIO
 
     from carbonfast.measure import Measurement
     from carbonfast.report.record import Record
@@ -39,9 +39,10 @@ def printable_lines(text: object) -> str:
     return "\n".join(printable(line) for line in str(text).split("\n"))
 
 
-def format_summary(record: Record) -> str:
+def format_summary(record: Record, verbose: bool = False) -> str:
     """The summary `carbonfast run` and `carbonfast report` print: energy per domain, total,
-    emissions, advice; a benchmark's variants."""
+    emissions, a benchmark's variants, the advice that saves most and the notes that matter.
+    `verbose`: every advice and every note."""
     ended = "" if record.exit_code is None else f", exit code {record.exit_code}"
     lines = [f"carbonfast: `{record.title}` ran {record.duration_s:.3f} s{ended}"]
     if record.world_size is not None:
@@ -112,10 +113,41 @@ def format_summary(record: Record) -> str:
             f"  variant {name}: {variant.get('joules_per_call', 0):.4g} J/call, "
             f"{variant.get('seconds_per_call', 0):.4g} s/call"
         )
-    for advice in record.advice:
-        lines.append(f"  advice: {advice['message']}")
-    lines.extend(f"  note: {n}" for n in record.notes)
+    shown = record.advice if verbose else _best_advice(record.advice)
+    lines.extend(f"  advice: {advice['message']}" for advice in shown)
+    notes = record.notes if verbose else [n for n in record.notes if not _is_detail(n)]
+    lines.extend(f"  note: {n}" for n in notes)
+    hidden = len(record.advice) - len(shown) + len(record.notes) - len(notes)
+    if hidden:
+        lines.append(f"  --verbose: {hidden} more line(s) of advice and notes")
     return "\n".join(printable(line) for line in lines)
+
+
+# What each kind of advice would save, in kg CO2e: the cleaner place's saving, or the emissions
+# of the capacity kept idle. An everyday equivalent saves nothing.
+_SAVING_FIGURE = {"location": "saved_kg", "idle": "idle_emissions_kg"}
+
+# Notes that explain a figure the summary already marks (an estimate's model): worth reading
+# once, not at every run.
+_DETAIL_NOTES = ("is estimated, not measured",)
+
+
+def _best_advice(advice: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The one advice that saves the most; where none says what it saves, the first."""
+    if not advice:
+        return []
+
+    def saving(a: dict[str, Any]) -> float:
+        figure = _SAVING_FIGURE.get(a.get("kind", ""))
+        value = (a.get("figures") or {}).get(figure) if figure else None
+        return float(value) if isinstance(value, (int, float)) else -1.0
+
+    best = max(advice, key=saving)
+    return [best if saving(best) > 0 else advice[0]]
+
+
+def _is_detail(note: str) -> bool:
+    return any(marker in note for marker in _DETAIL_NOTES)
 
 
 def format_joules(joules: float | None) -> str:

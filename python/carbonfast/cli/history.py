@@ -1,0 +1,161 @@
+"""`carbonfast history`: the runs and windows recorded so far, and distributed jobs added up
+across their hosts and ranks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from carbonfast.cli.messages import warn
+from carbonfast.cli.options import add_history_option, history_path
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "history",
+        parents=[common],
+        usage="carbonfast history [--label TEXT] [--limit N] [--kind KIND] [--job ID] [--json]",
+        help=summary,
+    )
+    p.add_argument("--label", metavar="TEXT", help="only those whose label contains this")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (default 20)")
+    p.add_argument(
+        "--kind",
+        metavar="KIND",
+        choices=("run", "bench", "window", "task"),
+        help="only records of this kind: run, bench, window (the label sums too) or task",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--job",
+        metavar="ID",
+        help="one distributed job across its hosts and ranks, added up (with job_dir set, "
+        "its parts there are merged first)",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="PATH",
+        default=[],
+        help="first import the job records of these job directories, JSON reports or other "
+        "histories (a record already here is not added twice)",
+    )
+    p.set_defaults(handler=handle)
+    add_history_option(p)
+    return p
+
+
+def handle(args: argparse.Namespace) -> int:
+    from carbonfast.report.history import History
+
+    path = history_path(args.history)
+    if args.merge or args.job:
+        _merge_job_records(args, path)
+    if not path or not Path(path).exists():
+        print(f"carbonfast: no history yet at {path}", file=sys.stderr)
+        if args.json:
+            print("[]")
+        return 0
+    history = History(path, read_only=True, say=warn)
+    if args.job:
+        return _show_job(args, history)
+    rows = history.list(label=args.label, limit=args.limit, kind=args.kind)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'id':>5}  {'started (UTC)':<19}  {'kind':<7} {'s':>9} {'J':>11} {'g CO2e':>10}  label")
+    from carbonfast.report.console import printable
+
+    for r in rows:
+        energy = _number(r["energy_j"], ".4g", "unknown")
+        if r["estimated"]:
+            energy += "~"
+        grams = _number(r["emissions_kg"], ".4g", scale=1e3)
+        label = r["label"] or ""
+        if r.get("count") is not None:
+            label = f"{label or '(no label)'} x{r['count']}"
+        if r.get("world_size") is not None:
+            part = "whole job" if r.get("whole_job") else f"rank {r['rank']} on {r['host']}"
+            label = f"{label}  [job {r['job_id']}: {part}]"
+        print(
+            printable(
+                f"{r['id']:>5}  {_text(r['started_at'])[:19]:<19}  {_text(r['kind']):<7} "
+                f"{_number(r['duration_s'], '.3f'):>9} {energy:>11} {grams:>10}  {label}"
+            )
+        )
+    return 0
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _number(value: Any, spec: str, absent: str = "", scale: float = 1.0) -> str:
+    """A stored number in a table cell; what is not a number (an edited file) shown as is."""
+    if value is None:
+        return absent
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value * scale, spec)
+    return str(value)
+
+
+def _merge_job_records(args: argparse.Namespace, path: str | None) -> None:
+    """Imports the records of --merge PATH... and, for --job ID, of the job's directory in
+    job_dir, into the history."""
+    from carbonfast.config import resolve
+    from carbonfast.report.job import part_path, read_sources
+
+    sources = list(args.merge)
+    job_dir = resolve(("job_dir",), {"job_dir": getattr(args, "job_dir", None)})["job_dir"]
+    if args.job and job_dir:
+        directory = part_path(job_dir, args.job, "_", 0).parent
+        if directory.is_dir():
+            sources.append(str(directory))
+    if not sources:
+        return
+    if not path:
+        raise ValueError("--merge needs a history to merge into: set --history FILE")
+    from carbonfast.report.history import History
+
+    records = read_sources(sources, args.job, say=warn)
+    added = History(path, say=warn).import_records(records)
+    print(f"carbonfast: {added} record(s) merged into {path}", file=sys.stderr)
+
+
+def _show_job(args: argparse.Namespace, history: Any) -> int:
+    from carbonfast.report.job import format_job, summarize
+
+    records = history.job_records(args.job)
+    groups = summarize(records)
+    if args.json:
+        out = {
+            "job_id": args.job,
+            "groups": [g.to_dict() for g in groups],
+            "records": [r.to_dict() for r in records],
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    if not records:
+        print(f"carbonfast: no record of job {args.job} in {history.path}", file=sys.stderr)
+        return 0
+    from carbonfast.report.console import printable
+
+    print(format_job(args.job, records, groups))
+    print(
+        f"{'id':>5}  {'started (UTC)':<19}  {'kind':<7} {'host':<12} {'rank':>4} {'J':>11}  label"
+    )
+    for r in records:
+        energy = "unknown" if r.energy_j is None else f"{r.energy_j:.4g}"
+        if r.estimated:
+            energy += "~"
+        whole = " (whole job)" if r.hosts is not None else ""
+        print(
+            printable(
+                f"{r.id:>5}  {r.started_at[:19]:<19}  {r.kind:<7} {r.host or '?':<12} "
+                f"{'' if r.rank is None else r.rank:>4} {energy:>11}  {r.label or ''}{whole}"
+            )
+        )
+    return 0
