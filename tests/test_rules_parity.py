@@ -91,3 +91,10 @@ def test_the_literal_choices_are_those_the_core_accepts() -> None:
     assert list(typing.get_args(RaplSource)) == choices["source"]
     assert list(typing.get_args(EstimateScope)) == choices["scope"]
     assert list(typing.get_args(GpuEnergy)) == choices["gpu_energy"]
+
+
+def test_the_settings_table_accepts_what_the_core_accepts() -> None:
+    from carbonfast.settings import SETTINGS
+
+    for name, accepted in _native.choices().items():
+        assert list(SETTINGS[name].choices or ()) == accepted, name

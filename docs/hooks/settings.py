@@ -1,4 +1,4 @@
-"""Build the settings reference from the settings table in python/carbonfast/config.py.
+"""Build the settings reference from the settings table in python/carbonfast/settings.py.
 
 The table is read with `ast`, not imported: importing carbonfast needs its native module, which a
 documentation build should not have to compile. The page is written into the build only, so it
@@ -16,7 +16,7 @@ from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
-CONFIG_PY = Path(__file__).resolve().parents[2] / "python" / "carbonfast" / "config.py"
+SETTINGS_PY = Path(__file__).resolve().parents[2] / "python" / "carbonfast" / "settings.py"
 TABLE = "SETTINGS"
 PAGE = "settings.md"
 
@@ -35,7 +35,7 @@ INTRO = """\
 # Settings
 
 Every setting of carbonfast, generated from the table `SETTINGS` in
-`python/carbonfast/config.py` each time this site is built.
+`python/carbonfast/settings.py` each time this site is built.
 
 Settings are layered: an argument (`cf.Meter(country="FR")`, `carbonfast --country FR`) beats
 the environment (`CARBONFAST_...`), which beats the nearest `carbonfast.toml` or
@@ -130,21 +130,21 @@ def _cell(text: str | None) -> str:
     return (text or "").replace("|", "\\|").replace("\n", " ")
 
 
-def read_settings(path: Path = CONFIG_PY) -> list[dict[str, Any]]:
+def read_settings(path: Path = SETTINGS_PY) -> list[dict[str, Any]]:
     """One dict per setting, in the table's order; fails loudly if the table is not found."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except OSError as e:
         raise PluginError(
             f"settings reference: cannot read {path} ({e}); if the settings table moved, "
-            "point CONFIG_PY in docs/hooks/settings.py at its new home"
+            "point SETTINGS_PY in docs/hooks/settings.py at its new home"
         ) from e
     constants = _module_constants(tree)
     table = constants.get(TABLE)
     if not isinstance(table, ast.Dict):
         raise PluginError(
             f"settings reference: no dict literal `{TABLE} = {{...}}` at the top level of "
-            f"{path}; if the settings table moved, point CONFIG_PY and TABLE in "
+            f"{path}; if the settings table moved, point SETTINGS_PY and TABLE in "
             "docs/hooks/settings.py at it"
         )
     settings = []

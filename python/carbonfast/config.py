@@ -43,9 +43,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from typing import Any
 
-    from carbonfast.settings import GpuEnergy as GpuEnergy
-    from carbonfast.settings import RaplSource as RaplSource
-    from carbonfast.settings import Scope as Scope
+    from carbonfast._typing import GpuEnergy as GpuEnergy
+    from carbonfast._typing import RaplSource as RaplSource
 
 # The layers, strongest first: a value from a stronger layer always wins.
 ARGUMENT, ENVIRONMENT, CONFIG_FILE = 0, 1, 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from carbonfast import _native
+from carbonfast import _native, kinds
 
 # `typing` costs more than the rest of `import carbonfast` together; type checkers read this
 # block, the interpreter skips it.
@@ -281,11 +281,7 @@ class Measurement(_native.MeasurementBase):
                 )
         for d, stalled in zip(self._meter.domains, w.stalled, strict=True):
             if stalled:
-                frozen = (
-                    "RAPL is present but frozen: "
-                    if d.kind in ("package", "core", "uncore", "dram", "psys")
-                    else ""
-                )
+                frozen = "RAPL is present but frozen: " if kinds.is_rapl(d.kind) else ""
                 notes.append(
                     f"{frozen}{d.name} has not moved since carbonfast started (while other "
                     "counters stepped, or over far more of its refreshes than a working counter "

@@ -15,7 +15,8 @@ from carbonfast.measurement import DistributedMeasurement, Measurement
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from carbonfast.config import GpuEnergy, RaplSource, Scope
+    from carbonfast._typing import EstimateScope as Scope
+    from carbonfast._typing import GpuEnergy, RaplSource
     from carbonfast.distributed import Job
     from carbonfast.recording import WindowRecorder
     from carbonfast.trace import Trace

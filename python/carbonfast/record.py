@@ -8,9 +8,13 @@ drop-in. It carries which domains count in the total, so that no output has to g
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
+
+from carbonfast import kinds
+from carbonfast._typing import PartName
 
 # "windows": one label's windows added up (the history's default for windows).
 Kind = Literal["run", "window", "windows", "task", "bench"]
@@ -55,12 +59,7 @@ class DomainRecord:
         return out
 
 
-PARTS = ("cpu", "gpu", "ram")
-
-# For records stored before domains carried their part: the part each kind was reported as
-# then (psys only where it was in the total, that is, where no package was measured). Records
-# made now store the core's rule with each domain.
-_OLD_PART = {"package": "cpu", "psys": "cpu", "dram": "ram", "gpu": "gpu"}
+PARTS: tuple[PartName, ...] = typing.get_args(PartName)
 
 
 def domain_records(domains: Any, w: Any) -> dict[str, DomainRecord]:
@@ -357,7 +356,11 @@ class Record:
                 energy_j=None if x.get("energy_j") is None else float(x["energy_j"]),
                 kind=str(x.get("kind", "")),
                 estimated=bool(x.get("estimated")),
-                in_total=name in listed if listed is not None else _counts(x.get("kind")),
+                in_total=(
+                    name in listed
+                    if listed is not None
+                    else kinds.counts_in_total(str(x.get("kind")))
+                ),
                 energy_range_j=(rng[0], rng[1]) if rng else None,
                 interpolated=bool(x.get("interpolated")),
                 method=x.get("method"),
@@ -508,20 +511,17 @@ def _sum_domain(parts: list[DomainRecord | None]) -> DomainRecord:
     )
 
 
-def _counts(kind: object) -> bool:
-    return kind in ("package", "dram", "gpu")
-
-
 def _part_of(x: dict[str, Any], name: str, listed: Any) -> str | None:
     """A stored domain's part: as stored with it; for a record stored before domains carried
-    one, the part its kind was reported as then (of a domain in the total only)."""
+    one, the core's part of its kind (psys: the CPU only where it was in the total, that is,
+    where no package was measured)."""
     if "part" in x:
         part = x["part"]
         return part if part in PARTS else None
     kind = str(x.get("kind"))
     if kind == "psys":
         return "cpu" if (name in listed if listed is not None else False) else None
-    return _OLD_PART.get(kind)
+    return kinds.part_of(kind)
 
 
 def _carbon_of(m: Any) -> dict[str, Any]:

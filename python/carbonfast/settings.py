@@ -10,13 +10,14 @@ import math
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-    from typing import Any, Literal, TypeAlias
+    from typing import Any
 
-    RaplSource: TypeAlias = Literal["auto", "powercap", "msr", "perf"]
-    Scope: TypeAlias = Literal["process", "container", "machine"]
-    GpuEnergy: TypeAlias = Literal["auto", "power"]
+    from carbonfast._typing import EstimateScope as Scope
+    from carbonfast._typing import GpuEnergy, RaplSource
 
-# Option strings, each parsed once, here, into its Literal type.
+# Option strings, each parsed once, here, into its Literal type: the core's choices (written
+# out, so that the settings reference can be built without the native module;
+# tests/test_rules_parity.py holds them to the core's).
 _RAPL_SOURCES: dict[str, RaplSource] = {
     "auto": "auto",
     "powercap": "powercap",

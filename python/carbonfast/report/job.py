@@ -359,6 +359,7 @@ class Group:
 def summarize(records: list[Record]) -> list[Group]:
     """The job's parts, grouped by kind and label, each added up by host; the ranks of the
     job that left no record are named."""
+    from carbonfast import kinds
     from carbonfast.record import Record
 
     groups: dict[tuple[str, str | None], list[Record]] = {}
@@ -389,7 +390,7 @@ def summarize(records: list[Record]) -> list[Group]:
                 host["ranks"] = sorted({*host["ranks"], p.rank})
             if p.energy_j is not None:
                 by_host.setdefault(p.host or "?", []).append(p)
-            if any(d.kind in ("package", "dram", "psys") for d in p.domains.values()):
+            if any(kinds.is_rapl(d.kind) for d in p.domains.values()):
                 host["measured_by"] = p.rank
         for name, known in by_host.items():
             g.hosts[name]["energy_j"] = Record.sum(known).energy_j
