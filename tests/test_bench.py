@@ -152,7 +152,7 @@ def test_baseline_and_isolation(counter: CpuTimeCounter) -> None:
     res = cf.bench(
         {"a": short, "b": long},
         meter=counter,
-        min_time=0.5,
+        min_time=1.0,
         baseline=True,
         isolate=True,
         record=False,
