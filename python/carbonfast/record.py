@@ -11,7 +11,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from carbonfast import kinds
 from carbonfast._typing import PartName
@@ -60,6 +60,23 @@ class DomainRecord:
 
 
 PARTS: tuple[PartName, ...] = typing.get_args(PartName)
+
+
+class AdviceEntry(TypedDict):
+    """One piece of advice as a record keeps it (carbonfast.carbon.advice.Advice, stored)."""
+
+    # "location", "idle" or "equivalent".
+    kind: str
+    message: str
+    figures: dict[str, Any]
+
+
+class Trace(TypedDict):
+    """A run's power trace as the history keeps it: seconds since the start, and each
+    domain's watts at those times (None where unknown)."""
+
+    t_s: list[float]
+    power_w: dict[str, list[float | None]]
 
 
 def domain_records(domains: Any, w: Any) -> dict[str, DomainRecord]:
@@ -189,7 +206,7 @@ class Record:
     command: list[str] | None = None
     exit_code: int | None = None
     cpu_seconds: float | None = None
-    advice: list[dict[str, Any]] = field(default_factory=list)
+    advice: list[AdviceEntry] = field(default_factory=list)
     bench: dict[str, Any] | None = None
     # For "windows": count, min/mean/max energy, first and last time.
     sums: dict[str, Any] | None = None

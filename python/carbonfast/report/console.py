@@ -7,9 +7,10 @@ import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, TextIO
+    from typing import TextIO
 
     from carbonfast.measure import Measurement
+    from carbonfast.record import AdviceEntry
     from carbonfast.report.record import Record
 
 
@@ -132,12 +133,12 @@ _SAVING_FIGURE = {"location": "saved_kg", "idle": "idle_emissions_kg"}
 _DETAIL_NOTES = ("is estimated, not measured",)
 
 
-def _best_advice(advice: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _best_advice(advice: list[AdviceEntry]) -> list[AdviceEntry]:
     """The one advice that saves the most; where none says what it saves, the first."""
     if not advice:
         return []
 
-    def saving(a: dict[str, Any]) -> float:
+    def saving(a: AdviceEntry) -> float:
         figure = _SAVING_FIGURE.get(a.get("kind", ""))
         value = (a.get("figures") or {}).get(figure) if figure else None
         return float(value) if isinstance(value, (int, float)) else -1.0

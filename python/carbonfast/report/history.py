@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-    from carbonfast.record import Record
+    from carbonfast.record import Record, Trace
 
 SCHEMA_VERSION = 1
 # Records past this many are pruned, oldest first, so that the file stays bounded.
@@ -497,7 +497,7 @@ class History:
                 r["whole_job"] = bool(whole)
         return out
 
-    def get(self, run_id: int) -> tuple[Record, dict | None]:
+    def get(self, run_id: int) -> tuple[Record, Trace | None]:
         """A stored record and its trace (None if none was kept)."""
 
         def step() -> tuple[Any, Any]:

@@ -10,6 +10,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
     from carbonfast.record import Record
@@ -21,7 +22,7 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _figures(record: Record, trace: dict | None) -> list[tuple[str, str]]:
+def _figures(record: Record, trace: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     try:
         import matplotlib
 
@@ -60,7 +61,7 @@ def _figures(record: Record, trace: dict | None) -> list[tuple[str, str]]:
     return out
 
 
-def render(record: Record, trace: dict | None = None) -> str:
+def render(record: Record, trace: Mapping[str, Any] | None = None) -> str:
     """The HTML text of a record."""
     from carbonfast.carbon.advice import fmt_mass
 
@@ -131,7 +132,9 @@ def render(record: Record, trace: dict | None = None) -> str:
     return "\n".join(parts)
 
 
-def write(path: str | os.PathLike[str], record: Record, trace: dict | None = None) -> None:
+def write(
+    path: str | os.PathLike[str], record: Record, trace: Mapping[str, Any] | None = None
+) -> None:
     from carbonfast.report.files import write_atomically
 
     write_atomically(path, render(record, trace))
