@@ -86,9 +86,9 @@ def test_a_50_us_call_is_measured_within_6_percent(counter: CpuTimeCounter) -> N
     assert truth >= WATTS * 50e-6
     # The engine's look at the counters between batches, and each call's way in and out, are
     # charged to the calls too: a few percent of a 50 us call above the calls' own time. The
-    # looks (1% of a sample here) are taken off at a power fitted over the samples, which
-    # lands within 1.5% of a call's energy.
-    assert truth * 0.98 <= v.joules_per_call <= truth * 1.06, (v.joules_per_call, truth)
+    # looks (1% of a sample here, 25% in the rounds that read more) are taken off at a power
+    # fitted over the samples, which lands within a few percent of a call's energy.
+    assert truth * 0.94 <= v.joules_per_call <= truth * 1.06, (v.joules_per_call, truth)
     assert v.joules_per_call_ci[0] <= v.joules_per_call <= v.joules_per_call_ci[1]
     assert v.seconds_per_call >= 50e-6
 
