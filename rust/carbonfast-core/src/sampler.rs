@@ -75,7 +75,7 @@ const UNKNOWN: u64 = u64::MAX;
 const TRACE_STEPS: usize = 32;
 
 /// A domain whose counter refreshes in steps (it keeps a refresh log): its column holds the
-/// energy interpolated between refreshes, up to `until_ns`; the rows after it hold the raw
+/// energy interpolated between refreshes, up to `written_ns`; the rows after it hold the raw
 /// reading until the refresh after them is seen, and read as unknown.
 struct SteppedColumn {
     /// The domain's index, and its source and index there (for its log).
@@ -86,6 +86,9 @@ struct SteppedColumn {
     count: u64,
     /// Rows at or before this instant are final.
     until_ns: u64,
+    /// Rows at or before this instant hold interpolated energy (those after `until_ns` may
+    /// be written again when the next refresh narrows the newest one's place).
+    written_ns: u64,
 }
 
 /// Samples in arrival order: each row is t_ns then every domain's cumulative total.
@@ -138,6 +141,11 @@ impl Ring {
             let steps = &mut buf[..n];
             refresh::tighten(steps, period);
             let newest = steps.last().map_or(0, Step::mid_ns);
+            // The newest refresh's place still narrows when the next one comes (`tighten`
+            // reads each refresh's successor), so the rows after the one before it are written
+            // again then: rows made final against a place that later moved would sit beside
+            // rows written against the new one, and their difference is no power at all.
+            let settled = n.checked_sub(2).map_or(0, |i| steps[i].mid_ns());
             let column = 1 + self.stepped[c].domain;
             let until = self.stepped[c].until_ns;
             for k in 0..self.len {
@@ -153,7 +161,8 @@ impl Ring {
             }
             let col = &mut self.stepped[c];
             col.count = count;
-            col.until_ns = col.until_ns.max(newest);
+            col.until_ns = col.until_ns.max(settled);
+            col.written_ns = col.written_ns.max(newest);
         }
     }
 
@@ -257,6 +266,7 @@ impl Sampler {
                     index,
                     count: 0,
                     until_ns: 0,
+                    written_ns: 0,
                 })
             })
             .collect();
@@ -353,7 +363,7 @@ impl Sampler {
                 put(base + 1 + k, total as f64 / d.units_per_joule);
             }
             for col in &ring.stepped {
-                if row[0] > col.until_ns || row[1 + col.domain] == UNKNOWN {
+                if row[0] > col.written_ns || row[1 + col.domain] == UNKNOWN {
                     put(base + 1 + col.domain, f64::NAN);
                 }
             }
