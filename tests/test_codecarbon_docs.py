@@ -91,8 +91,7 @@ HEADER = [
     "wue",
 ]
 # The columns of emissions_<experiment_name>_<run_id>.csv: TaskEmissionsData's fields, the
-# run's less experiment_id, pue and wue, after the task's name. (CodeCarbon writes them with
-# pandas, which leaves out a column empty in every row.)
+# run's less experiment_id, pue and wue, after the task's name.
 TASK_HEADER = ["task_name", *(c for c in HEADER if c not in ("experiment_id", "pue", "wue"))]
 # Where the machine is. Online, CodeCarbon finds it from the IP address (here, where no lookup
 # gets through, its fallback: Canada, quebec, and that province's coordinates); the drop-in
@@ -389,11 +388,9 @@ def run_csv(impl: Impl, where: Path | None = None) -> list[dict[str, str]]:
 
 
 def assert_task_header(header: list[str]) -> None:
-    """The task file's header of an online tracker: all TaskEmissionsData's columns, but for
-    those that say where the machine is, which the drop-in leaves empty (so pandas drops)."""
-    assert [c for c in header if c not in GEO_COLUMNS] == [
-        c for c in TASK_HEADER if c not in GEO_COLUMNS
-    ]
+    """The task file's header: all TaskEmissionsData's columns, those that say where the
+    machine is included (CodeCarbon always knows them; the drop-in leaves them empty)."""
+    assert header == TASK_HEADER
 
 
 def is_uuid(text: str) -> bool:

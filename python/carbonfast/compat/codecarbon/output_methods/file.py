@@ -56,16 +56,17 @@ class FileOutput(BaseOutput):
             emissions_csv.append(self.save_file_path, row)
 
     def task_out(self, data: list[TaskEmissionsData], experiment_name: str) -> None:
-        """Rewrites the run's task file with a row per task. Columns unknown in every row
-        (offline: region, longitude, latitude) are left out, as pandas leaves them out of
-        CodeCarbon's."""
+        """Rewrites the run's task file with a row per task, under TaskEmissionsData's whole
+        header. A column unknown in every row (where the machine is, which the drop-in never
+        looks up) stays, with empty cells: CodeCarbon's pandas would drop it, but CodeCarbon
+        itself always fills it (online or from its Canadian fallback), so scripts read those
+        columns by name."""
         from carbonfast.report.files import write_atomically
 
         rows = [dict(d.values) for d in data]
-        columns = [c for c in _TASK_COLUMNS if any(r[c] is not None for r in rows)]
         text = io.StringIO()
         writer = csv.DictWriter(
-            text, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
+            text, fieldnames=_TASK_COLUMNS, extrasaction="ignore", lineterminator="\n"
         )
         writer.writeheader()
         writer.writerows(rows)
