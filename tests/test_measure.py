@@ -177,7 +177,7 @@ def test_many_threads_hammering_one_meter_lose_nothing(fake: FakePowercap) -> No
     for t in threads:
         t.join()
     assert errors == []
-    assert meter._native.wraps() == [0, 0, 0]
+    assert not any(meter._native.wraps())
 
 
 def test_short_windows_say_they_are_coarse(fake: FakePowercap) -> None:

@@ -638,7 +638,13 @@ def test_a_frozen_rapl_tree_is_never_a_measured_zero(tmp_path: Path, estimate: b
     for name in ("package-0", "dram-0"):
         assert data["domains"][name]["energy_j"] is None, data["domains"][name]
         assert data["domains"][name]["stalled"], data["domains"][name]
-    assert data["energy_j"] is None or (data["energy_j"] > 0 and data["estimated"]), data
+    if estimate:
+        # Estimated in their place, and said so.
+        assert data["energy_j"] > 0 and data["estimated"], data
+        assert data["total_domains"] == ["cpu", "ram"], data["total_domains"]
+        assert any("RAPL is present but frozen: estimating" in n for n in data["notes"])
+        [row] = list(csv.DictReader(table.open()))
+        assert float(row["cpu_energy"]) > 0 and float(row["ram_energy"]) > 0, row
     info = subprocess.run(
         [*CLI, *flags, "--powercap-root", str(fake.root), "info"],
         env=env_for(tmp_path),
@@ -646,7 +652,8 @@ def test_a_frozen_rapl_tree_is_never_a_measured_zero(tmp_path: Path, estimate: b
         text=True,
         check=True,
     )
-    assert "RAPL is present but frozen" in info.stdout, info.stdout
+    said = "RAPL is present but frozen: estimating" if estimate else "RAPL is present but frozen"
+    assert said in info.stdout, info.stdout
     if not estimate:
         assert data["energy_j"] is None
         [row] = list(csv.DictReader(table.open()))

@@ -126,4 +126,4 @@ def test_threads_and_a_sampler_share_one_meter(fake: FakePowercap) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert meter._native.wraps() == [0, 0, 0]
+    assert not any(meter._native.wraps())

@@ -108,6 +108,9 @@ class Window:
     def stalled(self) -> list[bool]:
         """Per domain: a counter in the total that never moved, left out of it."""
     @property
+    def counted(self) -> list[bool]:
+        """Per domain: added to `total_j` (a standby estimate only in place of frozen RAPL)."""
+    @property
     def failed(self) -> list[bool]:
         """Per domain: a read failed or did not answer between the edges: its energy is
         unknown (NaN in `joules`) and it is left out of the total."""
@@ -143,6 +146,10 @@ class DomainInfo:
     def update_period_s(self) -> float | None: ...
     @property
     def estimated(self) -> bool: ...
+    @property
+    def standby(self) -> bool:
+        """An estimate kept beside RAPL counters start-up did not see move: counted (and
+        reported) only in a window where they all stood still."""
     @property
     def method(self) -> str | None: ...
     @property

@@ -59,7 +59,7 @@ def attribute(
     gpus = gpus or {}
     methods: list[str] = []
     for d, j, j_lo, j_hi, failed in zip(
-        m.meter.domains, w.joules, w.joules_low, w.joules_high, w.failed, strict=True
+        m.meter.all_domains, w.joules, w.joules_low, w.joules_high, w.failed, strict=True
     ):
         if d.name not in m.total_domains:
             continue

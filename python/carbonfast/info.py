@@ -24,7 +24,7 @@ def info(powercap_root: str | os.PathLike[str] | None = None, **estimate: Any) -
     estimate["distributed"] = False
     meter = Meter(powercap_root, **estimate)
     native = meter.native
-    domains = {d.name: d for d in meter.domains}
+    domains = {d.name: d for d in meter.all_domains}
     total = [d.name for d in meter.domains if d.counts_in_total]
     intensity = meter.carbon.intensity()
     return {
@@ -57,6 +57,9 @@ def info(powercap_root: str | os.PathLike[str] | None = None, **estimate: Any) -
                         "range_j": domains[n].range_j,
                         "counts_in_total": n in total,
                         "estimated": domains[n].estimated,
+                        # Counted only in a window where every RAPL counter of the total
+                        # stood still (a frozen RAPL), in their place.
+                        "standby": domains[n].standby,
                         "method": domains[n].method,
                         "inputs": dict(domains[n].inputs),
                     }
@@ -105,17 +108,23 @@ def _frozen_rapl(meter: Meter) -> list[dict[str, Any]]:
     if any(first[i] != last[i] for i in rapl):
         return []
     names = ", ".join(meter.domains[i].name for i in rapl)
+    estimating = any(d.standby for d in meter.all_domains)
+    then = (
+        "Measurements estimate the total from CPU time and installed memory in their place "
+        "(the standby estimate below)"
+        if estimating
+        else "Measurements leave these counters out as unknown, never 0 J"
+    )
     return [
         {
             "source": "rapl",
             "kind": "frozen",
             "path": meter.domains[rapl[0]].path,
             "reason": (
-                f"RAPL is present but frozen: {names} did not move over "
-                f"{FROZEN_WATCH_S * 1000:.0f} ms, where RAPL refreshes every millisecond and "
-                "an idle package draws watts (an emulated RAPL returning constants, or a "
-                "static copy of sysfs). Measurements leave these counters out as unknown, "
-                "never 0 J"
+                f"RAPL is present but frozen{': estimating' if estimating else ''}: {names} "
+                f"did not move over {FROZEN_WATCH_S * 1000:.0f} ms, where RAPL refreshes "
+                "every millisecond and an idle package draws watts (an emulated RAPL "
+                f"returning constants, or a static copy of sysfs). {then}"
             ),
             "fix": (
                 "on a virtual machine, ask for the host's RAPL to be passed through; "
@@ -131,6 +140,8 @@ def _problem(p: Any) -> dict[str, Any]:
 
 def _role(domain: dict[str, Any], total: list[str]) -> str:
     """How a domain stands to the total, in words."""
+    if domain.get("standby"):
+        return "standing by: counted in place of RAPL counters that stand still"
     if domain["counts_in_total"]:
         return "in total"
     role = kinds.role(domain["kind"])

@@ -178,7 +178,7 @@ def rank_part(m: Measurement, job: Job) -> RankPart:
 
     own = m.local()
     w = own.window()
-    domains = domain_records(own.meter.domains, w)
+    domains = domain_records(own.meter.all_domains, w)
     rng = w.total_range_j
     return RankPart(
         rank=job.rank,

@@ -91,8 +91,11 @@ class Measurement(_native.MeasurementBase):
         for a domain whose read failed or did not answer during the window (see `notes`)."""
         w = self._w()
         return {
-            n: None if failed else j
-            for n, j, failed in zip(self._meter.domain_names, w.joules, w.failed, strict=True)
+            d.name: None if failed else j
+            for d, j, failed, counted in zip(
+                self._meter.all_domains, w.joules, w.failed, w.counted, strict=True
+            )
+            if counted or not d.standby
         }
 
     @property
@@ -100,12 +103,20 @@ class Measurement(_native.MeasurementBase):
         """True when the total leaves out a domain it should have counted: one that cannot be
         read at all, never moved, or failed during the window."""
         w = self._w()
-        return bool(self._meter.partial or any(w.stalled) or self._failed_in_total(w))
+        return bool(
+            self._meter.partial
+            or (any(w.stalled) and not self._frozen_estimated(w))
+            or self._failed_in_total(w)
+        )
+
+    def _frozen_estimated(self, w: _native.Window) -> bool:
+        """Whether an estimate stood in for RAPL counters that all stood still."""
+        return any(d.standby and c for d, c in zip(self._meter.all_domains, w.counted, strict=True))
 
     def _failed_in_total(self, w: _native.Window) -> list[str]:
         return [
             d.name
-            for d, failed in zip(self._meter.domains, w.failed, strict=True)
+            for d, failed in zip(self._meter.all_domains, w.failed, strict=True)
             if failed and d.counts_in_total
         ]
 
@@ -114,12 +125,17 @@ class Measurement(_native.MeasurementBase):
         """The domains whose edges were interpolated between the refreshes of their counter: a
         window shorter than one refresh, or any window on a slowly refreshing (polled) counter
         such as a GPU's."""
-        names = self._meter.domain_names
-        return [n for n, i in zip(names, self._w().interpolated, strict=True) if i]
+        domains = self._meter.all_domains
+        return [d.name for d, i in zip(domains, self._w().interpolated, strict=True) if i]
 
     @property
     def domain_kinds(self) -> dict[str, str]:
-        return {d.name: d.kind for d in self._meter.domains}
+        w = self._w()
+        return {
+            d.name: d.kind
+            for d, counted in zip(self._meter.all_domains, w.counted, strict=True)
+            if counted or not d.standby
+        }
 
     @property
     def energy_range_j(self) -> tuple[float, float] | None:
@@ -139,11 +155,7 @@ class Measurement(_native.MeasurementBase):
     def total_domains(self) -> list[str]:
         """The domains energy_j sums."""
         w = self._w()
-        return [
-            d.name
-            for d, s, f in zip(self._meter.domains, w.stalled, w.failed, strict=True)
-            if d.counts_in_total and not s and not f
-        ]
+        return [d.name for d, c in zip(self._meter.all_domains, w.counted, strict=True) if c]
 
     @property
     def intensity(self) -> Intensity:
@@ -198,7 +210,7 @@ class Measurement(_native.MeasurementBase):
     @property
     def estimated(self) -> bool:
         """True when any part of energy_j comes from a model rather than a counter."""
-        return self._meter.estimated
+        return self._meter.estimated or self._frozen_estimated(self._w())
 
     @property
     def started_at(self) -> str:
@@ -232,7 +244,7 @@ class Measurement(_native.MeasurementBase):
             w.duration_s < _COARSE_WINDOW_S
             and self._meter.readable
             and not any(w.interpolated)
-            and not any(d.update_period_s for d in self._meter.domains)
+            and not any(d.update_period_s for d in self._meter.all_domains)
         ):
             notes.append(
                 f"window of {w.duration_s * 1e3:.3f} ms spans few counter updates (RAPL updates "
@@ -241,7 +253,12 @@ class Measurement(_native.MeasurementBase):
         if self.intensity.note:
             notes.append(self.intensity.note)
         for d, j, lo, hi, interpolated in zip(
-            self._meter.domains, w.joules, w.joules_low, w.joules_high, w.interpolated, strict=True
+            self._meter.all_domains,
+            w.joules,
+            w.joules_low,
+            w.joules_high,
+            w.interpolated,
+            strict=True,
         ):
             period = d.update_period_s
             if not (interpolated and period):
@@ -260,7 +277,7 @@ class Measurement(_native.MeasurementBase):
                     f"lies between {lo:.4g} J and {hi:.4g} J"
                 )
         for d, (n, missing) in zip(
-            self._meter.domains, self._meter.native.anomalies(), strict=True
+            self._meter.all_domains, self._meter.native.anomalies(), strict=True
         ):
             if n and d.reading == "power":
                 notes.append(
@@ -279,7 +296,22 @@ class Measurement(_native.MeasurementBase):
                     f"{d.name}: the reader was held up longer than the counter takes to wrap "
                     f"(a stopped process?): up to {missing:.4g} J may be missing"
                 )
-        for d, stalled in zip(self._meter.domains, w.stalled, strict=True):
+        if self._frozen_estimated(w):
+            domains = self._meter.all_domains
+            names = ", ".join(d.name for d, s in zip(domains, w.stalled, strict=True) if s)
+            estimate = ", ".join(
+                d.name for d, c in zip(domains, w.counted, strict=True) if d.standby and c
+            )
+            notes.append(
+                f"RAPL is present but frozen: estimating. {names} did not move since carbonfast "
+                "started, over far more of RAPL's refreshes than a working counter ever stands "
+                f"still (an emulated RAPL returning constants?); the total is estimated from "
+                f"CPU time and installed memory ({estimate}) in their place; `carbonfast info` "
+                "shows the model"
+            )
+        for d, stalled in zip(self._meter.all_domains, w.stalled, strict=True):
+            if stalled and self._frozen_estimated(w):
+                continue
             if stalled:
                 frozen = "RAPL is present but frozen: " if kinds.is_rapl(d.kind) else ""
                 notes.append(
@@ -289,7 +321,7 @@ class Measurement(_native.MeasurementBase):
                     "not counted as 0 J; `carbonfast info` shows it"
                 )
         reasons = self._meter.native.failures()
-        for d, failed, why in zip(self._meter.domains, w.failed, reasons, strict=True):
+        for d, failed, why in zip(self._meter.all_domains, w.failed, reasons, strict=True):
             if failed:
                 notes.append(
                     f"{d.name}: could not be read during the window ({why or 'no reason given'})"
@@ -353,7 +385,7 @@ class AttributedMeasurement(Measurement):
             return None
         from carbonfast.attribution import attribute, gpu_shares
 
-        gpus = gpu_shares(self.meter.domains, found)
+        gpus = gpu_shares(self.meter.all_domains, found)
         follows = self.meter.estimate_scope == "process"
         return attribute(
             self, self._scope, readings[0], readings[1], gpus, estimate_follows_scope=follows

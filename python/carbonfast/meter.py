@@ -230,7 +230,11 @@ class Meter:
                 "gpu_indices": None if gpu_indices == "auto" else gpu_indices,
             }
         )
-        self.domains: list[_native.DomainInfo] = self._native.domains
+        # Every domain the meter reads, in the order of a window's figures.
+        self.all_domains: list[_native.DomainInfo] = self._native.domains
+        # Those it reports: all but an estimate standing by for RAPL counters start-up did not
+        # see move, which a window reports only where it stood in for them (they come last).
+        self.domains: list[_native.DomainInfo] = [d for d in self.all_domains if not d.standby]
         self.domain_names: list[str] = [d.name for d in self.domains]
         # For attributed windows: where the scopes' CPU times are, the scopes opened so far,
         # and what the CPU estimate follows.
@@ -385,7 +389,9 @@ class Meter:
         from carbonfast.trace import Trace
 
         data, rows, width = self._native.trace()
-        return Trace(data, rows, width, self.domain_names)
+        # A standby estimate is left out: it stands in for frozen RAPL in windows alone.
+        names = [None if d.standby else d.name for d in self.all_domains]
+        return Trace(data, rows, width, names)
 
     @property
     def sampler_stats(self) -> _native.SamplerStats | None:

@@ -40,6 +40,8 @@ class DomainRecord:
     part: str | None = None
     # A counter that never moved: no measured 0, so its part is unknown.
     stalled: bool = False
+    # An estimate that stood in for RAPL counters that all stood still (a frozen RAPL).
+    standby: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -56,6 +58,8 @@ class DomainRecord:
             out["method"] = self.method
         if self.stalled:
             out["stalled"] = True
+        if self.standby:
+            out["standby"] = True
         return out
 
 
@@ -82,9 +86,9 @@ class Trace(TypedDict):
 def domain_records(domains: Any, w: Any) -> dict[str, DomainRecord]:
     """Each domain of a native window `w` (of a meter whose domains are `domains`) as the
     record has it: a domain that failed, or whose counter never moved, is unknown and out of
-    the total, never 0."""
+    the total, never 0; a standby estimate is there only where it stood in for them."""
     out = {}
-    for d, j, lo, hi, interp, stalled, failed in zip(
+    for d, j, lo, hi, interp, stalled, failed, counted in zip(
         domains,
         w.joules,
         w.joules_low,
@@ -92,14 +96,17 @@ def domain_records(domains: Any, w: Any) -> dict[str, DomainRecord]:
         w.interpolated,
         w.stalled,
         w.failed,
+        w.counted,
         strict=True,
     ):
+        if d.standby and not counted:
+            continue
         unknown = bool(failed or stalled)
         out[d.name] = DomainRecord(
             energy_j=None if unknown else j,
             kind=d.kind,
             estimated=d.estimated,
-            in_total=d.counts_in_total and not unknown,
+            in_total=bool(counted),
             energy_range_j=(lo, hi)
             if not unknown and (d.estimated or interp or lo != hi)
             else None,
@@ -107,6 +114,7 @@ def domain_records(domains: Any, w: Any) -> dict[str, DomainRecord]:
             method=d.method if d.estimated else None,
             part=d.part,
             stalled=bool(stalled),
+            standby=d.standby,
         )
     return out
 
@@ -261,10 +269,13 @@ class Record:
         shares = self.attributed.domains if attributed and self.attributed else None
         out: dict[str, float | None] = {}
         for part in PARTS:
+            of_part = [(name, d) for name, d in self.domains.items() if d.part == part]
+            if any(d.standby and d.in_total for _, d in of_part):
+                # An estimate stood in for the part's frozen counters: it is the figure.
+                of_part = [(name, d) for name, d in of_part if not d.stalled]
             energies = [
                 None if d.stalled else d.energy_j if shares is None else shares.get(name)
-                for name, d in self.domains.items()
-                if d.part == part
+                for name, d in of_part
             ]
             known = [e for e in energies if e is not None]
             out[part] = sum(known) if energies and len(known) == len(energies) else None
@@ -279,7 +290,7 @@ class Record:
         m = m.local()
         w = m.window()
         meter = m.meter
-        domains = domain_records(meter.domains, w)
+        domains = domain_records(meter.all_domains, w)
         job = meter.job
         return cls(
             **(job.tags() if job is not None else {}),
@@ -383,6 +394,7 @@ class Record:
                 method=x.get("method"),
                 part=_part_of(x, name, listed),
                 stalled=bool(x.get("stalled")),
+                standby=bool(x.get("standby")),
             )
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in d.items() if k in names and k not in ("domains", "attributed")}
@@ -525,6 +537,7 @@ def _sum_domain(parts: list[DomainRecord | None]) -> DomainRecord:
         else None,
         interpolated=any(p.interpolated for p in present),
         stalled=any(p.stalled for p in present),
+        standby=any(p.standby for p in present),
     )
 
 

@@ -149,14 +149,19 @@ class MeterCollector:
             "host": host_label() if host is None else host,
             **(job_labels() if labels is None else labels),
         }
-        domains = meter.domains
+        # In the order of the meter's readings; a standby estimate is never shown (its place
+        # is in windows, where RAPL stood still for all of them).
+        domains = meter.all_domains
+        self._standby = [d.standby for d in domains]
         self._label_names = [*self.constant_labels, "domain", "kind", "estimated"]
         const = list(self.constant_labels.values())
         self._domain_labels = [
             [*const, d.name, d.kind, "true" if d.estimated else "false"] for d in domains
         ]
         self._scale = [1.0 / d.units_per_joule for d in domains]
-        self._always_shown = [d.estimated or d.reading != "energy" for d in domains]
+        self._always_shown = [
+            (d.estimated or d.reading != "energy") and not d.standby for d in domains
+        ]
         self._in_total = [d.counts_in_total for d in domains]
         self._emissions_labels = [
             *const,
@@ -254,7 +259,10 @@ class MeterCollector:
         self._joules = joules
         self._read_t_ns = now
         ref_t, ref = self._power_reference(now, joules)
-        shown = [a or raw > 0 for a, raw in zip(self._always_shown, totals, strict=True)]
+        shown = [
+            (a or raw > 0) and not s
+            for a, raw, s in zip(self._always_shown, totals, self._standby, strict=True)
+        ]
         self._shown = shown
         total = sum(j for j, t, s in zip(joules, self._in_total, shown, strict=True) if t and s)
         g_per_kwh = self._current_intensity()

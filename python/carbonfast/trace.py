@@ -20,7 +20,8 @@ class Trace:
     last refresh seen, or before the first one placed, is unknown: NaN, never 0.
     """
 
-    def __init__(self, data: bytes, rows: int, width: int, names: list[str]) -> None:
+    def __init__(self, data: bytes, rows: int, width: int, names: list[str | None]) -> None:
+        """`names`: each column's domain after the time's; None for a column left out."""
         try:
             import numpy as np
         except ModuleNotFoundError:
@@ -29,7 +30,9 @@ class Trace:
             ) from None
         table = np.frombuffer(data, dtype=np.float64, count=rows * width).reshape(rows, width)
         self.t_s: np.ndarray = table[:, 0]
-        self.energy_j: dict[str, np.ndarray] = {n: table[:, i + 1] for i, n in enumerate(names)}
+        self.energy_j: dict[str, np.ndarray] = {
+            n: table[:, i + 1] for i, n in enumerate(names) if n is not None
+        }
         dt = np.diff(self.t_s)
         self.power_w: dict[str, np.ndarray] = {
             n: np.concatenate(([np.nan], np.diff(e) / dt)) for n, e in self.energy_j.items()

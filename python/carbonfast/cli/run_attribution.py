@@ -84,4 +84,4 @@ class CommandWatch:
             from carbonfast.attribution import gpu_shares
 
             found = self.meter.native.gpu_shares(sorted(self.pids), self.since_ns)
-            self.shares = gpu_shares(self.meter.domains, found)
+            self.shares = gpu_shares(self.meter.all_domains, found)

@@ -3,7 +3,7 @@
 mod common;
 
 use carbonfast_core::{
-    DiscoverConfig, DomainKind, Error, EstimateConfig, Meter, RaplPath, RaplRoots, Scope,
+    DiscoverConfig, DomainKind, Error, EstimateConfig, Meter, Part, RaplPath, RaplRoots, Scope,
 };
 use common::FakePowercap;
 use std::fs;
@@ -149,9 +149,19 @@ fn a_machine_with_packages_but_no_dram_zone_estimates_only_dram() {
     let names: Vec<_> = meter
         .domains()
         .iter()
-        .map(|d| (d.name.as_str(), d.estimated()))
+        .zip(meter.standby())
+        .map(|(d, &standby)| (d.name.as_str(), d.estimated(), standby))
         .collect();
-    assert_eq!(names, vec![("package-0", false), ("ram", true)]);
+    // The package did not move at start-up: an estimate of it stands by, out of the total.
+    assert_eq!(
+        names,
+        vec![
+            ("package-0", false, false),
+            ("ram", true, false),
+            ("cpu", true, true)
+        ]
+    );
+    assert_eq!(meter.in_total(), [true, true, false]);
     let start = meter.read().unwrap();
     host.powercap.set("intel-rapl:0", 5_000_000);
     let end = meter.read().unwrap();
@@ -167,7 +177,47 @@ fn psys_covers_everything_so_nothing_is_estimated() {
     let host = FakeHost::new(XEON_2S);
     host.powercap.zone("intel-rapl:0", "psys", 0, 1 << 40);
     let meter = Meter::discover(&host.config(Scope::Process)).unwrap();
-    assert!(meter.domains().iter().all(|d| !d.estimated()));
+    let estimated = meter.domains().iter().map(|d| d.estimated());
+    // An estimate stands by for a psys that did not move at start-up; none is in the total.
+    assert!(estimated.eq(meter.standby().iter().copied()));
+    // psys is still the total, and still stands for the CPU, with the estimate beside it.
+    assert_eq!(meter.in_total(), [true, false]);
+    assert_eq!(meter.parts(), [Some(Part::Cpu), Some(Part::Cpu)]);
+}
+
+#[test]
+fn a_frozen_rapl_is_estimated_and_a_moving_one_is_not() {
+    let host = FakeHost::new(XEON_2S);
+    host.powercap
+        .zone("intel-rapl:0", "package-0", 7_000_000, 1 << 40);
+    host.powercap
+        .zone("intel-rapl:0:0", "dram", 3_000_000, 1 << 40);
+    let meter = Meter::discover(&host.config(Scope::Machine)).unwrap();
+    let standby: Vec<usize> = (0..meter.domains().len())
+        .filter(|&d| meter.standby()[d])
+        .collect();
+    let names: Vec<&str> = standby
+        .iter()
+        .map(|&d| meter.domains()[d].name.as_str())
+        .collect();
+    assert_eq!(names, ["cpu", "ram"]);
+    // Neither counter moves over 250 of RAPL's refreshes: frozen, so the estimate counts.
+    let start = meter.read().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let end = meter.read().unwrap();
+    let w = meter.window(&start, &end);
+    assert_eq!(&w.stalled[..2], [true, true]);
+    assert_eq!(w.counted, [false, false, true, true]);
+    let estimate: f64 = standby.iter().map(|&d| w.joules[d]).sum();
+    assert!(estimate > 0.0);
+    assert_eq!(w.total_j, Some(estimate));
+    assert_eq!(meter.total_between(&start, &end), Some(estimate));
+    // The package moves: it is measured, and the estimate is left out.
+    host.powercap.set("intel-rapl:0", 9_000_000);
+    let end = meter.read().unwrap();
+    let w = meter.window(&start, &end);
+    assert_eq!(w.counted, [true, false, false, false]);
+    assert_eq!(w.total_j, Some(2.0));
 }
 
 #[test]

@@ -76,6 +76,8 @@ struct Window {
     interpolated: Vec<bool>,
     /// Per domain: a counter in the total that never moved, left out of it.
     stalled: Vec<bool>,
+    /// Per domain: added to `total_j` (a standby estimate only in place of frozen RAPL).
+    counted: Vec<bool>,
     /// Per domain: a read failed or did not answer between the edges: its energy is unknown
     /// (NaN in `joules`) and it is left out of the total.
     failed: Vec<bool>,
@@ -100,6 +102,9 @@ struct DomainInfo {
     label: String,
     update_period_s: Option<f64>,
     estimated: bool,
+    /// An estimate kept beside RAPL counters start-up did not see move: counted (and
+    /// reported) only in a window where they all stood still.
+    standby: bool,
     method: Option<String>,
     inputs: Vec<(String, String)>,
 }
@@ -520,6 +525,7 @@ impl Meter {
         Ok(Window {
             interpolated: w.interpolated,
             stalled: w.stalled,
+            counted: w.counted,
             failed: w.failed,
             duration_s: w.duration_ns as f64 * 1e-9,
             joules: w.joules,
@@ -589,7 +595,8 @@ impl Meter {
             .iter()
             .zip(self.inner.in_total())
             .zip(self.inner.parts())
-            .map(|((d, &in_total), part)| DomainInfo {
+            .zip(self.inner.standby())
+            .map(|(((d, &in_total), part), &standby)| DomainInfo {
                 name: d.name.clone(),
                 kind: d.kind.as_str(),
                 source: d.source,
@@ -606,6 +613,7 @@ impl Meter {
                 label: d.label.clone(),
                 update_period_s: d.update_period_ns.map(|ns| ns as f64 * 1e-9),
                 estimated: d.estimated(),
+                standby,
                 method: d.estimate.as_ref().map(|e| e.method.clone()),
                 inputs: d
                     .estimate

@@ -174,6 +174,50 @@ impl Meter {
         meter.problems = problems;
         meter.paths = choice.paths;
         meter.learn_periods(PERIOD_PROBE_NS);
+        match config.estimate.as_ref().filter(|_| !config.skip_host) {
+            Some(est) if meter.rapl_unproven() => meter.with_standby(est),
+            _ => Ok(meter),
+        }
+    }
+
+    /// Whether the meter has RAPL counters in its total and start-up saw none of them refresh:
+    /// frozen ones (an emulated RAPL returning constants, a static copy of sysfs) look so, and
+    /// so, at start-up, does a counter read too slowly to see it step.
+    fn rapl_unproven(&self) -> bool {
+        let mut rapl = (0..self.domains.len())
+            .filter(|&d| self.rapl_in_total(d))
+            .peekable();
+        rapl.peek().is_some() && rapl.all(|d| self.domains[d].update_period_ns.is_none())
+    }
+
+    /// This meter again, with a standby estimate of the packages and DRAM its RAPL counters
+    /// cover: counted in a window only where they all stood still (see `Meter::standby`). An
+    /// estimate that cannot be made leaves the meter as it was.
+    fn with_standby(self, est: &EstimateConfig) -> Result<Self> {
+        let rapl = |kind| {
+            (0..self.domains.len()).any(|d| self.rapl_in_total(d) && self.domains[d].kind == kind)
+        };
+        let cpu = rapl(DomainKind::Package) || rapl(DomainKind::Psys);
+        let ram = rapl(DomainKind::Dram);
+        let Ok(standby) = EstimateSource::new(est, cpu, ram) else {
+            return Ok(self);
+        };
+        let n = self.domains.len();
+        let Meter {
+            mut sources,
+            problems,
+            paths,
+            ..
+        } = self;
+        sources.push(Box::new(standby));
+        let mut meter = Meter::new(sources)?;
+        meter.problems = problems;
+        meter.paths = paths;
+        // The total is as it was: the estimate is added only in a window where it stands in.
+        meter.in_total = super::in_total(&meter.domains[..n]);
+        meter.in_total.resize(meter.domains.len(), false);
+        meter.standby[n..].fill(true);
+        meter.learn_periods(PERIOD_PROBE_NS);
         Ok(meter)
     }
 

@@ -80,6 +80,10 @@ pub struct Window {
     pub interpolated: Vec<bool>,
     /// Per domain: a counter in the total that never moved (see STALLED_NS), left out of it.
     pub stalled: Vec<bool>,
+    /// Per domain: added to `total_j`. The domains of the total that were read and moved;
+    /// and a standby estimate (see `Meter::standby`) where every RAPL counter of the total
+    /// stood still, in their place.
+    pub counted: Vec<bool>,
     /// Per domain: a read failed or did not answer between the edges (see
     /// `Meter::failure`); its energy is unknown (NaN here) and it is left out of the total.
     pub failed: Vec<bool>,
@@ -262,6 +266,11 @@ pub struct Meter {
     stuck: Vec<bool>,
     /// Per source: how its reads have gone.
     health: Vec<Health>,
+    /// Per domain: an estimate kept beside RAPL counters that start-up did not see move (a
+    /// frozen RAPL cannot be told at start-up from an idle moment of a static test tree, or
+    /// from a counter yet to refresh). It counts in a window only where every RAPL counter of
+    /// the total stood still (see `counted`); otherwise it is not reported.
+    standby: Vec<bool>,
 }
 
 impl Meter {
@@ -308,6 +317,7 @@ impl Meter {
             sources,
             in_total: in_total(&domains),
             stuck: vec![false; domains.len()],
+            standby: vec![false; domains.len()],
             bounded: domains.iter().any(|d| d.estimated()),
             domains,
             problems,
@@ -333,9 +343,21 @@ impl Meter {
         &self.in_total
     }
 
-    /// The CodeCarbon part each domain is reported in (see `parts`).
+    /// The CodeCarbon part each domain is reported in (see `parts`): a standby estimate's,
+    /// where it stands in, is its own kind's; the others' are as if it were not there.
     pub fn parts(&self) -> Vec<Option<Part>> {
-        parts(&self.domains)
+        let n = self.reported();
+        let mut out = parts(&self.domains[..n]);
+        out.extend(self.domains[n..].iter().map(|d| d.kind.part()));
+        out
+    }
+
+    /// How many domains come before the standby estimate's (all, where there is none).
+    fn reported(&self) -> usize {
+        self.standby
+            .iter()
+            .position(|&s| s)
+            .unwrap_or(self.domains.len())
     }
 
     pub fn sources(&self) -> &[Box<dyn Source>] {
@@ -661,9 +683,7 @@ impl Meter {
         let stalled: Vec<bool> = (0..self.domains.len())
             .map(|d| !failed[d] && self.stalled(d, duration_ns, end))
             .collect();
-        let counted: Vec<bool> = (0..self.domains.len())
-            .map(|d| self.in_total[d] && !stalled[d] && !failed[d])
-            .collect();
+        let counted = self.counted(&stalled, &failed);
         let total_j = sum_in_total(&counted, &joules);
         let total_range_j =
             sum_in_total(&counted, &joules_low).zip(sum_in_total(&counted, &joules_high));
@@ -673,6 +693,7 @@ impl Meter {
             duration_ns,
             interpolated: vec![false; joules.len()],
             stalled,
+            counted,
             failed,
             joules,
             joules_low,
@@ -680,6 +701,39 @@ impl Meter {
             total_j,
             total_range_j,
         }
+    }
+
+    /// Which domains a window with these stalled and failed domains adds up: those of the
+    /// total that were read and moved; and the standby estimate, where every RAPL counter of
+    /// the total stood still.
+    fn counted(&self, stalled: &[bool], failed: &[bool]) -> Vec<bool> {
+        let frozen = self.rapl_frozen(|d| stalled[d]);
+        (0..self.domains.len())
+            .map(|d| match self.standby[d] {
+                true => frozen && !failed[d],
+                false => self.in_total[d] && !stalled[d] && !failed[d],
+            })
+            .collect()
+    }
+
+    /// Whether this meter has a standby estimate and every RAPL counter of its total is
+    /// `stalled`.
+    fn rapl_frozen(&self, stalled: impl Fn(usize) -> bool) -> bool {
+        let mut rapl = (0..self.domains.len())
+            .filter(|&d| self.rapl_in_total(d))
+            .peekable();
+        self.standby.contains(&true) && rapl.peek().is_some() && rapl.all(stalled)
+    }
+
+    /// Whether domain `d` is a counter of the chosen RAPL path in the total.
+    fn rapl_in_total(&self, d: usize) -> bool {
+        let dom = &self.domains[d];
+        self.in_total[d] && matches!(dom.source, "powercap" | "msr" | "perf")
+    }
+
+    /// Per domain: whether it is a standby estimate (see `standby`).
+    pub fn standby(&self) -> &[bool] {
+        &self.standby
     }
 
     /// A counter in the total that has not moved at all since the meter started, over a
@@ -712,10 +766,15 @@ impl Meter {
     /// differences telescope, so the sum is exact where the windows are back to back).
     pub fn total_between(&self, start: &Snapshot, end: &Snapshot) -> Option<f64> {
         let duration_ns = end.t_ns.saturating_sub(start.t_ns);
+        let frozen = self.rapl_frozen(|d| self.stalled(d, duration_ns, end));
         let mut total = None;
         for (d, dom) in self.domains.iter().enumerate() {
             let failed = start.failures_of(d) != end.failures_of(d);
-            if self.in_total[d] && !failed && !self.stalled(d, duration_ns, end) {
+            let counts = match self.standby[d] {
+                true => frozen,
+                false => self.in_total[d] && !self.stalled(d, duration_ns, end),
+            };
+            if counts && !failed {
                 let raw = end.totals[d].wrapping_sub(start.totals[d]);
                 *total.get_or_insert(0.0) += raw as f64 / dom.units_per_joule;
             }
@@ -769,12 +828,9 @@ impl Meter {
             }
         }
         if changed {
-            let counted: Vec<bool> = (0..self.domains.len())
-                .map(|d| self.in_total[d] && !w.stalled[d] && w.failed.get(d) != Some(&true))
-                .collect();
-            w.total_j = sum_in_total(&counted, &w.joules);
-            w.total_range_j =
-                sum_in_total(&counted, &w.joules_low).zip(sum_in_total(&counted, &w.joules_high));
+            w.total_j = sum_in_total(&w.counted, &w.joules);
+            w.total_range_j = sum_in_total(&w.counted, &w.joules_low)
+                .zip(sum_in_total(&w.counted, &w.joules_high));
         }
     }
 

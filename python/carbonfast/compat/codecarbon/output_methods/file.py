@@ -17,6 +17,8 @@ from carbonfast.compat.codecarbon.output_methods.emissions_data import (
 )
 
 _TASK_COLUMNS = tuple(f.name for f in fields(TaskEmissionsData))
+# What an online CodeCarbon finds out from the machine's address.
+_LOOKED_UP = ("country_name", "country_iso_code", "region", "longitude", "latitude")
 
 
 class FileOutput(BaseOutput):
@@ -56,17 +58,23 @@ class FileOutput(BaseOutput):
             emissions_csv.append(self.save_file_path, row)
 
     def task_out(self, data: list[TaskEmissionsData], experiment_name: str) -> None:
-        """Rewrites the run's task file with a row per task, under TaskEmissionsData's whole
-        header. A column unknown in every row (where the machine is, which the drop-in never
-        looks up) stays, with empty cells: CodeCarbon's pandas would drop it, but CodeCarbon
-        itself always fills it (online or from its Canadian fallback), so scripts read those
-        columns by name."""
+        """Rewrites the run's task file with a row per task, under the header CodeCarbon's
+        would have. CodeCarbon's pandas leaves out a column empty in every row (offline: region,
+        longitude, latitude). Online, CodeCarbon always fills in where the machine is (from
+        its address, or its Canadian fallback), which the drop-in never looks up: those
+        columns stay, empty, so that scripts reading them by name work alike."""
         from carbonfast.report.files import write_atomically
 
         rows = [dict(d.values) for d in data]
+        located = any(r["country_iso_code"] is not None for r in rows)
+        columns = [
+            c
+            for c in _TASK_COLUMNS
+            if any(r[c] is not None for r in rows) or (c in _LOOKED_UP and not located)
+        ]
         text = io.StringIO()
         writer = csv.DictWriter(
-            text, fieldnames=_TASK_COLUMNS, extrasaction="ignore", lineterminator="\n"
+            text, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
         )
         writer.writeheader()
         writer.writerows(rows)
