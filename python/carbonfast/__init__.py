@@ -19,6 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import os
     from datetime import datetime
+    from typing import Any
 
     from carbonfast.carbon.advice import Advice
     from carbonfast.history_records import HistoryKind, HistoryRecords
@@ -60,6 +61,21 @@ def history(
     from carbonfast.history_records import history as _history
 
     return _history(label, kind=kind, since=since, until=until, limit=limit, path=path)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext carbonfast`: the `%carbonfast` and `%%carbonfast` magics (see
+    carbonfast.notebook)."""
+    from carbonfast.notebook import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """`%unload_ext carbonfast`: removes the magics."""
+    from carbonfast.notebook import unload
+
+    unload(ipython)
 
 
 __all__ = [
