@@ -13,15 +13,34 @@ from typing import Any
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
 
 import carbonfast as cf
 from carbonfast.notebook import parse_cell_line, parse_line
 from tests.fakes.powercap import FakePowercap
 
 
+@pytest.fixture(scope="module")
+def _ipython(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteractiveShell]:
+    """One in-process shell for these tests, its files (profile, input history) kept out of
+    the user's home; the builtins it adds are taken back afterwards."""
+    import builtins
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    added = {"__IPYTHON__", "display", "get_ipython"} - set(vars(builtins))
+    sh = InteractiveShell.instance(
+        config=config, ipython_dir=str(tmp_path_factory.mktemp("ipython"))
+    )
+    yield sh
+    InteractiveShell.clear_instance()
+    for name in added:
+        vars(builtins).pop(name, None)
+
+
 @pytest.fixture
-def shell(default_on: FakePowercap) -> Iterator[InteractiveShell]:
-    sh = InteractiveShell.instance()
+def shell(_ipython: InteractiveShell, default_on: FakePowercap) -> Iterator[InteractiveShell]:
+    sh = _ipython
     sh.run_line_magic("load_ext", "carbonfast")
     yield sh
     sh.run_line_magic("unload_ext", "carbonfast")

@@ -53,6 +53,9 @@ def test_the_example_notebook_runs_in_a_kernel(
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.prefix)"))
     monkeypatch.setenv("JUPYTER_PATH", str(_kernelspec(tmp_path / "jupyter")))
     monkeypatch.setenv("CARBONFAST_HISTORY", str(tmp_path / "history.sqlite"))
+    # The kernel's files (profile, input history, connection file) stay out of the home.
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     client = nbclient.NotebookClient(
         nb, kernel_name=KERNEL, timeout=120, resources={"metadata": {"path": str(tmp_path)}}
     )
