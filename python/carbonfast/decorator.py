@@ -71,6 +71,16 @@ class CallStats:
             f"energy_j={self.energy_j})"
         )
 
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from carbonfast.display import pretty
+
+        pretty(self, p, cycle)
+
+    def _repr_html_(self) -> str:
+        from carbonfast.display import call_stats_html
+
+        return call_stats_html(self)
+
 
 def resolve_sync(sync: str | Callable[[], object] | None) -> Callable[[], object] | None:
     """The function that waits for the device's queued work, so that a window's edges fall

@@ -360,6 +360,22 @@ class Measurement(_native.MeasurementBase):
             f"energy={energy}{state})"
         )
 
+    def __str__(self) -> str:
+        """The summary `carbonfast run` prints: energy per domain, total, emissions, notes."""
+        from carbonfast.report.console import format_summary
+
+        return format_summary(self.record())
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from carbonfast.display import pretty
+
+        pretty(self, p, cycle)
+
+    def _repr_html_(self) -> str:
+        from carbonfast.display import record_html
+
+        return record_html(self.record())
+
 
 class AttributedMeasurement(Measurement):
     """A Measurement that also knows its scope's share of the energy (`attributed`): the CPU

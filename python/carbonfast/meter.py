@@ -15,6 +15,8 @@ from carbonfast.measurement import DistributedMeasurement, Measurement
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from carbonfast._typing import EstimateScope as Scope
     from carbonfast._typing import GpuEnergy, RaplSource
     from carbonfast.distributed import Job
@@ -394,10 +396,11 @@ class Meter:
         return Trace(data, rows, width, names)
 
     @property
-    def sampler_stats(self) -> _native.SamplerStats | None:
+    def sampler_stats(self) -> SamplerStats | None:
         """Reads, missed deadlines, dropped samples and CPU time of the background thread;
         None where the meter needs none (no sampling, no counter that can wrap)."""
-        return self._native.sampler_stats
+        native = self._native.sampler_stats
+        return None if native is None else SamplerStats(native)
 
     @property
     def open_windows(self) -> list[str]:
@@ -406,6 +409,59 @@ class Meter:
     def __repr__(self) -> str:
         job = "" if self.job is None else f", job={self.job!r}"
         return f"Meter(domains={self.domain_names}{job})"
+
+    def __str__(self) -> str:
+        """Its domains: which are measured, which estimated, which sit inside the total."""
+        from carbonfast.display import meter_text
+
+        return meter_text(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from carbonfast.display import pretty
+
+        pretty(self, p, cycle)
+
+    def _repr_html_(self) -> str:
+        from carbonfast.display import meter_html
+
+        return meter_html(self)
+
+
+class SamplerStats:
+    """What the background sampler has done so far: reads (`samples`), `missed` deadlines,
+    `dropped` samples (the ring was full), `read_errors`, its thread's CPU time (`cpu_s`) and
+    its period (`period_s`); `sampling` is False where the meter only guards against wraps."""
+
+    __slots__ = ("cpu_s", "dropped", "missed", "period_s", "read_errors", "samples", "sampling")
+
+    def __init__(self, native: _native.SamplerStats) -> None:
+        self.sampling = native.sampling
+        self.samples = native.samples
+        self.missed = native.missed
+        self.dropped = native.dropped
+        self.read_errors = native.read_errors
+        self.cpu_s = native.cpu_s
+        self.period_s = native.period_s
+
+    def as_dict(self) -> dict[str, bool | int | float]:
+        return {name: getattr(self, name) for name in _SAMPLER_FIELDS}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"SamplerStats({fields})"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from carbonfast.display import pretty
+
+        pretty(self, p, cycle)
+
+    def _repr_html_(self) -> str:
+        from carbonfast.display import sampler_stats_html
+
+        return sampler_stats_html(self)
+
+
+_SAMPLER_FIELDS = ("sampling", "samples", "missed", "dropped", "read_errors", "cpu_s", "period_s")
 
 
 # The native sources of GPU libraries.
@@ -444,6 +500,13 @@ def _recorder(path: str | None) -> WindowRecorder | None:
 
         _recorders[path] = WindowRecorder(path)
     return _recorders[path]
+
+
+def flush_history(path: str) -> None:
+    """Writes to the history file `path` what this process's windows have left pending."""
+    recorder = _recorders.get(path)
+    if recorder is not None:
+        recorder.flush()
 
 
 _default: Meter | None = None

@@ -450,6 +450,22 @@ class Record:
 
     # Output ------------------------------------------------------------------------------
 
+    def __str__(self) -> str:
+        """The summary `carbonfast run` and `carbonfast report` print."""
+        from carbonfast.report.console import format_summary
+
+        return format_summary(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from carbonfast.display import pretty
+
+        pretty(self, p, cycle)
+
+    def _repr_html_(self) -> str:
+        from carbonfast.display import record_html
+
+        return record_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: what `--json`, `report --json` and the history store."""
         out: dict[str, Any] = {

@@ -115,6 +115,14 @@ class BenchResult:
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text("..." if cycle else str(self))
+
+    def _repr_html_(self) -> str:
+        from carbonfast.bench.display import bench_html
+
+        return bench_html(self)
+
 
 def _si(x: float, unit: str) -> str:
     if x == 0 or not math.isfinite(x):
@@ -140,6 +148,14 @@ class Comparison:
                 f"   {r['ratio']:.3f} ({r['ratio_ci'][0]:.3f}-{r['ratio_ci'][1]:.3f}) {mark}"
             )
         return "\n".join(lines)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text("..." if cycle else str(self))
+
+    def _repr_html_(self) -> str:
+        from carbonfast.bench.display import comparison_html
+
+        return comparison_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}

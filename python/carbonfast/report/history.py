@@ -487,6 +487,8 @@ class History:
         ]
         out = [dict(zip(keys, r, strict=True)) for r in rows]
         for r in out:
+            # SQLite keeps booleans as 0 and 1; JSON readers expect true and false.
+            r["estimated"] = bool(r["estimated"])
             if r["kind"] == SUMS:
                 r["count"] = counts.get(r["id"])
             whole = r.pop("whole_job")
