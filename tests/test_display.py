@@ -174,7 +174,7 @@ def test_a_meter_shows_which_domains_are_measured_and_which_estimated(
     assert pretty(meter) == text
     lines = {line.split()[0]: line for line in text.splitlines()[1:]}
     assert lines["package-0"].endswith("measured")
-    assert "inside the total" in lines["core-0"]
+    assert "not added to the total" in lines["core-0"]
     html = meter._repr_html_()
     assert "<table>" in html and "package-0" in html and "measured" in html
 

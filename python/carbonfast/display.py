@@ -188,7 +188,7 @@ def meter_text(meter: Meter) -> str:
 
 def _domain_how(d: DomainInfo) -> str:
     how = f"estimated ({d.method})" if d.estimated and d.method else _how(d.estimated, True)
-    return how if d.counts_in_total else f"{how}, inside the total"
+    return how if d.counts_in_total else f"{how}, not added to the total"
 
 
 def meter_html(meter: Meter) -> str:

@@ -411,7 +411,7 @@ class Meter:
         return f"Meter(domains={self.domain_names}{job})"
 
     def __str__(self) -> str:
-        """Its domains: which are measured, which estimated, which sit inside the total."""
+        """Its domains: which are measured, which estimated, which the total adds."""
         from carbonfast.display import meter_text
 
         return meter_text(self)
