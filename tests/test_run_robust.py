@@ -638,6 +638,8 @@ def test_a_frozen_rapl_tree_is_never_a_measured_zero(tmp_path: Path, estimate: b
     for name in ("package-0", "dram-0"):
         assert data["domains"][name]["energy_j"] is None, data["domains"][name]
         assert data["domains"][name]["stalled"], data["domains"][name]
+        [line] = [x for x in r.stderr.splitlines() if x.split()[:1] == [name]]
+        assert "unknown" in line and "never moved" in line, line
     if estimate:
         # Estimated in their place, and said so.
         assert data["energy_j"] > 0 and data["estimated"], data

@@ -64,6 +64,8 @@ def format_summary(record: Record, verbose: bool = False) -> str:
         rng = d.energy_range_j
         if d.estimated and rng:
             tag = f"  estimated, {format_joules(rng[0])} to {format_joules(rng[1])}"
+        elif d.stalled:
+            tag = "  (never moved: left out of the total)"
         elif not d.in_total:
             tag = "  (inside total)"
         elif rng:  # a counter that refreshes slowly: the edges are bounded
