@@ -6,8 +6,11 @@ Prints, side by side with no callback:
     timed directly on a fake powercap tree (3 domains) and on a machine without counters
     (estimated), in microseconds per call;
   - a real training loop per framework (transformers.Trainer with a one-layer BERT, Lightning
-    with a linear model, Keras 3 on torch with a dense layer), CPU only, with and without the
-    callback, runs interleaved, as seconds per step and their ratio.
+    with a linear model, Keras 3 on torch with a dense layer), CPU only, one torch thread, with
+    no callback, with the framework's own do-nothing callback (what any callback costs in the
+    framework's dispatch) and with carbonfast's, runs interleaved, as seconds per step (the
+    fastest run of each: on a shared machine the others time its neighbours too) and their
+    differences. A difference of a few percent either way is the machine's noise.
 The loops log every 10 steps (Keras: per epoch of 10 batches) with or without the callback,
 so the difference is the callback's alone.
 
@@ -92,7 +95,17 @@ def hook_costs(meter: cf.Meter, n: int) -> list[tuple[str, float, float]]:
     return rows
 
 
-def _hf_loop(steps: int, with_callback: bool, out: str) -> float:
+def _callbacks(kind: str, empty: Any, carbonfast: Any) -> list[Any]:
+    """No callback, the framework's own do-nothing callback (what one more callback costs in
+    the framework's dispatch), or carbonfast's."""
+    if kind == "none":
+        return []
+    if kind == "empty":
+        return [empty()]
+    return [carbonfast(label=f"bench-{time.monotonic_ns()}")]
+
+
+def _hf_loop(steps: int, kind: str, out: str) -> float:
     import torch
     import transformers
 
@@ -126,7 +139,7 @@ def _hf_loop(steps: int, with_callback: bool, out: str) -> float:
     )
     from carbonfast.integrations.transformers import CarbonfastCallback
 
-    callbacks = [CarbonfastCallback(label=f"hf-{time.monotonic_ns()}")] if with_callback else []
+    callbacks = _callbacks(kind, transformers.TrainerCallback, CarbonfastCallback)
     trainer = transformers.Trainer(
         model=transformers.BertForSequenceClassification(config),
         args=args,
@@ -139,7 +152,7 @@ def _hf_loop(steps: int, with_callback: bool, out: str) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def _lightning_loop(steps: int, with_callback: bool, out: str) -> float:
+def _lightning_loop(steps: int, kind: str, out: str) -> float:
     import lightning.pytorch as L
     import torch
 
@@ -158,7 +171,7 @@ def _lightning_loop(steps: int, with_callback: bool, out: str) -> float:
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
     data = torch.utils.data.TensorDataset(torch.randn(4 * steps, 16), torch.randn(4 * steps, 1))
-    callbacks = [CarbonfastCallback(label=f"pl-{time.monotonic_ns()}")] if with_callback else []
+    callbacks = _callbacks(kind, L.Callback, CarbonfastCallback)
     trainer = L.Trainer(
         max_steps=steps,
         log_every_n_steps=10,
@@ -175,7 +188,7 @@ def _lightning_loop(steps: int, with_callback: bool, out: str) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def _keras_loop(steps: int, with_callback: bool, out: str) -> float:
+def _keras_loop(steps: int, kind: str, out: str) -> float:
     import keras
     import numpy as np
 
@@ -184,19 +197,24 @@ def _keras_loop(steps: int, with_callback: bool, out: str) -> float:
     model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
     x = np.random.default_rng(0).normal(size=(40, 16)).astype("float32")
-    callbacks = [CarbonfastCallback(label=f"keras-{time.monotonic_ns()}")] if with_callback else []
+    callbacks = _callbacks(kind, keras.callbacks.Callback, CarbonfastCallback)
     epochs = max(1, steps // 10)
     t0 = time.perf_counter()
     model.fit(x, x[:, :1], batch_size=4, epochs=epochs, callbacks=callbacks, verbose=0)
     return (time.perf_counter() - t0) / (epochs * 10)
 
 
-def loop_costs(steps: int, repeats: int) -> list[tuple[str, float, float]]:
-    """(framework, s/step without, s/step with): medians of interleaved runs, after one
+def loop_costs(steps: int, repeats: int) -> list[tuple[str, float, float, float]]:
+    """(framework, s/step with no callback, with an empty one, with carbonfast's): the fastest
+    of interleaved runs (the least held up by whatever else the machine runs), after a
     warm-up run of each."""
     import logging
     import warnings
 
+    import torch
+
+    # One thread: a tiny model gains nothing from more, and the timings are steadier.
+    torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     rows = []
@@ -205,14 +223,16 @@ def loop_costs(steps: int, repeats: int) -> list[tuple[str, float, float]]:
         ("lightning", _lightning_loop),
         ("keras", _keras_loop),
     ):
+        kinds = ("none", "empty", "carbonfast")
+        times: dict[str, list[float]] = {k: [] for k in kinds}
         with tempfile.TemporaryDirectory() as out:
-            loop(20, False, out)
-            loop(20, True, out)
-            bare, with_cb = [], []
-            for _ in range(repeats):
-                bare.append(loop(steps, False, out))
-                with_cb.append(loop(steps, True, out))
-        rows.append((name, statistics.median(bare), statistics.median(with_cb)))
+            for kind in kinds:
+                loop(20, kind, out)
+            for i in range(repeats):
+                # Each in turn first: whatever a run leaves behind falls on each alike.
+                for kind in kinds[i % 3 :] + kinds[: i % 3]:
+                    times[kind].append(loop(steps, kind, out))
+        rows.append((name, *(min(times[k]) for k in kinds)))
     return rows
 
 
@@ -221,7 +241,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fewer calls and steps")
     opts = p.parse_args()
     n = 20_000 if opts.quick else 100_000
-    steps, repeats = (100, 3) if opts.quick else (300, 5)
+    steps, repeats = (100, 3) if opts.quick else (300, 9)
     with tempfile.TemporaryDirectory() as tmp:
         fake: FakePowercap = three_domain_tree(Path(tmp) / "sys")
         (Path(tmp) / "empty").mkdir()
@@ -233,12 +253,16 @@ def main() -> None:
             hook_costs(measured, n), hook_costs(estimated, n), strict=True
         ):
             print(f"  {name:<14}{s1:>12.3f} | {s2:>11.3f}{r1:>14.1f} | {r2:>11.1f}")
-    print(f"\ntraining loops on CPU, {steps} steps, median of {repeats} interleaved runs")
-    print(f"  {'framework':<14}{'no callback':>14}{'callback':>14}{'ratio':>9}{'per step':>12}")
-    for name, bare, with_cb in loop_costs(steps, repeats):
+    print(f"\ntraining loops on CPU, {steps} steps, fastest of {repeats} interleaved runs")
+    print(
+        f"  {'framework':<14}{'no callback':>14}{'empty one':>14}{'carbonfast':>14}"
+        f"{'ratio':>8}{'vs none':>12}{'vs empty':>12}"
+    )
+    for name, bare, empty, with_cb in loop_costs(steps, repeats):
         print(
-            f"  {name:<14}{bare * 1e3:>11.3f} ms{with_cb * 1e3:>11.3f} ms"
-            f"{with_cb / bare:>9.3f}{(with_cb - bare) * 1e6:>+9.1f} us"
+            f"  {name:<14}{bare * 1e3:>11.3f} ms{empty * 1e3:>11.3f} ms{with_cb * 1e3:>11.3f} ms"
+            f"{with_cb / bare:>8.3f}{(with_cb - bare) * 1e6:>+9.1f} us"
+            f"{(with_cb - empty) * 1e6:>+9.1f} us"
         )
 
 
