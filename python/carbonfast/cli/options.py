@@ -80,6 +80,10 @@ class _HelpAll(argparse.Action):
         parser.exit()
 
 
+# Subcommands' own options that only --help-all lists, so that --help fits on a screen.
+HELP_ALL_ONLY = frozenset({"--codecarbon"})
+
+
 def add_help_all(p: argparse.ArgumentParser, show_all: bool) -> None:
     p.add_argument(
         "--help-all",
@@ -88,6 +92,9 @@ def add_help_all(p: argparse.ArgumentParser, show_all: bool) -> None:
     )
     if not show_all:
         p.epilog = HELP_ALL_HINT
+        for action in p._actions:
+            if HELP_ALL_ONLY.intersection(action.option_strings):
+                action.help = argparse.SUPPRESS
 
 
 def add_settings(p: argparse.ArgumentParser, show_all: bool, default: Any = None) -> None:

@@ -6,6 +6,7 @@ the reports is a warning."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -55,6 +56,13 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argpa
         metavar="PATH",
         help="attribute to this cgroup v2 (a SLURM job's, a container's): --attribute cgroup:PATH",
     )
+    p.add_argument(
+        "--codecarbon",
+        action="store_true",
+        help="the command's Python imports carbonfast's CodeCarbon drop-in as `codecarbon` "
+        "(for code that imports codecarbon itself, such as transformers' "
+        'report_to="codecarbon")',
+    )
     p.add_argument("--no-history", action="store_true", help="do not record the run")
     p.add_argument("--quiet", action="store_true", help="no summary on stderr")
     p.add_argument(
@@ -77,11 +85,18 @@ def handle(args: argparse.Namespace) -> int:
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD))
     from carbonfast import guard
 
-    # A vendor library that crashes or hangs must not keep the command from running or lose
-    # its exit code: the measuring happens in a worker process (see carbonfast.guard).
-    return guard.run_guarded(
-        lambda: _run_worker(args, command, old_mask), command, FORWARDED, old_mask
-    )
+    # Set before the worker is forked: the command gets it whichever process starts it.
+    drop_in: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if args.codecarbon:
+        from carbonfast.cli.run_codecarbon import codecarbon_drop_in
+
+        drop_in = codecarbon_drop_in()
+    with drop_in:
+        # A vendor library that crashes or hangs must not keep the command from running or
+        # lose its exit code: the measuring happens in a worker process (see carbonfast.guard).
+        return guard.run_guarded(
+            lambda: _run_worker(args, command, old_mask), command, FORWARDED, old_mask
+        )
 
 
 def _run_worker(args: argparse.Namespace, command: list[str], old_mask: Any) -> int:

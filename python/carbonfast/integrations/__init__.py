@@ -1,0 +1,7 @@
+"""Callbacks for training loops: `carbonfast.integrations.transformers`,
+`carbonfast.integrations.lightning` and `carbonfast.integrations.keras`, each a
+`CarbonfastCallback` that adds the energy, power and emissions since the last report to what
+the loop logs.
+
+Importing this package imports no framework: each module imports its own when it is imported.
+"""
