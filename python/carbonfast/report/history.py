@@ -4,7 +4,8 @@ emissions and trace summary, and one row per window label with the sums of its w
 Every write is one transaction in WAL mode: a process killed mid-run leaves every record it had
 committed intact and readable. Windows are added up per label natively as they close (a few
 additions), and a background thread writes the sums now and then, so that a loop of a million
-windows neither slows down nor grows the file. Past MAX_ROWS records the oldest are pruned.
+windows neither slows down nor grows the file. Past MAX_ROWS records the oldest are pruned,
+and runs and benchmarks are bounded on their own (carbonfast.report.history_prune).
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from carbonfast.report.history_file import (
     use_wal,
     warn,
 )
+from carbonfast.report.history_prune import bounds as prune_bounds
+from carbonfast.report.history_prune import prune_kinds
 from carbonfast.report.window_sums import WindowSums as WindowSums
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from typing import Any, TypeVar
 
     T = TypeVar("T")
@@ -73,6 +76,7 @@ CREATE TABLE IF NOT EXISTS runs (
     whole_job INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_label ON runs (label);
+CREATE INDEX IF NOT EXISTS runs_kind ON runs (kind);
 CREATE TABLE IF NOT EXISTS domains (
     run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     name TEXT NOT NULL,
@@ -110,6 +114,7 @@ class History:
     say what it is and how to set it aside. Others move such a file (not a database, a damaged
     one, another program's) aside, under a new name no one can have planted, say so through
     `say`, and start a new history. `timeout` bounds each wait for another process's lock.
+    `bounds`: the most records of each bounded kind kept (default: as the settings say).
     """
 
     def __init__(
@@ -119,8 +124,11 @@ class History:
         read_only: bool = False,
         timeout: float = 30.0,
         say: Callable[[str], None] | None = None,
+        bounds: Mapping[str, int] | None = None,
     ) -> None:
         self.path = Path(path)
+        # Resolved now, so that a bad setting fails before anything is written.
+        self.bounds = dict(bounds) if bounds is not None else {} if read_only else prune_bounds()
         self.read_only = read_only
         self.timeout = timeout
         self._say = say or warn
@@ -323,6 +331,7 @@ class History:
                         "INSERT INTO traces VALUES (?, ?)", (run_id, json.dumps(trace))
                     )
                 ids.append(run_id)
+            prune_kinds(self._db, {r.kind for r, _ in records}, self.bounds)
         return ids
 
     def add_sums(self, sums: list[WindowSums]) -> None:
