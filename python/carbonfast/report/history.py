@@ -45,6 +45,8 @@ SCHEMA_VERSION = 1
 MAX_ROWS = 100_000
 # The kind of the rows that hold a label's window sums.
 SUMS = "windows"
+# What a listing shows of a label's sums (WindowSums.to_dict's keys).
+_SUMS_FIELDS = ("count", "min_j", "mean_j", "max_j")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -444,10 +446,11 @@ class History:
     ) -> list[dict[str, Any]]:
         """The newest records first; `label` filters by substring, `kind` by kind ("window"
         takes the label sums too), `job` by job id. Records of a job carry its id, host, rank
-        and world size."""
+        and world size; a label's sums, its count and the min, mean and max of its windows."""
         sql = (
             "SELECT id, kind, label, started_at, duration_s, energy_j, estimated, emissions_kg, "
-            "location, exit_code, job_id, host, rank, world_size, whole_job FROM runs"
+            "intensity_g_per_kwh, location, pue, exit_code, job_id, host, rank, world_size, "
+            "whole_job FROM runs"
         )
         where, args = [], []
         if job is not None:
@@ -466,17 +469,18 @@ class History:
 
         def step() -> tuple[list[Any], dict[Any, Any]]:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
-            counts = dict(
-                self._db.execute(
-                    "SELECT id, CASE WHEN json_valid(report) THEN json_extract(report, '$.count') "
-                    "END FROM runs WHERE kind = ?",
+            fields = ", ".join(f"json_extract(report, '$.{k}')" for k in _SUMS_FIELDS)
+            sums = {
+                r[0]: r[1:]
+                for r in self._db.execute(
+                    f"SELECT id, {fields} FROM runs WHERE kind = ? AND json_valid(report)",
                     (SUMS,),
                 ).fetchall()
-            )
-            return rows, counts
+            }
+            return rows, sums
 
         with self._lock:
-            rows, counts = self._guarded(step)
+            rows, sums = self._guarded(step)
         keys = [
             "id",
             "kind",
@@ -486,7 +490,9 @@ class History:
             "energy_j",
             "estimated",
             "emissions_kg",
+            "intensity_g_per_kwh",
             "location",
+            "pue",
             "exit_code",
             "job_id",
             "host",
@@ -499,7 +505,8 @@ class History:
             # SQLite keeps booleans as 0 and 1; JSON readers expect true and false.
             r["estimated"] = bool(r["estimated"])
             if r["kind"] == SUMS:
-                r["count"] = counts.get(r["id"])
+                r.update(zip(_SUMS_FIELDS, sums.get(r["id"], ()), strict=False))
+                r.setdefault("count", None)
             whole = r.pop("whole_job")
             if r["world_size"] is None:
                 for k in ("job_id", "rank", "world_size"):
