@@ -17,8 +17,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argpa
     p: argparse.ArgumentParser = sub.add_parser(
         "history",
         parents=[common],
-        usage="carbonfast history [--label TEXT] [--limit N] [--kind KIND] [--job ID] [--json] "
-        "[--country CODE]",
+        usage="carbonfast history [--label TEXT] [--limit N] [--kind KIND] [--job ID] [--json]",
+        description="The records of the history, newest first. A place (--country, --zone, "
+        "--cloud, --intensity) or --pue given here reprices their emissions at it.",
         help=summary,
     )
     p.add_argument("--label", metavar="TEXT", help="only those whose label contains this")
