@@ -199,13 +199,9 @@ class Measurement(_native.MeasurementBase):
 
     @property
     def emissions_range_kg(self) -> tuple[float, float] | None:
-        r = self.energy_range_j
-        if r is None:
-            return None
-        from carbonfast.carbon import emissions_kg
+        from carbonfast.carbon import emissions_range_kg
 
-        g = self.intensity_g_per_kwh
-        return (emissions_kg(r[0], g, self.pue), emissions_kg(r[1], g, self.pue))
+        return emissions_range_kg(self.energy_range_j, self.intensity_g_per_kwh, self.pue)
 
     @property
     def estimated(self) -> bool:

@@ -354,16 +354,33 @@ class Record:
 
     @classmethod
     def for_bench(cls, result: Any, label: str) -> Record:
-        """A benchmark: its calls' energy and time added up, the result itself kept whole."""
+        """A benchmark: its calls' energy and time added up, the result itself kept whole.
+        The energy's range is that of the calls at each end of their variant's 95% CI, and
+        the emissions are counted from both as every other record's are."""
+        from carbonfast.carbon import emissions_kg, emissions_range_kg
+
         variants = result.variants
-        total = sum(v.joules_per_call * v.calls_per_sample * v.samples for v in variants)
-        seconds = sum(v.seconds_per_call * v.calls_per_sample * v.samples for v in variants)
+        calls = [v.calls_per_sample * v.samples for v in variants]
+
+        def added(per_call: list[float]) -> float:
+            return sum(x * n for x, n in zip(per_call, calls, strict=True))
+
+        total = added([v.joules_per_call for v in variants])
+        seconds = added([v.seconds_per_call for v in variants])
+        # The mean lies inside its CI, but a CI from an older result is not trusted for that.
+        low = min(total, added([v.joules_per_call_ci[0] for v in variants]))
+        high = max(total, added([v.joules_per_call_ci[1] for v in variants]))
+        energy_range = (low, high) if variants else None
+        g, pue = result.intensity_g_per_kwh, result.pue
         return cls(
             kind="bench",
             label=label,
             started_at=result.started_at,
             duration_s=seconds,
             energy_j=total,
+            energy_range_j=energy_range,
+            emissions_kg=emissions_kg(total, g, pue),
+            emissions_range_kg=emissions_range_kg(energy_range, g, pue),
             estimated=result.estimated,
             intensity_g_per_kwh=result.intensity_g_per_kwh,
             intensity_source=result.intensity_source,

@@ -400,6 +400,17 @@ SETTINGS: dict[str, Setting] = {
     ),
     # Where runs and windows are recorded. Default: the project's (see default_history).
     "history": Setting("CARBONFAST_HISTORY", _history, "a file path, or off"),
+    # How many runs, and how many benchmarks, the history keeps (carbonfast.report.
+    # history_prune): the oldest go first, a distributed job's records together.
+    "history_max_runs": Setting(
+        "CARBONFAST_HISTORY_MAX_RUNS", _positive_int, "a whole number of runs, 1 or more", 1000
+    ),
+    "history_max_benches": Setting(
+        "CARBONFAST_HISTORY_MAX_BENCHES",
+        _positive_int,
+        "a whole number of benchmarks, 1 or more",
+        1000,
+    ),
     # Carbon intensity: the place from the strongest layer wins; within one layer, the most
     # specific of intensity > zone > cloud > country (carbonfast.carbon.Carbon decides).
     "country": Setting(

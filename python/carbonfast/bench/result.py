@@ -48,10 +48,11 @@ class BenchResult:
     id: int | None = None
 
     def __post_init__(self) -> None:
+        from carbonfast.carbon import emissions_kg
+
         for v in self.variants:
-            v.g_co2e_per_million_calls = (
-                v.joules_per_call * 1e6 / 3.6e6 * self.pue * self.intensity_g_per_kwh
-            )
+            kg = emissions_kg(v.joules_per_call * 1e6, self.intensity_g_per_kwh, self.pue)
+            v.g_co2e_per_million_calls = kg * 1e3
 
     def __getitem__(self, name: str) -> VariantResult:
         for v in self.variants:
@@ -86,21 +87,22 @@ class BenchResult:
     def __str__(self) -> str:
         best = min(self.variants, key=lambda v: v.joules_per_call)
         head = (
-            f"{'variant':<20}{'s/call':>12}{'J/call':>12}{'+/- 95%':>10}"
+            f"{'variant':<20}{'s/call':>12}{'+/- 95%':>10}{'J/call':>12}{'+/- 95%':>10}"
             f"{'g CO2e/1M calls':>17}{'x best (95% CI)':>24}"
         )
         lines = [head]
         for v in sorted(self.variants, key=lambda v: v.joules_per_call):
-            half = (v.joules_per_call_ci[1] - v.joules_per_call_ci[0]) / 2
-            pct = f"{half / v.joules_per_call:.1%}" if v.joules_per_call else "n/a"
             if v is best:
                 rel = "best"
             else:
                 mark = "significant" if v.significant else "not significant"
                 rel = f"{v.ratio:.2f} ({v.ratio_ci[0]:.2f}-{v.ratio_ci[1]:.2f}) {mark}"
             lines.append(
-                f"{v.name:<20}{_si(v.seconds_per_call, 's'):>12}{_si(v.joules_per_call, 'J'):>12}"
-                f"{pct:>10}{v.g_co2e_per_million_calls:>17.4g}  {rel}"
+                f"{v.name:<20}{_si(v.seconds_per_call, 's'):>12}"
+                f"{_half_width(v.seconds_per_call, v.seconds_per_call_ci):>10}"
+                f"{_si(v.joules_per_call, 'J'):>12}"
+                f"{_half_width(v.joules_per_call, v.joules_per_call_ci):>10}"
+                f"{v.g_co2e_per_million_calls:>17.4g}  {rel}"
             )
         lines.append(
             f"energy {'ESTIMATED from a model' if self.estimated else 'from counters'}; "
@@ -122,6 +124,11 @@ class BenchResult:
         from carbonfast.bench.display import bench_html
 
         return bench_html(self)
+
+
+def _half_width(value: float, ci: tuple[float, float]) -> str:
+    """A 95% CI as the share of the value it spans either side."""
+    return f"{(ci[1] - ci[0]) / 2 / value:.1%}" if value else "n/a"
 
 
 def _si(x: float, unit: str) -> str:

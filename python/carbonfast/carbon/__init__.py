@@ -21,6 +21,16 @@ def emissions_kg(energy_j: float, g_per_kwh: float, pue: float = 1.0) -> float:
     return energy_j / J_PER_KWH * pue * g_per_kwh / 1000.0
 
 
+def emissions_range_kg(
+    energy_range_j: tuple[float, float] | None, g_per_kwh: float, pue: float = 1.0
+) -> tuple[float, float] | None:
+    """The emissions of each end of an energy range (None where there is no range)."""
+    if energy_range_j is None:
+        return None
+    low, high = energy_range_j
+    return (emissions_kg(low, g_per_kwh, pue), emissions_kg(high, g_per_kwh, pue))
+
+
 class Carbon:
     """The carbon side of one configuration: where the energy is drawn, and the PUE.
 

@@ -1,5 +1,5 @@
-"""`carbonfast history`: the runs and windows recorded so far, and distributed jobs added up
-across their hosts and ranks."""
+"""`carbonfast history`: the runs and windows recorded so far (their emissions repriced at
+another place on request), and distributed jobs added up across their hosts and ranks."""
 
 from __future__ import annotations
 
@@ -18,15 +18,20 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argpa
         "history",
         parents=[common],
         usage="carbonfast history [--label TEXT] [--limit N] [--kind KIND] [--job ID] [--json]",
+        description="The records of the history, newest first. A place (--country, --zone, "
+        "--cloud, --intensity) or --pue given here reprices their emissions at it.",
         help=summary,
     )
     p.add_argument("--label", metavar="TEXT", help="only those whose label contains this")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (default 20)")
+    from carbonfast.record import KINDS
+
     p.add_argument(
         "--kind",
         metavar="KIND",
-        choices=("run", "bench", "window", "task"),
-        help="only records of this kind: run, bench, window (the label sums too) or task",
+        choices=KINDS,
+        help=f"only records of this kind: {', '.join(KINDS)} (window: kept windows and the "
+        "label sums, windows: the label sums alone)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
@@ -49,8 +54,15 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argpa
 
 
 def handle(args: argparse.Namespace) -> int:
+    from carbonfast.cli.history_reprice import repricing
     from carbonfast.report.history import History
 
+    reprice = repricing(args)
+    if reprice is not None and args.job:
+        raise ValueError(
+            "--job adds up a job as it was recorded; a place (--country, --zone, --cloud, "
+            "--intensity) or --pue reprices the listing without --job"
+        )
     path = history_path(args.history)
     if args.merge or args.job:
         _merge_job_records(args, path)
@@ -63,43 +75,19 @@ def handle(args: argparse.Namespace) -> int:
     if args.job:
         return _show_job(args, history)
     rows = history.list(label=args.label, limit=args.limit, kind=args.kind)
+    notes = []
+    if reprice is not None:
+        reprice.apply(rows)
+        notes.append(reprice.line)
     if args.json:
+        for note in notes:  # stdout is the JSON's alone
+            print(f"carbonfast: {note}", file=sys.stderr)
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'id':>5}  {'started (UTC)':<19}  {'kind':<7} {'s':>9} {'J':>11} {'g CO2e':>10}  label")
-    from carbonfast.report.console import printable
+    from carbonfast.cli.history_table import table
 
-    for r in rows:
-        energy = _number(r["energy_j"], ".4g", "unknown")
-        if r["estimated"]:
-            energy += "~"
-        grams = _number(r["emissions_kg"], ".4g", scale=1e3)
-        label = r["label"] or ""
-        if r.get("count") is not None:
-            label = f"{label or '(no label)'} x{r['count']}"
-        if r.get("world_size") is not None:
-            part = "whole job" if r.get("whole_job") else f"rank {r['rank']} on {r['host']}"
-            label = f"{label}  [job {r['job_id']}: {part}]"
-        print(
-            printable(
-                f"{r['id']:>5}  {_text(r['started_at'])[:19]:<19}  {_text(r['kind']):<7} "
-                f"{_number(r['duration_s'], '.3f'):>9} {energy:>11} {grams:>10}  {label}"
-            )
-        )
+    print("\n".join(table(rows, notes)))
     return 0
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _number(value: Any, spec: str, absent: str = "", scale: float = 1.0) -> str:
-    """A stored number in a table cell; what is not a number (an edited file) shown as is."""
-    if value is None:
-        return absent
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return format(value * scale, spec)
-    return str(value)
 
 
 def _merge_job_records(args: argparse.Namespace, path: str | None) -> None:
@@ -126,6 +114,7 @@ def _merge_job_records(args: argparse.Namespace, path: str | None) -> None:
 
 
 def _show_job(args: argparse.Namespace, history: Any) -> int:
+    from carbonfast.cli.history_table import ESTIMATED_MARK
     from carbonfast.report.job import format_job, summarize
 
     records = history.job_records(args.job)
@@ -150,7 +139,7 @@ def _show_job(args: argparse.Namespace, history: Any) -> int:
     for r in records:
         energy = "unknown" if r.energy_j is None else f"{r.energy_j:.4g}"
         if r.estimated:
-            energy += "~"
+            energy += ESTIMATED_MARK
         whole = " (whole job)" if r.hosts is not None else ""
         print(
             printable(
@@ -158,4 +147,8 @@ def _show_job(args: argparse.Namespace, history: Any) -> int:
                 f"{'' if r.rank is None else r.rank:>4} {energy:>11}  {r.label or ''}{whole}"
             )
         )
+    if any(r.estimated for r in records):
+        from carbonfast.cli.history_table import LEGEND
+
+        print(LEGEND)
     return 0

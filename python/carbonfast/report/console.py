@@ -7,7 +7,7 @@ import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import TextIO
+    from typing import Any, TextIO
 
     from carbonfast.measure import Measurement
     from carbonfast.record import AdviceEntry
@@ -110,12 +110,8 @@ def format_summary(record: Record, verbose: bool = False) -> str:
             f"{record.intensity_g_per_kwh:g} g/kWh x PUE {record.pue or 1:g})"
         )
         lines.append(f"  intensity from {record.intensity_source}")
-    for variant in (record.bench or {}).get("variants", []):
-        name = variant.get("name", "?")
-        lines.append(
-            f"  variant {name}: {variant.get('joules_per_call', 0):.4g} J/call, "
-            f"{variant.get('seconds_per_call', 0):.4g} s/call"
-        )
+    if record.bench is not None:
+        lines.extend(f"  {line}" for line in _bench_table(record.bench))
     shown = record.advice if verbose else _best_advice(record.advice)
     lines.extend(f"  advice: {advice['message']}" for advice in shown)
     notes = record.notes if verbose else [n for n in record.notes if not _is_detail(n)]
@@ -124,6 +120,17 @@ def format_summary(record: Record, verbose: bool = False) -> str:
     if hidden:
         lines.append(f"  --verbose: {hidden} more line(s) of advice and notes")
     return "\n".join(printable(line) for line in lines)
+
+
+def _bench_table(bench: dict[str, Any]) -> list[str]:
+    """A benchmark's comparison, as the benchmark itself prints it; a stored result that no
+    longer reads as one (an edited file) is said to be unreadable, the summary kept."""
+    from carbonfast.bench.result import BenchResult
+
+    try:
+        return str(BenchResult.from_dict(bench)).split("\n")
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, ZeroDivisionError):
+        return ["benchmark: its stored comparison is unreadable (see --json)"]
 
 
 # What each kind of advice would save, in kg CO2e: the cleaner place's saving, or the emissions

@@ -4,7 +4,8 @@ emissions and trace summary, and one row per window label with the sums of its w
 Every write is one transaction in WAL mode: a process killed mid-run leaves every record it had
 committed intact and readable. Windows are added up per label natively as they close (a few
 additions), and a background thread writes the sums now and then, so that a loop of a million
-windows neither slows down nor grows the file. Past MAX_ROWS records the oldest are pruned.
+windows neither slows down nor grows the file. Past MAX_ROWS records the oldest are pruned,
+and runs and benchmarks are bounded on their own (carbonfast.report.history_prune).
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from carbonfast.report.history_file import (
     use_wal,
     warn,
 )
+from carbonfast.report.history_prune import bounds as prune_bounds
+from carbonfast.report.history_prune import prune_kinds
 from carbonfast.report.window_sums import WindowSums as WindowSums
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from typing import Any, TypeVar
 
     T = TypeVar("T")
@@ -42,6 +45,8 @@ SCHEMA_VERSION = 1
 MAX_ROWS = 100_000
 # The kind of the rows that hold a label's window sums.
 SUMS = "windows"
+# What a listing shows of a label's sums (WindowSums.to_dict's keys).
+_SUMS_FIELDS = ("count", "min_j", "mean_j", "max_j")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,6 +78,7 @@ CREATE TABLE IF NOT EXISTS runs (
     whole_job INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_label ON runs (label);
+CREATE INDEX IF NOT EXISTS runs_kind ON runs (kind);
 CREATE TABLE IF NOT EXISTS domains (
     run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     name TEXT NOT NULL,
@@ -110,6 +116,7 @@ class History:
     say what it is and how to set it aside. Others move such a file (not a database, a damaged
     one, another program's) aside, under a new name no one can have planted, say so through
     `say`, and start a new history. `timeout` bounds each wait for another process's lock.
+    `bounds`: the most records of each bounded kind kept (default: as the settings say).
     """
 
     def __init__(
@@ -119,8 +126,11 @@ class History:
         read_only: bool = False,
         timeout: float = 30.0,
         say: Callable[[str], None] | None = None,
+        bounds: Mapping[str, int] | None = None,
     ) -> None:
         self.path = Path(path)
+        # Resolved now, so that a bad setting fails before anything is written.
+        self.bounds = dict(bounds) if bounds is not None else {} if read_only else prune_bounds()
         self.read_only = read_only
         self.timeout = timeout
         self._say = say or warn
@@ -323,6 +333,7 @@ class History:
                         "INSERT INTO traces VALUES (?, ?)", (run_id, json.dumps(trace))
                     )
                 ids.append(run_id)
+            prune_kinds(self._db, {r.kind for r, _ in records}, self.bounds)
         return ids
 
     def add_sums(self, sums: list[WindowSums]) -> None:
@@ -435,10 +446,11 @@ class History:
     ) -> list[dict[str, Any]]:
         """The newest records first; `label` filters by substring, `kind` by kind ("window"
         takes the label sums too), `job` by job id. Records of a job carry its id, host, rank
-        and world size."""
+        and world size; a label's sums, its count and the min, mean and max of its windows."""
         sql = (
             "SELECT id, kind, label, started_at, duration_s, energy_j, estimated, emissions_kg, "
-            "location, exit_code, job_id, host, rank, world_size, whole_job FROM runs"
+            "intensity_g_per_kwh, location, pue, exit_code, job_id, host, rank, world_size, "
+            "whole_job FROM runs"
         )
         where, args = [], []
         if job is not None:
@@ -457,17 +469,18 @@ class History:
 
         def step() -> tuple[list[Any], dict[Any, Any]]:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
-            counts = dict(
-                self._db.execute(
-                    "SELECT id, CASE WHEN json_valid(report) THEN json_extract(report, '$.count') "
-                    "END FROM runs WHERE kind = ?",
+            fields = ", ".join(f"json_extract(report, '$.{k}')" for k in _SUMS_FIELDS)
+            sums = {
+                r[0]: r[1:]
+                for r in self._db.execute(
+                    f"SELECT id, {fields} FROM runs WHERE kind = ? AND json_valid(report)",
                     (SUMS,),
                 ).fetchall()
-            )
-            return rows, counts
+            }
+            return rows, sums
 
         with self._lock:
-            rows, counts = self._guarded(step)
+            rows, sums = self._guarded(step)
         keys = [
             "id",
             "kind",
@@ -477,7 +490,9 @@ class History:
             "energy_j",
             "estimated",
             "emissions_kg",
+            "intensity_g_per_kwh",
             "location",
+            "pue",
             "exit_code",
             "job_id",
             "host",
@@ -490,7 +505,8 @@ class History:
             # SQLite keeps booleans as 0 and 1; JSON readers expect true and false.
             r["estimated"] = bool(r["estimated"])
             if r["kind"] == SUMS:
-                r["count"] = counts.get(r["id"])
+                r.update(zip(_SUMS_FIELDS, sums.get(r["id"], ()), strict=False))
+                r.setdefault("count", None)
             whole = r.pop("whole_job")
             if r["world_size"] is None:
                 for k in ("job_id", "rank", "world_size"):
