@@ -126,25 +126,28 @@ def _how(estimated: bool, in_total: bool) -> str:
 
 def records_text(records: Sequence[Record]) -> str:
     """Records as `carbonfast history` lists them: one line each, newest first."""
-    from carbonfast.report.console import printable
+    from carbonfast.report.history_table import table
 
-    lines = [
-        f"{'id':>5}  {'started (UTC)':<19}  {'kind':<7} {'s':>9} {'J':>11} {'g CO2e':>10}  label"
+    rows = [
+        {
+            "id": "" if r.id is None else r.id,
+            "started_at": r.started_at,
+            "kind": r.kind,
+            "duration_s": r.duration_s,
+            "energy_j": r.energy_j,
+            "estimated": r.estimated,
+            "emissions_kg": r.emissions_kg,
+            "label": r.label,
+            **(r.sums or {}),
+            "world_size": r.world_size,
+            "whole_job": r.hosts is not None,
+            "rank": r.rank,
+            "host": r.host,
+            "job_id": r.job_id,
+        }
+        for r in records
     ]
-    for r in records:
-        energy = "unknown" if r.energy_j is None else f"{r.energy_j:.4g}"
-        if r.estimated:
-            energy += "~"
-        grams = "" if r.emissions_kg is None else f"{r.emissions_kg * 1e3:.4g}"
-        lines.append(
-            printable(
-                f"{'' if r.id is None else r.id:>5}  {r.started_at[:19]:<19}  {r.kind:<7} "
-                f"{r.duration_s:>9.3f} {energy:>11} {grams:>10}  {_label(r)}"
-            )
-        )
-    if not records:
-        lines.append("(no records)")
-    return "\n".join(lines)
+    return "\n".join(table(rows, [] if records else ["(no records)"]))
 
 
 def _label(r: Record) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Literal, overload
+from typing import overload
+
+from carbonfast.record import KINDS, Kind
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,8 +21,7 @@ if TYPE_CHECKING:
     from carbonfast.record import Record
 
 # "windows" are one label's windows added up; "window" asks for them too, as the command does.
-HistoryKind = Literal["run", "window", "windows", "task", "bench"]
-_KINDS = ("run", "window", "windows", "task", "bench")
+HistoryKind = Kind
 
 
 def history(
@@ -33,8 +34,8 @@ def history(
     path: str | os.PathLike[str] | None = None,
 ) -> HistoryRecords:
     """carbonfast.history: the records of the history, newest first, filtered."""
-    if kind is not None and kind not in _KINDS:
-        raise ValueError(f"kind={kind!r} is not valid; expected one of {', '.join(_KINDS)}")
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is not valid; expected one of {', '.join(KINDS)}")
     if limit is not None and (not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit={limit!r} is not valid; expected a whole number >= 0")
     start, end = _instant(since, "since"), _instant(until, "until")

@@ -84,7 +84,7 @@ def handle(args: argparse.Namespace) -> int:
             print(f"carbonfast: {note}", file=sys.stderr)
         print(json.dumps(rows, indent=2))
         return 0
-    from carbonfast.cli.history_table import table
+    from carbonfast.report.history_table import table
 
     print("\n".join(table(rows, notes)))
     return 0
@@ -114,7 +114,7 @@ def _merge_job_records(args: argparse.Namespace, path: str | None) -> None:
 
 
 def _show_job(args: argparse.Namespace, history: Any) -> int:
-    from carbonfast.cli.history_table import ESTIMATED_MARK
+    from carbonfast.report.history_table import ESTIMATED_MARK
     from carbonfast.report.job import format_job, summarize
 
     records = history.job_records(args.job)
@@ -148,7 +148,7 @@ def _show_job(args: argparse.Namespace, history: Any) -> int:
             )
         )
     if any(r.estimated for r in records):
-        from carbonfast.cli.history_table import LEGEND
+        from carbonfast.report.history_table import LEGEND
 
         print(LEGEND)
     return 0
