@@ -30,7 +30,8 @@ def _rows(record: Record) -> list[tuple[str, str]]:
     from carbonfast.carbon.advice import fmt_mass
 
     energy = record.energy_j
-    rows = [
+    rows = [("label", record.label)] if record.label and record.label != record.title else []
+    rows += [
         ("kind", record.kind),
         ("started", record.started_at),
         ("duration", f"{record.duration_s:.3f} s"),
