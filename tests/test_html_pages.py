@@ -233,3 +233,54 @@ def test_a_run_too_short_for_a_plot_says_so(fake: FakePowercap, tmp_path: Path) 
     text = page.read_text()
     assert 'id="no-plot"' in text and "a plot needs at least 2" in text
     assert "<canvas" not in text and "uPlot" not in text  # nothing to draw, no library
+
+
+def test_embedded_json_cannot_end_its_script() -> None:
+    from carbonfast.report.page import json_script
+
+    element = json_script("d", {"label": "</script><script>alert(1)</script>&"})
+    assert element.count("</script>") == 1 and "<script>alert" not in element
+    body = element.removeprefix('<script type="application/json" id="d">')
+    assert json.loads(body.removesuffix("</script>"))["label"].startswith("</script>")
+
+
+def test_the_dashboard_adds_up_a_large_history_before_embedding_it(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benches"))
+    try:
+        from bench_history_html import build
+    finally:
+        sys.path.pop(0)
+    from carbonfast.report import dashboard_data
+
+    path = tmp_path / "h.sqlite"
+    build(path, 5000)
+    with sqlite3.connect(path) as db:
+        data = dashboard_data.collect(db)
+    cells = data["series"]["cells"]
+    assert 0 < len(cells["g"]) <= dashboard_data.MAX_CELLS
+    assert sum(cells["n"]) == 5000  # every record is in one bucket
+    assert len(data["labels"]) == 1000 and len(data["records"]) == dashboard_data.MAX_RECORDS
+    assert data["benches"] and data["jobs"]
+    assert len({g["label"] for g in data["series"]["groups"]}) <= dashboard_data.MAX_LABELS + 1
+
+
+def test_html_reports_import_no_plotting_library(fake: FakePowercap, tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from carbonfast.report import html\n"
+        "from carbonfast.record import Record\n"
+        "r = Record(kind='run', started_at='2025-01-01T00:00:00+00:00', duration_s=1.0,"
+        " energy_j=1.0)\n"
+        "html.render(r, {'t_s': [0, 1, 2], 'power_w': {'package-0': [None, 1.0, 2.0]}})\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'numpy')))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
+
+
+def test_the_uplot_files_ship_with_the_package() -> None:
+    from carbonfast.report.page import ASSETS
+
+    names = {p.name for p in ASSETS.iterdir()}
+    assert {"uPlot.iife.min.js", "uPlot.min.css", "LICENSE", "README.md", "pages.js"} <= names
+    assert "(v1.6.32)" in (ASSETS / "uPlot.iife.min.js").read_text()[:200]

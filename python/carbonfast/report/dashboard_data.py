@@ -57,7 +57,8 @@ def _series(db: sqlite3.Connection) -> dict[str, Any]:
     top = [
         row[0]
         for row in db.execute(
-            f"SELECT label FROM runs WHERE kind != ? AND label IS NOT NULL GROUP BY label "
+            # `+label`: one pass over the table, where the label index would read it row by row.
+            f"SELECT +label FROM runs WHERE kind != ? AND label IS NOT NULL GROUP BY +label "
             f"ORDER BY sum(coalesce(energy_j, 0)) DESC, count(*) DESC LIMIT {MAX_LABELS}",
             (_SUMS,),
         )
@@ -65,22 +66,35 @@ def _series(db: sqlite3.Connection) -> dict[str, Any]:
     marks = ", ".join("?" * len(top)) or "NULL"
     # A label outside the top ones is the one group `other`; no label stays NULL.
     group = f"CASE WHEN label IN ({marks}) THEN label WHEN label IS NULL THEN NULL ELSE 1 END"
-    where = f"kind != ? AND {_T} IS NOT NULL"
-    t0, t1, groups = db.execute(
-        f"SELECT min({_T}), max({_T}), count(DISTINCT kind || '/' || coalesce({group}, '')) "
-        f"FROM runs WHERE {where}",
+    # The span from the first and last start as text (carbonfast writes them all in UTC, so
+    # they sort as times) rather than from every row's parsed time; a row with another offset
+    # lands in the first or last bucket.
+    first, last = db.execute(
+        "SELECT min(started_at), max(started_at) FROM runs WHERE kind != ?", (_SUMS,)
+    ).fetchone()
+    t0, t1 = (
+        db.execute(
+            "SELECT (julianday(?) - 2440587.5) * 86400.0, (julianday(?) - 2440587.5) * 86400.0",
+            (first, last),
+        ).fetchone()
+        if first is not None
+        else (None, None)
+    )
+    empty: dict[str, Any] = {"t0": None, "width_s": None, "buckets": 0, "groups": [], "cells": {}}
+    if t0 is None or t1 is None:
+        return empty
+    (groups,) = db.execute(
+        f"SELECT count(*) FROM (SELECT DISTINCT kind, {group} FROM runs WHERE kind != ?)",
         (*top, _SUMS),
     ).fetchone()
-    empty: dict[str, Any] = {"t0": None, "width_s": None, "buckets": 0, "groups": [], "cells": {}}
-    if t0 is None:
-        return empty
     buckets = max(MIN_BUCKETS, min(MAX_BUCKETS, MAX_CELLS // max(1, groups)))
     width = max((t1 - t0) / buckets, 1e-3)
     rows = db.execute(
-        f"SELECT kind, {group} AS g, min({buckets - 1}, CAST(({_T} - ?) / ? AS INTEGER)) AS b, "
+        f"SELECT kind, g, max(0, min({buckets - 1}, CAST((t - ?) / ? AS INTEGER))) AS b, "
         "count(*), count(energy_j), sum(energy_j), sum(emissions_kg), max(estimated) "
-        f"FROM runs WHERE {where} GROUP BY kind, g, b ORDER BY b",
-        (*top, t0, width, _SUMS),
+        f"FROM (SELECT kind, {group} AS g, {_T} AS t, energy_j, emissions_kg, estimated "
+        "FROM runs WHERE kind != ?) WHERE t IS NOT NULL GROUP BY kind, g, b ORDER BY b",
+        (t0, width, *top, _SUMS),
     ).fetchall()
     keys: dict[tuple[str, Any], int] = {}
     cells: dict[str, list[Any]] = {k: [] for k in ("g", "b", "n", "known", "j", "kg", "est")}
