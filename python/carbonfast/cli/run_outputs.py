@@ -48,13 +48,6 @@ def check_outputs(args: argparse.Namespace) -> None:
         except (OSError, ValueError) as e:
             why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             raise ValueError(f"{flag} {path}: cannot be written there ({why})") from None
-    if args.html:
-        import importlib.util
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise ValueError(
-                "--html needs matplotlib for its plots: pip install 'carbonfast[report]'"
-            )
 
 
 # How long `run` waits for a history another process holds: before the command, a glance

@@ -1,12 +1,17 @@
-"""A self-contained HTML report: power trace per domain, energy split, emissions, advice.
-matplotlib is imported only here, only when a report is asked for."""
+"""A record as one self-contained HTML page: for a run, window or task its power trace per domain
+and in total (drawn in the browser by uPlot, zoomable), the energy split, emissions, advice and
+notes; for a benchmark its comparison (see bench_page).
+
+Nothing heavy is imported: the page is a few string joins and one JSON dump, so `--html` costs
+a run milliseconds, not the second a plotting library's import took.
+"""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import os
+
+from carbonfast.report.page import document, finite, text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -15,60 +20,18 @@ if TYPE_CHECKING:
 
     from carbonfast.record import Record
 
-
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+_SPLIT_NAME_W = 150
+_SPLIT_BAR_W = 360
+_SPLIT_ROW_H = 20
 
 
-def _figures(record: Record, trace: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError(
-            "HTML reports draw their plots with matplotlib: pip install matplotlib"
-        ) from None
-    out = []
-    if trace and len(trace.get("t_s", [])) > 1:
-        fig, ax = plt.subplots(figsize=(9, 3.6))
-        t0 = trace["t_s"][0]
-        for name, power in trace["power_w"].items():
-            ax.plot([t - t0 for t in trace["t_s"]], power, label=name, linewidth=1.2)
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("power (W)")
-        ax.set_title("Power per domain")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
-        out.append(("power trace", _png(fig)))
-        plt.close(fig)
-    domains = record.domains
-    if domains:
-        fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(domains)))
-        known = {n: d.energy_j for n, d in domains.items() if d.energy_j is not None}
-        names = list(known)
-        values = list(known.values())
-        colors = ["#999999" if domains[n].estimated else "#2a7d4f" for n in names]
-        ax.barh(names, values, color=colors)
-        ax.set_xlabel("energy (J)  -  grey: estimated")
-        ax.set_title("Energy per domain")
-        ax.invert_yaxis()
-        out.append(("energy split", _png(fig)))
-        plt.close(fig)
-    return out
-
-
-def render(record: Record, trace: Mapping[str, Any] | None = None) -> str:
-    """The HTML text of a record."""
+def _rows(record: Record) -> list[tuple[str, str]]:
+    """The summary table: what ran, when, how long, its energy and emissions."""
     from carbonfast.carbon.advice import fmt_mass
 
-    esc = html.escape
-    title = record.title or "measurement"
     energy = record.energy_j
-    rows = [
+    rows = [("label", record.label)] if record.label and record.label != record.title else []
+    rows += [
         ("kind", record.kind),
         ("started", record.started_at),
         ("duration", f"{record.duration_s:.3f} s"),
@@ -94,42 +57,110 @@ def render(record: Record, trace: Mapping[str, Any] | None = None) -> str:
         )
     if record.exit_code is not None:
         rows.append(("exit code", str(record.exit_code)))
-    for variant in (record.bench or {}).get("variants", []):
-        rows.append(
-            (
-                f"variant {variant.get('name', '?')}",
-                f"{variant.get('joules_per_call', 0):.4g} J/call, "
-                f"{variant.get('seconds_per_call', 0):.4g} s/call",
-            )
-        )
-    figures = _figures(record, trace)
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>carbonfast: {esc(title)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;"
-        "color:#222}td{padding:.2em .8em;vertical-align:top}img{max-width:100%}"
-        "h1{font-size:1.4em}</style></head><body>",
-        f"<h1>{esc(title)}</h1><table>",
-        *(f"<tr><td><b>{esc(k)}</b></td><td>{esc(v)}</td></tr>" for k, v in rows),
-        "</table>",
+    return rows
+
+
+def trace_data(record: Record, trace: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The trace as the page's chart reads it: seconds from the start, watts per domain (each
+    marked estimated or measured) and the total of the domains that count in it; None where
+    there are fewer than two points, too few for a line."""
+    if not trace:
+        return None
+    times = [finite(t) for t in trace.get("t_s") or []]
+    if len(times) < 2 or None in times:
+        return None
+    t0 = times[0] or 0.0
+    t = [(x or 0.0) - t0 for x in times]
+    domains, counted = [], []
+    power = trace.get("power_w")
+    for name, values in power.items() if isinstance(power, dict) else []:
+        w = [finite(v) for v in values][: len(t)] if isinstance(values, list) else []
+        w += [None] * (len(t) - len(w))
+        d = record.domains.get(name)
+        domains.append({"name": text(name), "estimated": bool(d and d.estimated), "w": w})
+        if d is None or d.in_total:
+            counted.append(w)
+    total: list[float | None] = []
+    for k in range(len(t)):
+        column = [w[k] for w in counted]
+        total.append(None if not column or None in column else sum(c or 0.0 for c in column))
+    estimated = any(
+        d.estimated and d.in_total for n, d in record.domains.items() if n in (power or {})
+    )
+    return {"t": t, "domains": domains, "total": total, "total_estimated": estimated}
+
+
+def _split_svg(record: Record) -> str:
+    """Each domain's energy as a horizontal bar from 0, estimated ones grey and named so."""
+    known = [(n, d) for n, d in record.domains.items() if d.energy_j is not None]
+    if not known:
+        return '<p class="note">No domain\'s energy is known.</p>'
+    top = max((d.energy_j or 0.0) for _, d in known)
+    scale = _SPLIT_BAR_W / top if top > 0 else 0.0
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_SPLIT_NAME_W + _SPLIT_BAR_W + 150}" '
+        f'height="{_SPLIT_ROW_H * len(known) + 4}" font-size="12" font-family="sans-serif" '
+        'role="img" aria-label="energy per domain">'
     ]
-    for alt, data in figures:
-        # The onload hook lets a headless browser confirm the plot decoded and drew.
-        parts.append(
-            f"<figure><img alt='{esc(alt)}' src='data:image/png;base64,{data}' "
-            'onload="document.body.dataset.plotsDrawn = '
-            '(+(document.body.dataset.plotsDrawn || 0) + 1)"></figure>'
+    for i, (name, d) in enumerate(known):
+        y = i * _SPLIT_ROW_H + 2
+        mid = y + _SPLIT_ROW_H / 2 + 4
+        energy = d.energy_j or 0.0
+        tag = " (estimated)" if d.estimated else ""
+        out.append(
+            f'<text x="{_SPLIT_NAME_W - 6}" y="{mid:.1f}" text-anchor="end">'
+            f"{html.escape(name[:24])}</text>"
+            f'<rect x="{_SPLIT_NAME_W}" y="{y + 3}" width="{max(energy, 0) * scale:.1f}" '
+            f'height="{_SPLIT_ROW_H - 6}" fill="{"#aaaaaa" if d.estimated else "#2a7d4f"}"/>'
+            f'<text x="{_SPLIT_NAME_W + _SPLIT_BAR_W + 6}" y="{mid:.1f}">'
+            f"{energy:.4g} J{tag}{'' if d.in_total else ', not in the total'}</text>"
         )
-    if record.advice:
-        parts.append("<h2>Advice</h2><ul>")
-        parts += [f"<li>{esc(a['message'])}</li>" for a in record.advice]
-        parts.append("</ul>")
-    if record.notes:
-        parts.append("<h2>Notes</h2><ul>")
-        parts += [f"<li>{esc(n)}</li>" for n in record.notes]
-        parts.append("</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _no_plot(record: Record, trace: Mapping[str, Any] | None) -> str:
+    points = len(trace.get("t_s") or []) if trace else 0
+    return (
+        f'<p class="note" id="no-plot">No power plot: this {html.escape(record.kind)} lasted '
+        f"{record.duration_s:.3g} s and its trace has {points} point{'s' * (points != 1)}; a "
+        "plot needs at least 2 (a run is sampled at --sample-hz, 10 per second by default, "
+        "and a window or task keeps no trace).</p>"
+    )
+
+
+def _list(heading: str, items: list[str]) -> str:
+    if not items:
+        return ""
+    listed = "".join(f"<li>{html.escape(i)}</li>" for i in items)
+    return f"<h2>{heading}</h2><ul>{listed}</ul>"
+
+
+def render(record: Record, trace: Mapping[str, Any] | None = None) -> str:
+    """The HTML text of a record."""
+    if record.kind == "bench" and record.bench:
+        from carbonfast.report import bench_page
+
+        return bench_page.render(record)
+    esc = html.escape
+    title = record.title or "measurement"
+    chart = trace_data(record, trace)
+    body = [
+        f"<h1>{esc(title)}</h1><table>",
+        *(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in _rows(record)),
+        "</table><h2>Power</h2>",
+        '<div id="power" class="chart"></div>' if chart else _no_plot(record, trace),
+    ]
+    if chart and any(d["estimated"] for d in chart["domains"]):
+        body.append('<p class="note">Dashed lines are estimated domains, not counters.</p>')
+    body += [
+        "<h2>Energy per domain</h2>",
+        _split_svg(record),
+        _list("Advice", [a["message"] for a in record.advice]),
+        _list("Notes", list(record.notes)),
+    ]
+    # Without a chart the page needs no script: it is then a few kilobytes.
+    return document(title, "\n".join(body), data={"trace": chart}, start="run" if chart else None)
 
 
 def write(
