@@ -149,3 +149,11 @@ def test_a_bad_place_or_one_with_job_is_an_error(
     assert "unknown country 'XX'" in capsys.readouterr().err
     assert main(["history", "--history", str(db), "--country", "FR", "--job", "j"]) == 2
     assert "--job adds up a job as it was recorded" in capsys.readouterr().err
+
+
+def test_a_report_refuses_a_place_and_points_to_the_listing(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "1", "--history", str(db), "--country", "FR"]) == 2
+    assert "give the place" in capsys.readouterr().err
+    assert main(["report", "1", "--history", str(db)]) == 0

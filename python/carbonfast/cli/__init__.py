@@ -24,8 +24,6 @@ COMMANDS = {
     "report": "show a recorded run; write it as HTML",
     "serve": "export this host's energy to Prometheus (pip install 'carbonfast[serve]')",
 }
-# Options a module of their own adds to a command: `history --html` (the dashboard).
-EXTENSIONS = {"history": "carbonfast.cli.history_html"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,8 +78,6 @@ def build_parser(show_all: bool = False, command: str | None = None) -> argparse
         if command in (None, name):
             module = importlib.import_module(f"carbonfast.cli.{name}")
             q = module.add_parser(sub, common, summary)
-            if name in EXTENSIONS:
-                importlib.import_module(EXTENSIONS[name]).extend(q)
             options.add_help_all(q, show_all)
         else:  # named in `carbonfast --help`; takes anything, and says it was not loaded
             stub = sub.add_parser(name, help=summary, add_help=False)

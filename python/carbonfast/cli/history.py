@@ -17,7 +17,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argpa
     p: argparse.ArgumentParser = sub.add_parser(
         "history",
         parents=[common],
-        usage="carbonfast history [--label TEXT] [--limit N] [--kind KIND] [--job ID] [--json]",
+        usage="carbonfast history [--label TEXT] [--kind KIND] [--limit N] [--job ID] "
+        "[--json | --html FILE]",
         description="The records of the history, newest first. A place (--country, --zone, "
         "--cloud, --intensity) or --pue given here reprices their emissions at it.",
         help=summary,
@@ -34,6 +35,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argpa
         "label sums, windows: the label sums alone)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        type=Path,
+        help="write the whole history as one self-contained page (charts, filters) instead",
+    )
     p.add_argument(
         "--job",
         metavar="ID",
@@ -54,6 +61,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argpa
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.html is not None:
+        from carbonfast.cli.history_html import write
+
+        return write(args)
     from carbonfast.cli.history_reprice import repricing
     from carbonfast.report.history import History
 

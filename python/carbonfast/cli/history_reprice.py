@@ -69,6 +69,11 @@ class Repricing:
         return f"g CO2e repriced at {where} x {pue}, not as recorded"
 
 
+def place_given(args: argparse.Namespace) -> bool:
+    """Whether the command line names a place or a PUE."""
+    return any(getattr(args, k, None) is not None for k in _REPRICING)
+
+
 def repricing(args: argparse.Namespace) -> Repricing | None:
     """The repricing the command line asks for (None: none; the emissions as recorded)."""
     given = {k: getattr(args, k) for k in _REPRICING if getattr(args, k, None) is not None}

@@ -31,6 +31,15 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argpa
 
 
 def handle(args: argparse.Namespace) -> int:
+    from carbonfast.cli.history_reprice import place_given
+
+    if place_given(args):
+        # A report shows a record as it was measured and counted; the listing reprices.
+        raise ValueError(
+            "carbonfast report shows a record as recorded, at the intensity it was counted "
+            "at; to see its emissions at another place, give the place (--country, --zone, "
+            "--cloud, --intensity) or --pue to `carbonfast history`"
+        )
     from carbonfast.report.console import format_summary
     from carbonfast.report.history import History
 
