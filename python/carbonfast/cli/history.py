@@ -31,21 +31,19 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, summary: str) -> argpa
         "--kind",
         metavar="KIND",
         choices=KINDS,
-        help=f"only records of this kind: {', '.join(KINDS)} (window: kept windows and the "
-        "label sums, windows: the label sums alone)",
+        help=f"only records of this kind: {', '.join(KINDS)} (windows: the label sums)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
         "--html",
         metavar="FILE",
         type=Path,
-        help="write the whole history as one self-contained page (charts, filters) instead",
+        help="write the whole history as one page, with charts and filters",
     )
     p.add_argument(
         "--job",
         metavar="ID",
-        help="one distributed job across its hosts and ranks, added up (with job_dir set, "
-        "its parts there are merged first)",
+        help="one distributed job, added up across its hosts and ranks",
     )
     p.add_argument(
         "--merge",
