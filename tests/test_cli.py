@@ -140,6 +140,9 @@ def test_run_forwards_signals_and_still_reports(
     child = (
         "import signal, sys, time, pathlib\n"
         "signal.signal(signal.SIGTERM, lambda *a: sys.exit(42))\n"
+        # Python leaves SIGINT ignored where it started so (a suite run in the background of
+        # a script): the command asks for it, as an interactive program would.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         f"pathlib.Path({str(ready)!r}).touch()\n"
         "time.sleep(30)\n"
     )
