@@ -20,7 +20,7 @@
 
 use crate::clock::monotonic_ns;
 use crate::meter::{Meter, Snapshot};
-use crate::refresh::{self, Step};
+use crate::refresh::{self, Period, Step, StepLog};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -126,44 +126,42 @@ impl Ring {
         for c in 0..self.stepped.len() {
             let col = &self.stepped[c];
             let (source, index, seen) = (col.source, col.index, col.count);
-            let Some(Some((count, n, period))) = meter.with_log(source, index, |log| {
-                let count = log.count();
-                if count == seen {
-                    return None;
-                }
-                let want = (count.saturating_sub(seen) as usize)
-                    .saturating_add(2)
-                    .min(TRACE_STEPS);
-                Some((count, log.copy_newest(&mut buf[..want]), log.period()))
-            }) else {
+            let Some(Some((count, n, period))) =
+                meter.with_log(source, index, |log| newest_steps(log, seen, &mut buf))
+            else {
                 continue;
             };
-            let steps = &mut buf[..n];
-            refresh::tighten(steps, period);
-            let newest = steps.last().map_or(0, Step::mid_ns);
-            // The newest refresh's place still narrows when the next one comes (`tighten`
-            // reads each refresh's successor), so the rows after the one before it are written
-            // again then: rows made final against a place that later moved would sit beside
-            // rows written against the new one, and their difference is no power at all.
-            let settled = n.checked_sub(2).map_or(0, |i| steps[i].mid_ns());
-            let column = 1 + self.stepped[c].domain;
-            let until = self.stepped[c].until_ns;
-            for k in 0..self.len {
-                let r = (self.head + self.capacity - 1 - k) % self.capacity;
-                let row = &mut self.data[r * self.width..(r + 1) * self.width];
-                if row[0] <= until {
-                    break;
-                }
-                if row[0] <= newest {
-                    row[column] = refresh::trace_energy(steps, row[0])
-                        .map_or(UNKNOWN, |e| e.round().min(UNKNOWN as f64 - 1.0) as u64);
-                }
-            }
-            let col = &mut self.stepped[c];
-            col.count = count;
-            col.until_ns = col.until_ns.max(settled);
-            col.written_ns = col.written_ns.max(newest);
+            self.place(c, count, &mut buf[..n], period);
         }
+    }
+
+    /// Writes column `c`'s rows that the refreshes `steps` (the newest of its log, which has
+    /// seen `count` in all) place, narrowing their places with the period first.
+    fn place(&mut self, c: usize, count: u64, steps: &mut [Step], period: Period) {
+        refresh::tighten(steps, period);
+        let newest = steps.last().map_or(0, Step::mid_ns);
+        // The newest refresh's place still narrows when the next one comes (`tighten` reads
+        // each refresh's successor), so the rows after the one before it are written again
+        // then: rows made final against a place that later moved would sit beside rows
+        // written against the new one, and their difference is no power at all.
+        let settled = steps.len().checked_sub(2).map_or(0, |i| steps[i].mid_ns());
+        let column = 1 + self.stepped[c].domain;
+        let until = self.stepped[c].until_ns;
+        for k in 0..self.len {
+            let r = (self.head + self.capacity - 1 - k) % self.capacity;
+            let row = &mut self.data[r * self.width..(r + 1) * self.width];
+            if row[0] <= until {
+                break;
+            }
+            if row[0] <= newest {
+                row[column] = refresh::trace_energy(steps, row[0])
+                    .map_or(UNKNOWN, |e| e.round().min(UNKNOWN as f64 - 1.0) as u64);
+            }
+        }
+        let col = &mut self.stepped[c];
+        col.count = count;
+        col.until_ns = col.until_ns.max(settled);
+        col.written_ns = col.written_ns.max(newest);
     }
 
     /// Stores a sample; returns true when it overwrote the oldest one.
@@ -188,6 +186,20 @@ impl Ring {
             &self.data[r * self.width..(r + 1) * self.width]
         })
     }
+}
+
+/// The refreshes a log has seen since it had seen `seen` (and two before them, for the
+/// interpolation and the period's narrowing), copied into `buf`: the log's count, how many were
+/// copied, and its period; None where it has seen none since.
+fn newest_steps(log: &StepLog, seen: u64, buf: &mut [Step]) -> Option<(u64, usize, Period)> {
+    let count = log.count();
+    if count == seen {
+        return None;
+    }
+    let want = (count.saturating_sub(seen) as usize)
+        .saturating_add(2)
+        .min(buf.len());
+    Some((count, log.copy_newest(&mut buf[..want]), log.period()))
 }
 
 #[derive(Default)]
@@ -577,4 +589,89 @@ fn clock_ns(id: libc::clockid_t) -> u64 {
         return 0;
     }
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US: u64 = 1_000;
+    const MS: u64 = 1_000_000;
+    /// Raw units a refresh adds (a counter refreshing every 10 ms at a steady power).
+    const STEP: u64 = 1_000_000;
+
+    fn push_rows(ring: &mut Ring, from_ns: u64, to_ns: u64, raw: u64) {
+        let mut snap = Snapshot::default();
+        snap.totals = vec![raw];
+        let mut t = from_ns;
+        while t < to_ns {
+            snap.t_ns = t;
+            ring.push(&snap);
+            t += 250 * US;
+        }
+    }
+
+    fn resolve(ring: &mut Ring, log: &StepLog) {
+        let mut buf = [Step {
+            lo_ns: 0,
+            hi_ns: 0,
+            total: 0,
+        }; TRACE_STEPS];
+        if let Some((count, n, period)) = newest_steps(log, ring.stepped[0].count, &mut buf) {
+            ring.place(0, count, &mut buf[..n], period);
+        }
+    }
+
+    #[test]
+    fn a_refresh_whose_place_narrows_later_leaves_no_spike_in_the_trace() {
+        // A counter refreshing every 10 ms (at 5.5, 15 and 25 ms), sampled every 250 µs. The
+        // refresh at 15 ms is seen loosely, between reads at 14 and 18 ms, and placed with the
+        // period from the one before (mid 15.5 ms); the next, seen tightly, narrows it again
+        // (mid 15.2 ms). Rows made final against the first place beside rows written against
+        // the second showed twice the power where the two met.
+        let mut log = StepLog::new(Period::new(10 * MS));
+        let mut ring = Ring::new(
+            2,
+            1_000,
+            vec![SteppedColumn {
+                domain: 0,
+                source: 0,
+                index: 0,
+                count: 0,
+                until_ns: 0,
+                written_ns: 0,
+            }],
+        );
+        log.observe(0, 400 * US, 500 * US);
+        log.observe(0, 5_350 * US, 5_400 * US);
+        log.observe(STEP, 5_600 * US, 5_650 * US);
+        log.observe(STEP, 14 * MS, 14_050 * US);
+        log.observe(2 * STEP, 17_950 * US, 18 * MS);
+        push_rows(&mut ring, 250 * US, 18 * MS, 0);
+        resolve(&mut ring, &log);
+        log.observe(2 * STEP, 24_850 * US, 24_900 * US);
+        log.observe(3 * STEP, 25_050 * US, 25_100 * US);
+        push_rows(&mut ring, 18 * MS, 26 * MS, 0);
+        resolve(&mut ring, &log);
+
+        // As the trace reads them: rows after the newest refresh's place are unknown yet.
+        let written = ring.stepped[0].written_ns;
+        let known: Vec<(u64, u64)> = ring
+            .rows()
+            .filter(|r| r[1] != UNKNOWN && r[0] <= written)
+            .map(|r| (r[0], r[1]))
+            .collect();
+        assert!(known.len() > 70, "{} rows placed", known.len());
+        // A refresh's worth over 10 ms: about STEP / 10 a millisecond, 250 µs at a time.
+        let steady = STEP as f64 / 10.0 / 4.0;
+        for w in known.windows(2) {
+            let rise = w[1].1 as f64 - w[0].1 as f64;
+            assert!(
+                (0.5 * steady..=1.5 * steady).contains(&rise),
+                "{rise} between {} and {} µs (steady: {steady})",
+                w[0].0 / US,
+                w[1].0 / US
+            );
+        }
+    }
 }
