@@ -601,8 +601,10 @@ mod tests {
     const STEP: u64 = 1_000_000;
 
     fn push_rows(ring: &mut Ring, from_ns: u64, to_ns: u64, raw: u64) {
-        let mut snap = Snapshot::default();
-        snap.totals = vec![raw];
+        let mut snap = Snapshot {
+            totals: vec![raw],
+            ..Snapshot::default()
+        };
         let mut t = from_ns;
         while t < to_ns {
             snap.t_ns = t;
