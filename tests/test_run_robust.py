@@ -624,7 +624,7 @@ def test_a_frozen_rapl_tree_is_never_a_measured_zero(tmp_path: Path, estimate: b
             *("--powercap-root", str(fake.root), "run", "--json", str(report)),
             *("--csv", str(table), "--", "sleep", "0.5"),
         ],
-        env=env_for(tmp_path),
+        env=env_for(tmp_path, CARBONFAST_HISTORY=str(tmp_path / "h.sqlite")),
         capture_output=True,
         text=True,
         check=False,
@@ -647,6 +647,17 @@ def test_a_frozen_rapl_tree_is_never_a_measured_zero(tmp_path: Path, estimate: b
         assert any("RAPL is present but frozen: estimating" in n for n in data["notes"])
         [row] = list(csv.DictReader(table.open()))
         assert float(row["cpu_energy"]) > 0 and float(row["ram_energy"]) > 0, row
+    # The stored trace: the frozen counters are unknown at every point, never 0 W; the
+    # estimate that stood in for them is traced.
+    from carbonfast.report.history import History
+
+    _, trace = History(tmp_path / "h.sqlite", read_only=True).get(1)
+    assert trace is not None, "no trace"
+    for name in ("package-0", "dram-0"):
+        assert set(trace["power_w"][name]) == {None}, trace["power_w"][name]
+    assert ("cpu" in trace["power_w"]) == estimate
+    if estimate:
+        assert all(p > 0 for p in trace["power_w"]["cpu"][1:]), trace["power_w"]["cpu"]
     info = subprocess.run(
         [*CLI, *flags, "--powercap-root", str(fake.root), "info"],
         env=env_for(tmp_path),

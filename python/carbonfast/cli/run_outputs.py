@@ -140,9 +140,17 @@ def trace_dict(meter: Any, m: Any) -> dict[str, Any] | None:
     keep = keep[:: max(1, len(keep) // TRACE_POINTS)]
     t = [table[r * width] for r in keep]
     power: dict[str, list[float | None]] = {}
-    for col, name in enumerate(meter.domain_names, start=1):
+    w = m.window()
+    for col, (d, stalled, counted) in enumerate(
+        zip(meter.all_domains, w.stalled, w.counted, strict=True), start=1
+    ):
+        if d.standby and not counted:
+            continue  # an estimate that did not stand in for frozen counters: not reported
+        if stalled:  # a counter that never moved: unknown, never 0 W
+            power[d.name] = [None] * len(keep)
+            continue
         e = [table[r * width + col] for r in keep]
         p = [(e[k] - e[k - 1]) / (t[k] - t[k - 1]) for k in range(1, len(e))]
         first_point: list[float | None] = [None]  # no power before the first sample
-        power[name] = first_point + [w if w == w else None for w in p]
+        power[d.name] = first_point + [x if x == x else None for x in p]
     return {"t_s": t, "power_w": power}
