@@ -430,3 +430,21 @@ def test_prometheus_rate_of_the_energy_counter_is_the_power_drawn(
                 proc.kill()
                 proc.wait()
         log.close()
+
+
+def test_a_frozen_rapl_is_estimated_in_its_place(fake: FakePowercap, serve: Any) -> None:
+    # Nothing moves: past 250 of RAPL's refreshes, the estimate stands in for the package
+    # and DRAM, in the domains and in the emissions.
+    meter = cf.Meter(fake.root)
+    collector = serve.MeterCollector(meter)
+    assert set(by_domain(scrape(collector)["carbonfast_energy_joules"])) == set()
+    time.sleep(0.3)
+    families = scrape(collector)
+    energy = by_domain(families["carbonfast_energy_joules"])
+    assert set(energy) == {"cpu", "ram"} and all(j > 0 for j in energy.values()), energy
+    [emissions] = [s.value for s in families["carbonfast_emissions_grams"].samples]
+    assert emissions > 0
+    # The package moves: measured again, and the estimate is no longer shown.
+    fake.add(PKG, 1_000_000)
+    assert set(by_domain(scrape(collector)["carbonfast_energy_joules"])) == {"package-0"}
+    collector.close()

@@ -173,6 +173,9 @@ class MeterCollector:
         # An open window keeps the meter's wrap guard reading every counter at half its
         # shortest wrap period, so no wrap is lost however far apart scrapes come.
         start = self._native.open_window()
+        # Since the exporter started: whether an estimate stands in for frozen RAPL counters
+        # is the core's call over that span (Window.counted).
+        self._start = start
         self._closed = False
         zero = [0.0] * len(domains)
         self._joules = zero
@@ -224,10 +227,10 @@ class MeterCollector:
         stale_family.add_metric(list(self.constant_labels.values()), 1.0 if stale else 0.0)
         yield stale_family
 
-    def _read(self) -> tuple[int, list[int]] | None:
-        """(t_ns, raw totals) read now, on a thread of its own; None where the read does not
-        finish within READ_DEADLINE_S or fails. While one read is under way no other starts:
-        a scrape meanwhile waits for that one."""
+    def _read(self) -> tuple[int, list[int], list[bool]] | None:
+        """(t_ns, raw totals, what the total adds) read now, on a thread of its own; None
+        where the read does not finish within READ_DEADLINE_S or fails. While one read is
+        under way no other starts: a scrape meanwhile waits for that one."""
         with self._read_lock:
             pending = self._pending
             if pending is None:
@@ -242,7 +245,8 @@ class MeterCollector:
     def _run_read(self, pending: _Read) -> None:
         try:
             snap = self._native.read()
-            pending.result = (snap.t_ns, list(snap.totals))
+            counted = self._native.window(self._start, snap).counted
+            pending.result = (snap.t_ns, list(snap.totals), list(counted))
         except Exception:  # the scrape answers stale: one failed read must not fail it
             pending.result = None
         finally:
@@ -250,7 +254,7 @@ class MeterCollector:
                 self._pending = None
             pending.done.set()
 
-    def _apply(self, now: int, totals: list[int]) -> None:
+    def _apply(self, now: int, totals: list[int], counted: list[bool]) -> None:
         """Takes a reading into the exported state. Under the lock."""
         # The native totals never go back (a counter that does is not counted); the max
         # keeps a Prometheus counter's promise whatever the source, models included.
@@ -259,18 +263,22 @@ class MeterCollector:
         self._joules = joules
         self._read_t_ns = now
         ref_t, ref = self._power_reference(now, joules)
+        # A standby estimate is shown, and added, where it stands in for frozen RAPL.
         shown = [
-            (a or raw > 0) and not s
-            for a, raw, s in zip(self._always_shown, totals, self._standby, strict=True)
+            c if s else a or raw > 0
+            for a, raw, s, c in zip(self._always_shown, totals, self._standby, counted, strict=True)
         ]
         self._shown = shown
-        total = sum(j for j, t, s in zip(joules, self._in_total, shown, strict=True) if t and s)
+        in_total = [
+            t or (s and c) for t, s, c in zip(self._in_total, self._standby, counted, strict=True)
+        ]
+        total = sum(j for j, t, s in zip(joules, in_total, shown, strict=True) if t and s)
         g_per_kwh = self._current_intensity()
         if total > self._total_j:
             pue = self.meter.carbon.pue
             self._grams += emissions_kg(total - self._total_j, g_per_kwh, pue) * 1000.0
             self._total_j = total
-        self._any_total = any(t and s for t, s in zip(self._in_total, shown, strict=True))
+        self._any_total = any(t and s for t, s in zip(in_total, shown, strict=True))
         dt = (now - ref_t) * 1e-9
         self._power = [(j - r) / dt for j, r in zip(joules, ref, strict=True)] if dt > 0 else None
 
@@ -365,7 +373,8 @@ class _Read:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.result: tuple[int, list[int]] | None = None
+        # (t_ns, raw totals, per domain whether the total since the start adds it)
+        self.result: tuple[int, list[int], list[bool]] | None = None
 
 
 _BUSY = (
