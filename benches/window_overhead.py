@@ -59,9 +59,13 @@ def main() -> None:
     shm = Path("/dev/shm")
     base = Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else None))
     fake = three_domain_tree(base)
-    meter = cf.Meter(fake.root, source="powercap", gpu=False, history="off")
+    # A working RAPL is seen to step at start-up, and its meter keeps no estimate standing by
+    # for frozen counters; this tree cannot step, so the estimate is off to build that meter.
+    working = {"source": "powercap", "estimate": False}
+    meter = cf.Meter(fake.root, gpu=False, history="off", **working)
     # The default: every closed window queued for the history, written by a background thread.
-    recording = cf.Meter(fake.root, source="powercap", gpu=False, history=base / "h.sqlite")
+    recording = cf.Meter(fake.root, gpu=False, history=base / "h.sqlite", **working)
+    assert not any(d.standby for d in meter.all_domains)
     assert len(meter.domains) == 3, meter.domains
     paths = [d.path for d in meter.domains]
     native = meter._native
@@ -98,13 +102,13 @@ def main() -> None:
     amd = FakeAmdSmi(base / "amd", "gpu 0 name=MI300X uuid=a-1 bdf=0000:03:00.0 power_w=300\n")
     gpu_off = {"nvml_library": nowhere / "libnvidia-ml.so.1", "amdsmi_library": nowhere / "x.so"}
     sensors = cf.Meter(
-        fake.root, source="powercap", gpu=True, hwmon_root=hwmon.root, history="off", **gpu_off
+        fake.root, gpu=True, hwmon_root=hwmon.root, history="off", **working, **gpu_off
     )
     assert len(sensors.domains) == 7, sensors.domain_names
     sensor_paths = [d.path for d in sensors.domains]
     with_amd = cf.Meter(
         fake.root,
-        source="powercap",
+        **working,
         gpu=True,
         hwmon_root=hwmon.root,
         nvml_library=gpu_off["nvml_library"],

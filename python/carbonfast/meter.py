@@ -332,16 +332,20 @@ class Meter:
         """A window on this meter (see carbonfast.measure). `attribute` ("process", "tree",
         "thread", "cgroup" or "cgroup:PATH") also reports that scope's share of the energy,
         as `m.attributed`."""
+        plain = attribute is None or attribute == "off"
+        if plain and sync is None and distributed is None and self.job is None:
+            # The common case, on every window: the class is imported once (an import here
+            # cost a microsecond a window), not on each call.
+            window = _PLAIN_WINDOW or _plain_window()
+            return window(label, self, None, Measurement, default_meter, keep)
         # Windows are built on meters: the import is here, not at the top, so that the windows
         # module can import this one.
-        from carbonfast.windows import Window, attributed_window, checked_scope, make_window
+        from carbonfast.windows import attributed_window, checked_scope, make_window
 
-        if attribute is not None and attribute != "off":
+        if attribute is not None and not plain:
             if distributed:
                 raise ValueError("attribute= is not available for a distributed window")
             return attributed_window(label, self, sync, keep, checked_scope(attribute))
-        if sync is None and distributed is None and self.job is None:  # the common case
-            return Window(label, self, None, Measurement, default_meter, keep)
         return make_window(label, self, sync, keep, distributed)
 
     def attribution(self, scope: str) -> _native.Attribution:
@@ -511,6 +515,18 @@ def flush_history(path: str) -> None:
 
 _default: Meter | None = None
 _default_lock = threading.Lock()
+
+
+# The plain window class, once imported (windows.py imports this module: not at the top).
+_PLAIN_WINDOW: type[Window] | None = None
+
+
+def _plain_window() -> type[Window]:
+    global _PLAIN_WINDOW
+    from carbonfast.windows import Window
+
+    _PLAIN_WINDOW = Window
+    return Window
 
 
 def default_meter() -> Meter:
