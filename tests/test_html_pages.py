@@ -284,3 +284,20 @@ def test_the_uplot_files_ship_with_the_package() -> None:
     names = {p.name for p in ASSETS.iterdir()}
     assert {"uPlot.iife.min.js", "uPlot.min.css", "LICENSE", "README.md", "pages.js"} <= names
     assert "(v1.6.32)" in (ASSETS / "uPlot.iife.min.js").read_text()[:200]
+
+
+@needs_chromium
+def test_the_dashboards_filters_start_where_the_command_line_says(project: Project) -> None:
+    page = project.root / "dash.html"
+    r = _cli("history", "--html", "dash.html", "--label", "infer", "--kind", "run", project=project)
+    assert r.returncode == 0, r.stderr
+    opened = _open(page)
+    _drew(opened, charts=3)
+    assert 'id="f-label" type="search" size="24" value="infer"' in opened.dom
+    assert 'data-selected="run"' in opened.dom
+    records = re.search(r'<table[^>]*id="records".*?</table>', opened.dom, re.S)
+    assert records, opened.dom[-2000:]
+    # The listing holds the one run whose label has "infer", and no other record.
+    assert html.escape(RUN_LABELS[2], quote=False) in records[0]
+    assert html.escape(RUN_LABELS[0], quote=False) not in records[0]
+    assert html.escape(BENCH_LABEL, quote=False) not in records[0]

@@ -17,6 +17,8 @@ def write(args: argparse.Namespace) -> int:
     if not path or not Path(path).exists():
         raise ValueError(f"no history at {path}; run `carbonfast run` first")
     check_target(args.html)
-    size = dashboard.write(args.html, path)
+    # --label and --kind are where the page's filters start; the page holds the whole history.
+    selected = {"label": args.label or "", "kind": args.kind or ""}
+    size = dashboard.write(args.html, path, selected)
     print(f"carbonfast: wrote {args.html} ({size / 1024:.0f} KiB)", file=sys.stderr)
     return 0

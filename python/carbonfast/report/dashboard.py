@@ -53,10 +53,15 @@ def render(data: dict[str, Any], source: str) -> str:
     return document("history", body, data=data, start="dashboard")
 
 
-def write(path: str | os.PathLike[str], history: str | os.PathLike[str]) -> int:
+def write(
+    path: str | os.PathLike[str],
+    history: str | os.PathLike[str],
+    selected: dict[str, str] | None = None,
+) -> int:
     """Writes the dashboard of the history file `history` to `path`; returns its size in
-    bytes. The history is opened as `carbonfast history` opens it: a file that is not one is
-    named, and nothing is changed."""
+    bytes. `selected` ({"label": ..., "kind": ...}) is where the page's filters start. The
+    history is opened as `carbonfast history` opens it: a file that is not one is named, and
+    nothing is changed."""
     from carbonfast.report.dashboard_data import collect
     from carbonfast.report.files import write_atomically
     from carbonfast.report.history import History
@@ -64,7 +69,9 @@ def write(path: str | os.PathLike[str], history: str | os.PathLike[str]) -> int:
     History(history, read_only=True).close()
     db = sqlite3.connect(history)
     try:
-        page = render(collect(db), str(history))
+        data = collect(db)
+        data["selected"] = selected or {}
+        page = render(data, str(history))
     finally:
         db.close()
     write_atomically(path, page)

@@ -104,6 +104,14 @@ var carbonfast = (function () {
       o.value = k;
       select.appendChild(o);
     });
+    // Where the filters start (`carbonfast history --html --label ... --kind ...`); kept as
+    // attributes too, so that the page as saved says what it showed.
+    var selected = d.selected || {}, labelBox = document.getElementById("f-label");
+    if (selected.label) { labelBox.value = selected.label; labelBox.setAttribute("value", selected.label); }
+    if (selected.kind && d.kinds[selected.kind] != null) {
+      select.value = selected.kind;
+      select.setAttribute("data-selected", selected.kind);
+    }
     var total = kinds.reduce(function (n, k) { return n + d.kinds[k]; }, 0);
     document.getElementById("summary").textContent = total + " records (" +
       kinds.map(function (k) { return d.kinds[k] + " " + k; }).join(", ") + "), as of " + d.generated_at + ".";
