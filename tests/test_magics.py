@@ -16,7 +16,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 import carbonfast as cf
-from carbonfast.notebook import parse_cell_line, parse_line
+from carbonfast.integrations.ipython import parse_cell_line, parse_line
 from tests.fakes.powercap import FakePowercap
 
 

@@ -65,15 +65,15 @@ def history(
 
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext carbonfast`: the `%carbonfast` and `%%carbonfast` magics (see
-    carbonfast.notebook)."""
-    from carbonfast.notebook import load
+    carbonfast.integrations.ipython)."""
+    from carbonfast.integrations.ipython import load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """`%unload_ext carbonfast`: removes the magics."""
-    from carbonfast.notebook import unload
+    from carbonfast.integrations.ipython import unload
 
     unload(ipython)
 
