@@ -105,3 +105,27 @@ def test_by_default_a_thousand_runs_are_kept(
     for name in ("CARBONFAST_HISTORY_MAX_RUNS", "CARBONFAST_HISTORY_MAX_BENCHES"):
         monkeypatch.delenv(name, raising=False)
     assert History(tmp_path / "h.sqlite").bounds == {"run": 1000, "bench": 1000}
+
+
+def test_a_bad_bound_stops_a_run_before_its_command_starts(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    marker = tmp_path / "ran"
+    env = {
+        **os.environ,
+        "CARBONFAST_HISTORY": str(tmp_path / "h.sqlite"),
+        "CARBONFAST_HISTORY_MAX_RUNS": "lots",
+        "CARBONFAST_POWERCAP_ROOT": str(tmp_path / "no-rapl"),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "carbonfast.cli", "run", "--", "touch", str(marker)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "CARBONFAST_HISTORY_MAX_RUNS='lots' is not valid" in r.stderr
+    assert not marker.exists()

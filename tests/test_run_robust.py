@@ -609,6 +609,31 @@ def test_a_history_that_cannot_be_written_warns_once_and_the_program_goes_on(
     assert m.energy_j is not None  # measuring goes on
 
 
+def test_a_rapl_that_refreshes_every_millisecond_is_measured_not_estimated(
+    tmp_path: Path,
+) -> None:
+    """The frozen-RAPL estimate never stands in for a working counter: a package refreshing
+    every millisecond, read in 10 us (tests/fakes/slow_rapl.c), beside a window of 0.3 s."""
+    from tests.fakes.slow_rapl import slow_rapl_env
+
+    env = slow_rapl_env(tmp_path, delay_us=10)
+    child = (
+        "import json, os, time, carbonfast as cf\n"
+        "m = cf.Meter(os.environ['CARBONFAST_POWERCAP_ROOT'], gpu=False, history='off')\n"
+        "with m.measure() as w:\n"
+        "    time.sleep(0.3)\n"
+        "print(json.dumps([w.estimated, w.total_domains, w.energy_j, w.notes]))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", child], env=env, capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    _, total, energy, notes = json.loads(r.stdout)
+    # The tree has no DRAM zone: RAM is estimated, as on any such machine; the package is not.
+    assert total == ["package-0", "ram"], notes
+    assert energy > 0 and not any("frozen" in n for n in notes), notes
+
+
 @pytest.mark.parametrize("estimate", [True, False])
 def test_a_frozen_rapl_tree_is_never_a_measured_zero(tmp_path: Path, estimate: bool) -> None:
     from tests.fakes.powercap import three_domain_tree

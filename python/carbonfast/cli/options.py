@@ -151,9 +151,12 @@ def meter_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def history_path(explicit: str | None = None) -> str | None:
+    """The history file; its bounds are checked with it, so that a bad one is an error before
+    any command runs, not a run left unrecorded after it."""
     from carbonfast.config import resolve
+    from carbonfast.report.history_prune import BOUNDED
 
-    return resolve(("history",), {"history": explicit})["history"]
+    return resolve(("history", *BOUNDED.values()), {"history": explicit})["history"]
 
 
 def add_history_option(p: argparse.ArgumentParser) -> None:
