@@ -301,3 +301,11 @@ def test_the_dashboards_filters_start_where_the_command_line_says(project: Proje
     assert html.escape(RUN_LABELS[2], quote=False) in records[0]
     assert html.escape(RUN_LABELS[0], quote=False) not in records[0]
     assert html.escape(BENCH_LABEL, quote=False) not in records[0]
+
+
+def test_a_page_that_cannot_be_written_is_named_as_given(project: Project) -> None:
+    for args in (("history",), ("report", str(project.run_ids[0]))):
+        r = _cli(*args, "--html", "/proc/x.html", project=project)
+        assert r.returncode == 2, r.stderr
+        assert "--html /proc/x.html: cannot be written there" in r.stderr, r.stderr
+        assert ".tmp" not in r.stderr

@@ -11,12 +11,12 @@ from carbonfast.cli.options import history_path
 
 def write(args: argparse.Namespace) -> int:
     from carbonfast.report import dashboard
-    from carbonfast.report.files import check_target
+    from carbonfast.report.files import check_writable
 
     path = history_path(args.history)
     if not path or not Path(path).exists():
         raise ValueError(f"no history at {path}; run `carbonfast run` first")
-    check_target(args.html)
+    check_writable(args.html, "--html")
     # --label and --kind are where the page's filters start; the page holds the whole history.
     selected = {"label": args.label or "", "kind": args.kind or ""}
     size = dashboard.write(args.html, path, selected)

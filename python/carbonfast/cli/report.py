@@ -48,6 +48,10 @@ def handle(args: argparse.Namespace) -> int:
         raise ValueError(f"no history at {path}; run `carbonfast run` first")
     if not 1 <= args.run_id < 2**63:
         raise ValueError(f"no record {args.run_id} in {path}; `carbonfast history` lists them")
+    if args.html:
+        from carbonfast.report.files import check_writable
+
+        check_writable(args.html, "--html")
     record, trace = History(path, read_only=True, say=warn).get(args.run_id)
     if args.json:
         print(json.dumps(record.to_dict(), indent=2))

@@ -4,8 +4,6 @@ CSV row, the history (which another process may hold) and the power trace kept t
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 from typing import Any
 
 from carbonfast.cli.messages import warn
@@ -23,31 +21,14 @@ def append_csv(args: argparse.Namespace, record: Record, cpu_seconds: float) -> 
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Before the command starts: every output can be written where it was asked for. A
-    file is made (then removed) where each will be written, as it will be; an existing CSV,
-    which a run appends to, is only opened for appending."""
-    from carbonfast.report.files import check_target, probe
+    """Before the command starts: every output can be written where it was asked for (see
+    report.files.check_writable); an existing CSV, which a run appends to, is only opened for
+    appending."""
+    from carbonfast.report.files import check_writable
 
     for flag, path in (("--json", args.json), ("--csv", args.csv), ("--html", args.html)):
-        if path is None:
-            continue
-        target = Path(path)
-        parent = target.parent
-        if target.is_dir() and not target.is_symlink():
-            raise ValueError(f"{flag} {path}: is a directory; name a file in it")
-        try:
-            check_target(target)
-        except ValueError as e:
-            raise ValueError(f"{flag} {e}") from None
-        if not parent.is_dir():
-            raise ValueError(f"{flag} {path}: the directory {parent} does not exist")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise ValueError(f"{flag} {path}: the directory {parent} is not writable")
-        try:
-            probe(target, append=flag == "--csv")
-        except (OSError, ValueError) as e:
-            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            raise ValueError(f"{flag} {path}: cannot be written there ({why})") from None
+        if path is not None:
+            check_writable(path, flag, append=flag == "--csv")
 
 
 # How long `run` waits for a history another process holds: before the command, a glance

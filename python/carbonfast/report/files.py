@@ -27,6 +27,29 @@ def check_target(path: str | os.PathLike[str]) -> None:
         raise ValueError(f"{path} is {what}; carbonfast writes only regular files")
 
 
+def check_writable(path: str | os.PathLike[str], flag: str, *, append: bool = False) -> None:
+    """Raises ValueError, naming `flag` and the path as given, unless a file can be written at
+    `path`: a file is made (then removed) where it will go, as it will be, so that work done
+    before the write is never lost to it."""
+    target = Path(path)
+    parent = target.parent
+    if target.is_dir() and not target.is_symlink():
+        raise ValueError(f"{flag} {path}: is a directory; name a file in it")
+    try:
+        check_target(target)
+    except ValueError as e:
+        raise ValueError(f"{flag} {e}") from None
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: the directory {parent} is not writable")
+    try:
+        probe(target, append=append)
+    except (OSError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ValueError(f"{flag} {path}: cannot be written there ({why})") from None
+
+
 def write_atomically(path: str | os.PathLike[str], text: str) -> None:
     """Replaces `path` with `text`: a crash mid-write leaves the previous file, never half of
     the new one."""
