@@ -121,7 +121,7 @@ def test_a_bench_result_shows_intervals_ratios_and_a_chart() -> None:
     assert_safe_html(html)
     assert "<table>" in html and html.count("<tr>") == 3
     assert "95% CI" in html and "27 µJ to 33 µJ" in html  # the loop's interval
-    assert "3.00 (2.85 to 3.15), significant" in html and ">best<" in html
+    assert "3.00 (2.85-3.15) significant" in html and ">best<" in html
     svg = re.search(r"<svg.*?</svg>", html)
     assert svg is not None and svg.group().count("<rect") == 2
     assert "<script" not in svg.group() and "&lt;warning&gt;" in html

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
+from carbonfast.bench.result import _si, versus
 from carbonfast.display import html_table, text
 
 TYPE_CHECKING = False
@@ -18,12 +19,6 @@ if TYPE_CHECKING:
 _NAME_W = 130
 _BAR_W = 220
 _ROW_H = 18
-
-
-def _si(x: float, unit: str) -> str:
-    from carbonfast.bench.result import _si
-
-    return _si(x, unit)
 
 
 def _ci(lo: float, hi: float, unit: str) -> str:
@@ -61,11 +56,7 @@ def bench_html(result: BenchResult) -> str:
     best = ranked[0] if ranked else None
     rows = []
     for v in ranked:
-        if v is best:
-            rel = "best"
-        else:
-            mark = "significant" if v.significant else "not significant"
-            rel = f"{v.ratio:.2f} ({v.ratio_ci[0]:.2f} to {v.ratio_ci[1]:.2f}), {mark}"
+        rel = "best" if v is best else versus(v.ratio, v.ratio_ci, v.significant, ".2f")
         rows.append(
             [
                 text(v.name),
